@@ -1,0 +1,95 @@
+package dev.vcmm.spi;
+
+import java.nio.ByteBuffer;
+
+/**
+ * Simulated physical memory of one memory type: the narrow interface through which the core reads and
+ * writes page tables and data, so that it can run over an off-heap segment (ffm-backend) or a plain
+ * heap array ({@link HeapPhysicalMemory}) alike.
+ *
+ * <p><b>Thread-safety:</b> implementations are thread-safe; every method may be called from any
+ * thread. Word accesses follow the access mode their prefix names (see the package documentation):
+ * a release store ({@code so*}) made by one thread is seen by an acquire load ({@code la*}) of the
+ * same word in another thread together with everything written before it. Plain accesses give no
+ * ordering. Bulk copies are plain.
+ *
+ * <p>Addresses are absolute physical addresses in {@code [base(), base() + size())}. Words are
+ * little-endian and must be naturally aligned (a 64-bit word on a multiple of 8, a 32-bit word on a
+ * multiple of 4); a misaligned or out-of-range address gets an {@link IllegalArgumentException} with
+ * the address in its message and changes nothing. After {@link #close()} every access fails with an
+ * {@link IllegalStateException}.
+ */
+public interface PhysicalMemory extends AutoCloseable {
+
+    /** @return the physical address of the first byte. */
+    long base();
+
+    /** @return the number of bytes, a multiple of 4096. */
+    long size();
+
+    /** @return the plain value of the 64-bit little-endian word at {@code pa}. */
+    long lpLong(long pa);
+
+    /** @return the value of the 64-bit word at {@code pa}, read with acquire semantics. */
+    long laLong(long pa);
+
+    /** Stores a 64-bit little-endian word at {@code pa} with no ordering. */
+    void spLong(long pa, long value);
+
+    /** Stores a 64-bit word at {@code pa} with release semantics: earlier writes become visible first. */
+    void soLong(long pa, long value);
+
+    /**
+     * Atomically sets the 64-bit word at {@code pa} to {@code update} if it equals {@code expected}.
+     *
+     * @return {@code true} if the word was updated; {@code false} if another value was found.
+     */
+    boolean casLong(long pa, long expected, long update);
+
+    /** @return the plain value of the 32-bit little-endian word at {@code pa}. */
+    int lpInt(long pa);
+
+    /** @return the value of the 32-bit word at {@code pa}, read with acquire semantics. */
+    int laInt(long pa);
+
+    /** Stores a 32-bit little-endian word at {@code pa} with no ordering. */
+    void spInt(long pa, int value);
+
+    /** Stores a 32-bit word at {@code pa} with release semantics. */
+    void soInt(long pa, int value);
+
+    /**
+     * Atomically sets the 32-bit word at {@code pa} to {@code update} if it equals {@code expected}.
+     *
+     * @return {@code true} if the word was updated; {@code false} if another value was found.
+     */
+    boolean casInt(long pa, int expected, int update);
+
+    /**
+     * Copies {@code length} bytes of {@code src} starting at {@code srcOffset} to physical memory at
+     * {@code pa}.
+     */
+    void copyIn(byte[] src, int srcOffset, long pa, int length);
+
+    /** Copies the remaining bytes of {@code src} to physical memory at {@code pa}; the buffer is consumed. */
+    void copyIn(ByteBuffer src, long pa);
+
+    /** Copies {@code length} bytes at {@code pa} into {@code dst} starting at {@code dstOffset}. */
+    void copyOut(long pa, byte[] dst, int dstOffset, int length);
+
+    /** Fills {@code dst}'s remaining bytes from physical memory at {@code pa}; the buffer is filled. */
+    void copyOut(long pa, ByteBuffer dst);
+
+    /** Sets {@code length} bytes at {@code pa} to {@code value} (plain stores). */
+    void fill(long pa, long length, byte value);
+
+    /** @return {@code true} once {@link #close()} has been called. */
+    boolean isClosed();
+
+    /**
+     * Releases the memory. Idempotent; after it every access fails with an {@link IllegalStateException}
+     * saying the memory is closed.
+     */
+    @Override
+    void close();
+}
