@@ -557,7 +557,14 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         final long[] offsets = layout.layerOffset[k];
         final int top = offsets.length - 1;
         while (layer < top) {
-            long old = (long) LONG.getAndBitwiseOr(meta, offsets[layer + 1] + ((w >>> 6) << 3), 1L << (w & 63));
+            long addr = offsets[layer + 1] + ((w >>> 6) << 3);
+            long bit = 1L << (w & 63);
+            // Already set: nothing to do. A clearer that ANDs it off after this read re-reads our word, which
+            // was set before this read, and restores the hint, so skipping the read-modify-write is safe.
+            if (((long) LONG.getVolatile(meta, addr) & bit) != 0) {
+                return;
+            }
+            long old = (long) LONG.getAndBitwiseOr(meta, addr, bit);
             if (old != 0) {
                 return; // the word above was non-zero: its own hint is set, or being set by its setter
             }
