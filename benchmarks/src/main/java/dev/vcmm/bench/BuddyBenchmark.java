@@ -23,6 +23,7 @@ import org.openjdk.jmh.infra.ThreadParams;
 
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * Issue #2: the lock-free buddy allocator against a one-lock buddy allocator and Netty's pooled allocator.
@@ -98,6 +99,7 @@ public class BuddyBenchmark {
 
         private long[] background;
         private ByteBuf[] nettyBackground;
+        private final AtomicInteger users = new AtomicInteger();
 
         @Setup(Level.Trial)
         public void setUp() {
@@ -145,8 +147,21 @@ public class BuddyBenchmark {
             }
         }
 
-        @TearDown(Level.Trial)
-        public void tearDown() {
+        /** Registers a thread-scoped state that uses the pool until its own trial teardown. */
+        void join() {
+            users.incrementAndGet();
+        }
+
+        /**
+         * The last thread-scoped state to leave frees the background and closes the allocator. JMH tears
+         * the Benchmark-scoped state down first (in whichever thread gets there first) and the threads'
+         * states after it, so the pool cannot be closed in its own {@code @TearDown}: the threads still
+         * free their live blocks and release their caches then.
+         */
+        void leave() {
+            if (users.decrementAndGet() != 0) {
+                return;
+            }
             if (netty != null) {
                 for (ByteBuf b : nettyBackground) {
                     if (b != null) {
@@ -159,6 +174,11 @@ public class BuddyBenchmark {
                 if (pa != BlockAllocator.NONE) {
                     buddy.free(pa, 0);
                 }
+            }
+            // everything was returned: a whole pool proves the run did no lost or double frees
+            var stats = buddy.stats();
+            if (stats.allocatedBytes() != 0 || stats.cachedBytes() != 0 || stats.freeBytes() != POOL_SIZE) {
+                System.err.println("WARNING " + impl + ": pool not whole after the trial: " + stats);
             }
             buddy.close();
         }
@@ -196,11 +216,17 @@ public class BuddyBenchmark {
     @State(Scope.Thread)
     public static class Worker {
 
+        @Setup(Level.Trial)
+        public void setUp(Pool pool) {
+            pool.join();
+        }
+
         @TearDown(Level.Trial)
         public void tearDown(Pool pool) {
             if (pool.lockFree != null) {
                 pool.lockFree.releaseThreadCache();
             }
+            pool.leave();
         }
     }
 
@@ -221,6 +247,7 @@ public class BuddyBenchmark {
 
         @Setup(Level.Trial)
         public void setUp(Pool pool, ThreadParams threads) {
+            pool.join();
             var rnd = new SplittableRandom(SEED + threads.getThreadIndex());
             for (int i = 0; i < MIX_LENGTH; i++) {
                 orders[i] = rnd.nextInt(MIX_MAX_ORDER + 1);
@@ -253,6 +280,7 @@ public class BuddyBenchmark {
             if (pool.lockFree != null) {
                 pool.lockFree.releaseThreadCache();
             }
+            pool.leave();
         }
     }
 
