@@ -175,6 +175,9 @@ public class BuddyBenchmark {
                     buddy.free(pa, 0);
                 }
             }
+            if (lockFree != null) {
+                lockFree.releaseThreadCache(); // the background frees above went to this thread's cache
+            }
             // everything was returned: a whole pool proves the run did no lost or double frees
             var stats = buddy.stats();
             if (stats.allocatedBytes() != 0 || stats.cachedBytes() != 0 || stats.freeBytes() != POOL_SIZE) {
