@@ -106,6 +106,9 @@ public class BuddyBenchmark {
             switch (impl) {
                 case "lockfree" -> buddy = lockFree = LockFreeBuddyAllocator.create(spec(THREAD_CACHE_CAPACITY));
                 case "lockfree-nocache" -> buddy = lockFree = LockFreeBuddyAllocator.create(spec(0));
+                // diagnostic only (pass -p impl=lockfree-cache1024): refills split a 2 MiB block, so each
+                // thread's cached 4 KiB blocks have their own 64-byte line of the allocated bitmap
+                case "lockfree-cache1024" -> buddy = lockFree = LockFreeBuddyAllocator.create(spec(1024));
                 case "locked" -> buddy = LockedBuddyAllocator.create(spec(0));
                 case "netty" -> netty = new PooledByteBufAllocator(true);
                 case "netty-cache" -> netty = new PooledByteBufAllocator(true,
