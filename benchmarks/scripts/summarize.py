@@ -22,13 +22,14 @@ def fmt(v):
         s += f" ({fails:.0f} NONE)"
     return s
 
+ORDER = ["lockfree", "lockfree-nocache", "locked", "netty", "netty-cache", "-"]
 threads = sorted({k[3] for k in rows})
 for cls in sorted({k[0] for k in rows}):
     print(f"\n### {cls} (ns/op, per thread; ± is JMH's 99.9% error)\n")
     print("| method | impl | " + " | ".join(f"-t {t}" for t in threads) + " |")
     print("|---|---|" + "---|" * len(threads))
     keys = sorted({(k[1], k[2]) for k in rows if k[0] == cls},
-                  key=lambda mi: (mi[0], ["lockfree", "lockfree-nocache", "locked", "netty", "netty-cache", "-"].index(mi[1])))
+                  key=lambda mi: (mi[0], ORDER.index(mi[1]) if mi[1] in ORDER else len(ORDER), mi[1]))
     for method, impl in keys:
         cells = [fmt(rows[(cls, method, impl, t)]) if (cls, method, impl, t) in rows else "" for t in threads]
         print(f"| {method} | {impl} | " + " | ".join(cells) + " |")
@@ -43,7 +44,7 @@ print("\n### Ratios (speed-up = other's ns/op / lockfree's ns/op; > 1 means lock
 print("| comparison | method | threads | speed-up |")
 print("|---|---|---|---|")
 for a, b in [("lockfree", "locked"), ("lockfree-nocache", "locked"), ("lockfree", "lockfree-nocache"),
-             ("lockfree", "netty"), ("lockfree", "netty-cache")]:
+             ("lockfree", "netty"), ("lockfree", "netty-cache"), ("lockfree-cache1024", "locked")]:
     for method in ["allocFree4k", "allocFreeMixed"]:
         for t in threads:
             r = ratio(method, a, b, t)
