@@ -1,0 +1,15 @@
+package dev.vcmm.pagetable;
+
+/**
+ * Why a walk failed, in the classes the Arm, x86 and RISC-V architectures share.
+ *
+ * <p><b>Thread-safety:</b> an enum, immutable.
+ */
+public enum FaultReason {
+    /** No valid entry maps the address (an invalid or reserved descriptor at some level). */
+    TRANSLATION,
+    /** A valid mapping exists but does not allow the access (write to read-only, user to privileged, fetch from no-execute). */
+    PERMISSION,
+    /** The address lies outside the format's input address space (not canonical, or above its width). */
+    ADDRESS_SIZE
+}
