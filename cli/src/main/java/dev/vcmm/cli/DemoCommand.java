@@ -37,7 +37,7 @@ final class DemoCommand implements Command {
         new Buffer("100 KiB", 100L << 10));
 
     private static final List<Variant> VARIANTS = List.of(
-        new Variant("4K pages", ChunkPolicy.PAGES_4K, PhysAllocOptions.DEFAULT),
+        new Variant("4K pages only", ChunkPolicy.PAGES_4K, PhysAllocOptions.DEFAULT),
         new Variant("VCMM " + ChunkPolicy.VCMM, ChunkPolicy.VCMM, PhysAllocOptions.DEFAULT),
         new Variant("HUGE " + ChunkPolicy.HUGE, ChunkPolicy.HUGE, PhysAllocOptions.DEFAULT),
         new Variant("VCMM contiguous", ChunkPolicy.VCMM, PhysAllocOptions.CONTIGUOUS));
@@ -65,7 +65,7 @@ final class DemoCommand implements Command {
             out.printf("backend=%s, largest block %s (maxOrder=%d)%n%n", ddr.backendName(),
                 size(BlockAllocator.orderSize(ddr.maxOrder())), ddr.maxOrder());
 
-            String row = "%-26s %-18s %13s %7s  %-22s %s%n";
+            String row = "%-20s %-18s %11s %6s  %-26s %s%n";
             out.printf(row, "policy", "buffer", "bytes", "chunks", "chunks by size", "first chunks (pa/size)");
             List<PhysMem> live = new ArrayList<>();
             for (Variant v : VARIANTS) {
@@ -103,7 +103,6 @@ final class DemoCommand implements Command {
         out.printf(row, "free", s.freeBytes(), size(s.freeBytes()));
         out.printf(row, "cached (per thread)", s.cachedBytes(), size(s.cachedBytes()));
         out.printf(row, "largest free block", s.largestFreeBlock(), size(s.largestFreeBlock()));
-        out.printf("  %-20s %17.4f%n", "fragmentation", s.fragmentation());
         StringJoiner blocks = new StringJoiner(" ");
         long[] byOrder = s.freeBlocksByOrder();
         for (int k = byOrder.length - 1; k >= 0; k--) {
@@ -147,6 +146,6 @@ final class DemoCommand implements Command {
     }
 
     private static String hex(long value) {
-        return String.format("0x%09x", value);
+        return "0x" + Long.toHexString(value);
     }
 }

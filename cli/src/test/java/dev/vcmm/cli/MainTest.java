@@ -35,7 +35,7 @@ class MainTest {
     void shouldRunTheDemoAndEndCoalesced() {
         assertEquals(0, run("demo"), err() + out());
         String out = out();
-        for (String s : new String[] {"4K pages", "VCMM 16M+1M+64K+4K", "HUGE 1G+2M+4K", "VCMM contiguous",
+        for (String s : new String[] {"4K pages only", "VCMM 16M+1M+64K+4K", "HUGE 1G+2M+4K", "VCMM contiguous",
             "1080p ARGB frame", "4K UHD ARGB frame", "3 MiB", "100 KiB", "8,294,400", "33,177,600",
             "allocator after allocating:", "allocator after freeing everything:", "largest free block",
             "OK: every block coalesced back; the largest free block is 1G again"}) {
@@ -44,7 +44,7 @@ class MainTest {
         // 2025 pages as policy chunks, whatever the backend: 7x1M + 14x64K + 9x4K
         assertTrue(out.lines().anyMatch(l -> l.startsWith("VCMM contiguous") && l.contains("1080p")
             && l.contains("7x1M 14x64K 9x4K")), out);
-        assertTrue(out.lines().anyMatch(l -> l.startsWith("4K pages") && l.contains("1080p") && l.contains(" 2025 ")
+        assertTrue(out.lines().anyMatch(l -> l.startsWith("4K pages only") && l.contains("1080p") && l.contains(" 2025 ")
             && l.contains("2025x4K")), out);
         assertEquals("", err());
     }
