@@ -39,7 +39,7 @@ public final class SimpleBuddyAllocator implements BlockAllocator {
     }
 
     /** Creates an allocator over {@code [base, base + size)} handing out blocks up to {@code maxOrder}. */
-    @SuppressWarnings("unchecked")
+    @SuppressWarnings({"unchecked", "rawtypes"})
     public SimpleBuddyAllocator(long base, long size, int maxOrder) {
         if (base < 0 || (base & (PAGE_SIZE - 1)) != 0 || size <= 0 || (size & (PAGE_SIZE - 1)) != 0) {
             throw new IllegalArgumentException("base=0x" + Long.toHexString(base) + " size=" + size
