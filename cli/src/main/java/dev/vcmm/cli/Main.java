@@ -19,6 +19,7 @@ public final class Main {
 
     static {
         register(new DemoCommand());
+        register(new PagetableCommand());
     }
 
     private Main() {

@@ -96,6 +96,35 @@ public final class PageTable implements AutoCloseable {
         return tables.bytesInUse();
     }
 
+    /** Receives the tables of a page table, see {@link #forEachTable}. */
+    @FunctionalInterface
+    public interface TableVisitor {
+        /** @param level the table's level; @param pa its physical address; @param bytes its size */
+        void table(int level, long pa, long bytes);
+    }
+
+    /**
+     * Visits every table reachable from the root, the root first, in depth-first order, as a walker would
+     * find them by reading the memory. Must not race with map or unmap.
+     */
+    public void forEachTable(TableVisitor visitor) {
+        checkOpen();
+        visit(0, root, visitor);
+    }
+
+    private void visit(int level, long table, TableVisitor visitor) {
+        visitor.table(level, table, format.tableBytes(level));
+        if (level < levels - 1) {
+            int n = 1 << format.levelBits(level);
+            for (int i = 0; i < n; i++) {
+                long raw = lp(table + (long) i * entryBytes);
+                if (raw != 0 && format.decode(level, raw, 0) instanceof Descriptor.Table t) {
+                    visit(level + 1, t.tablePa(), visitor);
+                }
+            }
+        }
+    }
+
     /** @return the hardware walk of {@code va} in this table (no permission check). */
     public WalkResult translate(long va) {
         return Walker.translate(format, memory, root, va);
