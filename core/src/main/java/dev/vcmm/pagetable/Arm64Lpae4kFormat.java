@@ -173,6 +173,21 @@ public final class Arm64Lpae4kFormat implements PageTableFormat {
     }
 
     @Override
+    public boolean isTable(int level, long raw) {
+        return level < 3 && (raw & (ARM64_PTE_VALID | ARM64_PTE_TYPE_TABLE_OR_PAGE)) == (ARM64_PTE_VALID | ARM64_PTE_TYPE_TABLE_OR_PAGE);
+    }
+
+    @Override
+    public boolean isRunEntry(int level, long raw) {
+        return (raw & ARM64_PTE_CONT) != 0 && (raw & ARM64_PTE_VALID) != 0 && !isTable(level, raw);
+    }
+
+    @Override
+    public long tableAddress(int level, long raw) {
+        return raw & ARM64_PTE_ADDR_MASK;
+    }
+
+    @Override
     public Descriptor decode(int level, long raw, long va) {
         if ((raw & ARM64_PTE_VALID) == 0) {
             return Descriptor.INVALID;

@@ -41,6 +41,7 @@ public final class PageTable implements AutoCloseable {
     private final boolean wide;
     private final LeafSize[] leaves;
     private final long minLeaf;
+    private final boolean lastLevelRuns;
     private final AtomicLong tableCount = new AtomicLong();
     private final AtomicBoolean closed = new AtomicBoolean();
 
@@ -55,6 +56,7 @@ public final class PageTable implements AutoCloseable {
         List<LeafSize> sizes = format.leafSizes();
         this.leaves = sizes.toArray(new LeafSize[0]);
         this.minLeaf = leaves[leaves.length - 1].size();
+        this.lastLevelRuns = sizes.stream().anyMatch(l -> l.isRun() && l.level() == levels - 1);
         this.root = allocTable(0);
     }
 
@@ -264,6 +266,10 @@ public final class PageTable implements AutoCloseable {
                 freeTable(fresh, level + 1); // lost the race: use the winner's table
                 raw = la(address);
             }
+            if (format.isTable(level, raw)) {
+                table = format.tableAddress(level, raw);
+                continue;
+            }
             switch (format.decode(level, raw, v)) {
                 case Descriptor.Table t -> table = t.tablePa();
                 case Descriptor.Leaf leaf -> throw alreadyMapped(v, "a " + leaf.leaf() + " leaf maps it");
@@ -279,7 +285,9 @@ public final class PageTable implements AutoCloseable {
         final int n = count * entries;
         final long span = format.entrySpan(level);
         boolean emptyTables = false;
-        for (int k = 0; k < n; k++) { // first pass: find conflicts before writing anything
+        final long firstAddress = table + (long) idx * entryBytes;
+        int k0 = wide ? memory.findNonZeroLong(firstAddress, n) : memory.findNonZeroInt(firstAddress, n);
+        for (int k = Math.max(k0, 0); k0 >= 0 && k < n; k++) { // conflicts are found before anything is written
             long raw = lp(table + (long) (idx + k) * entryBytes);
             if (raw != 0) {
                 if (level < levels - 1 && format.decode(level, raw, v + k * span) instanceof Descriptor.Table t
@@ -296,7 +304,17 @@ public final class PageTable implements AutoCloseable {
         final long leafStep = count > 1 ? format.leafEntry(leaf, p + size, 0, a) - e0 : 0;
         final boolean linear = (count <= 2 || format.leafEntry(leaf, p + (count - 1) * size, 0, a) == e0 + (count - 1) * leafStep)
             && (entries <= 2 || format.leafEntry(leaf, p, entries - 1, a) == e0 + (entries - 1) * entryStep);
-        long address = table + (long) idx * entryBytes;
+        if (linear && !emptyTables) {
+            if (entries == 1) {
+                storeRun(firstAddress, count, e0, leafStep);
+            } else {
+                for (int i = 0; i < count; i++) {
+                    storeRun(firstAddress + (long) i * entries * entryBytes, entries, e0 + i * leafStep, entryStep);
+                }
+            }
+            return;
+        }
+        long address = firstAddress;
         for (int i = 0; i < count; i++) {
             long base = e0 + i * leafStep;
             for (int j = 0; j < entries; j++, address += entryBytes) {
@@ -331,6 +349,9 @@ public final class PageTable implements AutoCloseable {
     /** Unmaps {@code [va, last]} (inclusive, unsigned) inside the span of {@code table} at {@code level}. */
     private long unmapLevel(int level, long table, long va, long last) {
         final long span = format.entrySpan(level);
+        if (level == levels - 1) {
+            return unmapLastLevel(table, va, last, span);
+        }
         long total = 0;
         long v = va;
         for (;;) {
@@ -340,13 +361,13 @@ public final class PageTable implements AutoCloseable {
             long segLast = Long.compareUnsigned(last, entryLast) < 0 ? last : entryLast;
             long raw = la(address);
             if (raw != 0) {
-                Descriptor d = format.decode(level, raw, v);
-                if (d instanceof Descriptor.Table t) {
-                    total += unmapLevel(level + 1, t.tablePa(), v, segLast);
+                if (format.isTable(level, raw)) {
+                    long next = format.tableAddress(level, raw);
+                    total += unmapLevel(level + 1, next, v, segLast);
                     if (v == entryStart && segLast == entryLast && cas(address, raw, 0)) {
-                        freeTable(t.tablePa(), level + 1); // its whole span is unmapped: give the table back
+                        freeTable(next, level + 1); // its whole span is unmapped: give the table back
                     }
-                } else if (d instanceof Descriptor.Leaf leaf) {
+                } else if (format.decode(level, raw, v) instanceof Descriptor.Leaf leaf) {
                     long leafSize = leaf.leaf().size();
                     long leafStart = v & -leafSize;
                     long leafLast = leafStart + leafSize - 1;
@@ -367,6 +388,34 @@ public final class PageTable implements AutoCloseable {
                 return total;
             }
             v = segLast + 1;
+        }
+    }
+
+    /**
+     * The last level, where every valid entry maps exactly one entry span: a run cut by either end of the
+     * range is split first, then the entries are cleared in one pass that counts what was mapped.
+     */
+    private long unmapLastLevel(long table, long va, long last, long span) {
+        splitRunAt(table, va, va, last);
+        splitRunAt(table, last, va, last);
+        int n = (int) ((last - va) / span) + 1;
+        long address = table + (long) index(va, levels - 1) * entryBytes;
+        int cleared = wide ? memory.clearLongs(address, n) : memory.clearInts(address, n);
+        return cleared * span;
+    }
+
+    /** Splits the last-level run holding {@code v}, if there is one and it sticks out of {@code [va, last]}. */
+    private void splitRunAt(long table, long v, long va, long last) {
+        int level = levels - 1;
+        long address = table + (long) index(v, level) * entryBytes;
+        long raw = la(address);
+        if (raw != 0 && lastLevelRuns && format.isRunEntry(level, raw)
+            && format.decode(level, raw, v) instanceof Descriptor.Leaf leaf && leaf.leaf().isRun()) {
+            long leafStart = v & -leaf.leaf().size();
+            long leafLast = leafStart + leaf.leaf().size() - 1;
+            if (Long.compareUnsigned(leafStart, va) < 0 || Long.compareUnsigned(leafLast, last) > 0) {
+                split(level, table, address, raw, v, leaf);
+            }
         }
     }
 
@@ -499,6 +548,14 @@ public final class PageTable implements AutoCloseable {
             memory.soLong(address, value);
         } else {
             memory.soInt(address, (int) value);
+        }
+    }
+
+    private void storeRun(long address, int count, long first, long step) {
+        if (wide) {
+            memory.spLongs(address, count, first, step);
+        } else {
+            memory.spInts(address, count, (int) first, (int) step);
         }
     }
 

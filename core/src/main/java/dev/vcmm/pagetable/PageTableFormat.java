@@ -75,6 +75,30 @@ public interface PageTableFormat {
     long leafEntry(LeafSize leaf, long leafPa, int i, Attributes attributes);
 
     /**
+     * A fast test the mapper uses on its hot path; formats override it with bit tests.
+     *
+     * @return whether {@code raw} at {@code level} is a table descriptor
+     */
+    default boolean isTable(int level, long raw) {
+        return decode(level, raw, 0) instanceof Descriptor.Table;
+    }
+
+    /** @return the next-level table address of a table descriptor ({@link #isTable} is true) */
+    default long tableAddress(int level, long raw) {
+        return ((Descriptor.Table) decode(level, raw, 0)).tablePa();
+    }
+
+    /**
+     * A fast test the mapper uses on its hot path; formats with runs override it with a bit test.
+     *
+     * @return whether {@code raw} at {@code level} is one entry of a multi-entry leaf (a contiguous run,
+     * a large page, a supersection)
+     */
+    default boolean isRunEntry(int level, long raw) {
+        return decode(level, raw, 0) instanceof Descriptor.Leaf leaf && leaf.leaf().isRun();
+    }
+
+    /**
      * Decodes an entry read at {@code level} while translating {@code va}.
      *
      * @return what the hardware would make of it; reserved encodings are {@link Descriptor.Invalid}

@@ -364,6 +364,92 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
     // ---------------------------------------------------------------- checks
 
     /** @return {@code pa - base} after checking the memory is open and the word aligned and inside. */
+    @Override
+    public void spLongs(long pa, int count, long first, long step) {
+        long off = checkWords(pa, count, Long.BYTES);
+        MemorySegment s = segment;
+        long v = first;
+        for (long end = off + ((long) count << 3); off < end; off += Long.BYTES, v += step) {
+            LONG.set(s, off, v);
+        }
+    }
+
+    @Override
+    public void spInts(long pa, int count, int first, int step) {
+        long off = checkWords(pa, count, Integer.BYTES);
+        MemorySegment s = segment;
+        int v = first;
+        for (long end = off + ((long) count << 2); off < end; off += Integer.BYTES, v += step) {
+            INT.set(s, off, v);
+        }
+    }
+
+    @Override
+    public int findNonZeroLong(long pa, int count) {
+        long off = checkWords(pa, count, Long.BYTES);
+        MemorySegment s = segment;
+        for (int i = 0; i < count; i++, off += Long.BYTES) {
+            if ((long) LONG.get(s, off) != 0) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    @Override
+    public int findNonZeroInt(long pa, int count) {
+        long off = checkWords(pa, count, Integer.BYTES);
+        MemorySegment s = segment;
+        for (int i = 0; i < count; i++, off += Integer.BYTES) {
+            if ((int) INT.get(s, off) != 0) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    @Override
+    public int clearLongs(long pa, int count) {
+        long off = checkWords(pa, count, Long.BYTES);
+        MemorySegment s = segment;
+        int nonZero = 0;
+        for (long end = off + ((long) count << 3); off < end; off += Long.BYTES) {
+            if ((long) LONG.get(s, off) != 0) {
+                nonZero++;
+                LONG.set(s, off, 0L);
+            }
+        }
+        return nonZero;
+    }
+
+    @Override
+    public int clearInts(long pa, int count) {
+        long off = checkWords(pa, count, Integer.BYTES);
+        MemorySegment s = segment;
+        int nonZero = 0;
+        for (long end = off + ((long) count << 2); off < end; off += Integer.BYTES) {
+            if ((int) INT.get(s, off) != 0) {
+                nonZero++;
+                INT.set(s, off, 0);
+            }
+        }
+        return nonZero;
+    }
+
+    /** @return the offset of {@code count} aligned words of {@code bytes} at {@code pa}, after one check. */
+    private long checkWords(long pa, int count, int bytes) {
+        if (count < 0) {
+            throw new IllegalArgumentException("count=" + count + " must not be negative");
+        }
+        long length = (long) count * bytes;
+        long off = checkRange(pa, length);
+        if ((pa & (bytes - 1)) != 0) {
+            throw new IllegalArgumentException("pa=0x" + Long.toHexString(pa) + " is not aligned to the " + bytes
+                + "-byte word accessed in physical memory '" + name + "'");
+        }
+        return off;
+    }
+
     private long checkWord(long pa, int bytes) {
         checkOpen();
         // base is 4096-aligned, so the address's alignment is the offset's (and the mapping's).
