@@ -61,9 +61,9 @@ import java.util.List;
  * PWT=1: strong uncacheable, no speculation, no combining). x86 has no memory type distinct for devices; UC
  * is what it uses for MMIO. Decoding ignores the PAT bit, since PA4-7 equal PA0-3 in the default IA32_PAT.
  *
- * <p>Limitation of the model: {@link Descriptor.Table} carries no permissions, so the walker evaluates the
- * leaf alone. That equals what the CPU does for every table this format writes (they are permissive), but
- * a restrictive intermediate entry written by someone else would be walked as if permissive.
+ * <p>Hierarchical rights (4.6): a table entry decodes to a {@link Descriptor.Table} carrying its R/W, U/S and
+ * XD, and the {@link Walker} ANDs them into the leaf's permissions, as the CPU does. The tables this format
+ * writes are permissive, so the leaf alone decides. Not modelled: CR0.WP=0, SMEP, SMAP, protection keys.
  */
 public final class X86_64Format implements PageTableFormat {
 
@@ -196,7 +196,8 @@ public final class X86_64Format implements PageTableFormat {
             return new Descriptor.Invalid("reserved bit 7 (PS) set in a PML4E");
         }
         if (level < 3 && !ps) {
-            return new Descriptor.Table(raw & X86_PTE_ADDR_MASK);
+            return new Descriptor.Table(raw & X86_PTE_ADDR_MASK, (raw & X86_PTE_RW) != 0, (raw & X86_PTE_US) != 0,
+                (raw & X86_PTE_XD) == 0); // 4.6: R/W and U/S are ANDed, XD ORed, along the walk
         }
         LeafSize leaf = switch (level) {
             case 1 -> PAGE_1G;

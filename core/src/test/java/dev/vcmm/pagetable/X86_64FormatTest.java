@@ -193,6 +193,36 @@ class X86_64FormatTest {
         }
     }
 
+    @Test
+    void shouldAndTheRightsOfTableEntriesAlongTheWalk() {
+        // the table entry decodes its R/W, U/S and XD as hierarchical limits
+        assertEquals(new Descriptor.Table(0x4000_1000L, false, false, false), F.decode(1, 0x8000_0000_4000_1001L, 0));
+        assertEquals(new Descriptor.Table(0x4000_1000L, true, true, true), F.decode(2, 0x4000_1007L, 0));
+        try (PhysicalMemory memory = HeapPhysicalMemory.create(0x4000_0000L, 1L << 20);
+             PageTable table = PageTable.create(F, memory, new TestBlockAllocator(0x4000_0000L, 1L << 20))) {
+            long va = 0x0000_0000_0020_0000L; // PML4 0, PDPT 0, PD 1, PT 0
+            table.map(va, 0x1234_5000L, 4096, Attributes.RWX.withUser(true));
+            long pdpt = walkTable(memory, table.root());
+            long pdeAddress = walkTable(memory, pdpt) + 8;
+            long pde = rawLe(memory, pdeAddress);
+            assertEquals(Attributes.RWX.withUser(true), ((WalkResult.Translation) table.translate(va)).attributes());
+            // clear R/W and U/S and set XD in the PDE by hand (as another OS could have written it)
+            memory.spLong(pdeAddress, (pde & ~0x6L) | 0x8000_0000_0000_0000L);
+            WalkResult.Translation t = (WalkResult.Translation) table.translate(va);
+            assertEquals(Attributes.RO, t.attributes(), "the leaf's rwxu limited by a read-only supervisor no-execute PDE");
+            long root = table.root();
+            assertEquals(FaultReason.PERMISSION, fault(Walker.translate(F, memory, root, va, Access.WRITE, false)));
+            assertEquals(FaultReason.PERMISSION, fault(Walker.translate(F, memory, root, va, Access.READ, true)));
+            assertEquals(FaultReason.PERMISSION, fault(Walker.translate(F, memory, root, va, Access.EXECUTE, false)));
+            assertTrue(Walker.translate(F, memory, root, va, Access.READ, false).isMapped());
+            memory.spLong(pdeAddress, pde);
+        }
+    }
+
+    private static FaultReason fault(WalkResult r) {
+        return assertInstanceOf(WalkResult.PageFault.class, r).reason();
+    }
+
     /** @return the next-level table address of the table entry at {@code pa}, checking it is a permissive table entry */
     static long walkTable(PhysicalMemory memory, long pa) {
         long raw = rawLe(memory, pa);
