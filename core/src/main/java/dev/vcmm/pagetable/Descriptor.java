@@ -19,11 +19,20 @@ public sealed interface Descriptor {
     }
 
     /**
-     * A pointer to a next-level table.
+     * A pointer to a next-level table, with the hierarchical limits it places on every leaf below it (x86
+     * R/W, U/S and XD in a PML4E, PDPTE or PDE): the walker ANDs them into the leaf's permissions.
      *
-     * @param tablePa physical address of the next-level table
+     * @param tablePa       physical address of the next-level table
+     * @param allowsWrite   {@code false} if no leaf below may be written
+     * @param allowsUser    {@code false} if no leaf below may be reached from the unprivileged level
+     * @param allowsExecute {@code false} if no leaf below may be executed
      */
-    record Table(long tablePa) implements Descriptor {
+    record Table(long tablePa, boolean allowsWrite, boolean allowsUser, boolean allowsExecute) implements Descriptor {
+
+        /** A table descriptor that limits nothing: formats without hierarchical permissions. */
+        public Table(long tablePa) {
+            this(tablePa, true, true, true);
+        }
     }
 
     /**

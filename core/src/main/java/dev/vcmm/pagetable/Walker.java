@@ -6,7 +6,8 @@ import dev.vcmm.spi.PhysicalMemory;
  * The hardware walker: translates a virtual address by reading descriptors from physical memory,
  * starting at a root table address, exactly as an MMU or SMMU would. It consults nothing but the
  * memory, the root and the format's decoder (never a mapper's bookkeeping), so it is what every test
- * believes.
+ * believes. Permissions are the leaf's, limited by what the table descriptors above it allow
+ * ({@link Descriptor.Table#allowsWrite()} and its siblings), as x86 ANDs R/W and U/S along the walk.
  *
  * <p><b>Thread-safety:</b> stateless and thread-safe. Each descriptor is read once with acquire
  * semantics, like a hardware walk's single-copy-atomic reads; a walk racing with a map or unmap of the
@@ -45,6 +46,9 @@ public final class Walker {
         }
         final int entryBytes = format.entryBytes();
         long table = root;
+        boolean allowsWrite = true; // hierarchical limits: the AND over the table descriptors walked
+        boolean allowsUser = true;
+        boolean allowsExecute = true;
         for (int level = 0; level < format.levels(); level++) {
             long index = (va >>> format.levelShift(level)) & ((1L << format.levelBits(level)) - 1);
             long address = table + index * entryBytes;
@@ -59,13 +63,23 @@ public final class Walker {
                     return new WalkResult.PageFault(va, level, FaultReason.TRANSLATION,
                         invalid.why() + String.format(" (entry 0x%x at 0x%x)", raw, address));
                 }
-                case Descriptor.Table t -> table = t.tablePa();
+                case Descriptor.Table t -> {
+                    table = t.tablePa();
+                    allowsWrite &= t.allowsWrite();
+                    allowsUser &= t.allowsUser();
+                    allowsExecute &= t.allowsExecute();
+                }
                 case Descriptor.Leaf leaf -> {
-                    if (access != null && !leaf.attributes().allows(access, fromUser)) {
-                        return new WalkResult.PageFault(va, level, FaultReason.PERMISSION,
-                            access + (fromUser ? " from user" : " from privileged") + " not allowed by " + leaf.attributes());
+                    Attributes a = leaf.attributes();
+                    if (!(allowsWrite && allowsUser && allowsExecute)) {
+                        a = new Attributes(a.read(), a.write() && allowsWrite, a.execute() && allowsExecute,
+                            a.user() && allowsUser, a.cache());
                     }
-                    return new WalkResult.Translation(va, leaf.pa(), leaf.leaf().size(), level, leaf.attributes());
+                    if (access != null && !a.allows(access, fromUser)) {
+                        return new WalkResult.PageFault(va, level, FaultReason.PERMISSION,
+                            access + (fromUser ? " from user" : " from privileged") + " not allowed by " + a);
+                    }
+                    return new WalkResult.Translation(va, leaf.pa(), leaf.leaf().size(), level, a);
                 }
             }
         }
