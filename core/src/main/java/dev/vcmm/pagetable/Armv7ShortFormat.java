@@ -6,7 +6,7 @@ import java.util.List;
  * {@code armv7-short}: the Armv7-A short-descriptor translation table format (VMSAv7, 32-bit input
  * addresses, TTBCR.N = 0 so TTBR0 covers the whole space), two levels; 4 KiB small pages, 64 KiB large
  * pages, 1 MiB sections and 16 MiB supersections. The format of the Qualcomm SMMU the original VCMM ran on
- * (and of Linux's {@code io-pgtable-arm-v7s}).
+ * (and of Linux's {@code io-pgtable-arm-v7s}, which stops at 32-bit output addresses).
  *
  * <p><b>Thread-safety:</b> immutable, a stateless codec.
  *
@@ -24,14 +24,14 @@ import java.util.List;
  * +------------------------------------------------------+---+--------+---+--+---+--+--+
  * |        level-2 table base address PA[31:10]          |IMP| Domain |SBZ|NS|PXN| 0| 1|  page table
  * +------------------------------------------------------+---+--------+---+--+---+--+--+
- *  31                     20 19 18  17 16  15 14  12 11 10  9  8     5  4  3  2  1  0
- * +-------------------------+--+--+---+--+----+-----+-----+---+--------+--+--+--+--+---+
- * | section base PA[31:20]  |NS| 0|nG | S|AP2 | TEX | AP  |IMP| Domain |XN| C| B| 1|PXN|  section (1 MiB)
- * +-------------------------+--+--+---+--+----+-----+-----+---+--------+--+--+--+--+---+
- *  31          24 23      20 19 18  17 16  15 14  12 11 10  9  8     5  4  3  2  1  0
- * +--------------+----------+--+--+---+--+----+-----+-----+---+--------+--+--+--+--+---+
+ *  31                     20 19 18  17 16  15 14  12 11 10  9  8      5  4  3  2  1  0
+ * +-------------------------+--+--+---+--+----+-----+-----+---+---------+--+--+--+--+---+
+ * | section base PA[31:20]  |NS| 0|nG | S|AP2 | TEX | AP  |IMP|  Domain |XN| C| B| 1|PXN|  section (1 MiB)
+ * +-------------------------+--+--+---+--+----+-----+-----+---+---------+--+--+--+--+---+
+ *  31          24 23      20 19 18  17 16  15 14  12 11 10  9  8      5  4  3  2  1  0
+ * +--------------+----------+--+--+---+--+----+-----+-----+---+---------+--+--+--+--+---+
  * | PA[31:24]    |PA[35:32] |NS| 1|nG | S|AP2 | TEX | AP  |IMP|PA[39:36]|XN| C| B| 1|PXN|  supersection (16 MiB)
- * +--------------+----------+--+--+---+--+----+-----+-----+---+--------+--+--+--+--+---+
+ * +--------------+----------+--+--+---+--+----+-----+-----+---+---------+--+--+--+--+---+
  *   bits[1:0] = 00: fault (translation fault); 11: reserved here (no PXN support), decoded as invalid
  *   a supersection is 16 identical entries at a 16-aligned index, each holding the supersection's base
  *
@@ -46,11 +46,11 @@ import java.util.List;
  * +-----------------------------------------+--+--+---+-----+-----+--+--+--+--+
  *   bits[1:0] = 00: fault; a large page is 16 identical entries at a 16-aligned index
  *
- * AP[2:0] (AP2:AP), SCTLR.AFE = 0, table B3-8          TEX[2:0] C B, SCTLR.TRE = 0, table B3-10
- *   000 no access        (decoded: r/w/x all denied)      000 0 1  shareable Device       DEVICE
- *   001 PL1 RW, PL0 none  written for rw-                 000 1 0  inner+outer WT, no WA  WRITE_THROUGH
- *   010 PL1 RW, PL0 RO    (decoded: r--u, see below)      001 0 0  inner+outer NC         NON_CACHEABLE
- *   011 PL1 RW, PL0 RW    written for rw-u                001 1 1  inner+outer WB, WA     WRITE_BACK
+ * AP[2:0] (AP2:AP), SCTLR.AFE = 0, table B3-8         TEX[2:0] C B, SCTLR.TRE = 0, table B3-10
+ *   000 no access         (decoded: r/w/x all denied)     000 0 1  shareable Device       DEVICE
+ *   001 PL1 RW, PL0 none  written for rw-                000 1 0  inner+outer WT, no WA  WRITE_THROUGH
+ *   010 PL1 RW, PL0 RO    (decoded: r--u, see below)     001 0 0  inner+outer NC         NON_CACHEABLE
+ *   011 PL1 RW, PL0 RW    written for rw-u               001 1 1  inner+outer WB, WA     WRITE_BACK
  *   100 reserved          (decoded: invalid)
  *   101 PL1 RO, PL0 none  written for r--
  *   110 PL1 RO, PL0 RO    deprecated (decoded: r--u)
@@ -79,7 +79,8 @@ import java.util.List;
  * length a multiple of 16 MiB); elsewhere {@link #leafEntry} refuses with an {@link AddressRangeException}
  * before anything is written, and the mapper rolls back. For the same reason a supersection above 4 GiB
  * cannot be split: a partial unmap of one fails with an {@link AddressRangeException} and leaves it mapped
- * whole. Page tables themselves must lie below 4 GiB (descriptors and TTBR0 hold 32-bit table addresses).
+ * whole (what the same call unmapped before reaching it stays unmapped, as after a failed split for want of
+ * table memory). Page tables themselves must lie below 4 GiB (descriptors and TTBR0 hold 32-bit table addresses).
  */
 public final class Armv7ShortFormat implements PageTableFormat {
 
