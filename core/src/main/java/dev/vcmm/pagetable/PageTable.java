@@ -237,6 +237,10 @@ public final class PageTable implements AutoCloseable {
                 count = Math.min(count, toBoundary / size);
             }
         }
+        // encode the batch's ends before creating tables: a leaf the format refuses (armv7-short: a pa at or
+        // above 4 GiB in anything but a supersection) then leaves no empty table behind
+        format.leafEntry(leaf, p, 0, attributes);
+        format.leafEntry(leaf, p + (count - 1) * size, 0, attributes);
         long table = walkCreate(v, level);
         writeLeaves(table, level, idx, leaf, v, p, (int) count, attributes);
         return count * size;
