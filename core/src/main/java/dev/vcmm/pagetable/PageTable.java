@@ -263,7 +263,7 @@ public final class PageTable implements AutoCloseable {
             long raw = la(address);
             if (raw == 0) {
                 long fresh = allocTable(level + 1);
-                if (cas(address, 0, format.tableEntry(level, fresh))) { // release: the zeroed table is visible first
+                if (cas(address, 0, tableEntryOrFree(level, fresh))) { // release: the zeroed table is visible first
                     table = fresh;
                     continue;
                 }
@@ -337,10 +337,12 @@ public final class PageTable implements AutoCloseable {
         }
     }
 
+    /** @return whether the table maps nothing: every entry is zero or points at a table that maps nothing */
     private boolean isEmpty(long table, int level) {
         int n = 1 << format.levelBits(level);
         for (int i = 0; i < n; i++) {
-            if (lp(table + (long) i * entryBytes) != 0) {
+            long raw = lp(table + (long) i * entryBytes);
+            if (raw != 0 && !(level < levels - 1 && format.isTable(level, raw) && isEmpty(format.tableAddress(level, raw), level + 1))) {
                 return false;
             }
         }
@@ -461,7 +463,7 @@ public final class PageTable implements AutoCloseable {
                 sp(at, i == 0 && j == 0 ? e0 : format.leafEntry(sub, leafPa + i * sub.size(), j, a));
             }
         }
-        if (!cas(address, raw, format.tableEntry(level, fresh))) { // release: the filled table is visible first
+        if (!cas(address, raw, tableEntryOrFree(level, fresh))) { // release: the filled table is visible first
             freeTable(fresh, next); // another thread split it first
         }
     }
@@ -482,6 +484,16 @@ public final class PageTable implements AutoCloseable {
         long pa = tables.alloc(format.tableBytes(level));
         tableCount.incrementAndGet();
         return pa;
+    }
+
+    /** @return the table descriptor for {@code fresh}; if the format refuses it, frees the table first */
+    private long tableEntryOrFree(int level, long fresh) {
+        try {
+            return format.tableEntry(level, fresh);
+        } catch (RuntimeException e) {
+            freeTable(fresh, level + 1);
+            throw e;
+        }
     }
 
     private void freeTable(long pa, int level) {

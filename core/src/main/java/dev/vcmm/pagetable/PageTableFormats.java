@@ -14,7 +14,7 @@ public final class PageTableFormats {
     private static final Map<String, PageTableFormat> BY_NAME = new LinkedHashMap<>();
 
     static {
-        for (PageTableFormat f : List.<PageTableFormat>of(Arm64Lpae4kFormat.INSTANCE,
+        for (PageTableFormat f : List.<PageTableFormat>of(Arm64Lpae4kFormat.INSTANCE, Armv7ShortFormat.INSTANCE,
             X86_64Format.INSTANCE, RiscvSv39Format.INSTANCE, RiscvSv48Format.INSTANCE)) {
             BY_NAME.put(f.name(), f);
         }

@@ -145,6 +145,22 @@ public abstract class PageTableConformanceTest {
     }
 
     @Test
+    void shouldMapABlockOverTablesThatPartialUnmapsLeftEmpty() {
+        LeafSize largest = f.leafSizes().getFirst();
+        long va = vaFor(largest);
+        table.map(va + largest.size() / 2, paFor(largest), minLeaf(), rw());
+        table.unmap(va + largest.size() / 2, minLeaf());
+        long withEmptyTables = table.tableCount();
+        assertTrue(withEmptyTables > 1, "a partial unmap leaves its tables");
+        table.map(va, paFor(largest), largest.size(), rw());
+        assertEquals(largest.size(), ((WalkResult.Translation) table.translate(va)).leafSize());
+        assertTrue(table.tableCount() < withEmptyTables, "the empty subtree was replaced and freed");
+        table.unmap(va, largest.size());
+        assertEquals(0, unmapAll());
+        assertEquals(1, table.tableCount());
+    }
+
+    @Test
     void shouldMapTheLargestLeafAtTheTopOfTheInputSpace() {
         LeafSize largest = f.leafSizes().getFirst();
         long top = topOfSpace();

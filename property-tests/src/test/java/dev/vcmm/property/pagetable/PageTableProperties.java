@@ -113,7 +113,7 @@ class PageTableProperties {
     record Seg(long start, long end, long pa, Attributes attributes) { }
 
     static void run(PageTableFormat format, List<Attributes> supported, List<Op> ops) {
-        MemorySpec spec = new MemorySpec("pt", 0x1_0000_0000L, 64L << 20, false, 12, 0);
+        MemorySpec spec = new MemorySpec("pt", 0x2000_0000L, 64L << 20, false, 12, 0);
         try (PhysicalMemory memory = new FfmMemoryBackend().openMemory(spec);
              LockFreeBuddyAllocator allocator = LockFreeBuddyAllocator.create(spec)) {
             PageTable table = PageTable.create(format, memory, allocator);
@@ -161,7 +161,7 @@ class PageTableProperties {
                     model.put(va, new Seg(va, va + length, pa, a));
                 } catch (AlreadyMappedException e) {
                     if (!overlaps) {
-                        throw new AssertionError("map refused a free range: " + trace, e);
+                        throw new AssertionError("map refused a free range (" + e.getMessage() + ") after " + trace, e);
                     }
                 }
                 return new long[] {va, va + length};
