@@ -226,7 +226,8 @@ public final class PageTable implements AutoCloseable {
         long size = leaf.size();
         int idx = index(v, level);
         int tableEntries = 1 << format.levelBits(level);
-        long count = Math.min(rem / size, (tableEntries - idx) / leaf.entries());
+        int sizeShift = Long.numberOfTrailingZeros(size); // sizes are powers of two: shift, never divide
+        long count = Math.min(rem >>> sizeShift, (tableEntries - idx) >>> Integer.numberOfTrailingZeros(leaf.entries()));
         for (LeafSize bigger : leaves) {
             long b = bigger.size();
             if (b <= size) {
@@ -234,7 +235,7 @@ public final class PageTable implements AutoCloseable {
             }
             long toBoundary = (-v) & (b - 1);
             if (((v ^ p) & (b - 1)) == 0 && toBoundary != 0 && rem - toBoundary >= b) {
-                count = Math.min(count, toBoundary / size);
+                count = Math.min(count, toBoundary >>> sizeShift);
             }
         }
         // encode the batch's ends before creating tables: a leaf the format refuses (armv7-short: a pa at or
@@ -404,7 +405,7 @@ public final class PageTable implements AutoCloseable {
     private long unmapLastLevel(long table, long va, long last, long span) {
         splitRunAt(table, va, va, last);
         splitRunAt(table, last, va, last);
-        int n = (int) ((last - va) / span) + 1;
+        int n = (int) ((last - va) >>> Long.numberOfTrailingZeros(span)) + 1;
         long address = table + (long) index(va, levels - 1) * entryBytes;
         int cleared = wide ? memory.clearLongs(address, n) : memory.clearInts(address, n);
         return cleared * span;
