@@ -36,13 +36,32 @@ public record AllocatorStats(long totalBytes, long freeBytes, long cachedBytes, 
     }
 
     /**
-     * External fragmentation: {@code 1 - largestFreeBlock / freeBytes}, 0 when all free memory is one
-     * block (or none is free) and approaching 1 when it is scattered in small blocks.
+     * Linux's "unusable free space index" for {@code order}: the share of free bytes that sits in blocks
+     * too small to serve a request of that order, {@code (free - free in blocks >= order) / free}.
      *
-     * @return a figure in {@code [0, 1)}
+     * @return a figure in {@code [0, 1]}; 0 when nothing is free
+     */
+    public double unusableFreeIndex(int order) {
+        if (freeBytes == 0) {
+            return 0.0;
+        }
+        long usable = 0;
+        for (int k = Math.max(0, order); k < freeBlocksByOrder.length; k++) {
+            usable += freeBytesOfOrder(k);
+        }
+        return (double) (freeBytes - usable) / (double) freeBytes;
+    }
+
+    /**
+     * External fragmentation: the {@link #unusableFreeIndex(int) unusable free space index} at the largest
+     * order, i.e. the share of free bytes that is not in blocks of the largest size. 0 when all free memory
+     * is in largest blocks, approaching 1 when it is scattered in small ones. (A pool whose size is not a
+     * multiple of the largest block starts above 0: its tail can never form a largest block.)
+     *
+     * @return a figure in {@code [0, 1]}
      */
     public double fragmentation() {
-        return freeBytes == 0 ? 0.0 : 1.0 - (double) largestFreeBlock / (double) freeBytes;
+        return unusableFreeIndex(freeBlocksByOrder.length - 1);
     }
 
     @Override

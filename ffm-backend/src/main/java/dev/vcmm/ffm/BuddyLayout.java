@@ -1,0 +1,116 @@
+package dev.vcmm.ffm;
+
+import dev.vcmm.spi.BlockAllocator;
+
+/**
+ * Geometry and off-heap metadata layout of a {@link LockFreeBuddyAllocator}: where every bitmap word of
+ * every order lives in the metadata segment. Computed once; immutable.
+ *
+ * <p><b>Thread-safety:</b> immutable, safe to share.
+ *
+ * <h2>Indexing</h2>
+ * Block {@code i} of order {@code k} covers {@code [origin + (i << (12 + k)), origin + ((i + 1) << (12 + k)))},
+ * where {@code origin} is the pool's base rounded down to twice the largest block. Because the origin is
+ * aligned to a block of order {@code maxOrder + 1}, the buddy of block {@code i} is block {@code i ^ 1} and
+ * both always sit in the same 64-bit word: this is what lets one compare-and-set decide a merge.
+ * Blocks that stick out of {@code [base, base + size)} exist in the index space but are never free.
+ *
+ * <h2>Metadata segment</h2>
+ * <pre>
+ *  0          64         ...  960        1024          1088
+ *  +----------+----------+-----+----------+-------------+----------------------------------------
+ *  | transit  | transit  | ... | transit  | drain epoch | order 0 | order 1 | ... | order maxOrder
+ *  | stripe 0 | stripe 1 |     | stripe 15|             |         |         |     |
+ *  +----------+----------+-----+----------+-------------+----------------------------------------
+ *  every header word has its own 64-byte cache line: threads moving blocks touch only their stripe
+ *
+ *  order k region (each array starts on a 64-byte line):
+ *  +----------------------------+-----------------+-----------------+-----+----------------------------+
+ *  | FREE bitmap (layer 0)      | hint layer 1    | hint layer 2    | ... | ALLOCATED bitmap           |
+ *  | bit i: block (k, i) free   | bit j: word j of| bit j: word j of|     | bit i: block (k, i) handed |
+ *  | in the shared pool         | layer 0 may be  | layer 1 may be  |     | out with order k           |
+ *  | words(k) longs             | non-zero        | non-zero        |     | words(k) longs             |
+ *  +----------------------------+-----------------+-----------------+-----+----------------------------+
+ *                                 ceil(words/64)    ...until one word
+ * </pre>
+ * A 64 GiB pool with 4 KiB..1 GiB orders needs about 4 MiB of metadata for the free bitmaps, as much
+ * again for the allocated bitmaps, and 1/64 of that for hints: {@code ~ size / 4096 / 2} bytes in all.
+ */
+final class BuddyLayout {
+
+    static final int CACHE_LINE = 64;
+    /** Stripes of the in-transit counter, each on its own cache line, picked by thread id. */
+    static final int TRANSIT_STRIPES = 16;
+    static final long IN_TRANSIT_OFFSET = 0;
+    static final long DRAIN_EPOCH_OFFSET = TRANSIT_STRIPES * CACHE_LINE;
+    static final int HEADER_LENGTH = (TRANSIT_STRIPES + 1) * CACHE_LINE;
+
+    final long base;
+    final long end;
+    final long origin;
+    final int maxOrder;
+    /** layerOffset[k][layer]: byte offset of the layer's first word; layer 0 is the free bitmap. */
+    final long[][] layerOffset;
+    /** allocOffset[k]: byte offset of the allocated bitmap of order k. */
+    final long[] allocOffset;
+    /** words[k]: number of 64-bit words in the free (and allocated) bitmap of order k. */
+    final long[] words;
+    final long totalBytes;
+
+    BuddyLayout(long base, long size, int requestedMaxOrder) {
+        this.base = base;
+        this.end = base + size;
+        int fit = 63 - Long.numberOfLeadingZeros(size >>> BlockAllocator.PAGE_SHIFT);
+        this.maxOrder = Math.min(requestedMaxOrder, fit);
+        this.origin = base & -(2L << (BlockAllocator.PAGE_SHIFT + maxOrder));
+        this.layerOffset = new long[maxOrder + 1][];
+        this.allocOffset = new long[maxOrder + 1];
+        this.words = new long[maxOrder + 1];
+        long offset = HEADER_LENGTH;
+        for (int k = 0; k <= maxOrder; k++) {
+            int shift = BlockAllocator.PAGE_SHIFT + k;
+            long blocks = ((end - origin) + (1L << shift) - 1) >>> shift;
+            long w = (blocks + 63) >>> 6;
+            words[k] = w;
+            int layers = 1;
+            for (long n = w; n > 1; n = (n + 63) >>> 6) {
+                layers++;
+            }
+            long[] offsets = new long[layers];
+            long n = w;
+            for (int layer = 0; layer < layers; layer++) {
+                offsets[layer] = offset;
+                offset = alignLine(offset + n * Long.BYTES);
+                n = (n + 63) >>> 6;
+            }
+            layerOffset[k] = offsets;
+            allocOffset[k] = offset;
+            offset = alignLine(offset + w * Long.BYTES);
+        }
+        this.totalBytes = offset;
+    }
+
+    private static long alignLine(long offset) {
+        return (offset + CACHE_LINE - 1) & -CACHE_LINE;
+    }
+
+    /** @return the index of the order-{@code k} block starting at {@code pa}. */
+    long index(long pa, int k) {
+        return (pa - origin) >>> (BlockAllocator.PAGE_SHIFT + k);
+    }
+
+    /** @return the physical address of block {@code index} of order {@code k}. */
+    long address(long index, int k) {
+        return origin + (index << (BlockAllocator.PAGE_SHIFT + k));
+    }
+
+    /** @return the byte offset of the free-bitmap word holding block {@code index} of order {@code k}. */
+    long freeWord(int k, long index) {
+        return layerOffset[k][0] + ((index >>> 6) << 3);
+    }
+
+    /** @return the byte offset of the allocated-bitmap word holding block {@code index} of order {@code k}. */
+    long allocWord(int k, long index) {
+        return allocOffset[k] + ((index >>> 6) << 3);
+    }
+}

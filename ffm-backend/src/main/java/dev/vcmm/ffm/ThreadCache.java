@@ -1,0 +1,55 @@
+package dev.vcmm.ffm;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+
+/**
+ * One thread's cache of free small blocks (a "magazine" per order, as Linux's per-CPU page lists and
+ * Netty's thread caches keep): LIFO stacks of physical addresses, so that a hot alloc/free pair touches
+ * no shared word of the free bitmaps.
+ *
+ * <p><b>Thread-safety:</b> owned by one thread. Only the owner reads or writes the stacks, except after
+ * the owner has terminated ({@link Thread#isAlive()} returning {@code false} happens-after everything the
+ * owner did) when exactly one reclaimer, the one that removed the cache from the allocator's registry,
+ * drains it. {@link #cachedBytes()} may be read by any thread: the owner publishes it with a release
+ * store and readers use an acquire load, so a reader sees a value the owner once had.
+ */
+final class ThreadCache {
+
+    private static final VarHandle CACHED_BYTES;
+
+    static {
+        try {
+            CACHED_BYTES = MethodHandles.lookup().findVarHandle(ThreadCache.class, "cachedBytes", long.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
+
+    final Thread owner;
+    final long[][] stacks;
+    final int[] counts;
+    final int capacity;
+    /** The allocator's drain epoch this cache last obeyed; owner-only. */
+    long seenEpoch;
+    @SuppressWarnings("unused") // accessed through CACHED_BYTES
+    private long cachedBytes;
+
+    ThreadCache(Thread owner, int orders, int capacity, long epoch) {
+        this.owner = owner;
+        this.capacity = capacity;
+        this.stacks = new long[orders][capacity];
+        this.counts = new int[orders];
+        this.seenEpoch = epoch;
+    }
+
+    /** Owner only: adds {@code delta} to the published byte count (a release store: plain on x86). */
+    void addCachedBytes(long delta) {
+        CACHED_BYTES.setRelease(this, (long) CACHED_BYTES.get(this) + delta);
+    }
+
+    /** @return the bytes this cache holds, as last published by its owner (acquire load). */
+    long cachedBytes() {
+        return (long) CACHED_BYTES.getAcquire(this);
+    }
+}

@@ -1,0 +1,256 @@
+package dev.vcmm.ffm;
+
+import dev.vcmm.spi.AllocatorStats;
+import dev.vcmm.spi.BlockAllocator;
+import dev.vcmm.spi.MemorySpec;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+
+import static dev.vcmm.spi.BlockAllocator.NONE;
+import static dev.vcmm.spi.BlockAllocator.orderSize;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** What the lock-free buddy adds to the {@link BlockAllocator} contract: caches, geometry, races. */
+class LockFreeBuddyAllocatorTest {
+
+    private static final long MIB = 1L << 20;
+    private static final long GIB = 1L << 30;
+
+    private static LockFreeBuddyAllocator create(long base, long size, int maxOrder, int cache) {
+        return LockFreeBuddyAllocator.create(new MemorySpec("t", base, size, false, maxOrder, cache));
+    }
+
+    @Test
+    void shouldBoundMaxOrderByThePool() {
+        try (LockFreeBuddyAllocator a = create(0, 12 * 4096, 18, 0)) {
+            assertEquals(3, a.maxOrder());
+            assertEquals(12 * 4096, a.stats().freeBytes());
+        }
+    }
+
+    @Test
+    void shouldManage64GiBWithSmallMetadata() {
+        long base = 0x8000_0000L;
+        try (LockFreeBuddyAllocator a = create(base, 64 * GIB, 18, 0)) {
+            assertTrue(a.metadataBytes() < 12 * MIB, () -> "metadata " + a.metadataBytes());
+            AllocatorStats s = a.stats();
+            assertEquals(64, s.freeBlocksByOrder()[18]);
+            assertTrue(a.allocAt(base + 64 * GIB - 4096, 0), "last page");
+            long first = a.alloc(0);
+            assertEquals(base + 64 * GIB - 8192, first, "best fit: the free buddy of the last page, not a split of a 1 GiB block");
+            assertEquals(base, a.alloc(18), "address order among equals: the lowest 1 GiB block");
+            a.free(base, 18);
+            a.free(base + 64 * GIB - 4096, 0);
+            a.free(first, 0);
+            assertEquals(64, a.stats().freeBlocksByOrder()[18]);
+        }
+    }
+
+    @Test
+    void shouldParkSmallBlocksInTheThreadCacheAndReturnThemOnRelease() {
+        try (LockFreeBuddyAllocator a = create(0, 4 * MIB, 9, 16)) {
+            long p = a.alloc(0);
+            AllocatorStats s = a.stats();
+            assertEquals(4096, s.allocatedBytes());
+            assertEquals(7 * 4096, s.cachedBytes(), "refilled half the cache (8 blocks) from one 32 KiB block");
+            a.free(p, 0);
+            assertEquals(8 * 4096, a.stats().cachedBytes());
+            a.releaseThreadCache();
+            AllocatorStats after = a.stats();
+            assertEquals(0, after.cachedBytes());
+            assertEquals(4 * MIB, after.freeBytes());
+            assertEquals(2, after.freeBlocksByOrder()[9]);
+        }
+    }
+
+    @Test
+    void shouldDetectDoubleFreeOfACachedBlock() {
+        try (LockFreeBuddyAllocator a = create(0, 4 * MIB, 9, 16)) {
+            long p = a.alloc(1);
+            a.free(p, 1);
+            long cachedBefore = a.stats().cachedBytes();
+            assertThrows(IllegalStateException.class, () -> a.free(p, 1));
+            assertEquals(cachedBefore, a.stats().cachedBytes(), "nothing pushed twice");
+        }
+    }
+
+    @Test
+    void shouldReclaimTheCacheOfATerminatedThread() throws Exception {
+        try (LockFreeBuddyAllocator a = create(0, 4 * MIB, 9, 16)) {
+            Thread t = Thread.ofPlatform().start(() -> {
+                long p = a.alloc(0);
+                a.free(p, 0);
+            });
+            t.join();
+            assertEquals(8 * 4096, a.stats().cachedBytes());
+            a.releaseThreadCache();
+            assertEquals(4 * MIB, a.stats().freeBytes());
+        }
+    }
+
+    @Test
+    void shouldAskLiveThreadsToDrainWhenThePoolRunsDry() throws Exception {
+        try (LockFreeBuddyAllocator a = create(0, 64 * 4096, 6, 16)) {
+            CountDownLatch cached = new CountDownLatch(1);
+            CountDownLatch poked = new CountDownLatch(1);
+            CountDownLatch drained = new CountDownLatch(1);
+            AtomicReference<Throwable> failure = new AtomicReference<>();
+            Thread holder = Thread.ofPlatform().start(() -> {
+                try {
+                    long p = a.alloc(0);
+                    a.free(p, 0); // 8 blocks parked here
+                    cached.countDown();
+                    poked.await();
+                    long q = a.alloc(0); // obeys the drain request first
+                    a.free(q, 0);
+                    drained.countDown();
+                } catch (Throwable e) {
+                    failure.set(e);
+                }
+            });
+            cached.await();
+            assertEquals(8 * 4096, a.stats().cachedBytes());
+            assertEquals(NONE, a.alloc(6), "the whole pool is not free while blocks are parked in another cache");
+            poked.countDown();
+            drained.await();
+            holder.join();
+            assertNull(failure.get());
+            a.releaseThreadCache();
+            assertEquals(0, a.alloc(6), "after the drain the pool is whole again");
+        }
+    }
+
+    @Test
+    void shouldFindABlockParkedInTheCallersOwnCacheForAllocAt() {
+        try (LockFreeBuddyAllocator a = create(0, 4 * MIB, 9, 16)) {
+            long p = a.alloc(0);
+            a.free(p, 0);
+            assertTrue(a.allocAt(0, 3), "flushes the own cache and retries");
+            a.free(0, 3);
+        }
+    }
+
+    @Test
+    void shouldKeepBuddiesInOneWordForAnUnalignedBase() {
+        BuddyLayout layout = new BuddyLayout(0x8000_3000L, 5 * MIB, 9);
+        assertEquals(0, layout.origin & (4 * MIB - 1));
+        for (int k = 0; k <= 9; k++) {
+            long i = layout.index(0x8000_3000L, k);
+            assertEquals(layout.freeWord(k, i), layout.freeWord(k, i ^ 1), "order " + k);
+        }
+    }
+
+    @Test
+    void shouldLetExactlyOneOfTwoRacingFreesOfOneBlockSucceed() throws Exception {
+        try (LockFreeBuddyAllocator a = create(0, 4 * MIB, 9, 0)) {
+            for (int round = 0; round < 200; round++) {
+                long p = a.alloc(round % 4);
+                int order = round % 4;
+                CyclicBarrier start = new CyclicBarrier(2);
+                AtomicInteger ok = new AtomicInteger();
+                AtomicInteger refused = new AtomicInteger();
+                Runnable r = () -> {
+                    try {
+                        start.await();
+                        a.free(p, order);
+                        ok.incrementAndGet();
+                    } catch (IllegalStateException e) {
+                        refused.incrementAndGet();
+                    } catch (Exception e) {
+                        throw new AssertionError(e);
+                    }
+                };
+                Thread t1 = Thread.ofPlatform().start(r);
+                Thread t2 = Thread.ofPlatform().start(r);
+                t1.join();
+                t2.join();
+                assertEquals(1, ok.get());
+                assertEquals(1, refused.get());
+            }
+            assertEquals(4 * MIB, a.stats().freeBytes());
+        }
+    }
+
+    @Test
+    void shouldFailRacingOperationsCleanlyWhenClosed() throws Exception {
+        LockFreeBuddyAllocator a = create(0, 64 * MIB, 12, 8);
+        AtomicReference<Throwable> unexpected = new AtomicReference<>();
+        CountDownLatch running = new CountDownLatch(2);
+        List<Thread> threads = new ArrayList<>();
+        for (int t = 0; t < 2; t++) {
+            threads.add(Thread.ofPlatform().start(() -> {
+                running.countDown();
+                try {
+                    for (long i = 0; ; i++) {
+                        long p = a.alloc((int) (i % 6));
+                        if (p != NONE) {
+                            a.free(p, (int) (i % 6));
+                        }
+                    }
+                } catch (IllegalStateException expected) {
+                    // the allocator closed under us: the documented outcome
+                } catch (Throwable e) {
+                    unexpected.set(e);
+                }
+            }));
+        }
+        running.await();
+        Thread.sleep(20);
+        a.close();
+        for (Thread t : threads) {
+            t.join();
+        }
+        assertNull(unexpected.get());
+        assertTrue(a.isClosed());
+    }
+
+    @Test
+    void shouldRecoverEveryMaxBlockAfterAFragmentingRun() {
+        try (LockFreeBuddyAllocator a = create(0, 16 * MIB, 10, 0)) {
+            List<long[]> live = new ArrayList<>();
+            java.util.Random rnd = new java.util.Random(7);
+            for (int i = 0; i < 5000; i++) {
+                if (!live.isEmpty() && rnd.nextInt(3) == 0) {
+                    long[] b = live.remove(rnd.nextInt(live.size()));
+                    a.free(b[0], (int) b[1]);
+                } else {
+                    int order = rnd.nextInt(8);
+                    long p = a.alloc(order);
+                    if (p != NONE) {
+                        live.add(new long[] {p, order});
+                    }
+                }
+            }
+            assertTrue(a.stats().fragmentation() > 0.0);
+            for (long[] b : live) {
+                a.free(b[0], (int) b[1]);
+            }
+            for (int i = 0; i < 4; i++) {
+                assertNotEquals(NONE, a.alloc(10));
+            }
+            assertEquals(NONE, a.alloc(0));
+            assertFalse(a.allocAt(0, 0));
+        }
+    }
+
+    @Test
+    void shouldDescribeItself() {
+        try (LockFreeBuddyAllocator a = create(0x1000_0000L, 4 * MIB, 9, 4)) {
+            assertTrue(a.toString().contains("0x10000000"), a.toString());
+            assertEquals(4, a.threadCacheCapacity());
+            assertEquals("t", a.name());
+            assertEquals(orderSize(9), a.stats().largestFreeBlock());
+        }
+    }
+}
