@@ -73,12 +73,80 @@ class BuddyAllocatorProperties {
         System.out.printf("BuddyAllocatorProperties %s %s cache=%d seed=%d examples=%d (replay: -Dvcmm.seed=%d)%n",
             kind, shape, cacheCapacity, seed, examples, seed);
         java.util.Map<String, Long> coverage = new java.util.TreeMap<>();
-        qt().withFixedSeed(seed)
-            .withExamples(examples)
-            .withShrinkCycles(400)
-            .forAll(operations(shape.maxOrder()))
-            .checkAssert(ops -> new Run(kind, shape, cacheCapacity, seed, coverage).execute(ops));
+        java.util.concurrent.atomic.AtomicReference<List<Op>> shortestFailure = new java.util.concurrent.atomic.AtomicReference<>();
+        try {
+            qt().withFixedSeed(seed)
+                .withExamples(examples)
+                .withShrinkCycles(100)
+                .forAll(operations(shape.maxOrder()))
+                .checkAssert(ops -> {
+                    Run run = new Run(kind, shape, cacheCapacity, seed, coverage);
+                    try {
+                        run.execute(ops);
+                    } catch (AssertionError e) {
+                        List<Op> failing = run.failedAtStep > 0 ? ops.subList(0, run.failedAtStep) : ops;
+                        shortestFailure.accumulateAndGet(List.copyOf(failing), (x, y) -> x == null || y.size() < x.size() ? y : x);
+                        throw e;
+                    }
+                });
+        } catch (AssertionError qtFailure) {
+            throw minimized(kind, shape, cacheCapacity, seed, shortestFailure.get(), qtFailure);
+        }
         System.out.println("  coverage " + coverage);
+    }
+
+    /**
+     * QuickTheories shrinks the values inside a list far better than the list's length, so on failure the
+     * shortest failing list it saw (cut after the failing step) is reduced further by delta debugging:
+     * drop chunks of operations while the rest still fails. Index-based operations keep any sublist
+     * meaningful.
+     */
+    private static AssertionError minimized(AllocatorKind kind, Shape shape, int cacheCapacity, long seed, List<Op> failing,
+                                            AssertionError qtFailure) {
+        if (failing == null) {
+            return qtFailure;
+        }
+        java.util.function.Function<List<Op>, AssertionError> runIt = ops -> {
+            try {
+                new Run(kind, shape, cacheCapacity, seed, new java.util.HashMap<>()).execute(ops);
+                return null;
+            } catch (AssertionError e) {
+                return e;
+            }
+        };
+        long deadline = System.nanoTime() + 30_000_000_000L;
+        List<Op> cur = new ArrayList<>(failing);
+        int chunk = Math.max(1, cur.size() / 2);
+        while (System.nanoTime() < deadline) {
+            boolean removed = false;
+            for (int i = 0; i + chunk <= cur.size() && System.nanoTime() < deadline; ) {
+                List<Op> candidate = new ArrayList<>(cur.subList(0, i));
+                candidate.addAll(cur.subList(i + chunk, cur.size()));
+                if (runIt.apply(candidate) != null) {
+                    cur = candidate;
+                    removed = true;
+                } else {
+                    i += chunk;
+                }
+            }
+            if (!removed) {
+                if (chunk == 1) {
+                    break;
+                }
+                chunk = Math.max(1, chunk / 2);
+            }
+        }
+        AssertionError minimal = runIt.apply(cur);
+        String qt = qtFailure.getMessage();
+        if (qt != null && qt.length() > 4000) {
+            qt = qt.substring(0, 4000) + "\n  ...";
+        }
+        AssertionError e = new AssertionError("minimal failing sequence (" + cur.size() + " ops, delta-debugged from "
+            + failing.size() + "; seed=" + seed + ", replay with -Dvcmm.seed=" + seed + "):\n  "
+            + cur.stream().map(Op::toString).collect(Collectors.joining("\n  "))
+            + "\nfails with:\n" + (minimal == null ? "(flaky: the minimal sequence passed on rerun)" : minimal.getMessage())
+            + "\n\nQuickTheories report:\n" + qt, qtFailure);
+        return e;
     }
 
     // ------------------------------------------------------------------------------------------ operations
@@ -149,8 +217,8 @@ class BuddyAllocatorProperties {
             Pair.of(2, Generate.constant((Op) new Op.Stats()))));
         return lists().of(op).ofSizes(Generate.range(1, 5000, 1))
             .describedAs(ops -> ops.size() + " ops:\n" + IntStream.range(0, ops.size())
-                .limit(2000).mapToObj(i -> "  #" + i + " " + ops.get(i)).collect(Collectors.joining("\n"))
-                + (ops.size() > 2000 ? "\n  ..." : ""));
+                .limit(200).mapToObj(i -> "  #" + i + " " + ops.get(i)).collect(Collectors.joining("\n"))
+                + (ops.size() > 200 ? "\n  ..." : ""));
     }
 
     // ------------------------------------------------------------------------------------------ execution
@@ -168,6 +236,9 @@ class BuddyAllocatorProperties {
         private AllocatorStats last;
         private final java.util.Map<String, Long> coverage;
         private int step;
+        /** The 1-based step that failed, 0 if the failure came after the operations (or none). */
+        int failedAtStep;
+        private boolean ending;
 
         Run(AllocatorKind kind, Shape shape, int cacheCapacity, long seed, java.util.Map<String, Long> coverage) {
             this.coverage = coverage;
@@ -505,6 +576,7 @@ class BuddyAllocatorProperties {
         }
 
         private void drainAndCheckCoalesced() {
+            ending = true;
             step++;
             log("-- end: free all " + m.liveCount() + " live blocks");
             while (m.liveCount() > 0) {
@@ -560,6 +632,9 @@ class BuddyAllocatorProperties {
         }
 
         private AssertionError fail(String message, Throwable cause) {
+            if (failedAtStep == 0 && step > 0 && m != null && !ending) {
+                failedAtStep = step;
+            }
             if (cause instanceof AssertionError ae && ae.getMessage() != null && ae.getMessage().contains("\nseed=")) {
                 return ae;
             }
