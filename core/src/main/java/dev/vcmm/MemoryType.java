@@ -215,7 +215,8 @@ public final class MemoryType implements AutoCloseable {
      * Gives a physical allocation's chunks back to the allocator.
      *
      * @throws IllegalArgumentException if {@code pm} came from another memory type (a foreign handle)
-     * @throws IllegalStateException    if {@code pm} was already freed, or this memory type is closed
+     * @throws IllegalStateException    if {@code pm} was already freed, still backs a reservation, or this memory
+     *                                  type is closed
      */
     public void physFree(PhysMem pm) {
         Objects.requireNonNull(pm, "pm");
@@ -224,9 +225,7 @@ public final class MemoryType implements AutoCloseable {
             throw new IllegalArgumentException("foreign handle: " + pm + " belongs to memoryType="
                 + pm.memoryType().name() + ", not to memoryType=" + name());
         }
-        if (!pm.markFreed()) {
-            throw new IllegalStateException("already freed: " + pm);
-        }
+        pm.markFreed();
         RuntimeException failure = giveBack(pm.blocks());
         if (failure != null) {
             throw failure;

@@ -5,14 +5,14 @@ import dev.vcmm.spi.MemorySpec;
 
 import java.util.Arrays;
 import java.util.List;
-import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * A physical allocation: chunks {@code (pa, order)} taken from one {@link MemoryType} by
  * {@link MemoryType#physAlloc(long, ChunkPolicy, PhysAllocOptions)}, in the order they cover the
  * buffer (byte {@code 0} of the buffer is the first byte of the first chunk).
  *
- * <p><b>Thread-safety:</b> immutable apart from its freed flag; every method may be called from any
+ * <p><b>Thread-safety:</b> immutable apart from its state (backing count, freed); every method may be called from any
  * thread. {@link #free()} is atomic: of concurrent calls exactly one frees the chunks and the others
  * get an {@link IllegalStateException}. Reading the chunks of a freed allocation is allowed (they
  * describe memory that is no longer the caller's).
@@ -67,7 +67,8 @@ public final class PhysMem {
     private final boolean contiguous;
     /** What the allocator handed out and takes back: usually {@link #chunks}, one larger block if untrimmed. */
     private final List<Chunk> blocks;
-    private final AtomicBoolean freed = new AtomicBoolean();
+    /** -1: freed; n >= 0: the number of reservations it backs (a freed allocation backs nothing). */
+    private final AtomicInteger state = new AtomicInteger();
 
     PhysMem(MemoryType memoryType, long requestedLength, ChunkPolicy policy, PhysAllocOptions options,
             List<Chunk> chunks, List<Chunk> blocks) {
@@ -155,7 +156,7 @@ public final class PhysMem {
 
     /** @return {@code true} once the allocation has been freed. */
     public boolean isFreed() {
-        return freed.get();
+        return state.get() < 0;
     }
 
     /**
@@ -172,9 +173,45 @@ public final class PhysMem {
         return blocks;
     }
 
-    /** @return {@code true} if this call marked the allocation freed, {@code false} if it already was. */
-    boolean markFreed() {
-        return freed.compareAndSet(false, true);
+    /**
+     * Marks the allocation freed if it backs nothing.
+     *
+     * @throws IllegalStateException if it was already freed, or still backs a reservation (the RFC's -EBUSY)
+     */
+    void markFreed() {
+        for (int s = state.get(); ; s = state.get()) {
+            if (s < 0) {
+                throw new IllegalStateException("already freed: " + this);
+            }
+            if (s > 0) {
+                throw new IllegalStateException("busy: " + this + " still backs " + s + " reservation(s); unback them first");
+            }
+            if (state.compareAndSet(0, -1)) {
+                return;
+            }
+        }
+    }
+
+    /** Counts one more reservation backed by this allocation. @throws IllegalStateException if it was freed */
+    void acquireBacking() {
+        for (int s = state.get(); ; s = state.get()) {
+            if (s < 0) {
+                throw new IllegalStateException("use after free: " + this + " was freed");
+            }
+            if (state.compareAndSet(s, s + 1)) {
+                return;
+            }
+        }
+    }
+
+    /** Counts one reservation fewer. */
+    void releaseBacking() {
+        state.decrementAndGet();
+    }
+
+    /** @return how many reservations this allocation backs now. */
+    public int backingCount() {
+        return Math.max(0, state.get());
     }
 
     /** @return e.g. {@code PhysMem[ddr 17M+68K as 1x16M+1x1M+1x64K+1x4K, scattered, first pa=0x80000000]}. */
@@ -198,7 +235,7 @@ public final class PhysMem {
         if (!chunks.isEmpty()) {
             sb.append(", first pa=").append(Sizes.hex(chunks.getFirst().pa()));
         }
-        if (freed.get()) {
+        if (state.get() < 0) {
             sb.append(", freed");
         }
         return sb.append(']').toString();

@@ -11,5 +11,10 @@ public enum FaultReason {
     /** A valid mapping exists but does not allow the access (write to read-only, user to privileged, fetch from no-execute). */
     PERMISSION,
     /** The address lies outside the format's input address space (not canonical, or above its width). */
-    ADDRESS_SIZE
+    ADDRESS_SIZE,
+    /**
+     * The translation reaches secure memory but the device is not secure: raised by the system's security
+     * controller (a TrustZone address space controller) after the walk, not by the page tables.
+     */
+    SECURE
 }

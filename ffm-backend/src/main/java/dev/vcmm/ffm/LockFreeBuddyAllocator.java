@@ -83,7 +83,10 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     public static final int CACHE_MAX_ORDER = 3;
 
     /** How many times a failing search re-scans while split or merge chains are in transit. */
-    private static final int TRANSIT_RETRIES = 64;
+    private static final int TRANSIT_RETRIES = 128;
+
+    /** Of those, how many spin before the search starts yielding the processor. */
+    private static final int SPIN_RETRIES = 32;
 
     private static final VarHandle LONG = ValueLayout.JAVA_LONG.varHandle();
 
@@ -363,42 +366,59 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
 
     /**
      * Takes a block of {@code order} from the shared pool, splitting a larger one if needed, re-scanning up
-     * to {@code retries} times while split or merge chains are in transit.
+     * to {@code retries} times while split or merge chains are in transit. A thread announces a chain on
+     * its stripe of the in-transit counter <em>before</em> the compare-and-set that takes the block out of
+     * the bitmaps, so a search that finds nothing and then sees no chain announced saw every free block.
      */
     private long takeShared(int order, int retries) {
         for (int attempt = 0; ; attempt++) {
-            for (int j = order; j <= maxOrder; j++) {
-                long index = claimAny(j);
-                if (index >= 0) {
-                    if (j > order) {
-                        index = splitDown(j, index, order, -1);
+            long index = claimAny(order);
+            if (index >= 0) {
+                return layout.address(index, order);
+            }
+            if (order < maxOrder) {
+                long stripe = transitStripe();
+                LONG.getAndAdd(meta, stripe, 1L);
+                try {
+                    for (int j = order + 1; j <= maxOrder; j++) {
+                        index = claimAny(j);
+                        if (index >= 0) {
+                            return layout.address(splitDown(j, index, order, -1), order);
+                        }
                     }
-                    return layout.address(index, order);
+                } finally {
+                    LONG.getAndAdd(meta, stripe, -1L);
                 }
             }
             if (attempt >= retries || !anyInTransit()) {
                 return NONE;
             }
+            backOff(attempt);
+        }
+    }
+
+    /** Spins first, then yields, so that a descheduled thread carrying a block in transit gets to run. */
+    private static void backOff(int attempt) {
+        if (attempt < SPIN_RETRIES) {
             Thread.onSpinWait();
+        } else {
+            Thread.yield();
         }
     }
 
     /**
      * Splits the claimed block {@code (from, index)} down to order {@code to}, publishing the halves not
      * kept. With {@code targetIndex < 0} it keeps the lowest part; otherwise the part containing block
-     * {@code targetIndex} of order {@code to}.
+     * {@code targetIndex} of order {@code to}. The caller has announced the chain.
      *
      * @return the index at order {@code to} of the part kept
      */
     private long splitDown(int from, long index, int to, long targetIndex) {
-        long stripe = transitStripe();
-        LONG.getAndAdd(meta, stripe, 1L);
         for (int m = from - 1; m >= to; m--) {
             long keep = targetIndex < 0 ? index << 1 : targetIndex >>> (m - to);
             publishFree(m, keep ^ 1); // its buddy is ours, so it cannot merge: just set the bit
             index = keep;
         }
-        LONG.getAndAdd(meta, stripe, -1L);
         return index;
     }
 
@@ -421,19 +441,25 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     private boolean takeAt(long pa, int order) {
         long target = layout.index(pa, order);
         for (int attempt = 0; ; attempt++) {
-            for (int j = order; j <= maxOrder; j++) {
-                long ancestor = target >>> (j - order);
-                if (claim(j, ancestor)) {
-                    if (j > order) {
-                        splitDown(j, ancestor, order, target);
+            long stripe = transitStripe();
+            LONG.getAndAdd(meta, stripe, 1L); // announced before a claim, as in takeShared
+            try {
+                for (int j = order; j <= maxOrder; j++) {
+                    long ancestor = target >>> (j - order);
+                    if (claim(j, ancestor)) {
+                        if (j > order) {
+                            splitDown(j, ancestor, order, target);
+                        }
+                        return true;
                     }
-                    return true;
                 }
+            } finally {
+                LONG.getAndAdd(meta, stripe, -1L);
             }
             if (attempt >= TRANSIT_RETRIES || !anyInTransit()) {
                 return false;
             }
-            Thread.onSpinWait();
+            backOff(attempt);
         }
     }
 
@@ -525,14 +551,14 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                 throw new IllegalStateException(corrupt("block already free", k, index));
             }
             if (k < maxOrder && (v & buddyBit) != 0) {
+                if (stripe < 0) { // announce the merge chain before the buddy leaves the bitmap
+                    stripe = transitStripe();
+                    LONG.getAndAdd(meta, stripe, 1L);
+                }
                 long nv = v & ~buddyBit;
                 if (LONG.compareAndSet(meta, addr, v, nv)) { // linearization: the buddy is ours, merge
                     if (nv == 0) {
                         clearHint(k, 0, index >>> 6);
-                    }
-                    if (stripe < 0) {
-                        stripe = transitStripe();
-                        LONG.getAndAdd(meta, stripe, 1L);
                     }
                     k++;
                     index >>>= 1;
