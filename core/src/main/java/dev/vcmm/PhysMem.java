@@ -184,7 +184,7 @@ public final class PhysMem {
                 throw new IllegalStateException("already freed: " + this);
             }
             if (s > 0) {
-                throw new IllegalStateException("busy: " + this + " still backs " + s + " reservation(s); unback them first");
+                throw new VcmmBusyException("busy: " + this + " still backs " + s + " reservation(s); unback them first");
             }
             if (state.compareAndSet(0, -1)) {
                 return;
