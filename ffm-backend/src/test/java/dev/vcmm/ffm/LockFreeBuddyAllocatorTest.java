@@ -260,14 +260,15 @@ class LockFreeBuddyAllocatorTest {
         assertEquals(0, LockFreeBuddyAllocator.cacheCapacities(0, 18, GIB).length, "caching off");
         assertArrayEquals(new int[] {16, 16, 16, 16}, LockFreeBuddyAllocator.cacheCapacities(16, 9, 4 * MIB),
             "a small pool caches only the small orders");
-        int[] big = LockFreeBuddyAllocator.cacheCapacities(64, 18, GIB);
-        assertArrayEquals(new int[] {64, 64, 64, 64, 32, 16, 8, 4, 2}, big, "halving per order within 1/64 of 1 GiB");
+        int[] big = LockFreeBuddyAllocator.cacheCapacities(64, 18, 256 * MIB);
+        assertArrayEquals(new int[] {64, 64, 64, 64, 32, 16}, big, "halving per order while within 1/64 of 256 MiB (4 MiB)");
         long parked = 0;
         for (int k = 4; k < big.length; k++) {
             parked += big[k] * orderSize(k);
         }
-        assertTrue(parked <= GIB / LockFreeBuddyAllocator.CACHE_POOL_SHARE);
-        assertEquals(10, LockFreeBuddyAllocator.cacheCapacities(64, 18, 64 * GIB).length, "up to 2 MiB in a large pool");
+        assertTrue(parked <= 256 * MIB / LockFreeBuddyAllocator.CACHE_POOL_SHARE);
+        assertArrayEquals(new int[] {64, 64, 64, 64, 32, 16, 8, 4, 2, 2}, LockFreeBuddyAllocator.cacheCapacities(64, 18, GIB),
+            "up to 2 MiB (14 MiB parked at most) in a 1 GiB pool");
         assertEquals(2, LockFreeBuddyAllocator.cacheCapacities(64, 1, GIB).length, "bounded by maxOrder");
     }
 
