@@ -31,8 +31,9 @@ public final class Device {
     private final PageTableFormat format;
     private final boolean secure;
     final List<Association> associations = new CopyOnWriteArrayList<>();
-    /** The associations whose tables are programmed, by slot; written under the graph lock. */
-    private final Association[] slots = new Association[2];
+    /** The associations whose tables are programmed, by slot; written under the graph lock, read by anyone. */
+    private volatile Association low;
+    private volatile Association high;
 
     Device(Vcmm vcmm, String name, DeviceKind kind, PageTableFormat format, boolean secure) {
         this.vcmm = vcmm;
@@ -82,12 +83,16 @@ public final class Device {
         return slot(HIGH);
     }
 
-    synchronized Association slot(int i) {
-        return slots[i];
+    Association slot(int i) {
+        return i == LOW ? low : high;
     }
 
-    synchronized void program(int i, Association a) {
-        slots[i] = a;
+    void program(int i, Association a) {
+        if (i == LOW) {
+            low = a;
+        } else {
+            high = a;
+        }
     }
 
     /** @return the slot an address goes through: the top bit of the format's input address selects high */
