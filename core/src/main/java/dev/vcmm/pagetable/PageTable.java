@@ -43,6 +43,9 @@ public final class PageTable implements AutoCloseable {
     private final long minLeaf;
     private final boolean lastLevelRuns;
     private final AtomicLong tableCount = new AtomicLong();
+    private final AtomicLong generation = new AtomicLong();
+    private final int lastTableShift;
+    private volatile WalkHint hint;
     private final AtomicBoolean closed = new AtomicBoolean();
 
     private PageTable(PageTableFormat format, PhysicalMemory memory, BlockAllocator allocator) {
@@ -57,6 +60,7 @@ public final class PageTable implements AutoCloseable {
         this.leaves = sizes.toArray(new LeafSize[0]);
         this.minLeaf = leaves[leaves.length - 1].size();
         this.lastLevelRuns = sizes.stream().anyMatch(l -> l.isRun() && l.level() == levels - 1);
+        this.lastTableShift = format.levelShift(levels - 1) + format.levelBits(levels - 1);
         this.root = allocTable(0);
     }
 
@@ -188,7 +192,15 @@ public final class PageTable implements AutoCloseable {
     }
 
     private long unmapChecked(long va, long length) {
-        long n = unmapLevel(0, root, va, va + length - 1);
+        long last = va + length - 1;
+        long n;
+        WalkHint h = hint;
+        if (h != null && h.key() == (va >>> lastTableShift) && h.key() == (last >>> lastTableShift)
+            && h.generation() == generation.get()) {
+            n = unmapLastLevel(h.table(), va, last, format.entrySpan(levels - 1)); // the walk cache hit
+        } else {
+            n = unmapLevel(0, root, va, last);
+        }
         VarHandle.releaseFence();
         return n;
     }
@@ -242,7 +254,7 @@ public final class PageTable implements AutoCloseable {
         // above 4 GiB in anything but a supersection) then leaves no empty table behind
         format.leafEntry(leaf, p, 0, attributes);
         format.leafEntry(leaf, p + (count - 1) * size, 0, attributes);
-        long table = walkCreate(v, level);
+        long table = level == levels - 1 ? lastLevelTable(v) : walkCreate(v, level);
         writeLeaves(table, level, idx, leaf, v, p, (int) count, attributes);
         return count * size;
     }
@@ -254,6 +266,28 @@ public final class PageTable implements AutoCloseable {
             }
         }
         throw new AssertionError("no leaf fits; checked alignment to the smallest leaf before");
+    }
+
+    /**
+     * The walk cache: the last-level table of the span most recently walked, valid while no table has been
+     * freed since (every free bumps {@link #generation} before the memory goes back). Tables only disappear
+     * by being freed, so a hint whose generation is current names a live table; concurrent callers on
+     * disjoint ranges cannot free a table another caller is using (its span would overlap their range).
+     */
+    private record WalkHint(long key, long table, long generation) {
+    }
+
+    /** @return the last-level table holding {@code v}, from the walk cache or by walking (and creating) */
+    private long lastLevelTable(long v) {
+        long key = v >>> lastTableShift;
+        WalkHint h = hint;
+        if (h != null && h.key() == key && h.generation() == generation.get()) {
+            return h.table();
+        }
+        long gen = generation.get(); // read before the walk: a free during it makes the new hint stale at once
+        long table = walkCreate(v, levels - 1);
+        hint = new WalkHint(key, table, gen);
+        return table;
     }
 
     /** @return the table at {@code targetLevel} that holds {@code v}, creating the tables on the way. */
@@ -498,6 +532,7 @@ public final class PageTable implements AutoCloseable {
     }
 
     private void freeTable(long pa, int level) {
+        generation.incrementAndGet(); // invalidates the walk cache before the memory can be reused
         tables.free(pa, format.tableBytes(level));
         tableCount.decrementAndGet();
     }
