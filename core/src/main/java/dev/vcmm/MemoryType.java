@@ -358,6 +358,16 @@ public final class MemoryType implements AutoCloseable {
     }
 
     /** Frees {@code blocks} in reverse order, carrying on past failures. @return the first failure, or null. */
+    /** Gives back the blocks of an allocation already marked freed (an orphan whose last backing went). */
+    void giveBackFreed(PhysMem pm) {
+        if (!closed.get()) {
+            RuntimeException failure = giveBack(pm.blocks());
+            if (failure != null) {
+                throw failure;
+            }
+        }
+    }
+
     private RuntimeException giveBack(List<Chunk> blocks) {
         RuntimeException failure = null;
         for (int i = blocks.size() - 1; i >= 0; i--) {

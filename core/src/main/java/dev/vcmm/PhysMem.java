@@ -173,6 +173,10 @@ public final class PhysMem {
         return blocks;
     }
 
+    /** State bit: the owner let go while the allocation still backed reservations; the last unback frees it. */
+    private static final int ORPHAN = 1 << 30;
+    private static final int COUNT = ORPHAN - 1;
+
     /**
      * Marks the allocation freed if it backs nothing.
      *
@@ -183,10 +187,30 @@ public final class PhysMem {
             if (s < 0) {
                 throw new IllegalStateException("already freed: " + this);
             }
-            if (s > 0) {
-                throw new VcmmBusyException("busy: " + this + " still backs " + s + " reservation(s); unback them first");
+            if ((s & COUNT) > 0) {
+                throw new VcmmBusyException("busy: " + this + " still backs " + (s & COUNT) + " reservation(s); unback them first");
             }
-            if (state.compareAndSet(0, -1)) {
+            if (state.compareAndSet(s, -1)) {
+                return;
+            }
+        }
+    }
+
+    /**
+     * The owner lets go (a {@link Client} is released): frees the allocation now if it backs nothing, or
+     * else marks it so that the unback of its last reservation frees it. Already freed: nothing to do.
+     */
+    void freeOrOrphan() {
+        for (int s = state.get(); ; s = state.get()) {
+            if (s < 0 || (s & ORPHAN) != 0) {
+                return;
+            }
+            if ((s & COUNT) == 0) {
+                if (state.compareAndSet(s, -1)) {
+                    memoryType.giveBackFreed(this);
+                    return;
+                }
+            } else if (state.compareAndSet(s, s | ORPHAN)) {
                 return;
             }
         }
@@ -204,14 +228,24 @@ public final class PhysMem {
         }
     }
 
-    /** Counts one reservation fewer. */
+    /** Counts one reservation fewer; the last one frees an orphaned allocation. */
     void releaseBacking() {
-        state.decrementAndGet();
+        for (int s = state.get(); ; s = state.get()) {
+            if ((s & COUNT) == 1 && (s & ORPHAN) != 0) {
+                if (state.compareAndSet(s, -1)) {
+                    memoryType.giveBackFreed(this);
+                    return;
+                }
+            } else if (state.compareAndSet(s, s - 1)) {
+                return;
+            }
+        }
     }
 
     /** @return how many reservations this allocation backs now. */
     public int backingCount() {
-        return Math.max(0, state.get());
+        int s = state.get();
+        return s < 0 ? 0 : s & COUNT;
     }
 
     /** @return e.g. {@code PhysMem[ddr 17M+68K as 1x16M+1x1M+1x64K+1x4K, scattered, first pa=0x80000000]}. */

@@ -126,6 +126,15 @@ public final class Vcmm implements AutoCloseable {
         return null;
     }
 
+    /**
+     * Opens a client: an owner whose VCMs, reservations, allocations and associations are all given back
+     * when it is closed or becomes unreachable.
+     */
+    public Client client(String name) {
+        checkOpen();
+        return new Client(this, name);
+    }
+
     // ---------------------------------------------------------------------------------------------
     // devices
 
