@@ -79,7 +79,7 @@ import static org.quicktheories.generators.SourceDSL.lists;
  * </ul>
  * At the end everything is torn down and every memory type, page tables included, has 0 allocated bytes.
  *
- * <p><b>Replay:</b> the seed is printed; rerun with {@code -Dvcmm.seed=N}. 30 sequences by default, 100x with
+ * <p><b>Replay:</b> the seed is printed; rerun with {@code -Dvcmm.seed=N}. 100 sequences by default, 100x with
  * {@code -Dvcmm.long=true}.
  */
 class VcmmProperties {
@@ -160,10 +160,14 @@ class VcmmProperties {
 
         record PhysFree(int pm) implements Op { }
 
-        /** fit: pick among the allocations long enough (one-to-one: the one holding the reservation's address). */
+        /**
+         * fit: pick an unbacked reservation and, among the allocations long enough and of a fitting security, one
+         * to back it with (one-to-one: the allocation holding the reservation's address).
+         */
         record Back(int res, int pm, long page, boolean fit) implements Op { }
 
-        record Unback(int res) implements Op { }
+        /** fit: pick among the backed reservations. */
+        record Unback(int res, boolean fit) implements Op { }
 
         record Unreserve(int res) implements Op { }
     }
@@ -175,11 +179,20 @@ class VcmmProperties {
     @Test
     void shouldAgreeWithTheModelAfterEveryStep() {
         long seed = Long.getLong("vcmm.seed", System.nanoTime());
-        int examples = longRun() ? 3000 : 30;
+        int examples = longRun() ? 10_000 : 100;
         System.out.printf("VcmmProperties seed=%d examples=%d (replay: -Dvcmm.seed=%d)%n", seed, examples, seed);
+        STATS.clear();
         qt().withFixedSeed(seed).withExamples(examples).withShrinkCycles(100)
             .forAll(operations())
             .checkAssert(ops -> new World(ops).run());
+        System.out.println("VcmmProperties outcomes: " + new TreeMap<>(STATS));
+    }
+
+    /** Outcome counts (e.g. {@code Back ok}, {@code Back IllegalArgumentException}), to see what the runs exercised. */
+    static final Map<String, Integer> STATS = new java.util.concurrent.ConcurrentHashMap<>();
+
+    static void count(String what) {
+        STATS.merge(what, 1, Integer::sum);
     }
 
     static Gen<int[]> ints(int n) {
@@ -206,17 +219,18 @@ class VcmmProperties {
         Gen<Op> reserve = ints(4).map(a -> new Op.Reserve(a[0], pages(a[1]), ALIGNS[a[2] % ALIGNS.length], a[3] % ATTRIBUTES.length));
         Gen<Op> reserveAt = ints(5).map(a -> new Op.ReserveAt(a[0], a[1] % 3 == 0 ? a[1] : a[1] % 64, pages(a[2]), a[3] % ATTRIBUTES.length,
             a[4] % 2 == 0, a[4] / 2));
-        Gen<Op> physAlloc = ints(4).map(a -> new Op.PhysAlloc(DATA_TYPES[a[0] % 5 < 3 ? 0 : a[0] % 5 - 2], pages(a[1]) * PAGE - (a[1] % 3 == 0 ? 100 : 0),
+        Gen<Op> physAlloc = ints(4).map(a -> new Op.PhysAlloc(DATA_TYPES[a[0] % 5 < 3 ? 0 : a[0] % 5 - 2],
+            (a[1] < 6000 ? 16 + a[1] % 240 : pages(a[1])) * PAGE - (a[1] % 3 == 0 ? 100 : 0),
             POLICIES[a[2] % POLICIES.length], a[3] % 4 == 0));
         Gen<Op> physFree = ints(1).map(a -> new Op.PhysFree(a[0]));
         Gen<Op> back = ints(4).map(a -> new Op.Back(a[0], a[1], a[2] % 5 == 0 ? a[2] % 700 : 0, a[3] % 4 != 0));
-        Gen<Op> unback = ints(1).map(a -> new Op.Unback(a[0]));
+        Gen<Op> unback = ints(2).map(a -> new Op.Unback(a[0], a[1] % 4 != 0));
         Gen<Op> unreserve = ints(1).map(a -> new Op.Unreserve(a[0]));
         Gen<Op> op = Generate.frequency(List.of(
-            Pair.of(4, createVcm), Pair.of(2, createOne), Pair.of(1, createCpu), Pair.of(1, cloneVcm), Pair.of(3, freeVcm),
+            Pair.of(3, createVcm), Pair.of(2, createOne), Pair.of(1, createCpu), Pair.of(1, cloneVcm), Pair.of(3, freeVcm),
             Pair.of(7, assoc), Pair.of(6, activate), Pair.of(3, deactivate), Pair.of(3, deassoc),
             Pair.of(8, reserve), Pair.of(5, reserveAt), Pair.of(7, physAlloc), Pair.of(3, physFree),
-            Pair.of(12, back), Pair.of(5, unback), Pair.of(4, unreserve)));
+            Pair.of(16, back), Pair.of(5, unback), Pair.of(4, unreserve)));
         return lists().of(op).ofSizeBetween(1, longRun() ? 120 : 60);
     }
 
@@ -467,6 +481,7 @@ class VcmmProperties {
                 } catch (RuntimeException e) {
                     for (Class<? extends RuntimeException> c : refusals) {
                         if (c.isInstance(e)) {
+                            count(trace.getLast().replaceAll("\\[.*", "") + " " + e.getClass().getSimpleName());
                             trace.set(trace.size() - 1, trace.getLast() + " -> refused: " + e.getClass().getSimpleName());
                             return null;
                         }
@@ -477,6 +492,7 @@ class VcmmProperties {
                 if (!refusals.isEmpty() && !maySucceed) {
                     fail("should have been refused with one of " + names() + " but returned " + result + where());
                 }
+                count(trace.getLast().replaceAll("\\[.*", "") + " ok");
                 return result;
             }
 
@@ -724,7 +740,8 @@ class VcmmProperties {
                 }
                 case Op.Back b -> back(b);
                 case Op.Unback u -> {
-                    MRes r = pick(reservations, deadReservations, u.res());
+                    List<MRes> backed = reservations.stream().filter(x -> x.pm != null).toList();
+                    MRes r = u.fit() && !backed.isEmpty() ? backed.get(u.res() % backed.size()) : pick(reservations, deadReservations, u.res());
                     if (r == null) {
                         return;
                     }
@@ -813,7 +830,8 @@ class VcmmProperties {
         }
 
         void back(Op.Back b) {
-            MRes r = pick(reservations, deadReservations, b.res());
+            List<MRes> unbacked = reservations.stream().filter(x -> x.pm == null).toList();
+            MRes r = b.fit() && !unbacked.isEmpty() ? unbacked.get(b.res() % unbacked.size()) : pick(reservations, deadReservations, b.res());
             if (r == null) {
                 return;
             }
@@ -838,7 +856,8 @@ class VcmmProperties {
                     m = pick(pms, deadPms, b.pm());
                 }
             } else if (b.fit()) {
-                List<MPm> longEnough = pms.stream().filter(p -> p.pm.length() >= r.length).toList();
+                List<MPm> longEnough = pms.stream().filter(p -> p.pm.length() >= r.length
+                    && (r.attributes.secure() || !p.pm.memoryType().isSecure())).toList();
                 m = longEnough.isEmpty() ? pick(pms, deadPms, b.pm()) : longEnough.get(b.pm() % longEnough.size());
                 if (m != null && m.pm.length() >= r.length) {
                     offset = offset % (m.pm.length() - r.length + PAGE);
@@ -954,7 +973,9 @@ class VcmmProperties {
                 samples.add(r.address + r.length - 1);
                 samples.add(r.address - 1);
                 samples.add(r.address + r.length);
-                samples.add(r.address + rnd.nextLong(r.length));
+                for (int i = r.pm == null ? 1 : 4; i > 0; i--) {
+                    samples.add(r.address + rnd.nextLong(r.length));
+                }
             }
             for (Device d : devices) {
                 for (long a : samples) {
@@ -997,6 +1018,7 @@ class VcmmProperties {
             MAssoc as = slots.get(d)[slotFor(d, a)];
             MRes r = as == null || (d.format() != null && !d.format().isValidVa(a)) ? null : as.vcm.at(a);
             WalkResult got = vcmm.translate(d, a);
+            count(r == null || r.pm == null ? "translate: fault" : "translate: mapped");
             if (r == null || r.pm == null) {
                 assertInstanceOf(WalkResult.PageFault.class, got,
                     () -> String.format("%s translates 0x%x to %s; the model has no mapping (%s)%s", d, a, got, r == null ? "no reservation" : r.r, where()));
