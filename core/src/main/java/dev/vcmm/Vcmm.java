@@ -223,6 +223,8 @@ public final class Vcmm implements AutoCloseable {
     /**
      * Creates the CPU's VCM (the original VCMM's pre-built VMM space): a virtual VCM associated with the
      * CPU device and active.
+     *
+     * @throws VcmmBusyException if the CPU already has an active association; nothing is created
      */
     public Vcm createCpuVcm(Device cpu, long start, long length) {
         checkDevice(cpu);
@@ -230,7 +232,24 @@ public final class Vcmm implements AutoCloseable {
             throw new IllegalArgumentException("device=" + cpu.name() + " is " + cpu.kind() + ", not a CPU");
         }
         Vcm vcm = createVcm(start, length);
-        assoc(vcm, cpu, AssociationMode.WHOLE).activate();
+        try {
+            assoc(vcm, cpu, AssociationMode.WHOLE).activate();
+        } catch (RuntimeException e) {
+            // a refused call changes nothing: drop the inactive association (and its table) and the VCM
+            for (Association a : vcm.associations()) {
+                try {
+                    a.deassoc();
+                } catch (RuntimeException undo) {
+                    e.addSuppressed(undo);
+                }
+            }
+            try {
+                free(vcm);
+            } catch (RuntimeException undo) {
+                e.addSuppressed(undo);
+            }
+            throw e;
+        }
         return vcm;
     }
 
