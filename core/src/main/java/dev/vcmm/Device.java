@@ -18,7 +18,9 @@ import java.util.concurrent.CopyOnWriteArrayList;
  *
  * <p><b>Thread-safety:</b> thread-safe. {@link #translate} may run in any number of threads, concurrently
  * with backing and unbacking (it sees each page-table entry either before or after a change). The slots
- * change only under the {@link Vcmm}'s graph lock and are published with volatile writes.
+ * change only under the {@link Vcmm}'s graph lock and are published with volatile writes. As with real
+ * hardware, a walk must not race with the deassociation that frees the table it walks: deactivate first
+ * (new walks then fault), let walks in flight finish, then deassociate.
  */
 public final class Device {
 
