@@ -163,6 +163,14 @@ public final class Vcmm implements AutoCloseable {
      * @throws IllegalArgumentException if the name is taken or the format does not fit the kind
      */
     public Device device(String name, DeviceKind kind, PageTableFormat format, boolean secure) {
+        return device(name, kind, format, secure, DeviceOptions.DEFAULT);
+    }
+
+    /**
+     * Creates a device with an IOTLB of the given geometry. @see #device(String, DeviceKind, PageTableFormat, boolean)
+     */
+    public Device device(String name, DeviceKind kind, PageTableFormat format, boolean secure, DeviceOptions options) {
+        Objects.requireNonNull(options, "options");
         Objects.requireNonNull(name, "name");
         Objects.requireNonNull(kind, "kind");
         if ((kind == DeviceKind.ONE_TO_ONE) != (format == null)) {
@@ -175,7 +183,7 @@ public final class Vcmm implements AutoCloseable {
             if (devices.containsKey(name)) {
                 throw new IllegalArgumentException("device=" + name + " exists already");
             }
-            Device d = new Device(this, name, kind, format, secure);
+            Device d = new Device(this, name, kind, format, secure, options);
             devices.put(name, d);
             return d;
         } finally {
@@ -460,6 +468,7 @@ public final class Vcmm implements AutoCloseable {
                 for (PageTable t : done) {
                     t.unmap(r.address(), r.length());
                 }
+                DeviceDma.invalidate(vcm, r.address(), r.length()); // a DMA may have cached the short-lived mapping
                 if (counted) {
                     memory.releaseBacking();
                 }
@@ -534,6 +543,7 @@ public final class Vcmm implements AutoCloseable {
             for (PageTable t : vcm.tables.values()) {
                 t.unmap(r.address(), r.length());
             }
+            DeviceDma.invalidate(vcm, r.address(), r.length()); // after the PTEs are gone, before the memory is released
             unregister(r, b.memory());
             b.memory().releaseBacking();
             r.backing.set(null);
@@ -779,6 +789,7 @@ public final class Vcmm implements AutoCloseable {
                 return;
             }
             Device d = a.device();
+            d.dma.checkNotCrashed();
             for (int slot : a.slots()) {
                 Association current = d.slot(slot);
                 if (current != null) {
@@ -808,6 +819,7 @@ public final class Vcmm implements AutoCloseable {
                 }
             }
             a.setActive(false);
+            d.dma.deactivated(); // after the slots are cleared: flush the whole IOTLB
         } finally {
             graph.unlock();
         }
