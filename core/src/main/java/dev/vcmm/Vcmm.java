@@ -126,6 +126,12 @@ public final class Vcmm implements AutoCloseable {
         return null;
     }
 
+    /** @return a snapshot of every memory type's, VCM's and device's statistics (printable) */
+    public VcmmStats stats() {
+        checkOpen();
+        return VcmmStats.of(this);
+    }
+
     /**
      * Opens a client: an owner whose VCMs, reservations, allocations and associations are all given back
      * when it is closed or becomes unreachable.

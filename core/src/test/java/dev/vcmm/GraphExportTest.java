@@ -30,4 +30,34 @@ class GraphExportTest {
             assertEquals(1, dot.split("label=\"from\"", -1).length - 1, "one physical allocation");
         }
     }
+
+    @Test
+    void shouldSnapshotAndPrintStatistics() {
+        try (Vcmm vcmm = Vcmm.builder().memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(64L << 20)).build()) {
+            Device gpu = vcmm.device("gpu", Arm64Lpae4kFormat.INSTANCE);
+            Vcm vcm = vcmm.createVcm(0x1000_0000L, 16L << 20);
+            vcmm.assoc(vcm, gpu).activate();
+            PhysMem pm = vcmm.physAlloc("ddr", 1 << 20, ChunkPolicy.VCMM);
+            Reservation r = vcm.reserve(1 << 20, ReservationAttributes.RW).back(pm);
+            vcm.reserve(4096, ReservationAttributes.RO);
+            byte[] buf = new byte[4096];
+            gpu.read(r.address(), buf, 0, buf.length);
+            gpu.read(r.address(), buf, 0, buf.length);
+            VcmmStats s = vcmm.stats();
+            assertEquals(1, s.memoryTypes().size());
+            assertTrue(s.memoryTypes().getFirst().allocator().allocatedBytes() >= (1 << 20));
+            VcmmStats.VcmStats v = s.vcms().getFirst();
+            assertEquals(2, v.reservations());
+            assertEquals((1 << 20) + 4096, v.reservedBytes());
+            assertEquals(1 << 20, v.backedBytes());
+            assertEquals(1, v.activeAssociations());
+            assertTrue(v.tableBytesByFormat().get("arm64-4k") >= 4096);
+            DeviceStats d = s.devices().getFirst();
+            assertEquals(8192, d.bytesRead());
+            assertEquals(1, d.iotlb().misses());
+            assertEquals(1, d.iotlb().hits());
+            String text = s.toString();
+            assertTrue(text.contains("memory type") && text.contains("gpu") && text.contains("arm64-4k="), text);
+        }
+    }
 }
