@@ -197,6 +197,16 @@ public final class Vcmm implements AutoCloseable {
         }
     }
 
+    /**
+     * Installs a fault handler on a device (the original VCMM's hook); {@code null} removes it.
+     *
+     * @see Device#hook(FaultHandler)
+     */
+    public void hook(Device device, FaultHandler handler) {
+        checkDevice(device);
+        device.hook(handler);
+    }
+
     /** @return the device called {@code name}. @throws IllegalArgumentException if there is none */
     public Device device(String name) {
         Device d = devices.get(name);
