@@ -65,6 +65,7 @@ public final class HeapPhysicalMemory implements PhysicalMemory {
     private final String name;
     private final long base;
     private final long size;
+    private final PhysicalRange range;
     private final AtomicReferenceArray<long[]> pages;
 
     /** Written once, false to true, by CAS in {@link #close()}; read volatile at every entry. */
@@ -75,6 +76,7 @@ public final class HeapPhysicalMemory implements PhysicalMemory {
         this.name = name;
         this.base = base;
         this.size = size;
+        this.range = new PhysicalRange(name, base, size);
         this.pages = new AtomicReferenceArray<>((int) ((size + PAGE_MASK) >>> PAGE_SHIFT));
     }
 
@@ -390,29 +392,13 @@ public final class HeapPhysicalMemory implements PhysicalMemory {
     /** @return {@code pa - base} after checking the memory is open and the word aligned and inside. */
     private long checkWord(long pa, int bytes) {
         checkOpen();
-        if ((pa & (bytes - 1)) != 0) {
-            throw new IllegalArgumentException("pa=0x" + Long.toHexString(pa) + " is not aligned to the " + bytes
-                + "-byte word accessed in physical memory '" + name + "'");
-        }
-        if (pa < base || pa - base > size - bytes) {
-            throw outOfRange(pa, bytes);
-        }
-        return pa - base;
+        return range.word(pa, bytes);
     }
 
     /** @return {@code pa - base} after checking the memory is open and {@code [pa, pa + length)} inside. */
     private long checkRange(long pa, long length) {
         checkOpen();
-        if (length < 0 || pa < base || pa - base > size - length) {
-            throw outOfRange(pa, length);
-        }
-        return pa - base;
-    }
-
-    private IllegalArgumentException outOfRange(long pa, long length) {
-        return new IllegalArgumentException("pa=0x" + Long.toHexString(pa) + " length=" + length
-            + " is outside physical memory '" + name + "' [base=0x" + Long.toHexString(base)
-            + ", base+size=0x" + Long.toHexString(base + size) + ")");
+        return range.range(pa, length);
     }
 
     private void checkOpen() {

@@ -3,6 +3,7 @@ package dev.vcmm.ffm;
 import dev.vcmm.spi.BlockAllocator;
 import dev.vcmm.spi.MemorySpec;
 import dev.vcmm.spi.PhysicalMemory;
+import dev.vcmm.spi.PhysicalRange;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.io.UncheckedIOException;
@@ -91,6 +92,7 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
     private final String name;
     private final long base;
     private final long size;
+    private final PhysicalRange range;
     private final Backing backing;
     private final Arena arena;
     private final MemorySegment segment;
@@ -108,6 +110,7 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
         this.name = name;
         this.base = base;
         this.size = size;
+        this.range = new PhysicalRange(name, base, size);
         this.backing = backing;
         this.arena = arena;
         this.segment = segment;
@@ -441,41 +444,22 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
         if (count < 0) {
             throw new IllegalArgumentException("count=" + count + " must not be negative");
         }
-        long length = (long) count * bytes;
-        long off = checkRange(pa, length);
-        if ((pa & (bytes - 1)) != 0) {
-            throw new IllegalArgumentException("pa=0x" + Long.toHexString(pa) + " is not aligned to the " + bytes
-                + "-byte word accessed in physical memory '" + name + "'");
+        long off = checkRange(pa, (long) count * bytes);
+        if (count > 0) {
+            range.word(pa, bytes); // alignment
         }
         return off;
     }
 
     private long checkWord(long pa, int bytes) {
         checkOpen();
-        // base is 4096-aligned, so the address's alignment is the offset's (and the mapping's).
-        if ((pa & (bytes - 1)) != 0) {
-            throw new IllegalArgumentException("pa=0x" + Long.toHexString(pa) + " is not aligned to the " + bytes
-                + "-byte word accessed in physical memory '" + name + "'");
-        }
-        if (pa < base || pa - base > size - bytes) {
-            throw outOfRange(pa, bytes);
-        }
-        return pa - base;
+        return range.word(pa, bytes);
     }
 
     /** @return {@code pa - base} after checking the memory is open and {@code [pa, pa + length)} inside. */
     private long checkRange(long pa, long length) {
         checkOpen();
-        if (length < 0 || pa < base || pa - base > size - length) {
-            throw outOfRange(pa, length);
-        }
-        return pa - base;
-    }
-
-    private IllegalArgumentException outOfRange(long pa, long length) {
-        return new IllegalArgumentException("pa=0x" + Long.toHexString(pa) + " length=" + length
-            + " is outside physical memory '" + name + "' [base=0x" + Long.toHexString(base)
-            + ", base+size=0x" + Long.toHexString(base + size) + ")");
+        return range.range(pa, length);
     }
 
     private void checkOpen() {
