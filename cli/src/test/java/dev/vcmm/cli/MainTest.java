@@ -32,8 +32,8 @@ class MainTest {
     }
 
     @Test
-    void shouldRunTheDemoAndEndCoalesced() {
-        assertEquals(0, run("demo"), err() + out());
+    void shouldRunTheAllocDemoAndEndCoalesced() {
+        assertEquals(0, run("alloc-demo"), err() + out());
         String out = out();
         for (String s : new String[] {"4K pages only", "VCMM 16M+1M+64K+4K", "HUGE 1G+2M+4K", "VCMM contiguous",
             "1080p ARGB frame", "4K UHD ARGB frame", "3 MiB", "100 KiB", "8,294,400", "33,177,600",
@@ -50,8 +50,8 @@ class MainTest {
     }
 
     @Test
-    void shouldRejectArgumentsToDemo() {
-        assertEquals(2, run("demo", "extra"));
+    void shouldRejectArgumentsToAllocDemo() {
+        assertEquals(2, run("alloc-demo", "extra"));
         assertTrue(err().contains("takes no arguments"), err());
     }
 
@@ -73,10 +73,10 @@ class MainTest {
 
     @Test
     void shouldFormatSizes() {
-        assertEquals("4K", DemoCommand.size(4096));
-        assertEquals("1G", DemoCommand.size(1L << 30));
-        assertEquals("7.9M", DemoCommand.size(8_294_400));
-        assertEquals("100K", DemoCommand.size(100 << 10));
-        assertEquals("0B", DemoCommand.size(0));
+        assertEquals("4K", AllocDemoCommand.size(4096));
+        assertEquals("1G", AllocDemoCommand.size(1L << 30));
+        assertEquals("7.9M", AllocDemoCommand.size(8_294_400));
+        assertEquals("100K", AllocDemoCommand.size(100 << 10));
+        assertEquals("0B", AllocDemoCommand.size(0));
     }
 }
