@@ -243,8 +243,8 @@ final class ScenarioParser {
                     default -> DeviceKind.ONE_TO_ONE;
                 };
                 if (d.kind() != want && !(kind.equals("virtual") && d.kind() == DeviceKind.CPU)) {
-                    throw error(p, "device \"" + d.name() + "\" is " + kindName(d.kind()) + "; a " + kind + " VCM takes "
-                        + kindName(want) + " devices");
+                    throw error(p, "device \"" + d.name() + "\" is " + kindName(d.kind()) + " device; a " + kind + " VCM takes "
+                        + kindName(want).substring(kindName(want).indexOf(' ') + 1) + " devices");
                 }
                 String other = vcmOfDevice.putIfAbsent(d.name(), name);
                 if (other != null) {
