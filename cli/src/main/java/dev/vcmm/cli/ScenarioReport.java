@@ -73,8 +73,12 @@ final class ScenarioReport {
                 String.format(Locale.ROOT, "%.0f", p.dmaBytesPerSecond() / MIB));
             out.printf(Locale.ROOT, "  page tables: %,d leaf entries written, %s of tables; map %.1f ms, unmap %.1f ms%n",
                 p.pteWrites(), AllocDemoCommand.size(p.pageTableBytes()), p.mapNanos() / 1e6, p.unmapNanos() / 1e6);
-            out.printf("  data: %s read and checked against what its producer wrote: %s%n%n", AllocDemoCommand.size(p.verifiedBytes()),
-                p.mismatches() == 0 ? "all equal" : p.mismatches() + " reads DIFFER; first: " + p.firstMismatch());
+            if (p.verifiedBytes() == 0) {
+                out.printf("  data: nothing read back yet to check against its producer%n%n");
+            } else {
+                out.printf("  data: %s read and checked against what its producer wrote: %s%n%n", AllocDemoCommand.size(p.verifiedBytes()),
+                    p.mismatches() == 0 ? "all equal" : p.mismatches() + " reads DIFFER; first: " + p.firstMismatch());
+            }
         }
         if (r.policies().isEmpty()) {
             out.println("nothing measured yet");

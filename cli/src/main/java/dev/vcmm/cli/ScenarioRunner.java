@@ -247,6 +247,10 @@ final class ScenarioRunner {
                 }
                 long chunks = buffers.values().stream().flatMap(List::stream).mapToLong(i -> i.memory.chunkCount()).sum();
                 String dot = GraphExport.toDot(vcmm);
+                for (Scenario.VcmSpec spec : scenario.vcms()) { // name the VCMs as the scenario does
+                    String own = vcms.get(spec.name()).name();
+                    dot = dot.replace("label=\"" + own + " ", "label=\"" + spec.name() + " (" + own + ") ");
+                }
                 int frames = 0;
                 for (int frame = 0; frame < scenario.frames() && !stop.get(); frame++) {
                     if (runFrame(vcmm, frame)) {
@@ -329,13 +333,14 @@ final class ScenarioRunner {
             }
         }
 
-        /** @return a virtual alignment that lets the mapper use the memory's largest leaves: its largest chunk, at most 1G */
+        /**
+         * @return a virtual alignment that lets the mapper use the largest leaves the memory allows: the natural
+         * alignment of its first physical byte (the largest chunk comes first), at most its length and 1G
+         */
         private static long alignment(PhysMem pm) {
-            long largest = PAGE;
-            for (PhysMem.Chunk c : pm.chunks()) {
-                largest = Math.max(largest, c.size());
-            }
-            return Math.min(largest, 1L << 30);
+            long pa = pm.physicalAddress(0);
+            long a = pa == 0 ? 1L << 30 : Long.lowestOneBit(pa);
+            return Math.max(PAGE, Math.min(Math.min(a, Long.highestOneBit(pm.length())), 1L << 30));
         }
 
         private void teardown() {
