@@ -4,8 +4,7 @@ import java.io.PrintStream;
 import java.util.List;
 
 /**
- * One subcommand of {@code ./vcmm}: {@code demo} now, {@code pagetable} and {@code run SCENARIO.json}
- * later. Register a new one in {@link Main}.
+ * One subcommand of {@code ./vcmm}: {@code demo}, {@code run SCENARIO.json}, {@code alloc-demo}, {@code pagetable}. Register a new one in {@link Main}.
  *
  * <p><b>Thread-safety:</b> implementations are run once, from the main thread.
  */

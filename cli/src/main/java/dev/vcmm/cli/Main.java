@@ -18,7 +18,9 @@ public final class Main {
     private static final Map<String, Command> COMMANDS = new LinkedHashMap<>();
 
     static {
-        register(new DemoCommand());
+        register(ScenarioCommand.demo());
+        register(ScenarioCommand.run());
+        register(new AllocDemoCommand());
         register(new PagetableCommand());
     }
 

@@ -15,13 +15,13 @@ import java.util.StringJoiner;
 import java.util.TreeMap;
 
 /**
- * {@code vcmm demo}: allocates a few typical buffers from a simulated 4 GiB DDR under several chunk
+ * {@code vcmm alloc-demo}: allocates a few typical buffers from a simulated 4 GiB DDR under several chunk
  * policies, prints what each got, the allocator's statistics, then frees everything and checks that it
  * all coalesced back into the largest blocks.
  *
  * <p><b>Thread-safety:</b> stateless; {@link #run} uses only local state.
  */
-final class DemoCommand implements Command {
+final class AllocDemoCommand implements Command {
 
     private static final long BASE = 0x8000_0000L;
     private static final long SIZE = 4L << 30;
@@ -44,7 +44,7 @@ final class DemoCommand implements Command {
 
     @Override
     public String name() {
-        return "demo";
+        return "alloc-demo";
     }
 
     @Override
@@ -55,12 +55,12 @@ final class DemoCommand implements Command {
     @Override
     public int run(List<String> args, PrintStream out, PrintStream err) {
         if (!args.isEmpty()) {
-            err.println("vcmm demo: takes no arguments, got " + args);
+            err.println("vcmm alloc-demo: takes no arguments, got " + args);
             return 2;
         }
         // thread caches off, so that every free reaches the shared pool and coalesces at once
         try (MemoryType ddr = MemoryType.builder("ddr").base(BASE).size(SIZE).threadCacheCapacity(0).build()) {
-            out.printf("vcmm demo: memory type %s, %s of simulated DDR at %s (sparse: costs only what is touched)%n",
+            out.printf("vcmm alloc-demo: memory type %s, %s of simulated DDR at %s (sparse: costs only what is touched)%n",
                 ddr.name(), size(ddr.size()), hex(ddr.base()));
             out.printf("backend=%s, largest block %s (maxOrder=%d)%n%n", ddr.backendName(),
                 size(BlockAllocator.orderSize(ddr.maxOrder())), ddr.maxOrder());
