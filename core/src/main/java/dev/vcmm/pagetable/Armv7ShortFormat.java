@@ -296,6 +296,24 @@ public final class Armv7ShortFormat implements PageTableFormat {
     }
 
     @Override
+    public boolean isTable(int level, long raw) {
+        return level == 0 && ((int) raw & ARMV7S_PTE_TYPE_MASK) == ARMV7S_PTE_L1_TYPE_TABLE;
+    }
+
+    @Override
+    public long tableAddress(int level, long raw) {
+        return raw & ARMV7S_PTE_TABLE_ADDR_MASK;
+    }
+
+    @Override
+    public boolean isRunEntry(int level, long raw) {
+        int type = (int) raw & ARMV7S_PTE_TYPE_MASK;
+        return level == 0
+            ? type == ARMV7S_PTE_L1_TYPE_SECTION && (raw & ARMV7S_PTE_SECT_SUPER) != 0 // a supersection copy
+            : type == ARMV7S_PTE_L2_TYPE_LARGE;                                        // a large-page copy
+    }
+
+    @Override
     public Descriptor decode(int level, long raw, long va) {
         int type = (int) raw & ARMV7S_PTE_TYPE_MASK;
         if (type == 0) {

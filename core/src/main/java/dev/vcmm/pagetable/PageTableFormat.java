@@ -75,7 +75,8 @@ public interface PageTableFormat {
     long leafEntry(LeafSize leaf, long leafPa, int i, Attributes attributes);
 
     /**
-     * A fast test the mapper uses on its hot path; formats override it with bit tests.
+     * A fast test the mapper uses on its hot path instead of decoding; formats override it with bit tests
+     * that answer exactly as {@link #decode} would.
      *
      * @return whether {@code raw} at {@code level} is a table descriptor
      */
@@ -89,10 +90,12 @@ public interface PageTableFormat {
     }
 
     /**
-     * A fast test the mapper uses on its hot path; formats with runs override it with a bit test.
+     * A fast pre-filter the mapper uses on its hot path before it decodes; formats with runs override it
+     * with a bit test. It may answer {@code true} for an entry that {@link #decode} finds invalid, never
+     * {@code false} for one entry of a run.
      *
-     * @return whether {@code raw} at {@code level} is one entry of a multi-entry leaf (a contiguous run,
-     * a large page, a supersection)
+     * @return whether {@code raw} at {@code level} may be one entry of a multi-entry leaf (a contiguous
+     * run, a large page, a supersection)
      */
     default boolean isRunEntry(int level, long raw) {
         return decode(level, raw, 0) instanceof Descriptor.Leaf leaf && leaf.leaf().isRun();

@@ -176,6 +176,25 @@ abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39
         return raw | pbmt << RISCV_PTE_PBMT_SHIFT;
     }
 
+    /** Bits a non-leaf PTE must have clear besides R, W and X (4.3.1; Svpbmt; Svnapot), as decode checks them. */
+    private static final long RISCV_PTE_NONLEAF_ZERO = RISCV_PTE_RWX | RISCV_PTE_U | RISCV_PTE_A | RISCV_PTE_D
+        | RISCV_PTE_PBMT_MASK | RISCV_PTE_N | RISCV_PTE_RESERVED_MASK;
+
+    @Override
+    public final boolean isTable(int level, long raw) {
+        return level < levels() - 1 && (raw & (RISCV_PTE_V | RISCV_PTE_NONLEAF_ZERO)) == RISCV_PTE_V;
+    }
+
+    @Override
+    public final long tableAddress(int level, long raw) {
+        return ((raw & RISCV_PTE_PPN_MASK) >>> 10) << 12;
+    }
+
+    @Override
+    public final boolean isRunEntry(int level, long raw) {
+        return false; // Svnapot runs are not used
+    }
+
     @Override
     public final Descriptor decode(int level, long raw, long va) {
         if ((raw & RISCV_PTE_V) == 0) {

@@ -187,6 +187,21 @@ public final class X86_64Format implements PageTableFormat {
     }
 
     @Override
+    public boolean isTable(int level, long raw) {
+        return level < 3 && (raw & (X86_PTE_P | X86_PTE_PS)) == X86_PTE_P; // what decode calls a table
+    }
+
+    @Override
+    public long tableAddress(int level, long raw) {
+        return raw & X86_PTE_ADDR_MASK;
+    }
+
+    @Override
+    public boolean isRunEntry(int level, long raw) {
+        return false; // x86-64 has no multi-entry leaves
+    }
+
+    @Override
     public Descriptor decode(int level, long raw, long va) {
         if ((raw & X86_PTE_P) == 0) {
             return Descriptor.INVALID;

@@ -308,6 +308,33 @@ public abstract class PageTableConformanceTest {
     }
 
     @Test
+    void shouldAnswerTheFastTestsAsDecodeDoes() {
+        Random rnd = new Random(42);
+        for (int level = 0; level < f.levels(); level++) {
+            for (int i = 0; i < 20_000; i++) {
+                long raw = rnd.nextLong();
+                if (f.entryBytes() == 4) {
+                    raw &= 0xFFFF_FFFFL;
+                }
+                if (i % 2 == 0) {
+                    raw &= ~0xFF8L; // fewer attribute bits: more tables and valid leaves
+                }
+                Descriptor d = f.decode(level, raw, 0);
+                int lv = level;
+                long r = raw;
+                assertEquals(d instanceof Descriptor.Table, f.isTable(level, raw),
+                    () -> "isTable at L" + lv + " of 0x" + Long.toHexString(r) + ": decode says " + d);
+                if (d instanceof Descriptor.Table t) {
+                    assertEquals(t.tablePa(), f.tableAddress(level, raw));
+                }
+                if (d instanceof Descriptor.Leaf leaf && leaf.leaf().isRun()) { // a pre-filter: never a false "no"
+                    assertTrue(f.isRunEntry(level, raw), () -> "isRunEntry at L" + lv + " of 0x" + Long.toHexString(r) + ": " + d);
+                }
+            }
+        }
+    }
+
+    @Test
     void shouldFailClearlyWhenClosed() {
         table.close();
         assertThrows(IllegalStateException.class, () -> table.map(0, 0, minLeaf(), rw()));
