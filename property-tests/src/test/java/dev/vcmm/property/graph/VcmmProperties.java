@@ -1369,6 +1369,10 @@ class VcmmProperties {
                 return;
             }
             Prediction p = h != null && armed && h.kind == Handler.DEMAND ? predict(d, address, length, access) : before;
+            if (p.reason() != null && !(h != null && h.crashedIt)) {
+                assertInstanceOf(DeviceFaultException.class, t,
+                    () -> String.format("%s should fault (%s at 0x%x), got %s%s", what, p.reason(), p.faultAddress(), t, where()));
+            }
             for (long[] piece : p.pieces()) {
                 int pos = (int) piece[0];
                 long pa = piece[1];
