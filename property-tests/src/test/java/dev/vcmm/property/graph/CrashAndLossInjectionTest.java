@@ -144,7 +144,6 @@ class CrashAndLossInjectionTest {
                     recordTargets(d);
                 }
                 inject();
-                awaitLostClients();
                 checkAccounting();
                 checkClaims();
                 checkReleased();
@@ -245,13 +244,14 @@ class CrashAndLossInjectionTest {
                 Collections.shuffle(order, rnd);
                 int victims = 2 + rnd.nextInt(CLIENTS - 2);  // leave at least two clients open
                 for (int step = 0; step < 40; step++) {
-                    switch (rnd.nextInt(6)) {
+                    switch (rnd.nextInt(7)) {
                         case 0, 1 -> {
                             Device d = devices.get(rnd.nextInt(devices.size()));
                             d.crash();
                             crashes++;
                         }
                         case 2, 3 -> reset(devices.get(rnd.nextInt(devices.size())));
+                        case 4 -> System.gc(); // the cleaner releases dropped clients while the devices DMA
                         default -> {
                             if (victims > 0) {
                                 int i = order.get(--victims);
@@ -265,6 +265,19 @@ class CrashAndLossInjectionTest {
                     }
                     Thread.sleep(0, 200_000);
                 }
+                // the DMA and the crashes go on until every dropped client was reclaimed (forced, bounded)
+                long deadline = System.nanoTime() + 20_000_000_000L;
+                while (System.nanoTime() < deadline && !allLostReleased()) {
+                    System.gc();
+                    if (rnd.nextBoolean()) {
+                        devices.get(rnd.nextInt(devices.size())).crash();
+                        crashes++;
+                    } else {
+                        reset(devices.get(rnd.nextInt(devices.size())));
+                    }
+                    Thread.sleep(1);
+                }
+                assertTrue(allLostReleased(), "a dropped client was not reclaimed within 20 s");
             } finally {
                 stop.set(true);
                 for (Thread t : threads) {
@@ -342,16 +355,6 @@ class CrashAndLossInjectionTest {
             lost.add(new WeakReference<>(clients[i]));
             clients[i] = null; // the only strong reference: the cleaner reclaims it
             made.get(i).fate = 2;
-        }
-
-        /** Forces collection until every dropped client was reclaimed and released; bounded. */
-        void awaitLostClients() throws InterruptedException {
-            long deadline = System.nanoTime() + 20_000_000_000L;
-            while (System.nanoTime() < deadline && !allLostReleased()) {
-                System.gc();
-                Thread.sleep(5);
-            }
-            assertTrue(allLostReleased(), "a dropped client was not reclaimed within 20 s");
         }
 
         boolean allLostReleased() {
