@@ -67,7 +67,10 @@ import static org.quicktheories.generators.SourceDSL.lists;
  * (virtual, one-to-one, CPU), cloneVcm, free, assoc / activate / deactivate / deassoc with devices of every
  * page-table format (two sharing one), one-to-one devices and a CPU, reserve / reserveAt / unreserve,
  * physAlloc (several chunk policies, contiguous sometimes) / physFree, back (with offsets, one allocation
- * backing several reservations in several VCMs) / unback. Operations that need a live object pick it by
+ * backing several reservations in several VCMs) / unback, and devices at work: DMA read / write, fault handlers
+ * (none, terminate, retry until they run out, back on demand, crash the device), crash, reset (activating again
+ * what the crash deactivated), clients (creations go through one when the op's owner says so; close releases,
+ * leaving orphaned the memory that backs others' reservations) and one-step DMA buffers. Operations that need a live object pick it by
  * index modulo the live count; one pick in ten takes a dead object instead (a freed VCM or allocation, an
  * unreserved reservation, a removed association) to exercise use after free.
  *
@@ -83,12 +86,18 @@ import static org.quicktheories.generators.SourceDSL.lists;
  *   <li>{@link Vcmm#reservationsOf}, {@link PhysMem#backingCount()} and {@link Vcmm#whoMaps} for sampled
  *   physical addresses, and {@link Vcmm#translate(Vcm, long, Vcm)}, agree with the model;</li>
  *   <li>the handles agree (VCMs, reservations, backing, formats, device slots, association state);</li>
+ *   <li>DMA (the ops' own, and 1-2 reads per device per step, plus a probe of every address whose mapping just went,
+ *   which a stale IOTLB entry must not grant) is checked against a byte model of physical memory: a read returns the
+ *   model's bytes, a write lands in the model's pages, a fault (translation, permission, secure, address size) stops
+ *   it at the model's byte with the right reason and moves nothing from there on; handler calls and every device's
+ *   counters (faults, retries, failed, bytes, crashes) and crashed state agree with the model;</li>
  *   <li>each data memory type's allocated bytes equal the sum of its live allocations' {@link PhysMem#length()},
  *   no physical page is owned twice, and the page-table memory has allocated bytes iff some VCM has a table.</li>
  * </ul>
- * At the end everything is torn down and every memory type, page tables included, has 0 allocated bytes.
+ * At the end everything is torn down and every memory type, page tables included, has 0 allocated bytes, and every
+ * byte of every chunk that ever backed a reservation (of all data memory, one sequence in 30) equals the model.
  *
- * <p><b>Replay:</b> the seed is printed; rerun with {@code -Dvcmm.seed=N}. 100 sequences by default, 100x with
+ * <p><b>Replay:</b> the seed is printed; rerun with {@code -Dvcmm.seed=N}. 300 sequences by default, 100x with
  * {@code -Dvcmm.long=true}.
  */
 class VcmmProperties {
