@@ -4,7 +4,13 @@ import dev.vcmm.Association;
 import dev.vcmm.AssociationMode;
 import dev.vcmm.Caching;
 import dev.vcmm.ChunkPolicy;
+import dev.vcmm.Client;
 import dev.vcmm.Device;
+import dev.vcmm.DeviceFault;
+import dev.vcmm.DeviceFaultException;
+import dev.vcmm.DeviceStats;
+import dev.vcmm.FaultAction;
+import dev.vcmm.FaultHandler;
 import dev.vcmm.DeviceKind;
 import dev.vcmm.Mapping;
 import dev.vcmm.MemoryType;
@@ -32,6 +38,7 @@ import org.quicktheories.core.Gen;
 import org.quicktheories.generators.Generate;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.IdentityHashMap;
@@ -42,8 +49,10 @@ import java.util.OptionalLong;
 import java.util.Random;
 import java.util.Set;
 import java.util.TreeMap;
+import java.util.function.Function;
 import java.util.function.Supplier;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
@@ -58,7 +67,10 @@ import static org.quicktheories.generators.SourceDSL.lists;
  * (virtual, one-to-one, CPU), cloneVcm, free, assoc / activate / deactivate / deassoc with devices of every
  * page-table format (two sharing one), one-to-one devices and a CPU, reserve / reserveAt / unreserve,
  * physAlloc (several chunk policies, contiguous sometimes) / physFree, back (with offsets, one allocation
- * backing several reservations in several VCMs) / unback. Operations that need a live object pick it by
+ * backing several reservations in several VCMs) / unback, and devices at work: DMA read / write, fault handlers
+ * (none, terminate, retry until they run out, back on demand, crash the device), crash, reset (activating again
+ * what the crash deactivated), clients (creations go through one when the op's owner says so; close releases,
+ * leaving orphaned the memory that backs others' reservations) and one-step DMA buffers. Operations that need a live object pick it by
  * index modulo the live count; one pick in ten takes a dead object instead (a freed VCM or allocation, an
  * unreserved reservation, a removed association) to exercise use after free.
  *
@@ -74,12 +86,18 @@ import static org.quicktheories.generators.SourceDSL.lists;
  *   <li>{@link Vcmm#reservationsOf}, {@link PhysMem#backingCount()} and {@link Vcmm#whoMaps} for sampled
  *   physical addresses, and {@link Vcmm#translate(Vcm, long, Vcm)}, agree with the model;</li>
  *   <li>the handles agree (VCMs, reservations, backing, formats, device slots, association state);</li>
+ *   <li>DMA (the ops' own, and 1-2 reads per device per step, plus a probe of every address whose mapping just went,
+ *   which a stale IOTLB entry must not grant) is checked against a byte model of physical memory: a read returns the
+ *   model's bytes, a write lands in the model's pages, a fault (translation, permission, secure, address size) stops
+ *   it at the model's byte with the right reason and moves nothing from there on; handler calls and every device's
+ *   counters (faults, retries, failed, bytes, crashes) and crashed state agree with the model;</li>
  *   <li>each data memory type's allocated bytes equal the sum of its live allocations' {@link PhysMem#length()},
  *   no physical page is owned twice, and the page-table memory has allocated bytes iff some VCM has a table.</li>
  * </ul>
- * At the end everything is torn down and every memory type, page tables included, has 0 allocated bytes.
+ * At the end everything is torn down and every memory type, page tables included, has 0 allocated bytes, and every
+ * byte of every chunk that ever backed a reservation (of all data memory, one sequence in 30) equals the model.
  *
- * <p><b>Replay:</b> the seed is printed; rerun with {@code -Dvcmm.seed=N}. 100 sequences by default, 100x with
+ * <p><b>Replay:</b> the seed is printed; rerun with {@code -Dvcmm.seed=N}. 300 sequences by default, 100x with
  * {@code -Dvcmm.long=true}.
  */
 class VcmmProperties {
@@ -133,9 +151,10 @@ class VcmmProperties {
     // pick % 10 == 9 takes a dead object instead, when there is one
 
     sealed interface Op {
-        record CreateVcm(int region) implements Op { }
+        /** owner (here and below): {@code owner % 3 != 0} creates through the Vcmm, else through a client picked by {@code owner / 3}. */
+        record CreateVcm(int region, int owner) implements Op { }
 
-        record CreateOneToOneVcm(boolean secure) implements Op { }
+        record CreateOneToOneVcm(boolean secure, int owner) implements Op { }
 
         record CreateCpuVcm(int region) implements Op { }
 
@@ -143,7 +162,7 @@ class VcmmProperties {
 
         record FreeVcm(int vcm) implements Op { }
 
-        record Assoc(int vcm, int device, AssociationMode mode) implements Op { }
+        record Assoc(int vcm, int device, AssociationMode mode, int owner) implements Op { }
 
         record Activate(int assoc) implements Op { }
 
@@ -151,12 +170,12 @@ class VcmmProperties {
 
         record Deassoc(int assoc) implements Op { }
 
-        record Reserve(int vcm, long pages, long align, int attributes) implements Op { }
+        record Reserve(int vcm, long pages, long align, int attributes, int owner) implements Op { }
 
         /** At {@code page} pages into the VCM, or (onMemory) at byte {@code page * 4K} of allocation {@code pm}. */
-        record ReserveAt(int vcm, long page, long pages, int attributes, boolean onMemory, int pm) implements Op { }
+        record ReserveAt(int vcm, long page, long pages, int attributes, boolean onMemory, int pm, int owner) implements Op { }
 
-        record PhysAlloc(String type, long bytes, ChunkPolicy policy, boolean contiguous) implements Op { }
+        record PhysAlloc(String type, long bytes, ChunkPolicy policy, boolean contiguous, int owner) implements Op { }
 
         record PhysFree(int pm) implements Op { }
 
@@ -170,7 +189,37 @@ class VcmmProperties {
         record Unback(int res, boolean fit) implements Op { }
 
         record Unreserve(int res) implements Op { }
+
+        record OpenClient() implements Op { }
+
+        /** Closes a client (a closed one again: a no-op); the model releases what it owned. */
+        record CloseClient(int client) implements Op { }
+
+        /**
+         * A DMA of {@code length} bytes through a device: {@code device % 5 != 0} picks among the devices with an active
+         * table; {@code target % 8 != 7} picks among the reservations the device maps (else any reservation, or a region).
+         */
+        record Dma(int device, int target, long offset, int length, boolean write) implements Op { }
+
+        record Hook(int device, Handler handler) implements Op { }
+
+        record Crash(int device) implements Op { }
+
+        /**
+         * A backed reservation in the device's active VCM (or a new, active one), through a client if owner says so;
+         * {@code pages % 4 == 3}: reserved only (for demand paging).
+         */
+        record Buffer(int device, long pages, int attributes, int owner) implements Op { }
+
+        /** Resets a device; reactivate: activate again the associations the crash deactivated. */
+        record Reset(int device, boolean reactivate) implements Op { }
     }
+
+    /**
+     * Fault handlers the tests hook: NONE unhooks; TERMINATE; RETRY without fixing anything (the retries run out);
+     * DEMAND backs the faulting unbacked reservation with new memory and retries; CRASH crashes the device and retries.
+     */
+    enum Handler { NONE, TERMINATE, RETRY, DEMAND, CRASH }
 
     static boolean longRun() {
         return Boolean.getBoolean("vcmm.long");
@@ -179,7 +228,7 @@ class VcmmProperties {
     @Test
     void shouldAgreeWithTheModelAfterEveryStep() {
         long seed = Long.getLong("vcmm.seed", System.nanoTime());
-        int examples = longRun() ? 10_000 : 100;
+        int examples = longRun() ? 30_000 : 300;
         System.out.printf("VcmmProperties seed=%d examples=%d (replay: -Dvcmm.seed=%d)%n", seed, examples, seed);
         STATS.clear();
         qt().withFixedSeed(seed).withExamples(examples).withShrinkCycles(100)
@@ -207,30 +256,40 @@ class VcmmProperties {
     }
 
     static Gen<List<Op>> operations() {
-        Gen<Op> createVcm = ints(1).map(a -> new Op.CreateVcm(a[0] % REGIONS.length));
-        Gen<Op> createOne = ints(1).map(a -> new Op.CreateOneToOneVcm(a[0] % 3 == 2));
+        Gen<Op> createVcm = ints(2).map(a -> new Op.CreateVcm(a[0] % REGIONS.length, a[1]));
+        Gen<Op> createOne = ints(2).map(a -> new Op.CreateOneToOneVcm(a[0] % 3 == 2, a[1]));
         Gen<Op> createCpu = ints(1).map(a -> new Op.CreateCpuVcm(a[0] % 2 == 0 ? 0 : 2));
         Gen<Op> cloneVcm = ints(1).map(a -> new Op.CloneVcm(a[0]));
         Gen<Op> freeVcm = ints(1).map(a -> new Op.FreeVcm(a[0]));
-        Gen<Op> assoc = ints(3).map(a -> new Op.Assoc(a[0], a[1], MODES[a[2] % MODES.length]));
+        Gen<Op> assoc = ints(4).map(a -> new Op.Assoc(a[0], a[1], MODES[a[2] % MODES.length], a[3]));
         Gen<Op> activate = ints(1).map(a -> new Op.Activate(a[0]));
         Gen<Op> deactivate = ints(1).map(a -> new Op.Deactivate(a[0]));
         Gen<Op> deassoc = ints(1).map(a -> new Op.Deassoc(a[0]));
-        Gen<Op> reserve = ints(4).map(a -> new Op.Reserve(a[0], pages(a[1]), ALIGNS[a[2] % ALIGNS.length], a[3] % ATTRIBUTES.length));
-        Gen<Op> reserveAt = ints(5).map(a -> new Op.ReserveAt(a[0], a[1] % 3 == 0 ? a[1] : a[1] % 64, pages(a[2]), a[3] % ATTRIBUTES.length,
-            a[4] % 2 == 0, a[4] / 2));
-        Gen<Op> physAlloc = ints(4).map(a -> new Op.PhysAlloc(DATA_TYPES[a[0] % 5 < 3 ? 0 : a[0] % 5 - 2],
+        Gen<Op> reserve = ints(5).map(a -> new Op.Reserve(a[0], pages(a[1]), ALIGNS[a[2] % ALIGNS.length], a[3] % ATTRIBUTES.length, a[4]));
+        Gen<Op> reserveAt = ints(6).map(a -> new Op.ReserveAt(a[0], a[1] % 3 == 0 ? a[1] : a[1] % 64, pages(a[2]), a[3] % ATTRIBUTES.length,
+            a[4] % 2 == 0, a[4] / 2, a[5]));
+        Gen<Op> physAlloc = ints(5).map(a -> new Op.PhysAlloc(DATA_TYPES[a[0] % 5 < 3 ? 0 : a[0] % 5 - 2],
             (a[1] < 6000 ? 16 + a[1] % 240 : pages(a[1])) * PAGE - (a[1] % 3 == 0 ? 100 : 0),
-            POLICIES[a[2] % POLICIES.length], a[3] % 4 == 0));
+            POLICIES[a[2] % POLICIES.length], a[3] % 4 == 0, a[4]));
         Gen<Op> physFree = ints(1).map(a -> new Op.PhysFree(a[0]));
         Gen<Op> back = ints(4).map(a -> new Op.Back(a[0], a[1], a[2] % 5 == 0 ? a[2] % 700 : 0, a[3] % 4 != 0));
         Gen<Op> unback = ints(2).map(a -> new Op.Unback(a[0], a[1] % 4 != 0));
         Gen<Op> unreserve = ints(1).map(a -> new Op.Unreserve(a[0]));
+        Gen<Op> openClient = ints(1).map(a -> new Op.OpenClient());
+        Gen<Op> closeClient = ints(1).map(a -> new Op.CloseClient(a[0]));
+        Gen<Op> dma = ints(5).map(a -> new Op.Dma(a[0], a[1], a[2] * 997L, a[3] % 10 == 0 ? 1 + a[3] * 7 % (64 << 10) : 1 + a[3] % (3 * (int) PAGE),
+            a[4] % 2 == 0));
+        Gen<Op> hook = ints(2).map(a -> new Op.Hook(a[0], Handler.values()[a[1] % 8 < 3 ? Handler.DEMAND.ordinal() : a[1] % 8 - 3]));
+        Gen<Op> crash = ints(1).map(a -> new Op.Crash(a[0]));
+        Gen<Op> buffer = ints(4).map(a -> new Op.Buffer(a[0], a[1] % 10 == 0 ? 512 + a[1] % 3 : 1 + a[1] % 32, a[2] % ATTRIBUTES.length, a[3]));
+        Gen<Op> reset = ints(2).map(a -> new Op.Reset(a[0], a[1] % 3 != 0));
         Gen<Op> op = Generate.frequency(List.of(
             Pair.of(3, createVcm), Pair.of(2, createOne), Pair.of(1, createCpu), Pair.of(1, cloneVcm), Pair.of(3, freeVcm),
             Pair.of(7, assoc), Pair.of(6, activate), Pair.of(3, deactivate), Pair.of(3, deassoc),
             Pair.of(8, reserve), Pair.of(5, reserveAt), Pair.of(7, physAlloc), Pair.of(3, physFree),
-            Pair.of(16, back), Pair.of(5, unback), Pair.of(4, unreserve)));
+            Pair.of(16, back), Pair.of(5, unback), Pair.of(4, unreserve),
+            Pair.of(2, openClient), Pair.of(2, closeClient), Pair.of(24, dma), Pair.of(5, hook), Pair.of(2, crash), Pair.of(3, reset),
+            Pair.of(10, buffer)));
         return lists().of(op).ofSizeBetween(1, longRun() ? 120 : 60);
     }
 
@@ -334,6 +393,8 @@ class VcmmProperties {
     static final class MPm {
         final PhysMem pm;
         final Set<MRes> backs = new LinkedHashSet<>();
+        /** Its owning client was released while it still backed reservations: the last unback frees it. */
+        boolean orphan;
 
         MPm(PhysMem pm) {
             this.pm = pm;
@@ -361,6 +422,35 @@ class VcmmProperties {
                 case USE_HIGH -> new int[] {1};
             };
         }
+    }
+
+    /** A client and what it created: released (in the model as in {@link Client}) when closed. */
+    static final class MClient {
+        final Client client;
+        final Set<MVcm> vcms = new LinkedHashSet<>();
+        final Set<MRes> res = new LinkedHashSet<>();
+        final Set<MPm> pms = new LinkedHashSet<>();
+        final Set<MAssoc> assocs = new LinkedHashSet<>();
+        boolean closed;
+
+        MClient(Client client) {
+            this.client = client;
+        }
+
+        @Override
+        public String toString() {
+            return client.name();
+        }
+    }
+
+    /** The DMA counters of a device, as the model expects them. */
+    static final class MCounters {
+        long faults;
+        long retries;
+        long failed;
+        long bytesRead;
+        long bytesWritten;
+        long crashes;
     }
 
     /** @return the slot (0 low, 1 high) a device uses for {@code a}: the top bit of the format's input address */
@@ -403,6 +493,15 @@ class VcmmProperties {
         final List<MAssoc> assocs = new ArrayList<>();
         final List<MAssoc> deadAssocs = new ArrayList<>();
         final Map<Device, MAssoc[]> slots = new IdentityHashMap<>();
+        final List<MClient> clients = new ArrayList<>();
+        final List<MClient> closedClients = new ArrayList<>();
+        final Set<Device> crashed = new HashSet<>();
+        /** The associations a crash deactivated, to activate again after the reset. */
+        final Map<Device, List<MAssoc>> activeAtCrash = new IdentityHashMap<>();
+        final Map<Device, MCounters> counters = new IdentityHashMap<>();
+        final Map<Device, ModelHandler> handlers = new IdentityHashMap<>();
+        /** Device addresses whose mapping just went (unback, unreserve, deactivate, crash, client close): probed next check. */
+        final List<Long> recentlyUnmapped = new ArrayList<>();
 
         World(List<Op> ops) {
             this.ops = ops;
@@ -430,6 +529,7 @@ class VcmmProperties {
                 devices.add(cpu);
                 for (Device d : devices) {
                     slots.put(d, new MAssoc[2]);
+                    counters.put(d, new MCounters());
                 }
                 for (Op op : ops) {
                     trace.add(op.toString());
@@ -439,6 +539,7 @@ class VcmmProperties {
                 trace.add("teardown");
                 teardown();
                 check();
+                checkMemory(rnd.nextInt(30) == 0);
                 for (MemoryType m : vcmm.memoryTypes()) {
                     assertEquals(0, m.stats().allocatedBytes(), () -> m.name() + " has allocated bytes after teardown: " + m.stats() + where());
                 }
@@ -519,18 +620,25 @@ class VcmmProperties {
             switch (op) {
                 case Op.CreateVcm c -> {
                     long[] region = REGIONS[c.region()];
-                    Vcm v = expect().call(() -> vcmm.createVcm(region[0], region[1]));
-                    vcms.add(new MVcm(v, false, region[0], region[1]));
+                    MClient owner = owner(c.owner());
+                    Vcm v = create(owner, expect(), () -> vcmm.createVcm(region[0], region[1]), k -> k.createVcm(region[0], region[1]));
+                    if (v != null) {
+                        own(owner, owner == null ? null : owner.vcms, new MVcm(v, false, region[0], region[1]), vcms);
+                    }
                 }
                 case Op.CreateOneToOneVcm c -> {
                     MemoryType m = vcmm.memoryType(c.secure() ? "secure" : "ddr");
-                    Vcm v = expect().call(() -> vcmm.createOneToOneVcm(m));
-                    vcms.add(new MVcm(v, true, m.base(), m.size()));
+                    MClient owner = owner(c.owner());
+                    Vcm v = create(owner, expect(), () -> vcmm.createOneToOneVcm(m), k -> k.createOneToOneVcm(m.base(), m.size()));
+                    if (v != null) {
+                        own(owner, owner == null ? null : owner.vcms, new MVcm(v, true, m.base(), m.size()), vcms);
+                    }
                 }
                 case Op.CreateCpuVcm c -> {
                     long[] region = REGIONS[c.region()];
                     MAssoc[] s = slots.get(cpu);
                     Vcm v = expect().refuse(s[0] != null || s[1] != null, VcmmBusyException.class)
+                        .refuse(crashed.contains(cpu), IllegalStateException.class)
                         .call(() -> vcmm.createCpuVcm(cpu, region[0], region[1]));
                     if (v != null) {
                         MVcm mv = new MVcm(v, false, region[0], region[1]);
@@ -558,9 +666,7 @@ class VcmmProperties {
                         copy.res.put(r.address, mr);
                         reservations.add(mr);
                         if (r.pm != null) {
-                            mr.pm = r.pm;
-                            mr.offset = r.offset;
-                            r.pm.backs.add(mr);
+                            mappedInModel(mr, r.pm, r.offset);
                         }
                     }
                 }
@@ -607,35 +713,26 @@ class VcmmProperties {
                             badTable |= !canExpress(f, r.attributes) || (r.pm != null && !canMap(f, r));
                         }
                     }
-                    Association a = expect()
+                    MClient owner = owner(as.owner());
+                    Association a = create(owner, expect()
                         .refuse(oneToOne != v.oneToOne, IllegalArgumentException.class)
                         .refuse(oneToOne && as.mode() != AssociationMode.WHOLE, IllegalArgumentException.class)
                         .refuse(v.assocs.stream().anyMatch(x -> x.device == d), IllegalArgumentException.class)
-                        .refuse(badTable, IllegalArgumentException.class)
-                        .call(() -> vcmm.assoc(v.vcm, d, as.mode()));
+                        .refuse(badTable, IllegalArgumentException.class),
+                        () -> vcmm.assoc(v.vcm, d, as.mode()), k -> k.assoc(v.vcm, d, as.mode()));
                     if (a != null) {
                         assertFalse(a.isActive(), where());
-                        addAssoc(new MAssoc(a, v, d, as.mode()));
+                        MAssoc ma = new MAssoc(a, v, d, as.mode());
+                        addAssoc(ma);
+                        if (owner != null) {
+                            owner.assocs.add(ma);
+                        }
                     }
                 }
                 case Op.Activate ac -> {
                     MAssoc a = pick(assocs, deadAssocs, ac.assoc());
-                    if (a == null) {
-                        return;
-                    }
-                    boolean removed = deadAssocs.contains(a);
-                    boolean busy = false;
-                    if (!removed && !a.active) {
-                        for (int s : a.slots()) {
-                            busy |= slots.get(a.device)[s] != null;
-                        }
-                    }
-                    if (expect().refuse(removed, IllegalStateException.class).refuse(busy, VcmmBusyException.class)
-                        .call(a.a::activate) != null && !a.active) {
-                        a.active = true;
-                        for (int s : a.slots()) {
-                            slots.get(a.device)[s] = a;
-                        }
+                    if (a != null) {
+                        activate(a);
                     }
                 }
                 case Op.Deactivate de -> {
@@ -645,6 +742,7 @@ class VcmmProperties {
                     }
                     if (expect().refuse(deadAssocs.contains(a), IllegalStateException.class).call(a.a::deactivate) != null) {
                         deactivateInModel(a);
+                        a.vcm.res.values().forEach(this::unmapped);
                     }
                 }
                 case Op.Deassoc de -> {
@@ -678,14 +776,20 @@ class VcmmProperties {
                     ReservationAttributes attrs = ATTRIBUTES[re.attributes()];
                     long len = re.pages() * PAGE;
                     boolean inexpressible = v.formats().stream().anyMatch(f -> !canExpress(f, attrs));
-                    Reservation r = expect().refuse(inexpressible, IllegalArgumentException.class)
-                        .refuse(!v.fits(len, re.align()), VcmmOutOfMemoryException.class)
-                        .call(() -> vcmm.reserve(v.vcm, len - 1, attrs, re.align()));  // len - 1: rounded up to len
+                    MClient owner = owner(re.owner());
+                    Reservation r = create(owner, expect().refuse(inexpressible, IllegalArgumentException.class)
+                        .refuse(!v.fits(len, re.align()), VcmmOutOfMemoryException.class),
+                        () -> vcmm.reserve(v.vcm, len - 1, attrs, re.align()),  // len - 1: rounded up to len
+                        k -> k.reserve(v.vcm, len - 1, attrs, re.align()));
                     if (r != null) {
                         assertEquals(len, r.length(), where());
                         assertEquals(0, r.address() & (re.align() - 1), () -> "misaligned " + r + where());
                         assertTrue(v.covers(r.address(), len) && !v.overlaps(r.address(), len), () -> "bad place for " + r + where());
-                        addReservation(new MRes(r, v, r.address(), len, attrs));
+                        MRes mr = new MRes(r, v, r.address(), len, attrs);
+                        addReservation(mr);
+                        if (owner != null) {
+                            owner.res.add(mr);
+                        }
                     }
                 }
                 case Op.ReserveAt re -> {
@@ -711,14 +815,19 @@ class VcmmProperties {
                     long length = len;
                     boolean outside = !v.covers(at, length);
                     boolean inexpressible = v.formats().stream().anyMatch(f -> !canExpress(f, attrs));
-                    Reservation r = expect().refuse(outside, IllegalArgumentException.class)
+                    MClient owner = owner(re.owner());
+                    Reservation r = create(owner, expect().refuse(outside, IllegalArgumentException.class)
                         .refuse(inexpressible, IllegalArgumentException.class)
-                        .refuse(!outside && v.overlaps(at, length), IllegalStateException.class)
-                        .call(() -> vcmm.reserveAt(v.vcm, at, length, attrs));
+                        .refuse(!outside && v.overlaps(at, length), IllegalStateException.class),
+                        () -> vcmm.reserveAt(v.vcm, at, length, attrs), k -> k.reserveAt(v.vcm, at, length, attrs));
                     if (r != null) {
                         assertEquals(at, r.address(), where());
                         assertEquals(length, r.length(), where());
-                        addReservation(new MRes(r, v, at, length, attrs));
+                        MRes mr = new MRes(r, v, at, length, attrs);
+                        addReservation(mr);
+                        if (owner != null) {
+                            owner.res.add(mr);
+                        }
                     }
                 }
                 case Op.PhysAlloc pa -> physAlloc(pa);
@@ -749,9 +858,8 @@ class VcmmProperties {
                         vcmm.unback(r.r);
                         return r;
                     }) != null) {
-                        r.pm.backs.remove(r);
-                        r.pm = null;
-                        r.offset = -1;
+                        unmapped(r);
+                        unbackInModel(r);
                     }
                 }
                 case Op.Unreserve u -> {
@@ -768,8 +876,700 @@ class VcmmProperties {
                         reservations.remove(r);
                         r.vcm.res.remove(r.address);
                         deadReservations.add(r);
+                        unmapped(r);
                     }
                 }
+                case Op.OpenClient o -> clients.add(new MClient(vcmm.client("client" + (clients.size() + closedClients.size()))));
+                case Op.CloseClient c -> closeClient(c);
+                case Op.Dma d -> dmaOp(d);
+                case Op.Buffer b -> buffer(b);
+                case Op.Hook h -> {
+                    Device d = devices.get(h.device() % devices.size());
+                    ModelHandler mh = h.handler() == Handler.NONE ? null : new ModelHandler(d, h.handler());
+                    d.hook(mh);
+                    handlers.put(d, mh);
+                }
+                case Op.Crash c -> {
+                    Device d = devices.get(c.device() % devices.size());
+                    Map<MemoryType, Long> before = allocatedBytes();
+                    d.crash();
+                    crashInModel(d);
+                    assertEquals(before, allocatedBytes(), () -> "a crash freed or allocated memory" + where());
+                }
+                case Op.Reset r -> {
+                    Device d = devices.get(r.device() % devices.size());
+                    d.reset();
+                    crashed.remove(d);
+                    List<MAssoc> wereActive = activeAtCrash.getOrDefault(d, List.of());
+                    activeAtCrash.remove(d);
+                    if (r.reactivate()) {
+                        for (MAssoc a : wereActive) {
+                            if (assocs.contains(a)) {
+                                trace.set(trace.size() - 1, trace.getLast() + ", activates " + a.a);
+                                activate(a);
+                            }
+                        }
+                    }
+                    // the memory is as the crash left it: every readable reservation the device maps reads as the model says
+                    for (MRes x : reachable(d)) {
+                        if (x.pm != null) {
+                            long at = x.address + (rnd.nextLong(x.length) & -8);
+                            dma(d, at, (int) Math.min(64, x.address + x.length - at), false, false);
+                        }
+                    }
+                }
+            }
+        }
+
+        // -----------------------------------------------------------------------------------------
+        // clients: created through them when an op's owner says so, released in the model as Client documents
+
+        MClient owner(int o) {
+            return o % 3 != 0 ? null : pick(clients, closedClients, o / 3);
+        }
+
+        /** Calls {@code direct}, or {@code viaClient} with the owner's client (refused by a closed client, nothing else). */
+        <T> T create(MClient owner, Expect e, Supplier<T> direct, Function<Client, T> viaClient) {
+            if (owner == null) {
+                return e.call(direct);
+            }
+            trace.set(trace.size() - 1, trace.getLast() + " via " + owner + (owner.closed ? " (closed)" : ""));
+            if (owner.closed) {
+                return expect().refuse(true, IllegalStateException.class).call(() -> viaClient.apply(owner.client));
+            }
+            return e.call(() -> viaClient.apply(owner.client));
+        }
+
+        <T> void own(MClient owner, Set<T> owned, T object, List<T> live) {
+            live.add(object);
+            if (owner != null) {
+                owned.add(object);
+            }
+        }
+
+        void closeClient(Op.CloseClient op) {
+            MClient c = pick(clients, closedClients, op.client());
+            if (c != null) {
+                release(c);
+            }
+        }
+
+        /**
+         * Closes a client: the model unbacks and unreserves its reservations, deactivates and removes its associations,
+         * frees its VCMs that nothing else uses and its allocations that back nothing (the others become orphans, freed
+         * by their last unback). A closed client: a no-op.
+         */
+        void release(MClient c) {
+            if (c.closed) {
+                expect().run(c.client::close);
+                return;
+            }
+            for (MRes r : c.res) {
+                if (reservations.contains(r)) {
+                    if (r.pm != null) {
+                        unbackInModel(r);
+                    }
+                    reservations.remove(r);
+                    r.vcm.res.remove(r.address);
+                    deadReservations.add(r);
+                    unmapped(r);
+                }
+            }
+            for (MAssoc a : c.assocs) {
+                if (assocs.contains(a)) {
+                    deactivateInModel(a);
+                    a.vcm.res.values().forEach(this::unmapped);
+                    assocs.remove(a);
+                    a.vcm.assocs.remove(a);
+                    deadAssocs.add(a);
+                }
+            }
+            for (MVcm v : c.vcms) {
+                if (vcms.contains(v) && v.res.isEmpty() && v.assocs.isEmpty()) {
+                    vcms.remove(v);
+                    deadVcms.add(v.vcm);
+                }
+            }
+            for (MPm m : c.pms) {
+                if (pms.contains(m)) {
+                    if (m.backs.isEmpty()) {
+                        pms.remove(m);
+                        deadPms.add(m);
+                    } else {
+                        m.orphan = true;
+                    }
+                }
+            }
+            expect().run(c.client::close);
+            c.closed = true;
+            clients.remove(c);
+            closedClients.add(c);
+            assertTrue(c.client.isClosed(), where());
+            // everything it owned is gone, but memory still backing others' reservations and VCMs others still use
+            for (MRes r : c.res) {
+                assertTrue(r.r.isReleased() && !r.r.isBacked(), () -> "closed " + c + " left " + r.r + where());
+            }
+            for (MAssoc a : c.assocs) {
+                assertTrue(a.a.isRemoved() && !a.a.isActive(), () -> "closed " + c + " left " + a.a + where());
+            }
+            for (MVcm v : c.vcms) {
+                assertEquals(!vcms.contains(v), v.vcm.isFreed(), () -> "closed " + c + ": " + v + " freed=" + v.vcm.isFreed() + where());
+            }
+            for (MPm m : c.pms) {
+                assertEquals(m.backs.isEmpty(), m.pm.isFreed(), () -> "closed " + c + ": " + m.pm + " backs " + m.backs.size() + where());
+            }
+        }
+
+        void unbackInModel(MRes r) {
+            MPm m = r.pm;
+            m.backs.remove(r);
+            r.pm = null;
+            r.offset = -1;
+            if (m.orphan && m.backs.isEmpty()) {
+                pms.remove(m);
+                deadPms.add(m);
+                assertTrue(m.pm.isFreed(), () -> "the last unback of orphan " + m.pm + " did not free it" + where());
+            }
+        }
+
+        /** Notes addresses of a reservation that just lost a mapping somewhere: the next checks DMA there. */
+        void unmapped(MRes r) {
+            if (recentlyUnmapped.size() < 12) {
+                recentlyUnmapped.add(r.address);
+                recentlyUnmapped.add(r.address + (rnd.nextLong(r.length) & -8));
+            }
+        }
+
+        // -----------------------------------------------------------------------------------------
+        // activation, crash
+
+        void activate(MAssoc a) {
+            boolean removed = deadAssocs.contains(a);
+            boolean down = !removed && !a.active && crashed.contains(a.device);
+            boolean busy = false;
+            if (!removed && !a.active && !down) {
+                for (int s : a.slots()) {
+                    busy |= slots.get(a.device)[s] != null;
+                }
+            }
+            if (expect().refuse(removed || down, IllegalStateException.class).refuse(busy, VcmmBusyException.class)
+                .call(a.a::activate) != null && !a.active) {
+                a.active = true;
+                for (int s : a.slots()) {
+                    slots.get(a.device)[s] = a;
+                }
+            }
+        }
+
+        void crashInModel(Device d) {
+            List<MAssoc> wereActive = activeAtCrash.computeIfAbsent(d, k -> new ArrayList<>());
+            for (MAssoc a : assocs) {
+                if (a.device == d && a.active) {
+                    wereActive.add(a);
+                    deactivateInModel(a);
+                    a.vcm.res.values().forEach(this::unmapped);
+                }
+            }
+            crashed.add(d);
+            counters.get(d).crashes++;
+        }
+
+        Map<MemoryType, Long> allocatedBytes() {
+            Map<MemoryType, Long> out = new HashMap<>();
+            for (MemoryType m : vcmm.memoryTypes()) {
+                out.put(m, m.stats().allocatedBytes());
+            }
+            return out;
+        }
+
+        /** @return the reservations of the VCMs active on {@code d}, each in the slot it goes through */
+        List<MRes> reachable(Device d) {
+            List<MRes> out = new ArrayList<>();
+            MAssoc[] s = slots.get(d);
+            for (int i = 0; i < 2; i++) {
+                if (s[i] != null && (i == 0 || s[1] != s[0])) {
+                    for (MRes r : s[i].vcm.res.values()) {
+                        if (slotFor(d, r.address) == i || s[1] == s[0]) {
+                            out.add(r);
+                        }
+                    }
+                }
+            }
+            return out;
+        }
+
+        // -----------------------------------------------------------------------------------------
+        // DMA
+
+        /** Bytes of physical memory by 4 KiB page (the key is its address); a page never written is zeros. */
+        final Map<Long, byte[]> memory = new HashMap<>();
+        final List<Long> writtenPages = new ArrayList<>();
+
+        void modelWrite(long pa, byte[] src, int off, int n) {
+            byte[] page = memory.computeIfAbsent(pa & -PAGE, k -> {
+                writtenPages.add(k);
+                return new byte[(int) PAGE];
+            });
+            System.arraycopy(src, off, page, (int) (pa & (PAGE - 1)), n); // n never crosses a page: pieces are per page
+        }
+
+        byte[] modelRead(long pa, int n) {
+            byte[] page = memory.get(pa & -PAGE);
+            int from = (int) (pa & (PAGE - 1));
+            return page == null ? new byte[n] : Arrays.copyOfRange(page, from, from + n);
+        }
+
+        /** Compares {@code n} bytes of physical memory at {@code pa} (within a page) with the model. */
+        void checkPhysical(long pa, int n) {
+            byte[] got = new byte[n];
+            vcmm.memoryTypeAt(pa).memory().copyOut(pa, got, 0, n);
+            byte[] expected = modelRead(pa, n);
+            int at = Arrays.mismatch(expected, got);
+            assertEquals(-1, at, () -> String.format("physical byte 0x%x is 0x%02x, the model says 0x%02x%s", pa + at, got[at], expected[at], where()));
+        }
+
+        /**
+         * No DMA wrote where it should not have: every byte of every chunk that ever backed a reservation (all a device
+         * could ever reach) equals the model, and with {@code everything} every byte of every data memory type.
+         */
+        void checkMemory(boolean everything) {
+            byte[] block = new byte[1 << 20];
+            byte[] zero = new byte[(int) PAGE];
+            List<long[]> ranges = new ArrayList<>();
+            if (everything) {
+                for (String name : DATA_TYPES) {
+                    MemoryType m = vcmm.memoryType(name);
+                    ranges.add(new long[] {m.base(), m.size()});
+                }
+            } else {
+                everMapped.forEach(c -> ranges.add(new long[] {c.pa(), c.size()}));
+            }
+            for (long[] range : ranges) {
+                for (long base = range[0]; base < range[0] + range[1]; base += block.length) {
+                    int n = (int) Math.min(block.length, range[0] + range[1] - base);
+                    vcmm.memoryTypeAt(base).memory().copyOut(base, block, 0, n);
+                    for (int off = 0; off < n; off += (int) PAGE) {
+                        byte[] expected = memory.getOrDefault(base + off, zero);
+                        int at = Arrays.mismatch(expected, 0, (int) PAGE, block, off, off + (int) PAGE);
+                        long pa = base + off + at;
+                        int o = off;
+                        assertEquals(-1, at, () -> String.format("byte at pa=0x%x is 0x%02x, the model says 0x%02x%s", pa,
+                            block[o + at], expected[at], where()));
+                    }
+                }
+            }
+            count(everything ? "memory: checked all" : "memory: checked the chunks ever mapped");
+        }
+
+        /** The chunks of every allocation that ever backed a reservation. */
+        final Set<PhysMem.Chunk> everMapped = new HashSet<>();
+
+        void mappedInModel(MRes r, MPm m, long offset) {
+            r.pm = m;
+            r.offset = offset;
+            m.backs.add(r);
+            everMapped.addAll(m.pm.chunks());
+        }
+
+        static boolean isSecurePa(long pa) {
+            return pa >= SECURE_BASE && pa < SECURE_BASE + SECURE_SIZE;
+        }
+
+        /**
+         * What the model says a DMA does: the pieces it moves, each {@code {position in the buffer, pa, bytes}} within
+         * one 4 KiB page, up to the first page that faults (a leaf is whole pages of one reservation, so a leaf's pages
+         * all fault or none does: the DMA stops at the same byte as one moving leaf by leaf).
+         */
+        record Prediction(int done, FaultReason reason, long faultAddress, List<long[]> pieces) { }
+
+        Prediction predict(Device d, long address, int length, Access access) {
+            List<long[]> pieces = new ArrayList<>();
+            int pos = 0;
+            while (pos < length) {
+                long va = address + pos;
+                int n = (int) Math.min(length - pos, PAGE - (va & (PAGE - 1)));
+                MAssoc as = slots.get(d)[slotFor(d, va)];
+                FaultReason why = null;
+                long pa = -1;
+                if (as == null) {
+                    why = FaultReason.TRANSLATION;
+                } else if (d.format() != null && !d.format().isValidVa(va)) {
+                    why = FaultReason.ADDRESS_SIZE;
+                } else {
+                    MRes r = as.vcm.at(va);
+                    if (r == null || r.pm == null) {
+                        why = FaultReason.TRANSLATION;
+                    } else if (!(access == Access.READ ? r.attributes.read() : r.attributes.write())) {
+                        why = FaultReason.PERMISSION;
+                    } else {
+                        pa = r.pa(va);
+                        if (isSecurePa(pa) && !d.isSecure()) {
+                            why = FaultReason.SECURE;
+                        }
+                    }
+                }
+                if (why != null) {
+                    return new Prediction(pos, why, va, pieces);
+                }
+                pieces.add(new long[] {pos, pa, n});
+                pos += n;
+            }
+            return new Prediction(length, null, 0, pieces);
+        }
+
+        /**
+         * A DMA buffer for a device in one step: its active VCM (or a new one, associated and activated), a reservation,
+         * memory (secure for some secure reservations) and the backing; through the owner's client if it has one.
+         */
+        void buffer(Op.Buffer b) {
+            Device d = devices.get(b.device() % devices.size());
+            MClient o = owner(b.owner());
+            MClient owner = o == null || o.closed ? null : o;
+            if (owner != null) {
+                trace.set(trace.size() - 1, trace.getLast() + " via " + owner);
+            }
+            Client k = owner == null ? null : owner.client;
+            MAssoc[] s = slots.get(d);
+            MAssoc as = s[0] != null ? s[0] : s[1];
+            boolean one = d.kind() == DeviceKind.ONE_TO_ONE;
+            if (as == null) {
+                if (d == cpu || crashed.contains(d)) {
+                    return; // the CPU's VCM comes from CreateCpuVcm; a crashed device cannot be activated
+                }
+                MemoryType ddr = vcmm.memoryType("ddr");
+                long start = one ? ddr.base() : REGIONS[0][0];
+                long length = one ? ddr.size() : REGIONS[0][1];
+                Vcm v = expect().call(() -> k == null ? (one ? vcmm.createOneToOneVcm(ddr) : vcmm.createVcm(start, length))
+                    : (one ? k.createOneToOneVcm(start, length) : k.createVcm(start, length)));
+                MVcm mv = new MVcm(v, one, start, length);
+                own(owner, owner == null ? null : owner.vcms, mv, vcms);
+                Association a = expect().call(() -> k == null ? vcmm.assoc(v, d) : k.assoc(v, d));
+                as = new MAssoc(a, mv, d, AssociationMode.WHOLE);
+                addAssoc(as);
+                if (owner != null) {
+                    owner.assocs.add(as);
+                }
+                activate(as);
+            }
+            MVcm v = as.vcm;
+            ReservationAttributes wanted = ATTRIBUTES[b.attributes()];
+            ReservationAttributes attrs = v.formats().stream().allMatch(f -> canExpress(f, wanted)) ? wanted : ReservationAttributes.RW;
+            long len = b.pages() * PAGE;
+            if (!one && b.pages() % 4 == 3) { // a lazy buffer: reserved only, for a handler to back on demand
+                long align = len >= 2 * MIB ? 2 * MIB : PAGE;
+                Reservation r = expect().refuse(!v.fits(len, align), VcmmOutOfMemoryException.class)
+                    .call(() -> k == null ? vcmm.reserve(v.vcm, len, attrs, align) : k.reserve(v.vcm, len, attrs, align));
+                if (r != null) {
+                    MRes mr = new MRes(r, v, r.address(), len, attrs);
+                    addReservation(mr);
+                    if (owner != null) {
+                        owner.res.add(mr);
+                    }
+                }
+                return;
+            }
+            boolean secureMemory = attrs.secure() && !one && b.pages() % 2 == 1;
+            String type = secureMemory ? "secure" : "ddr";
+            PhysAllocOptions options = one ? PhysAllocOptions.CONTIGUOUS : PhysAllocOptions.DEFAULT;
+            ChunkPolicy policy = one ? ChunkPolicy.PAGES_4K : ChunkPolicy.VCMM;
+            PhysMem pm;
+            try {
+                pm = k == null ? vcmm.physAlloc(vcmm.memoryType(type), len, policy, options) : k.physAlloc(type, len, policy, options);
+            } catch (VcmmOutOfMemoryException e) {
+                count("Buffer out of memory");
+                return;
+            }
+            MPm m = new MPm(pm);
+            own(owner, owner == null ? null : owner.pms, m, pms);
+            long align = len >= 2 * MIB ? 2 * MIB : PAGE;
+            long at = pm.physicalAddress(0);
+            Expect e = one ? expect().refuse(!v.covers(at, len), IllegalArgumentException.class)
+                .refuse(v.covers(at, len) && v.overlaps(at, len), IllegalStateException.class)
+                : expect().refuse(!v.fits(len, align), VcmmOutOfMemoryException.class);
+            Reservation r = e.call(() -> one ? (k == null ? vcmm.reserveAt(v.vcm, at, len, attrs) : k.reserveAt(v.vcm, at, len, attrs))
+                : (k == null ? vcmm.reserve(v.vcm, len, attrs, align) : k.reserve(v.vcm, len, attrs, align)));
+            if (r == null) {
+                return;
+            }
+            MRes mr = new MRes(r, v, r.address(), len, attrs);
+            addReservation(mr);
+            if (owner != null) {
+                owner.res.add(mr);
+            }
+            if (v.formats().stream().allMatch(f -> canMap(f, mr))) {
+                expect().run(() -> vcmm.back(r, pm, 0));
+                mappedInModel(mr, m, 0);
+            }
+        }
+
+        void dmaOp(Op.Dma op) {
+            List<Device> active = devices.stream().filter(x -> slots.get(x)[0] != null || slots.get(x)[1] != null).toList();
+            List<Device> mapping = active.stream().filter(x -> reachable(x).stream().anyMatch(r -> r.pm != null)).toList();
+            int kind = op.device() % 5;
+            Device d = kind < 3 && !mapping.isEmpty() ? mapping.get(op.device() / 5 % mapping.size())
+                : kind < 4 && !active.isEmpty() ? active.get(op.device() / 5 % active.size())
+                : devices.get(op.device() % devices.size());
+            List<MRes> reach = reachable(d);
+            List<MRes> backed = reach.stream().filter(r -> r.pm != null).toList();
+            List<MRes> unbacked = reach.stream().filter(r -> r.pm == null).toList();
+            ModelHandler h = handlers.get(d);
+            long address;
+            if (h != null && h.kind == Handler.DEMAND && !unbacked.isEmpty() && op.target() % 8 < 4) {
+                MRes r = unbacked.get(op.target() % unbacked.size());
+                address = r.address + op.offset() % r.length;
+            } else if (!backed.isEmpty() && op.target() % 8 < 5) {
+                MRes r = backed.get(op.target() % backed.size());
+                address = r.address + within(op.offset(), r.length);
+            } else if (!reach.isEmpty() && op.target() % 8 != 7) {
+                MRes r = reach.get(op.target() % reach.size());
+                address = r.address + within(op.offset(), r.length);
+            } else if (!reservations.isEmpty() && op.target() % 16 != 15) {
+                MRes r = reservations.get(op.target() % reservations.size());
+                address = r.address + within(op.offset(), r.length);
+            } else {
+                long[] region = REGIONS[op.target() % REGIONS.length];
+                address = region[0] + op.offset() % region[1];
+            }
+            trace.set(trace.size() - 1, trace.getLast() + String.format(" -> %s at 0x%x", d.name(), address));
+            dma(d, address, op.length(), op.write(), true);
+        }
+
+        /** @return an offset in a reservation of {@code length} bytes, or (one in three) close to its end or just past it */
+        static long within(long offset, long length) {
+            return offset % 3 == 0 ? Math.max(0, length - offset / 3 % (2 * PAGE)) : offset % length;
+        }
+
+        /**
+         * Runs one DMA and checks it against the model: the bytes moved (a read returns the model's bytes and leaves the
+         * buffer untouched from the fault on; a write lands in the model's pages and nowhere else in them), the fault
+         * (address, access, reason; why it was not retried), the handler's calls, and the device's counters.
+         *
+         * @param armed whether the device's handler acts as its kind says; disarmed (the checks' own DMA) it terminates
+         */
+        void dma(Device d, long address, int length, boolean write, boolean armed) {
+            Access access = write ? Access.WRITE : Access.READ;
+            MCounters c = counters.get(d);
+            ModelHandler h = handlers.get(d);
+            boolean down = crashed.contains(d);
+            Prediction before = predict(d, address, length, access);
+            byte[] buffer = new byte[length];
+            rnd.nextBytes(buffer);
+            byte[] original = buffer.clone();
+            if (h != null) {
+                h.begin(armed);
+            }
+            RuntimeException thrown = null;
+            try {
+                if (write) {
+                    d.write(address, buffer, 0, length);
+                } else {
+                    d.read(address, buffer, 0, length);
+                }
+            } catch (DeviceFaultException | IllegalStateException e) {
+                thrown = e;
+            }
+            RuntimeException t = thrown;
+            String what = String.format("%s %s 0x%x+%d", d.name(), access, address, length);
+            if (down) {
+                IllegalStateException e = assertInstanceOf(IllegalStateException.class, t, () -> "DMA through crashed " + what + where());
+                assertTrue(e.getMessage().contains("crashed"), () -> e + where());
+                assertArrayEquals(original, buffer, () -> "crashed " + what + " moved bytes" + where());
+                count("dma: crashed");
+                return;
+            }
+            Prediction p = h != null && armed && h.kind == Handler.DEMAND ? predict(d, address, length, access) : before;
+            if (p.reason() != null && !(h != null && h.crashedIt)) {
+                assertInstanceOf(DeviceFaultException.class, t,
+                    () -> String.format("%s should fault (%s at 0x%x), got %s%s", what, p.reason(), p.faultAddress(), t, where()));
+            }
+            for (long[] piece : p.pieces()) {
+                int pos = (int) piece[0];
+                long pa = piece[1];
+                int n = (int) piece[2];
+                if (write) {
+                    modelWrite(pa, buffer, pos, n);
+                    checkPhysical(pa & -PAGE, (int) PAGE);
+                } else {
+                    byte[] expected = modelRead(pa, n);
+                    int at = Arrays.mismatch(expected, 0, n, buffer, pos, pos + n);
+                    assertEquals(-1, at, () -> String.format("%s read 0x%02x at 0x%x (pa=0x%x), the model says 0x%02x%s", what,
+                        buffer[pos + at], address + pos + at, pa + at, expected[at], where()));
+                }
+            }
+            if (!write) {
+                assertEquals(-1, Arrays.mismatch(original, p.done(), length, buffer, p.done(), length),
+                    () -> what + " changed the buffer at or after the fault at +" + p.done() + where());
+            }
+            if (write) {
+                c.bytesWritten += p.done();
+            } else {
+                c.bytesRead += p.done();
+            }
+            if (h != null) {
+                c.faults += h.calls;
+                c.retries += h.retries;
+            }
+            if (p.reason() == null) {
+                assertTrue(t == null, () -> what + " should succeed, got " + t + where());
+                count("dma: " + access + " ok");
+            } else if (h != null && h.crashedIt) {
+                IllegalStateException e = assertInstanceOf(IllegalStateException.class, t,
+                    () -> what + ": the handler crashed the device, got " + t + where());
+                assertTrue(e.getMessage().contains("crashed"), () -> e + where());
+                assertEquals(1, h.calls, where());
+                count("dma: crashed by the handler");
+            } else {
+                DeviceFaultException e = assertInstanceOf(DeviceFaultException.class, t,
+                    () -> String.format("%s should fault (%s at 0x%x), got %s%s", what, p.reason(), p.faultAddress(), t, where()));
+                DeviceFault f = e.fault();
+                assertSame(d, f.device(), where());
+                assertEquals(access, f.access(), where());
+                assertEquals(p.faultAddress(), f.address(), () -> what + ": " + f + where());
+                assertEquals(p.reason(), f.reason(), () -> what + ": " + f + where());
+                boolean exhausted = h != null && armed && h.kind == Handler.RETRY;
+                String why = h == null ? "no fault handler" : exhausted ? "still faulting after" : "terminated by the fault handler";
+                assertTrue(e.getMessage().contains(why), () -> e.getMessage() + " should say " + why + where());
+                if (h != null) {
+                    DeviceFault last = h.seen.getLast();
+                    assertEquals(f.address(), last.address(), where());
+                    assertEquals(f.reason(), last.reason(), where());
+                }
+                c.failed++;
+                if (h == null || exhausted) {
+                    c.faults++;
+                }
+                count("dma: " + access + " " + p.reason() + (h == null ? "" : " " + (armed ? h.kind : "disarmed")));
+            }
+            if (h != null) {
+                int faulted = p.reason() == null ? 0 : 1;
+                int expected = !armed ? faulted : switch (h.kind) {
+                    case RETRY -> faulted * 8;
+                    case DEMAND -> h.retries + faulted;
+                    default -> faulted;
+                };
+                assertEquals(expected, h.calls, () -> what + ": handler " + h.kind + " calls " + h.seen + where());
+            }
+        }
+
+        /** The handlers the sequences hook; armed only for the DMA of a {@link Op.Dma}, terminating for the checks' own. */
+        final class ModelHandler implements FaultHandler {
+            final Device device;
+            final Handler kind;
+            boolean armed;
+            int calls;
+            int retries;
+            boolean crashedIt;
+            final List<DeviceFault> seen = new ArrayList<>();
+
+            ModelHandler(Device device, Handler kind) {
+                this.device = device;
+                this.kind = kind;
+            }
+
+            void begin(boolean armed) {
+                this.armed = armed;
+                calls = 0;
+                retries = 0;
+                crashedIt = false;
+                seen.clear();
+            }
+
+            @Override
+            public FaultAction onFault(DeviceFault f) {
+                calls++;
+                seen.add(f);
+                assertSame(device, f.device(), where());
+                if (!armed) {
+                    return FaultAction.TERMINATE;
+                }
+                switch (kind) {
+                    case RETRY -> {
+                        retries++;
+                        return FaultAction.RETRY;
+                    }
+                    case CRASH -> {
+                        device.crash();
+                        crashInModel(device);
+                        crashedIt = true;
+                        retries++;
+                        return FaultAction.RETRY;
+                    }
+                    case DEMAND -> {
+                        if (demandBack(f)) {
+                            retries++;
+                            return FaultAction.RETRY;
+                        }
+                        return FaultAction.TERMINATE;
+                    }
+                    default -> {
+                        return FaultAction.TERMINATE;
+                    }
+                }
+            }
+
+            /** Backs the unbacked reservation a translation fault hit with new memory (in the model too). */
+            boolean demandBack(DeviceFault f) {
+                if (f.reason() != FaultReason.TRANSLATION) {
+                    return false;
+                }
+                MAssoc as = slots.get(device)[slotFor(device, f.address())];
+                MRes r = as == null ? null : as.vcm.at(f.address());
+                if (r == null || r.pm != null || r.vcm.oneToOne || r.vcm.formats().stream().anyMatch(x -> !canMap(x, r))) {
+                    count("dma: demand refused " + (r == null ? "no reservation" : r.pm != null ? "backed" : r.vcm.oneToOne ? "one-to-one" : "unmappable"));
+                    return false;
+                }
+                String type = r.attributes.secure() && ((f.address() >>> 12) & 1) == 1 ? "secure" : "ddr";
+                PhysMem pm;
+                try {
+                    pm = vcmm.physAlloc(type, r.length, ChunkPolicy.VCMM);
+                } catch (VcmmOutOfMemoryException | IllegalArgumentException e) {
+                    trace.add("  handler: no memory for " + r.r + ": " + e.getClass().getSimpleName());
+                    return false;
+                }
+                MPm m = new MPm(pm);
+                pms.add(m);
+                vcmm.back(r.r, pm, 0);
+                mappedInModel(r, m, 0);
+                trace.add("  handler backs " + r.r + " with " + pm);
+                count("dma: demand-backed");
+                return true;
+            }
+        }
+
+        // -----------------------------------------------------------------------------------------
+        // checks of devices: counters, crashed state, bytes through every device, stale mappings
+
+        void checkDevices() {
+            for (Device d : devices) {
+                List<MRes> reach = reachable(d).stream().filter(r -> r.pm != null).toList();
+                for (int i = Math.min(2, reach.size()); i > 0; i--) {
+                    MRes r = reach.get(rnd.nextInt(reach.size()));
+                    long at = r.address + rnd.nextLong(r.length);
+                    dma(d, at, (int) Math.min(1 + rnd.nextInt(64), r.address + r.length - at), false, false);
+                }
+                if (crashed.contains(d) && !reach.isEmpty()) {
+                    dma(d, reach.getFirst().address, 8, false, false);
+                }
+                for (long a : recentlyUnmapped) {
+                    dma(d, a, 1, false, false);  // a stale IOTLB entry must not grant it
+                }
+            }
+            recentlyUnmapped.clear();
+            for (int i = Math.min(4, writtenPages.size()); i > 0; i--) {
+                checkPhysical(writtenPages.get(rnd.nextInt(writtenPages.size())), (int) PAGE);
+            }
+            for (Device d : devices) {
+                DeviceStats s = d.stats();
+                MCounters c = counters.get(d);
+                String who = d.name() + " " + s;
+                assertEquals(crashed.contains(d), d.isCrashed(), () -> who + where());
+                assertEquals(crashed.contains(d), s.crashed(), () -> who + where());
+                assertEquals(c.crashes, s.crashes(), () -> "crashes of " + who + where());
+                assertEquals(c.faults, s.faults(), () -> "faults of " + who + where());
+                assertEquals(c.retries, s.retries(), () -> "retries of " + who + where());
+                assertEquals(c.failed, s.failed(), () -> "failed of " + who + where());
+                assertEquals(c.bytesRead, s.bytesRead(), () -> "bytes read by " + who + where());
+                assertEquals(c.bytesWritten, s.bytesWritten(), () -> "bytes written by " + who + where());
             }
         }
 
@@ -810,8 +1610,10 @@ class VcmmProperties {
             Expect e = expect().refuse(impossible, IllegalArgumentException.class)
                 .refuse(!impossible, VcmmOutOfMemoryException.class);
             e.maySucceed = !impossible && rounded <= m.size() - inUse;
-            PhysMem pm = e.call(() -> vcmm.physAlloc(m, op.bytes(), op.policy(),
-                op.contiguous() ? PhysAllocOptions.CONTIGUOUS : PhysAllocOptions.DEFAULT));
+            PhysAllocOptions options = op.contiguous() ? PhysAllocOptions.CONTIGUOUS : PhysAllocOptions.DEFAULT;
+            MClient owner = owner(op.owner());
+            PhysMem pm = create(owner, e, () -> vcmm.physAlloc(m, op.bytes(), op.policy(), options),
+                k -> k.physAlloc(op.type(), op.bytes(), op.policy(), options));
             if (pm == null) {
                 return;
             }
@@ -826,7 +1628,7 @@ class VcmmProperties {
                     }
                 }
             }
-            pms.add(new MPm(pm));
+            own(owner, owner == null ? null : owner.pms, new MPm(pm), pms);
         }
 
         void back(Op.Back b) {
@@ -885,18 +1687,20 @@ class VcmmProperties {
                     vcmm.back(r.r, pm.pm, off);
                     return r;
                 }) != null) {
-                r.pm = pm;
-                r.offset = off;
-                pm.backs.add(r);
+                mappedInModel(r, pm, off);
             }
         }
 
         void teardown() {
+            for (MClient c : List.copyOf(clients)) {
+                if (rnd.nextBoolean()) {
+                    release(c);
+                }
+            }
             for (MRes r : List.copyOf(reservations)) {
                 if (r.pm != null) {
                     r.r.unback();
-                    r.pm.backs.remove(r);
-                    r.pm = null;
+                    unbackInModel(r);
                 }
                 r.r.unreserve();
                 reservations.remove(r);
@@ -917,6 +1721,9 @@ class VcmmProperties {
                 p.pm.free();
                 pms.remove(p);
             }
+            for (MClient c : List.copyOf(clients)) {
+                release(c); // owns nothing live any more
+            }
         }
 
         // -----------------------------------------------------------------------------------------
@@ -927,6 +1734,7 @@ class VcmmProperties {
             checkTranslations();
             checkReverseMaps();
             checkAccounting();
+            checkDevices();
         }
 
         void checkHandles() {
@@ -942,6 +1750,15 @@ class VcmmProperties {
                     assertEquals(r.offset, r.r.backingOffset(), () -> "backing offset of " + r.r + where());
                     assertFalse(r.r.isReleased(), where());
                 }
+            }
+            for (MPm m : pms) {
+                assertFalse(m.pm.isFreed(), () -> m.pm + where());
+            }
+            for (MPm m : deadPms) {
+                assertTrue(m.pm.isFreed(), () -> m.pm + " should be freed" + where());
+            }
+            for (MAssoc a : deadAssocs) {
+                assertTrue(a.a.isRemoved(), () -> a.a + where());
             }
             for (MRes r : deadReservations) {
                 assertTrue(r.r.isReleased() && !r.r.isBacked(), where());
