@@ -73,17 +73,12 @@ public final class Client implements AutoCloseable {
                 });
             }
             for (Association a : associations) {
-                attempt(failures, () -> {
-                    if (!a.isRemoved()) {
-                        a.deactivate();
-                        a.deassoc();
-                    }
-                });
+                attempt(failures, () -> vcmm.release(a)); // deactivate and remove in one step
             }
             for (Vcm v : vcms) {
                 attempt(failures, () -> {
-                    if (!v.isFreed() && v.reservations().isEmpty() && v.associations().isEmpty()) {
-                        v.free(); // a VCM another client still reserves in stays until that client is done
+                    if (!v.isFreed()) {
+                        vcmm.adoptOrphan(v); // freed now if empty, else once the others' last use goes
                     }
                 });
             }

@@ -424,6 +424,9 @@ public final class Vcmm implements AutoCloseable {
         } finally {
             vcm.lock.writeLock().unlock();
         }
+        if (!orphanVcms.isEmpty()) {
+            sweepOrphans();
+        }
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -841,6 +844,43 @@ public final class Vcmm implements AutoCloseable {
         }
     }
 
+    /** Deactivates and removes {@code a} in one step under the graph lock (a client's release). */
+    void release(Association a) {
+        graph.lock();
+        try {
+            if (!a.isRemoved()) {
+                deactivate(a);
+                deassoc(a);
+            }
+        } finally {
+            graph.unlock();
+        }
+    }
+
+    /** VCMs whose owning client was released while others still used them: freed once they are empty. */
+    private final Set<Vcm> orphanVcms = ConcurrentHashMap.newKeySet();
+
+    void adoptOrphan(Vcm vcm) {
+        orphanVcms.add(vcm);
+        sweepOrphans();
+    }
+
+    /** Frees the orphaned VCMs that became empty. Called with no lock held. */
+    void sweepOrphans() {
+        for (Vcm v : orphanVcms) {
+            if (v.isFreed()) {
+                orphanVcms.remove(v);
+            } else if (v.reservations.isEmpty() && v.associations.isEmpty()) {
+                try {
+                    free(v);
+                    orphanVcms.remove(v);
+                } catch (IllegalStateException raced) {
+                    // someone reserved or associated meanwhile: it stays an orphan until the next sweep
+                }
+            }
+        }
+    }
+
     void deassoc(Association a) {
         Vcm vcm = a.vcm();
         graph.lock();
@@ -865,6 +905,9 @@ public final class Vcmm implements AutoCloseable {
         } finally {
             vcm.lock.writeLock().unlock();
             graph.unlock();
+        }
+        if (!orphanVcms.isEmpty() && !graph.isHeldByCurrentThread()) {
+            sweepOrphans();
         }
     }
 

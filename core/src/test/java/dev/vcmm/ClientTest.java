@@ -140,4 +140,18 @@ class ClientTest {
             assertEquals(0, allocated("pt"));
         }
     }
+
+    @Test
+    void shouldFreeAReleasedClientsVcmOnceTheOthersAreDoneWithIt() {
+        Client owner = vcmm.client("owner");
+        Client guest = vcmm.client("guest");
+        Vcm vcm = owner.createVcm(0x1000_0000L, 64 * MIB);
+        Reservation g = guest.reserve(vcm, MIB, ReservationAttributes.RW, MIB);
+        owner.close();
+        assertFalse(vcm.isFreed(), "the guest still reserves in it");
+        guest.close();
+        assertTrue(vcm.isFreed(), "freed when its last user let go");
+        assertTrue(g.isReleased());
+        assertTrue(vcmm.vcms().isEmpty());
+    }
 }

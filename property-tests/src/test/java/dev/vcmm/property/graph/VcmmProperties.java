@@ -303,6 +303,8 @@ class VcmmProperties {
         final long length;
         final TreeMap<Long, MRes> res = new TreeMap<>(Long::compareUnsigned);
         final List<MAssoc> assocs = new ArrayList<>();
+        /** Its owning client was released while others used it: freed once empty. */
+        boolean orphan;
 
         MVcm(Vcm vcm, boolean oneToOne, long start, long length) {
             this.vcm = vcm;
@@ -616,6 +618,16 @@ class VcmmProperties {
         // -----------------------------------------------------------------------------------------
         // steps
 
+        /** The VCMM frees an orphaned VCM (its client released) as soon as nothing uses it. */
+        void sweepOrphanVcms() {
+            for (MVcm v : List.copyOf(vcms)) {
+                if (v.orphan && v.res.isEmpty() && v.assocs.isEmpty()) {
+                    vcms.remove(v);
+                    deadVcms.add(v.vcm);
+                }
+            }
+        }
+
         void apply(Op op) {
             switch (op) {
                 case Op.CreateVcm c -> {
@@ -760,6 +772,7 @@ class VcmmProperties {
                         a.vcm.assocs.remove(a);
                         deadAssocs.add(a);
                         assertTrue(a.a.isRemoved(), where());
+                        sweepOrphanVcms();
                     }
                 }
                 case Op.Reserve re -> {
@@ -877,6 +890,7 @@ class VcmmProperties {
                         r.vcm.res.remove(r.address);
                         deadReservations.add(r);
                         unmapped(r);
+                        sweepOrphanVcms();
                     }
                 }
                 case Op.OpenClient o -> clients.add(new MClient(vcmm.client("client" + (clients.size() + closedClients.size()))));
@@ -985,11 +999,11 @@ class VcmmProperties {
                 }
             }
             for (MVcm v : c.vcms) {
-                if (vcms.contains(v) && v.res.isEmpty() && v.assocs.isEmpty()) {
-                    vcms.remove(v);
-                    deadVcms.add(v.vcm);
+                if (vcms.contains(v)) {
+                    v.orphan = true; // freed now if empty, else once the others' last use goes
                 }
             }
+            sweepOrphanVcms();
             for (MPm m : c.pms) {
                 if (pms.contains(m)) {
                     if (m.backs.isEmpty()) {
@@ -1714,7 +1728,11 @@ class VcmmProperties {
                 a.vcm.assocs.remove(a);
             }
             for (MVcm v : List.copyOf(vcms)) {
-                vcmm.free(v.vcm);
+                if (v.orphan) { // the VCMM freed it when its last reservation or association went
+                    assertTrue(v.vcm.isFreed(), () -> "orphan " + v.vcm + " not freed once empty" + where());
+                } else {
+                    vcmm.free(v.vcm);
+                }
                 vcms.remove(v);
             }
             for (MPm p : List.copyOf(pms)) {
