@@ -49,6 +49,7 @@ import java.util.concurrent.locks.ReentrantLock;
 public final class Vcmm implements AutoCloseable {
 
     private final Map<String, MemoryType> memoryTypes;
+    private final MemoryType[] typeArray;
     private final MemoryType pageTableMemory;
     private final ReentrantLock graph = new ReentrantLock();
     private final Map<String, Device> devices = new ConcurrentHashMap<>();
@@ -65,6 +66,7 @@ public final class Vcmm implements AutoCloseable {
 
     private Vcmm(Map<String, MemoryType> memoryTypes, MemoryType pageTableMemory) {
         this.memoryTypes = memoryTypes;
+        this.typeArray = memoryTypes.values().toArray(new MemoryType[0]);
         this.pageTableMemory = pageTableMemory;
     }
 
@@ -108,7 +110,7 @@ public final class Vcmm implements AutoCloseable {
 
     /** @return whether {@code pa} lies in a secure memory type */
     public boolean isSecurePhysical(long pa) {
-        for (MemoryType m : memoryTypes.values()) {
+        for (MemoryType m : typeArray) { // an array, not the map: this runs on every IOTLB miss
             if (m.isSecure() && pa >= m.base() && pa - m.base() < m.size()) {
                 return true;
             }
@@ -118,7 +120,7 @@ public final class Vcmm implements AutoCloseable {
 
     /** @return the memory type holding physical address {@code pa}, or {@code null} */
     public MemoryType memoryTypeAt(long pa) {
-        for (MemoryType m : memoryTypes.values()) {
+        for (MemoryType m : typeArray) { // an array, not the map: this runs on every DMA leaf
             if (pa >= m.base() && pa - m.base() < m.size()) {
                 return m;
             }
