@@ -23,9 +23,10 @@ import org.junit.jupiter.api.Test;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
-import java.util.HashSet;
+import java.util.HashMap;
 import java.util.List;
-import java.util.Set;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -360,12 +361,13 @@ class HostVcmTest {
         MemoryType ddr = vcmm.memoryType("ddr");
         long free = ddr.stats().freeBytes();
         int threads = 4;
+        Map<Long, Long> all = new ConcurrentHashMap<>();
         try (ExecutorService pool = Executors.newFixedThreadPool(threads)) {
-            List<Future<Set<Long>>> futures = new ArrayList<>();
+            List<Future<Map<Long, Long>>> futures = new ArrayList<>();
             for (int t = 0; t < threads; t++) {
                 int seed = t;
                 futures.add(pool.submit(() -> {
-                    Set<Long> addresses = new HashSet<>();
+                    Map<Long, Long> addresses = new HashMap<>();
                     for (int i = 0; i < 50; i++) {
                         long length = (i % 5 + 1) * MIB + 12345;
                         try (HostBuffer b = HostBuffers.allocate(vcmm, ddr, length, ChunkPolicy.of(2 * MIB, 64 * KIB))) {
@@ -374,18 +376,19 @@ class HostVcmTest {
                             s.set(ValueLayout.JAVA_BYTE, length - 1, (byte) seed);
                             s.set(ValueLayout.JAVA_LONG_UNALIGNED, 0, seed);
                             assertEquals(seed, s.get(ValueLayout.JAVA_LONG_UNALIGNED, 0));
-                            addresses.add(s.address());
+                            addresses.put(s.address(), s.byteSize());
                         }
                     }
                     return addresses;
                 }));
             }
-            for (Future<Set<Long>> f : futures) {
-                all.addAll(f.get());
+            for (Future<Map<Long, Long>> f : futures) {
+                all.putAll(f.get());
             }
         }
-        for (long a : all) { // the JVM may have mapped something else there since: look for our memfd only
-            assertTrue(ProcMaps.overlapping(a, 6 * MIB).stream().noneMatch(m -> m.path().contains("memfd:vcmm-")),
+        for (Map.Entry<Long, Long> e : all.entrySet()) { // the JVM may have mapped something else there since: look for our memfd only
+            long a = e.getKey();
+            assertTrue(ProcMaps.overlapping(a, e.getValue()).stream().noneMatch(m -> m.path().contains("memfd:vcmm-")),
                 "released: 0x" + Long.toHexString(a));
         }
         assertEquals(free, ddr.stats().freeBytes(), "every chunk is back");
