@@ -149,6 +149,11 @@ public final class Client implements AutoCloseable {
         return own(owned.vcms, () -> vcmm.createOneToOneVcm(start, length));
     }
 
+    /** Creates a HOST VCM the client owns; its range goes back to the system when the client is released. @see Vcmm#createHostVcm(long) */
+    public Vcm createHostVcm(long length) {
+        return own(owned.vcms, () -> vcmm.createHostVcm(length));
+    }
+
     /** Associates, owned by the client. @see Vcmm#assoc(Vcm, Device, AssociationMode) */
     public Association assoc(Vcm vcm, Device device, AssociationMode mode) {
         return own(owned.associations, () -> vcmm.assoc(vcm, device, mode));

@@ -1,5 +1,7 @@
 package dev.vcmm;
 
+import dev.vcmm.spi.HostMapping;
+
 import java.util.concurrent.atomic.AtomicReference;
 
 /**
@@ -25,6 +27,8 @@ public final class Reservation {
     private final ReservationAttributes attributes;
     final AtomicReference<Backing> backing = new AtomicReference<>();
     private volatile boolean released;
+    /** The memory mapped into the process while a HOST reservation is backed; written under the backing's IN_PROGRESS. */
+    volatile HostMapping hostMapping;
 
     Reservation(Vcm vcm, long address, long length, ReservationAttributes attributes) {
         this.vcm = vcm;
@@ -69,6 +73,14 @@ public final class Reservation {
     public long backingOffset() {
         Backing b = backing.get();
         return b == null || b == IN_PROGRESS ? -1 : b.offset();
+    }
+
+    /**
+     * @return the memory mapped into the process while this HOST reservation is backed, or {@code null} (not
+     * backed, or not in a HOST VCM); the ffm backend makes memory segments from it
+     */
+    public HostMapping hostMapping() {
+        return hostMapping;
     }
 
     /** @return whether it was unreserved */

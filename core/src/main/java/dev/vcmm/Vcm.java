@@ -6,6 +6,7 @@ import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.pagetable.WalkResult;
 import dev.vcmm.space.AddressSpaceAllocator;
+import dev.vcmm.spi.HostMapper;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -19,7 +20,9 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * A Virtual Contiguous Memory region: an address space {@code [start, start + length)} in which
  * reservations are made and backed. A {@link Kind#VIRTUAL} VCM keeps one page table per distinct
  * page-table format among its associated devices (devices of one format share it); a
- * {@link Kind#ONE_TO_ONE} VCM has none: its device addresses are physical addresses.
+ * {@link Kind#ONE_TO_ONE} VCM has none: its device addresses are physical addresses. A {@link Kind#HOST} VCM is a
+ * range of this process's address space: backing maps the memory there for real (and into the page tables of any
+ * devices associated with it, which then share the process's addresses).
  *
  * <p><b>Thread-safety:</b> thread-safe. Each VCM has a read-write lock: backing and unbacking take it
  * shared (so they run concurrently on different reservations, and the page tables themselves take no
@@ -32,7 +35,13 @@ public final class Vcm {
         /** Device addresses translate through page tables. */
         VIRTUAL,
         /** Device addresses are physical addresses; reservations are backed by memory at their own address. */
-        ONE_TO_ONE
+        ONE_TO_ONE,
+        /**
+         * A range of this process's own address space (the CPU for real): a reservation's address is a process
+         * virtual address, and backing it maps the memory there with {@code mmap}. Needs a
+         * {@link dev.vcmm.spi.HostMapper}; see {@link Vcmm#createHostVcm(long)}.
+         */
+        HOST
     }
 
     static final long GRANULE = 4096;
@@ -49,8 +58,15 @@ public final class Vcm {
     final List<Association> associations = new CopyOnWriteArrayList<>();
     final Map<PageTableFormat, PageTable> tables = new ConcurrentHashMap<>();
     private volatile boolean freed;
+    /** The mapper of a HOST VCM, else {@code null}. */
+    final HostMapper hostMapper;
 
     Vcm(Vcmm vcmm, String name, Kind kind, long start, long length) {
+        this(vcmm, name, kind, start, length, null);
+    }
+
+    Vcm(Vcmm vcmm, String name, Kind kind, long start, long length, HostMapper hostMapper) {
+        this.hostMapper = hostMapper;
         this.vcmm = vcmm;
         this.name = name;
         this.kind = kind;

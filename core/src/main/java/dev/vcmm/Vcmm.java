@@ -5,6 +5,7 @@ import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.pagetable.WalkResult;
 import dev.vcmm.space.AddressSpaceAllocator;
+import dev.vcmm.spi.HostMapper;
 import dev.vcmm.spi.MemoryBackend;
 
 import java.util.ArrayList;
@@ -13,6 +14,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.OptionalLong;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -60,14 +62,16 @@ public final class Vcmm implements AutoCloseable {
     private final ConcurrentSkipListMap<Long, ChunkRef> chunkIndex = new ConcurrentSkipListMap<>();
     private final AtomicInteger vcmNames = new AtomicInteger();
     private final AtomicBoolean closed = new AtomicBoolean();
+    private final HostVcms host;
 
     private record ChunkRef(PhysMem memory, long offset, long pa, long end) {
     }
 
-    private Vcmm(Map<String, MemoryType> memoryTypes, MemoryType pageTableMemory) {
+    private Vcmm(Map<String, MemoryType> memoryTypes, MemoryType pageTableMemory, HostMapper hostMapper) {
         this.memoryTypes = memoryTypes;
         this.typeArray = memoryTypes.values().toArray(new MemoryType[0]);
         this.pageTableMemory = pageTableMemory;
+        this.host = new HostVcms(hostMapper);
     }
 
     /** @return a builder */
@@ -279,7 +283,47 @@ public final class Vcmm implements AutoCloseable {
         return vcm;
     }
 
+    /**
+     * Creates a HOST VCM: {@code length} bytes of this process's own address space, reserved with no access
+     * and aligned to 2 MiB. Its reservations' addresses are process virtual addresses; backing one maps the
+     * physical memory there (the same pages the simulated devices reach), and the ffm backend's
+     * {@code HostSegments.segment(reservation)} gives the {@code MemorySegment}. Freeing the VCM gives the range
+     * back to the system.
+     *
+     * @throws UnsupportedOperationException saying why, where HOST VCMs are unavailable (no memfd or mmap)
+     * @throws IllegalArgumentException      if {@code length} is not a positive multiple of the host page size
+     */
+    public Vcm createHostVcm(long length) {
+        return createHostVcm(length, HostVcms.DEFAULT_ALIGNMENT);
+    }
+
+    /** Creates a HOST VCM aligned to {@code alignment}, a power of two at least the host page size. @see #createHostVcm(long) */
+    public Vcm createHostVcm(long length, long alignment) {
+        checkOpen();
+        HostMapper m = host.mapper();
+        long start = host.reserveRange(m, length, alignment);
+        try {
+            return createVcm(Vcm.Kind.HOST, start, length, m);
+        } catch (RuntimeException e) {
+            try {
+                m.release(start, length);
+            } catch (RuntimeException undo) {
+                e.addSuppressed(undo);
+            }
+            throw e;
+        }
+    }
+
+    /** @return empty if HOST VCMs work here, else why not */
+    public Optional<String> hostUnavailableReason() {
+        return Optional.ofNullable(host.unavailableReason());
+    }
+
     private Vcm createVcm(Vcm.Kind kind, long start, long length) {
+        return createVcm(kind, start, length, null);
+    }
+
+    private Vcm createVcm(Vcm.Kind kind, long start, long length, HostMapper hostMapper) {
         if (((start | length) & (Vcm.GRANULE - 1)) != 0 || length <= 0) {
             throw new IllegalArgumentException(String.format("start=0x%x length=0x%x must be positive multiples of 4096", start, length));
         }
@@ -289,7 +333,7 @@ public final class Vcmm implements AutoCloseable {
         graph.lock();
         try {
             checkOpen();
-            Vcm vcm = new Vcm(this, "vcm" + vcmNames.incrementAndGet(), kind, start, length);
+            Vcm vcm = new Vcm(this, "vcm" + vcmNames.incrementAndGet(), kind, start, length, hostMapper);
             vcms.add(vcm);
             return vcm;
         } finally {
@@ -319,6 +363,7 @@ public final class Vcmm implements AutoCloseable {
             }
             vcm.markFreed();
             vcms.remove(vcm);
+            HostVcms.release(vcm); // a HOST VCM's range goes back to the system
         } finally {
             vcm.lock.writeLock().unlock();
             graph.unlock();
@@ -343,6 +388,8 @@ public final class Vcmm implements AutoCloseable {
         if (alignment < Vcm.GRANULE || Long.bitCount(alignment) != 1) {
             throw new IllegalArgumentException("alignment=" + alignment + " must be a power of two >= 4096");
         }
+        alignment = HostVcms.alignment(vcm, alignment);
+        HostVcms.checkRange(vcm, 0, rounded);
         vcm.lock.writeLock().lock();
         try {
             checkUsable(vcm);
@@ -377,6 +424,7 @@ public final class Vcmm implements AutoCloseable {
         if (!vcm.covers(address, rounded)) {
             throw new IllegalArgumentException(String.format("range address=0x%x length=0x%x is outside %s", address, rounded, vcm));
         }
+        HostVcms.checkRange(vcm, address, rounded);
         vcm.lock.writeLock().lock();
         try {
             checkUsable(vcm);
@@ -458,6 +506,7 @@ public final class Vcmm implements AutoCloseable {
         if (memory.memoryType().isSecure() && !r.attributes().secure()) {
             throw new IllegalArgumentException("secure memory " + memory + " can back only secure reservations, not " + r);
         }
+        HostVcms.checkBack(r, memory, offset);
         Vcm vcm = r.vcm();
         if (vcm.kind() == Vcm.Kind.ONE_TO_ONE) {
             for (long[] s : slices(memory, offset, r.length())) {
@@ -484,6 +533,9 @@ public final class Vcmm implements AutoCloseable {
                 for (PageTable t : vcm.tables.values()) {
                     mapInto(t, r, memory, offset, a);
                     done.add(t);
+                }
+                if (vcm.kind() == Vcm.Kind.HOST) {
+                    r.hostMapping = HostVcms.map(r, memory, offset); // last: it undoes itself on failure
                 }
             } catch (RuntimeException e) {
                 for (PageTable t : done) {
@@ -560,6 +612,12 @@ public final class Vcmm implements AutoCloseable {
             Reservation.Backing b = r.backing.get();
             if (b == null || b == Reservation.IN_PROGRESS || !r.backing.compareAndSet(b, Reservation.IN_PROGRESS)) {
                 throw new IllegalStateException("not backed: " + r);
+            }
+            try {
+                HostVcms.unmap(r); // first: the CPU's views end before anything else goes
+            } catch (RuntimeException e) {
+                r.backing.set(b); // a view is held (e.g. by a native call): nothing changed
+                throw e;
             }
             for (PageTable t : vcm.tables.values()) {
                 t.unmap(r.address(), r.length());
@@ -690,6 +748,10 @@ public final class Vcmm implements AutoCloseable {
      */
     public Vcm cloneVcm(Vcm vcm) {
         checkVcm(vcm);
+        if (vcm.kind() == Vcm.Kind.HOST) {
+            throw new IllegalArgumentException("a HOST VCM cannot be cloned (its range is the process's own): " + vcm
+                + "; copyMappings into a VIRTUAL VCM instead");
+        }
         Vcm copy = vcm.kind() == Vcm.Kind.VIRTUAL ? createVcm(vcm.start(), vcm.length()) : createOneToOneVcm(vcm.start(), vcm.length());
         copyMappings(vcm, vcm.start(), vcm.length(), copy);
         for (Reservation r : vcm.reservations()) {
@@ -930,8 +992,10 @@ public final class Vcmm implements AutoCloseable {
         if (!closed.compareAndSet(false, true)) {
             return;
         }
+        RuntimeException hostFailure;
         graph.lock();
         try {
+            hostFailure = HostVcms.closeAll(vcms); // before the memory types: mappings of their pages go first
             for (Vcm vcm : vcms) {
                 for (PageTable t : vcm.tables.values()) {
                     t.close();
@@ -943,6 +1007,9 @@ public final class Vcmm implements AutoCloseable {
             }
         } finally {
             graph.unlock();
+        }
+        if (hostFailure != null) {
+            throw hostFailure;
         }
     }
 
@@ -1013,8 +1080,15 @@ public final class Vcmm implements AutoCloseable {
         private final List<MemoryType.Builder> types = new ArrayList<>();
         private String pageTables;
         private MemoryBackend backend;
+        private HostMapper hostMapper;
 
         private Builder() {
+        }
+
+        /** Uses {@code mapper} for HOST VCMs instead of discovering one; for tests and unusual hosts. */
+        public Builder hostMapper(HostMapper mapper) {
+            this.hostMapper = Objects.requireNonNull(mapper, "mapper");
+            return this;
         }
 
         /** Adds a memory type (built when the VCMM is). */
@@ -1068,7 +1142,7 @@ public final class Vcmm implements AutoCloseable {
                 if (pt == null) {
                     throw new IllegalArgumentException("pageTableMemory=" + pageTables + " is not a memory type: " + built.keySet());
                 }
-                return new Vcmm(Collections.unmodifiableMap(built), pt);
+                return new Vcmm(Collections.unmodifiableMap(built), pt, hostMapper);
             } catch (RuntimeException e) {
                 built.values().forEach(MemoryType::close);
                 throw e;

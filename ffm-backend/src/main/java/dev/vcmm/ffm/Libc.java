@@ -14,8 +14,8 @@ import java.util.Locale;
 
 /**
  * The few libc calls the off-heap memory needs on Linux, as {@link Linker} downcalls: {@code memfd_create},
- * {@code ftruncate} and {@code close}, with {@code errno} captured and turned into a message by
- * {@code strerror}.
+ * {@code ftruncate} and {@code close}, and for HOST VCMs {@code mmap}, {@code munmap} and
+ * {@code getpagesize}, with {@code errno} captured and turned into a message by {@code strerror}.
  *
  * <p><b>Thread-safety:</b> stateless; every method may be called from any thread. The handles are
  * looked up once; on a system without {@code memfd_create} (not Linux, or a libc older than glibc 2.27)
@@ -31,6 +31,33 @@ final class Libc {
 
     /** Whether {@link #memfdCreate}, {@link #ftruncate} and {@link #close} can be called here. */
     static final boolean HAS_MEMFD;
+
+    /** {@code PROT_NONE} from {@code <sys/mman.h>}: no access. */
+    static final int PROT_NONE = 0;
+    /** {@code MAP_SHARED}: stores reach the file (here: the memfd other mappings see). */
+    static final int MAP_SHARED = 0x01;
+    /** {@code MAP_PRIVATE}: a private copy-on-write mapping. */
+    static final int MAP_PRIVATE = 0x02;
+    /** {@code MAP_FIXED}: exactly at the address, replacing what was there (atomically, no gap). */
+    static final int MAP_FIXED = 0x10;
+    /** {@code MAP_ANONYMOUS}: no file. */
+    static final int MAP_ANONYMOUS = 0x20;
+    /** {@code MAP_NORESERVE}: no swap space reserved (and none is needed for {@code PROT_NONE}). */
+    static final int MAP_NORESERVE = 0x4000;
+
+    /**
+     * Why {@link #mmap}, {@link #munmap} and {@link #pageSize} cannot be called here, or {@code null}. The flag
+     * values above are the asm-generic ones, which x86-64, aarch64 and riscv64 share; other architectures
+     * (mips, sparc, powerpc, alpha) number some differently and are refused rather than guessed.
+     */
+    static final String MMAP_UNAVAILABLE;
+
+    /** {@code void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)}, errno captured. */
+    private static final MethodHandle MMAP;
+    /** {@code int munmap(void *addr, size_t length)}, errno captured. */
+    private static final MethodHandle MUNMAP;
+    /** {@code int getpagesize(void)}. */
+    private static final MethodHandle GETPAGESIZE;
 
     private static final Linker LINKER = Linker.nativeLinker();
     private static final StructLayout CAPTURE_LAYOUT = Linker.Option.captureStateLayout();
@@ -59,6 +86,17 @@ final class Libc {
         STRERROR = linux ? downcall(libc, "strerror",
             FunctionDescriptor.of(ValueLayout.ADDRESS, ValueLayout.JAVA_INT)) : null;
         HAS_MEMFD = MEMFD_CREATE != null && FTRUNCATE != null && CLOSE != null && STRERROR != null;
+        String arch = System.getProperty("os.arch", "");
+        boolean genericFlags = arch.equals("amd64") || arch.equals("x86_64") || arch.equals("aarch64") || arch.equals("riscv64");
+        MMAP = linux && genericFlags ? downcall(libc, "mmap", FunctionDescriptor.of(ValueLayout.ADDRESS, ValueLayout.ADDRESS,
+            ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG), errno) : null;
+        MUNMAP = linux && genericFlags ? downcall(libc, "munmap",
+            FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG), errno) : null;
+        GETPAGESIZE = linux && genericFlags ? downcall(libc, "getpagesize", FunctionDescriptor.of(ValueLayout.JAVA_INT)) : null;
+        MMAP_UNAVAILABLE = !linux ? "HOST mappings need Linux (mmap of a memfd); this is " + System.getProperty("os.name")
+            : !genericFlags ? "HOST mappings support x86-64, aarch64 and riscv64 Linux; this is " + arch
+            : MMAP == null || MUNMAP == null || GETPAGESIZE == null ? "the C library lacks mmap, munmap or getpagesize"
+            : !HAS_MEMFD ? "the C library lacks memfd_create (glibc 2.27 or newer needed)" : null;
     }
 
     private Libc() {
@@ -127,6 +165,56 @@ final class Libc {
             throw e;
         } catch (Throwable t) {
             throw new AssertionError("close downcall", t);
+        }
+    }
+
+    /**
+     * {@code mmap(2)}.
+     *
+     * @return the address of the mapping
+     * @throws UncheckedIOException naming the call and errno if the kernel refuses
+     */
+    static long mmap(long address, long length, int prot, int flags, int fd, long offset) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CAPTURE_LAYOUT);
+            MemorySegment at = (MemorySegment) MMAP.invokeExact(state, MemorySegment.ofAddress(address), length, prot, flags, fd, offset);
+            if (at.address() == -1L) { // MAP_FAILED
+                throw failure(String.format("mmap(0x%x, 0x%x, prot=%d, flags=0x%x, fd=%d, offset=0x%x)",
+                    address, length, prot, flags, fd, offset), errno(state));
+            }
+            return at.address();
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError("mmap downcall", t);
+        }
+    }
+
+    /**
+     * {@code munmap(2)}.
+     *
+     * @throws UncheckedIOException naming the call and errno if the kernel refuses
+     */
+    static void munmap(long address, long length) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CAPTURE_LAYOUT);
+            int rc = (int) MUNMAP.invokeExact(state, MemorySegment.ofAddress(address), length);
+            if (rc != 0) {
+                throw failure(String.format("munmap(0x%x, 0x%x)", address, length), errno(state));
+            }
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError("munmap downcall", t);
+        }
+    }
+
+    /** @return the system's page size, {@code getpagesize()} */
+    static long pageSize() {
+        try {
+            return (int) GETPAGESIZE.invokeExact();
+        } catch (Throwable t) {
+            throw new AssertionError("getpagesize downcall", t);
         }
     }
 
