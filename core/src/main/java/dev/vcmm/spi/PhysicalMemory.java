@@ -80,6 +80,77 @@ public interface PhysicalMemory extends AutoCloseable {
     /** Fills {@code dst}'s remaining bytes from physical memory at {@code pa}; the buffer is filled. */
     void copyOut(long pa, ByteBuffer dst);
 
+    /**
+     * Stores {@code count} consecutive 64-bit words from {@code pa}: {@code first}, {@code first + step},
+     * {@code first + 2 * step}, ... with plain stores: a run of page-table entries in one call.
+     */
+    default void spLongs(long pa, int count, long first, long step) {
+        for (int i = 0; i < count; i++) {
+            spLong(pa + ((long) i << 3), first + i * step);
+        }
+    }
+
+    /** Stores {@code count} consecutive 32-bit words from {@code pa}: {@code first + i * step}, plain. */
+    default void spInts(long pa, int count, int first, int step) {
+        for (int i = 0; i < count; i++) {
+            spInt(pa + ((long) i << 2), first + i * step);
+        }
+    }
+
+    /** @return the index of the first non-zero 64-bit word among {@code count} at {@code pa}, or -1 (plain loads). */
+    default int findNonZeroLong(long pa, int count) {
+        for (int i = 0; i < count; i++) {
+            if (lpLong(pa + ((long) i << 3)) != 0) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    /** @return the index of the first non-zero 32-bit word among {@code count} at {@code pa}, or -1 (plain loads). */
+    default int findNonZeroInt(long pa, int count) {
+        for (int i = 0; i < count; i++) {
+            if (lpInt(pa + ((long) i << 2)) != 0) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    /**
+     * Sets {@code count} consecutive 64-bit words at {@code pa} to zero (plain stores).
+     *
+     * @return how many of them were non-zero before
+     */
+    default int clearLongs(long pa, int count) {
+        int nonZero = 0;
+        for (int i = 0; i < count; i++) {
+            long at = pa + ((long) i << 3);
+            if (lpLong(at) != 0) {
+                nonZero++;
+                spLong(at, 0);
+            }
+        }
+        return nonZero;
+    }
+
+    /**
+     * Sets {@code count} consecutive 32-bit words at {@code pa} to zero (plain stores).
+     *
+     * @return how many of them were non-zero before
+     */
+    default int clearInts(long pa, int count) {
+        int nonZero = 0;
+        for (int i = 0; i < count; i++) {
+            long at = pa + ((long) i << 2);
+            if (lpInt(at) != 0) {
+                nonZero++;
+                spInt(at, 0);
+            }
+        }
+        return nonZero;
+    }
+
     /** Sets {@code length} bytes at {@code pa} to {@code value} (plain stores). */
     void fill(long pa, long length, byte value);
 

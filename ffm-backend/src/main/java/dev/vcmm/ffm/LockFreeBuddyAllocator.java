@@ -41,17 +41,21 @@ import java.util.concurrent.atomic.AtomicBoolean;
  *       free buddies coexist, so a pool that had everything returned is fully coalesced.</li>
  *   <li><b>Hint layers</b> above each bitmap (bit {@code j} of layer {@code L+1}: word {@code j} of layer
  *       {@code L} may be non-zero) make the search O(log64 blocks): a 64 GiB pool finds a free 4 KiB
- *       block in four word reads. A hint may be stale-set (repaired by the search that trips on it) but
- *       is never stale-clear at a quiescent point: whoever clears a hint re-reads the word below it and
- *       re-sets the hint if the word became non-zero meanwhile (all these are volatile read-modify-writes,
- *       so sequential consistency makes the re-check sufficient).</li>
+ *       block in four word reads. A hint may be stale-set but is never stale-clear at a quiescent point.
+ *       Hints are set eagerly (by whoever makes a word non-zero, after a plain read shows it unset) and
+ *       cleared lazily, only by a search that descends into an empty word: it clears the hint, re-reads
+ *       the word and re-sets the hint if the word became non-zero meanwhile (volatile read-modify-writes
+ *       are sequentially consistent, so the re-check suffices). A word that empties and fills again, the
+ *       common churn, therefore costs its taker and its giver one compare-and-set each and no hint
+ *       traffic.</li>
  *   <li><b>Allocated bitmaps</b>, one bit per block per order, record what was handed out and with which
  *       order. A free clears its bit with one atomic AND; finding it already clear is a double free or a
  *       wrong order, reported before anything changes, even when two threads race to free one block.</li>
  *   <li><b>Thread caches</b> (optional, {@link MemorySpec#threadCacheCapacity()} &gt; 0) keep up to that
- *       many free blocks of each order {@code 0..}{@value #CACHE_MAX_ORDER} per thread, refilled by
- *       splitting one larger block and flushed half at a time, so the common small alloc/free touches
- *       only the thread's own stack and one allocated-bitmap word.</li>
+ *       many free blocks of each order {@code 0..}{@value #CACHE_SMALL_ORDER} per thread, and fewer of the
+ *       larger orders up to {@value #CACHE_MAX_ORDER} (2 MiB) where the pool is large enough (see
+ *       {@link #CACHE_POOL_SHARE}), refilled by splitting one larger block and flushed half at a time, so
+ *       the common alloc/free touches only the thread's own stack and one allocated-bitmap word.</li>
  * </ul>
  *
  * <h2>Operations</h2>
@@ -79,11 +83,27 @@ import java.util.concurrent.atomic.AtomicBoolean;
  */
 public final class LockFreeBuddyAllocator implements BlockAllocator {
 
-    /** Largest order kept in thread caches: 32 KiB, as Linux keeps orders up to PAGE_ALLOC_COSTLY_ORDER. */
-    public static final int CACHE_MAX_ORDER = 3;
+    /**
+     * Orders up to this one (32 KiB) are always cached at full capacity, as Linux keeps per-CPU lists up to
+     * PAGE_ALLOC_COSTLY_ORDER.
+     */
+    public static final int CACHE_SMALL_ORDER = 3;
+
+    /**
+     * Larger orders, up to this one (2 MiB, the order Linux also caches per CPU for transparent huge pages),
+     * are cached with capacity halving per order, as far as a thread's worst-case cached bytes stay within
+     * 1/{@value #CACHE_POOL_SHARE} of the pool.
+     */
+    public static final int CACHE_MAX_ORDER = 9;
+
+    /** A thread's cache may park at most this fraction (1/n) of the pool in orders above {@link #CACHE_SMALL_ORDER}. */
+    static final int CACHE_POOL_SHARE = 64;
 
     /** How many times a failing search re-scans while split or merge chains are in transit. */
-    private static final int TRANSIT_RETRIES = 64;
+    private static final int TRANSIT_RETRIES = 128;
+
+    /** Of those, how many spin before the search starts yielding the processor. */
+    private static final int SPIN_RETRIES = 32;
 
     private static final VarHandle LONG = ValueLayout.JAVA_LONG.varHandle();
 
@@ -96,6 +116,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     private final long end;
     private final int cacheCapacity;
     private final int cacheOrders;
+    private final int[] cacheCapacities;
     private final ThreadLocal<ThreadCache> caches;
     private final ConcurrentLinkedQueue<ThreadCache> cacheRegistry = new ConcurrentLinkedQueue<>();
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -107,7 +128,8 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         this.base = spec.base();
         this.end = spec.base() + spec.size();
         this.cacheCapacity = spec.threadCacheCapacity();
-        this.cacheOrders = cacheCapacity == 0 ? 0 : Math.min(CACHE_MAX_ORDER, maxOrder) + 1;
+        this.cacheCapacities = cacheCapacities(cacheCapacity, maxOrder, spec.size());
+        this.cacheOrders = cacheCapacities.length;
         this.caches = cacheCapacity == 0 ? null : ThreadLocal.withInitial(this::newCache);
         this.arena = Arena.ofShared();
         this.meta = arena.allocate(layout.totalBytes, BuddyLayout.CACHE_LINE); // zeroed: nothing free yet
@@ -132,6 +154,33 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
      */
     public static LockFreeBuddyAllocator create(long base, long size) {
         return create(new MemorySpec("pool", base, size, false, MemorySpec.DEFAULT_MAX_ORDER, 0));
+    }
+
+    /**
+     * @return the capacity of the thread cache of each cached order: {@code capacity} for orders up to
+     * {@link #CACHE_SMALL_ORDER}, then halving per order (at least 2) while the worst-case bytes a thread parks
+     * stay within the pool's share; empty when caching is off
+     */
+    static int[] cacheCapacities(int capacity, int maxOrder, long poolSize) {
+        if (capacity == 0) {
+            return new int[0];
+        }
+        int small = Math.min(CACHE_SMALL_ORDER, maxOrder);
+        int[] caps = new int[Math.min(CACHE_MAX_ORDER, maxOrder) + 1];
+        int n = small + 1;
+        java.util.Arrays.fill(caps, 0, n, capacity);
+        long budget = poolSize / CACHE_POOL_SHARE;
+        long used = 0;
+        for (int k = small + 1; k < caps.length; k++) {
+            int cap = Math.max(2, capacity >>> (k - small));
+            used += cap * BlockAllocator.orderSize(k);
+            if (used > budget) {
+                break;
+            }
+            caps[k] = cap;
+            n = k + 1;
+        }
+        return java.util.Arrays.copyOf(caps, n);
     }
 
     private void seedFreeBlocks() {
@@ -363,42 +412,59 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
 
     /**
      * Takes a block of {@code order} from the shared pool, splitting a larger one if needed, re-scanning up
-     * to {@code retries} times while split or merge chains are in transit.
+     * to {@code retries} times while split or merge chains are in transit. A thread announces a chain on
+     * its stripe of the in-transit counter <em>before</em> the compare-and-set that takes the block out of
+     * the bitmaps, so a search that finds nothing and then sees no chain announced saw every free block.
      */
     private long takeShared(int order, int retries) {
         for (int attempt = 0; ; attempt++) {
-            for (int j = order; j <= maxOrder; j++) {
-                long index = claimAny(j);
-                if (index >= 0) {
-                    if (j > order) {
-                        index = splitDown(j, index, order, -1);
+            long index = claimAny(order);
+            if (index >= 0) {
+                return layout.address(index, order);
+            }
+            if (order < maxOrder) {
+                long stripe = transitStripe();
+                LONG.getAndAdd(meta, stripe, 1L);
+                try {
+                    for (int j = order + 1; j <= maxOrder; j++) {
+                        index = claimAny(j);
+                        if (index >= 0) {
+                            return layout.address(splitDown(j, index, order, -1), order);
+                        }
                     }
-                    return layout.address(index, order);
+                } finally {
+                    LONG.getAndAdd(meta, stripe, -1L);
                 }
             }
             if (attempt >= retries || !anyInTransit()) {
                 return NONE;
             }
+            backOff(attempt);
+        }
+    }
+
+    /** Spins first, then yields, so that a descheduled thread carrying a block in transit gets to run. */
+    private static void backOff(int attempt) {
+        if (attempt < SPIN_RETRIES) {
             Thread.onSpinWait();
+        } else {
+            Thread.yield();
         }
     }
 
     /**
      * Splits the claimed block {@code (from, index)} down to order {@code to}, publishing the halves not
      * kept. With {@code targetIndex < 0} it keeps the lowest part; otherwise the part containing block
-     * {@code targetIndex} of order {@code to}.
+     * {@code targetIndex} of order {@code to}. The caller has announced the chain.
      *
      * @return the index at order {@code to} of the part kept
      */
     private long splitDown(int from, long index, int to, long targetIndex) {
-        long stripe = transitStripe();
-        LONG.getAndAdd(meta, stripe, 1L);
         for (int m = from - 1; m >= to; m--) {
             long keep = targetIndex < 0 ? index << 1 : targetIndex >>> (m - to);
             publishFree(m, keep ^ 1); // its buddy is ours, so it cannot merge: just set the bit
             index = keep;
         }
-        LONG.getAndAdd(meta, stripe, -1L);
         return index;
     }
 
@@ -421,19 +487,25 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     private boolean takeAt(long pa, int order) {
         long target = layout.index(pa, order);
         for (int attempt = 0; ; attempt++) {
-            for (int j = order; j <= maxOrder; j++) {
-                long ancestor = target >>> (j - order);
-                if (claim(j, ancestor)) {
-                    if (j > order) {
-                        splitDown(j, ancestor, order, target);
+            long stripe = transitStripe();
+            LONG.getAndAdd(meta, stripe, 1L); // announced before a claim, as in takeShared
+            try {
+                for (int j = order; j <= maxOrder; j++) {
+                    long ancestor = target >>> (j - order);
+                    if (claim(j, ancestor)) {
+                        if (j > order) {
+                            splitDown(j, ancestor, order, target);
+                        }
+                        return true;
                     }
-                    return true;
                 }
+            } finally {
+                LONG.getAndAdd(meta, stripe, -1L);
             }
             if (attempt >= TRANSIT_RETRIES || !anyInTransit()) {
                 return false;
             }
-            Thread.onSpinWait();
+            backOff(attempt);
         }
     }
 
@@ -446,12 +518,8 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             if ((v & bit) == 0) {
                 return false;
             }
-            long nv = v & ~bit;
-            if (LONG.compareAndSet(meta, addr, v, nv)) {
-                if (nv == 0) {
-                    clearHint(k, 0, index >>> 6);
-                }
-                return true;
+            if (LONG.compareAndSet(meta, addr, v, v & ~bit)) {
+                return true; // an emptied word keeps its hint: the next search that trips on it clears it
             }
         }
     }
@@ -489,12 +557,8 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                     continue descend;
                 }
                 long bit = Long.lowestOneBit(v);
-                long nv = v & ~bit;
-                if (LONG.compareAndSet(meta, addr, v, nv)) {
-                    if (nv == 0 && top > 0) {
-                        clearHint(k, 0, w);
-                    }
-                    return (w << 6) + Long.numberOfTrailingZeros(bit);
+                if (LONG.compareAndSet(meta, addr, v, v & ~bit)) {
+                    return (w << 6) + Long.numberOfTrailingZeros(bit); // hints are cleared lazily
                 }
                 // lost a race on this word to another thread's successful CAS: re-read and retry
             }
@@ -525,15 +589,11 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                 throw new IllegalStateException(corrupt("block already free", k, index));
             }
             if (k < maxOrder && (v & buddyBit) != 0) {
-                long nv = v & ~buddyBit;
-                if (LONG.compareAndSet(meta, addr, v, nv)) { // linearization: the buddy is ours, merge
-                    if (nv == 0) {
-                        clearHint(k, 0, index >>> 6);
-                    }
-                    if (stripe < 0) {
-                        stripe = transitStripe();
-                        LONG.getAndAdd(meta, stripe, 1L);
-                    }
+                if (stripe < 0) { // announce the merge chain before the buddy leaves the bitmap
+                    stripe = transitStripe();
+                    LONG.getAndAdd(meta, stripe, 1L);
+                }
+                if (LONG.compareAndSet(meta, addr, v, v & ~buddyBit)) { // linearization: the buddy is ours, merge
                     k++;
                     index >>>= 1;
                 }
@@ -642,7 +702,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     // thread caches
 
     private ThreadCache newCache() {
-        ThreadCache cache = new ThreadCache(Thread.currentThread(), cacheOrders, cacheCapacity,
+        ThreadCache cache = new ThreadCache(Thread.currentThread(), cacheCapacities,
             (long) LONG.getVolatile(meta, BuddyLayout.DRAIN_EPOCH_OFFSET));
         cacheRegistry.add(cache);
         return cache;
@@ -677,7 +737,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
 
     /** Fills half the cache of {@code order}: from one larger block split locally, else block by block. */
     private int refill(ThreadCache cache, int order) {
-        int batch = Math.max(1, cache.capacity >>> 1);
+        int batch = Math.max(1, cache.capacities[order] >>> 1);
         int batchShift = 31 - Integer.numberOfLeadingZeros(batch);
         long[] stack = cache.stacks[order];
         int n = 0;
@@ -711,7 +771,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     private void pushCached(ThreadCache cache, int order, long pa) {
         int n = cache.counts[order];
         long[] stack = cache.stacks[order];
-        if (n == cache.capacity) {
+        if (n == cache.capacities[order]) {
             int half = Math.max(1, n >>> 1);
             for (int i = 0; i < half; i++) { // the bottom half: the least recently used blocks
                 freeShared(order, layout.index(stack[i], order));

@@ -29,17 +29,21 @@ final class ThreadCache {
     final Thread owner;
     final long[][] stacks;
     final int[] counts;
-    final int capacity;
+    /** capacities[order]: how many blocks of that order the cache holds at most. */
+    final int[] capacities;
     /** The allocator's drain epoch this cache last obeyed; owner-only. */
     long seenEpoch;
     @SuppressWarnings("unused") // accessed through CACHED_BYTES
     private long cachedBytes;
 
-    ThreadCache(Thread owner, int orders, int capacity, long epoch) {
+    ThreadCache(Thread owner, int[] capacities, long epoch) {
         this.owner = owner;
-        this.capacity = capacity;
-        this.stacks = new long[orders][capacity];
-        this.counts = new int[orders];
+        this.capacities = capacities;
+        this.stacks = new long[capacities.length][];
+        for (int k = 0; k < capacities.length; k++) {
+            stacks[k] = new long[capacities[k]];
+        }
+        this.counts = new int[capacities.length];
         this.seenEpoch = epoch;
     }
 

@@ -14,6 +14,7 @@ import java.util.concurrent.atomic.AtomicReference;
 
 import static dev.vcmm.spi.BlockAllocator.NONE;
 import static dev.vcmm.spi.BlockAllocator.orderSize;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -251,6 +252,37 @@ class LockFreeBuddyAllocatorTest {
             assertEquals(4, a.threadCacheCapacity());
             assertEquals("t", a.name());
             assertEquals(orderSize(9), a.stats().largestFreeBlock());
+        }
+    }
+
+    @Test
+    void shouldCacheLargerOrdersOnlyWhereThePoolCanAffordIt() {
+        assertEquals(0, LockFreeBuddyAllocator.cacheCapacities(0, 18, GIB).length, "caching off");
+        assertArrayEquals(new int[] {16, 16, 16, 16}, LockFreeBuddyAllocator.cacheCapacities(16, 9, 4 * MIB),
+            "a small pool caches only the small orders");
+        int[] big = LockFreeBuddyAllocator.cacheCapacities(64, 18, 256 * MIB);
+        assertArrayEquals(new int[] {64, 64, 64, 64, 32, 16}, big, "halving per order while within 1/64 of 256 MiB (4 MiB)");
+        long parked = 0;
+        for (int k = 4; k < big.length; k++) {
+            parked += big[k] * orderSize(k);
+        }
+        assertTrue(parked <= 256 * MIB / LockFreeBuddyAllocator.CACHE_POOL_SHARE);
+        assertArrayEquals(new int[] {64, 64, 64, 64, 32, 16, 8, 4, 2, 2}, LockFreeBuddyAllocator.cacheCapacities(64, 18, GIB),
+            "up to 2 MiB (14 MiB parked at most) in a 1 GiB pool");
+        assertEquals(2, LockFreeBuddyAllocator.cacheCapacities(64, 1, GIB).length, "bounded by maxOrder");
+    }
+
+    @Test
+    void shouldServeLargerOrdersFromTheCacheAndCoalesceOnRelease() {
+        try (LockFreeBuddyAllocator a = create(0, GIB, 18, 64)) {
+            long p = a.alloc(6);
+            a.free(p, 6);
+            assertTrue(a.stats().cachedBytes() >= orderSize(6), "a 256 KiB block parked in the cache");
+            assertEquals(p, a.alloc(6), "LIFO: the same block comes back");
+            a.free(p, 6);
+            a.releaseThreadCache();
+            assertEquals(GIB, a.stats().freeBytes());
+            assertEquals(1, a.stats().freeBlocksByOrder()[18]);
         }
     }
 }

@@ -1,0 +1,134 @@
+package dev.vcmm.cli;
+
+import dev.vcmm.pagetable.Arm64Lpae4kFormat;
+import dev.vcmm.pagetable.PageTableFormat;
+import dev.vcmm.pagetable.PageTableFormats;
+import dev.vcmm.pagetable.Walker;
+import dev.vcmm.pagetable.WalkResult;
+import dev.vcmm.spi.HeapPhysicalMemory;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Builds images with the command and walks them with a walker over memory loaded from the file alone. */
+class PagetableCommandTest {
+
+    @TempDir
+    Path dir;
+
+    private final ByteArrayOutputStream outBytes = new ByteArrayOutputStream();
+    private final ByteArrayOutputStream errBytes = new ByteArrayOutputStream();
+
+    private int run(String... args) {
+        return Main.run(args, new PrintStream(outBytes, true, StandardCharsets.UTF_8),
+            new PrintStream(errBytes, true, StandardCharsets.UTF_8));
+    }
+
+    private String out() {
+        return outBytes.toString(StandardCharsets.UTF_8);
+    }
+
+    private String err() {
+        return errBytes.toString(StandardCharsets.UTF_8);
+    }
+
+    /** Loads the image at its base into fresh memory and walks it: nothing but the file is consulted. */
+    private static WalkResult walkImage(PageTableFormat f, Path image, long base, long root, long va) throws Exception {
+        byte[] bytes = Files.readAllBytes(image);
+        try (HeapPhysicalMemory m = HeapPhysicalMemory.create(base, Math.max(4096, (bytes.length + 4095) & -4096L))) {
+            m.copyIn(bytes, 0, base, bytes.length);
+            return Walker.translate(f, m, root, va);
+        }
+    }
+
+    private static long field(String json, String name) {
+        Matcher m = Pattern.compile("\"" + name + "\":\"?(0x[0-9a-f]+|\\d+)\"?").matcher(json);
+        assertTrue(m.find(), () -> name + " in " + json);
+        String v = m.group(1);
+        return v.startsWith("0x") ? Long.parseUnsignedLong(v.substring(2), 16) : Long.parseLong(v);
+    }
+
+    @Test
+    void shouldWriteAnImageEveryFormatCanBeWalkedFrom() throws Exception {
+        for (PageTableFormat f : PageTableFormats.all()) {
+            outBytes.reset();
+            Path image = dir.resolve(f.name() + ".img");
+            int rc = run("pagetable", "--format", f.name(), "--map", "0x200000:0x80000000:2M:rwx",
+                "--map", "0x10000:0x9000_0000:64K:r--u", "--map", "0x3000:0x1000:4K", "--pt-base", "0x8000000",
+                "--out", image.toString());
+            assertEquals(0, rc, err());
+            String json = out().strip();
+            assertTrue(json.startsWith("{\"format\":\"" + f.name() + "\""), json);
+            assertEquals(0x800_0000L, field(json, "base"));
+            long root = field(json, "root");
+            assertEquals(Files.size(image), field(json, "bytes"));
+            WalkResult.Translation t = (WalkResult.Translation) walkImage(f, image, 0x800_0000L, root, 0x200000 + 42);
+            assertEquals(0x8000_0000L + 42, t.pa(), f.name());
+            assertTrue(t.attributes().execute(), f.name());
+            WalkResult.Translation u = (WalkResult.Translation) walkImage(f, image, 0x800_0000L, root, 0x1_0123);
+            assertEquals(0x9000_0123L, u.pa(), f.name());
+            assertTrue(u.attributes().user() && !u.attributes().write(), f.name());
+            assertEquals(0x1008L, ((WalkResult.Translation) walkImage(f, image, 0x800_0000L, root, 0x3008)).pa());
+            assertFalse(walkImage(f, image, 0x800_0000L, root, 0x4000).isMapped(), f.name());
+        }
+    }
+
+    @Test
+    void shouldReadMappingsFromAFile() throws Exception {
+        Path maps = dir.resolve("maps.txt");
+        Files.writeString(maps, "# boot mappings\n0x0:0x40000000:1G:rwx\n\n0x40000000:0x0:4K:r--  # a page\n");
+        Path image = dir.resolve("a.img");
+        assertEquals(0, run("pagetable", "--format", "arm64-4k", "--map-file", maps.toString(), "--out", image.toString()), err());
+        long root = field(out(), "root");
+        assertEquals(0x4000_1234L, ((WalkResult.Translation) walkImage(Arm64Lpae4kFormat.INSTANCE, image,
+            PagetableCommand.DEFAULT_PT_BASE, root, 0x1234)).pa());
+        assertEquals(1L << 30, ((WalkResult.Translation) walkImage(Arm64Lpae4kFormat.INSTANCE, image,
+            PagetableCommand.DEFAULT_PT_BASE, root, 0x1234)).leafSize());
+    }
+
+    @Test
+    void shouldNameTheBadMapping() {
+        Path image = dir.resolve("x.img");
+        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:8K", "--map", "0x1000:0x5000:4K",
+            "--out", image.toString()));
+        assertTrue(err().contains("#2") && err().contains("overlaps") && err().contains("#1"), err());
+        errBytes.reset();
+        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x1800:0x0:4K", "--out", image.toString()));
+        assertTrue(err().contains("'0x1800:0x0:4K'") && err().contains("multiples"), err());
+        errBytes.reset();
+        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x1000000000000:0x0:4K", "--out", image.toString()));
+        assertTrue(err().contains("48-bit"), err());
+        errBytes.reset();
+        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x0:zz:4K", "--out", image.toString()));
+        assertTrue(err().contains("PA=zz"), err());
+        errBytes.reset();
+        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K:rwz", "--out", image.toString()));
+        errBytes.reset();
+        assertEquals(2, run("pagetable", "--map", "0x0:0x0:4K", "--out", image.toString()));
+        assertTrue(err().contains("--format is required"), err());
+        errBytes.reset();
+        assertEquals(1, run("pagetable", "--format", "nope", "--map", "0x0:0x0:4K", "--out", image.toString()));
+        assertTrue(err().contains("arm64-4k"), "lists the known formats: " + err());
+        assertFalse(Files.exists(image), "no image written for refused input");
+    }
+
+    @Test
+    void shouldParseNumbers() {
+        assertEquals(0x1000, PagetableCommand.parseNumber("4K", "n"));
+        assertEquals(0x2000_0000L, PagetableCommand.parseNumber("0x200M", "n"));
+        assertEquals(3L << 30, PagetableCommand.parseNumber("3G", "n"));
+        assertEquals(0xFFFF_FFFF_FFFF_F000L, PagetableCommand.parseNumber("0xffff_ffff_ffff_f000", "n"));
+        assertEquals(123, PagetableCommand.parseNumber("123", "n"));
+    }
+}

@@ -1,0 +1,106 @@
+package dev.vcmm;
+
+import dev.vcmm.pagetable.PageTable;
+
+/**
+ * The link between a {@link Vcm} and a {@link Device} (the original VCMM's "associated VCM"), with the slot
+ * mode it uses. Inactive when made; {@link #activate()} programs the VCM's table root for the device's
+ * format into the device, {@link #deactivate()} clears it; {@link #deassoc()} removes the link and is
+ * refused while active.
+ *
+ * <p><b>Thread-safety:</b> thread-safe: every state change goes through the {@link Vcmm}'s graph lock.
+ */
+public final class Association {
+
+    private final Vcm vcm;
+    private final Device device;
+    private final AssociationMode mode;
+    private volatile boolean active;
+    private volatile boolean removed;
+
+    Association(Vcm vcm, Device device, AssociationMode mode) {
+        this.vcm = vcm;
+        this.device = device;
+        this.mode = mode;
+    }
+
+    /** @return the VCM */
+    public Vcm vcm() {
+        return vcm;
+    }
+
+    /** @return the device */
+    public Device device() {
+        return device;
+    }
+
+    /** @return which of the device's tables the association programs */
+    public AssociationMode mode() {
+        return mode;
+    }
+
+    /** @return whether the VCM's table is programmed into the device */
+    public boolean isActive() {
+        return active;
+    }
+
+    /** @return whether {@link #deassoc()} was called */
+    public boolean isRemoved() {
+        return removed;
+    }
+
+    /**
+     * Programs the VCM's table into the device's slot(s).
+     *
+     * @throws VcmmBusyException     if the device already has another active association in one of the slots
+     * @throws IllegalStateException if the association was removed
+     */
+    public Association activate() {
+        vcm.vcmm().activate(this);
+        return this;
+    }
+
+    /** Clears the device's slot(s); idempotent. @throws IllegalStateException if the association was removed */
+    public Association deactivate() {
+        vcm.vcmm().deactivate(this);
+        return this;
+    }
+
+    /**
+     * Removes the association; the VCM drops its table of the device's format when no other association
+     * needs it.
+     *
+     * @throws VcmmBusyException     if the association is active
+     * @throws IllegalStateException if already removed
+     */
+    public void deassoc() {
+        vcm.vcmm().deassoc(this);
+    }
+
+    /** @return the physical address of the root table the device walks (0 for one-to-one devices) */
+    public long root() {
+        PageTable t = device.format() == null ? null : vcm.table(device.format());
+        return t == null ? 0 : t.root();
+    }
+
+    void setActive(boolean a) {
+        active = a;
+    }
+
+    void markRemoved() {
+        removed = true;
+    }
+
+    int[] slots() {
+        return switch (mode) {
+            case WHOLE -> new int[] {Device.LOW, Device.HIGH};
+            case USE_LOW -> new int[] {Device.LOW};
+            case USE_HIGH -> new int[] {Device.HIGH};
+        };
+    }
+
+    @Override
+    public String toString() {
+        return "Association{" + vcm.name() + " <-> " + device.name() + ", " + mode + (active ? ", active" : "") + (removed ? ", removed" : "") + '}';
+    }
+}

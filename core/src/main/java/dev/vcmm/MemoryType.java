@@ -1,0 +1,531 @@
+package dev.vcmm;
+
+import dev.vcmm.PhysMem.Chunk;
+import dev.vcmm.spi.AllocatorStats;
+import dev.vcmm.spi.BlockAllocator;
+import dev.vcmm.spi.MemoryBackend;
+import dev.vcmm.spi.MemorySpec;
+import dev.vcmm.spi.PhysicalMemory;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.Objects;
+import java.util.ServiceLoader;
+import java.util.Set;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * A memory target: a pool of simulated physical memory {@code [base, base + size)} with its own block
+ * allocator and attributes (e.g. {@code ddr}, {@code sram}, a {@link MemoryAttribute#SECURE secure}
+ * carve-out). Physical allocations ({@link PhysMem}) are taken from it in chunks chosen by a
+ * {@link ChunkPolicy}.
+ *
+ * <p><b>Thread-safety:</b> thread-safe. {@link #physAlloc physAlloc}, {@link #physFree physFree} and
+ * {@link #stats()} may run concurrently from any number of threads and take no lock of their own: they
+ * are exactly as concurrent as the backend's {@link BlockAllocator} (lock-free with vcmm-ffm-backend).
+ * {@link #close()} is idempotent and atomic, but operations still running on other threads when it is
+ * called may fail with an {@link IllegalStateException}; close a memory type only when its users are
+ * done.
+ *
+ * <p>The memory type owns the {@link PhysicalMemory} and {@link BlockAllocator} it opened through a
+ * {@link MemoryBackend}, and closes both in {@link #close()}. Without an explicit
+ * {@link Builder#backend(MemoryBackend) backend}, the one of highest priority found by
+ * {@link ServiceLoader} is used: put {@code dev.vcmm:vcmm-ffm-backend} on the class path.
+ *
+ * <pre>{@code
+ * try (MemoryType ddr = MemoryType.builder("ddr").base(0x8000_0000L).size(1L << 30).build()) {
+ *     PhysMem frame = ddr.physAlloc(8_294_400, ChunkPolicy.VCMM);   // 7x1M + 14x64K + 9x4K
+ *     long pa = frame.physicalAddress(4096);                       // where byte 4096 lives
+ *     frame.free();
+ * }
+ * }</pre>
+ */
+public final class MemoryType implements AutoCloseable {
+
+    private final MemorySpec spec;
+    private final Set<MemoryAttribute> attributes;
+    private final String backendName;
+    private final PhysicalMemory memory;
+    private final BlockAllocator allocator;
+    private final AtomicBoolean closed = new AtomicBoolean();
+
+    private MemoryType(MemorySpec spec, Set<MemoryAttribute> attributes, String backendName,
+                       PhysicalMemory memory, BlockAllocator allocator) {
+        this.spec = spec;
+        this.attributes = attributes;
+        this.backendName = backendName;
+        this.memory = memory;
+        this.allocator = allocator;
+    }
+
+    /**
+     * Starts a builder.
+     *
+     * @param name a short, non-blank name for messages, e.g. {@code ddr}
+     */
+    public static Builder builder(String name) {
+        return new Builder(Objects.requireNonNull(name, "name"));
+    }
+
+    /** @return the name. */
+    public String name() {
+        return spec.name();
+    }
+
+    /** @return the physical address of the first byte. */
+    public long base() {
+        return spec.base();
+    }
+
+    /** @return the number of bytes. */
+    public long size() {
+        return spec.size();
+    }
+
+    /** @return the attributes, an immutable set. */
+    public Set<MemoryAttribute> attributes() {
+        return attributes;
+    }
+
+    /** @return {@code true} if the memory has the {@link MemoryAttribute#SECURE} attribute. */
+    public boolean isSecure() {
+        return attributes.contains(MemoryAttribute.SECURE);
+    }
+
+    /** @return the spec the backend opened the memory and the allocator with. */
+    public MemorySpec spec() {
+        return spec;
+    }
+
+    /** @return the name of the backend that supplies the memory and the allocator. */
+    public String backendName() {
+        return backendName;
+    }
+
+    /** @return the largest block order the allocator hands out (the spec's, possibly lowered to fit the pool). */
+    public int maxOrder() {
+        return allocator.maxOrder();
+    }
+
+    /**
+     * The simulated physical memory, for the core's page tables and for data access. It stays owned by
+     * this memory type: do not close it.
+     *
+     * @throws IllegalStateException if this memory type is closed
+     */
+    public PhysicalMemory memory() {
+        ensureOpen();
+        return memory;
+    }
+
+    /**
+     * The block allocator, for the core's own page-table pages and for tests. Blocks taken from it
+     * directly are not {@link PhysMem}s and must be freed to it directly. It stays owned by this memory
+     * type: do not close it.
+     *
+     * @throws IllegalStateException if this memory type is closed
+     */
+    public BlockAllocator allocator() {
+        ensureOpen();
+        return allocator;
+    }
+
+    /**
+     * @return the allocator's statistics
+     * @throws IllegalStateException if this memory type is closed
+     */
+    public AllocatorStats stats() {
+        ensureOpen();
+        return allocator.stats();
+    }
+
+    /**
+     * Allocates scattered, 4K-aligned physical memory; the same as
+     * {@code physAlloc(length, policy, PhysAllocOptions.DEFAULT)}.
+     *
+     * @see #physAlloc(long, ChunkPolicy, PhysAllocOptions)
+     */
+    public PhysMem physAlloc(long length, ChunkPolicy policy) {
+        return physAlloc(length, policy, PhysAllocOptions.DEFAULT);
+    }
+
+    /**
+     * Allocates physical memory for a buffer of {@code length} bytes, all or nothing.
+     *
+     * <p>The length is rounded up to the smallest usable chunk of {@code policy}; a usable chunk is one
+     * no larger than the allocator's largest block ({@link #maxOrder()}) and, for a scattered allocation,
+     * no smaller than {@code options.alignment()}.
+     * <ul>
+     *   <li><b>Scattered</b> (the default): chunks are taken largest first, as many of each size as fit
+     *   in what is left; when the allocator has no free block of a size, the next smaller size takes
+     *   over (as the original VCMM did). A 17M + 64K + 4K buffer under {@link ChunkPolicy#VCMM} on an
+     *   unfragmented pool gets 16M, 1M, 64K and 4K.</li>
+     *   <li><b>Contiguous</b>: one free block of the smallest order covering the length and the
+     *   alignment is taken, and its unused tail given back as smaller blocks (as Linux's
+     *   {@code alloc_pages_exact} does); the result is one range, aligned to {@code options.alignment()},
+     *   described as policy-size chunks. If another thread takes part of the tail's range while it is
+     *   being trimmed, the allocation keeps a whole block instead and holds its tail until freed.</li>
+     * </ul>
+     *
+     * @param length  bytes, positive and at most {@link #size()}
+     * @param policy  the chunk sizes to use
+     * @param options contiguity and alignment
+     * @return the allocation, owned by the caller until {@link PhysMem#free()}
+     * @throws IllegalArgumentException  for a bad length or a request no state of this memory type could
+     *                                   satisfy (no usable chunk size, larger than the pool or than its
+     *                                   largest block if contiguous); nothing is allocated
+     * @throws VcmmOutOfMemoryException  if the free memory does not suffice now; whatever was taken has
+     *                                   been given back
+     * @throws IllegalStateException     if this memory type is closed
+     */
+    public PhysMem physAlloc(long length, ChunkPolicy policy, PhysAllocOptions options) {
+        Objects.requireNonNull(policy, "policy");
+        Objects.requireNonNull(options, "options");
+        ensureOpen();
+        if (length <= 0) {
+            throw new IllegalArgumentException("length=" + length + " must be positive");
+        }
+        if (length > spec.size()) {
+            throw new IllegalArgumentException("length=" + length + " exceeds the size=" + spec.size()
+                + " of memoryType=" + name());
+        }
+        int maxOrder = allocator.maxOrder();
+        int minOrder = options.contiguous() ? 0 : BlockAllocator.orderFor(options.alignment());
+        int[] usable = usableOrders(policy, minOrder, maxOrder);
+        if (usable.length == 0) {
+            throw new IllegalArgumentException("policy=" + policy + " has no chunk size in ["
+                + Sizes.format(BlockAllocator.orderSize(minOrder)) + ", " + Sizes.format(BlockAllocator.orderSize(maxOrder))
+                + "] (alignment=" + Sizes.format(options.alignment()) + ", largest block of memoryType=" + name() + ")");
+        }
+        long unit = BlockAllocator.orderSize(usable[usable.length - 1]);
+        long rounded = (length + unit - 1) & -unit; // cannot overflow: length <= size < 2^52
+        if (rounded > spec.size()) {
+            throw new IllegalArgumentException("length=" + length + " rounded to " + rounded + " exceeds the size="
+                + spec.size() + " of memoryType=" + name());
+        }
+        return options.contiguous()
+            ? allocContiguous(length, rounded, policy, options, usable, maxOrder)
+            : allocScattered(length, rounded, policy, options, usable);
+    }
+
+    /**
+     * Gives a physical allocation's chunks back to the allocator.
+     *
+     * @throws IllegalArgumentException if {@code pm} came from another memory type (a foreign handle)
+     * @throws IllegalStateException    if {@code pm} was already freed, still backs a reservation, or this memory
+     *                                  type is closed
+     */
+    public void physFree(PhysMem pm) {
+        Objects.requireNonNull(pm, "pm");
+        ensureOpen();
+        if (pm.memoryType() != this) {
+            throw new IllegalArgumentException("foreign handle: " + pm + " belongs to memoryType="
+                + pm.memoryType().name() + ", not to memoryType=" + name());
+        }
+        pm.markFreed();
+        RuntimeException failure = giveBack(pm.blocks());
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
+    /** @return {@code true} once {@link #close()} has been called. */
+    public boolean isClosed() {
+        return closed.get();
+    }
+
+    /**
+     * Closes the allocator and the memory. Idempotent. Allocations still live become invalid; every later
+     * operation on this memory type fails with an {@link IllegalStateException} naming it.
+     */
+    @Override
+    public void close() {
+        if (closed.compareAndSet(false, true)) {
+            try {
+                allocator.close();
+            } finally {
+                memory.close();
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "MemoryType[" + name() + " " + Sizes.format(size()) + " at " + Sizes.hex(base())
+            + (attributes.isEmpty() ? "" : " " + attributes) + ", backend=" + backendName
+            + (closed.get() ? ", closed]" : "]");
+    }
+
+    private PhysMem allocScattered(long length, long rounded, ChunkPolicy policy, PhysAllocOptions options, int[] usable) {
+        List<Chunk> taken = new ArrayList<>();
+        long remaining = rounded;
+        try {
+            for (int order : usable) {
+                long chunkSize = BlockAllocator.orderSize(order);
+                while (remaining >= chunkSize) {
+                    long pa = allocator.alloc(order);
+                    if (pa == BlockAllocator.NONE) {
+                        break; // fall back to the next smaller chunk size
+                    }
+                    taken.add(new Chunk(pa, order));
+                    remaining -= chunkSize;
+                }
+            }
+        } catch (RuntimeException | Error e) {
+            addSuppressed(e, giveBack(taken));
+            throw e;
+        }
+        if (remaining != 0) {
+            long obtained = rounded - remaining;
+            int count = taken.size();
+            addSuppressed(null, giveBack(taken));
+            throw outOfMemory(length, rounded, policy, options, obtained,
+                "in " + count + " chunks before no chunk of " + Sizes.format(BlockAllocator.orderSize(usable[usable.length - 1]))
+                    + " or larger was free");
+        }
+        return new PhysMem(this, length, policy, options, taken, taken);
+    }
+
+    private PhysMem allocContiguous(long length, long rounded, ChunkPolicy policy, PhysAllocOptions options,
+                                    int[] usable, int maxOrder) {
+        int blockOrder = BlockAllocator.orderFor(Math.max(rounded, options.alignment()));
+        if (blockOrder > maxOrder) {
+            throw new IllegalArgumentException("length=" + length + " contiguous with alignment=" + options.alignment()
+                + " needs a block of " + Sizes.format(BlockAllocator.orderSize(blockOrder)) + " but the largest block of memoryType="
+                + name() + " is " + Sizes.format(BlockAllocator.orderSize(maxOrder)) + " (maxOrder=" + maxOrder + ")");
+        }
+        long block = allocator.alloc(blockOrder);
+        if (block == BlockAllocator.NONE) {
+            throw outOfMemory(length, rounded, policy, options, 0,
+                "no free block of " + Sizes.format(BlockAllocator.orderSize(blockOrder)));
+        }
+        if (rounded == BlockAllocator.orderSize(blockOrder)) {
+            return new PhysMem(this, length, policy, options, layout(block, rounded, usable), List.of(new Chunk(block, blockOrder)));
+        }
+        // Trim, like alloc_pages_exact: give the whole block back and take its head again as the largest
+        // aligned blocks (the set bits of rounded), so the tail stays free and coalesces.
+        List<Chunk> head = new ArrayList<>();
+        boolean trimmed = true;
+        try {
+            allocator.free(block, blockOrder);
+            long offset = 0;
+            for (int order = blockOrder - 1; order >= 0 && trimmed; order--) {
+                long bit = BlockAllocator.orderSize(order);
+                if ((rounded & bit) != 0) {
+                    if (allocator.allocAt(block + offset, order)) {
+                        head.add(new Chunk(block + offset, order));
+                        offset += bit;
+                    } else {
+                        trimmed = false; // another thread took part of the range (or a thread cache holds it)
+                    }
+                }
+            }
+        } catch (RuntimeException | Error e) {
+            addSuppressed(e, giveBack(head));
+            throw e;
+        }
+        if (trimmed) {
+            return new PhysMem(this, length, policy, options, layout(block, rounded, usable), head);
+        }
+        addSuppressed(null, giveBack(head));
+        long whole = allocator.alloc(blockOrder);
+        if (whole == BlockAllocator.NONE) {
+            throw outOfMemory(length, rounded, policy, options, 0,
+                "lost the free block of " + Sizes.format(BlockAllocator.orderSize(blockOrder)) + " to another thread");
+        }
+        return new PhysMem(this, length, policy, options, layout(whole, rounded, usable), List.of(new Chunk(whole, blockOrder)));
+    }
+
+    /** Describes {@code [start, start + length)} as policy chunks, largest first; {@code start} is aligned to all of them. */
+    private static List<Chunk> layout(long start, long length, int[] usable) {
+        List<Chunk> chunks = new ArrayList<>();
+        long offset = 0;
+        for (int order : usable) {
+            long chunkSize = BlockAllocator.orderSize(order);
+            while (length - offset >= chunkSize) {
+                chunks.add(new Chunk(start + offset, order));
+                offset += chunkSize;
+            }
+        }
+        return chunks;
+    }
+
+    private static int[] usableOrders(ChunkPolicy policy, int minOrder, int maxOrder) {
+        return Arrays.stream(policy.orders()).filter(o -> o >= minOrder && o <= maxOrder).toArray();
+    }
+
+    /** Frees {@code blocks} in reverse order, carrying on past failures. @return the first failure, or null. */
+    /** Gives back the blocks of an allocation already marked freed (an orphan whose last backing went). */
+    void giveBackFreed(PhysMem pm) {
+        if (!closed.get()) {
+            RuntimeException failure = giveBack(pm.blocks());
+            if (failure != null) {
+                throw failure;
+            }
+        }
+    }
+
+    private RuntimeException giveBack(List<Chunk> blocks) {
+        RuntimeException failure = null;
+        for (int i = blocks.size() - 1; i >= 0; i--) {
+            Chunk c = blocks.get(i);
+            try {
+                allocator.free(c.pa(), c.order());
+            } catch (RuntimeException e) {
+                if (failure == null) {
+                    failure = e;
+                } else {
+                    failure.addSuppressed(e);
+                }
+            }
+        }
+        return failure;
+    }
+
+    private static void addSuppressed(Throwable primary, RuntimeException rollbackFailure) {
+        if (rollbackFailure == null) {
+            return;
+        }
+        if (primary == null) {
+            throw new IllegalStateException("rollback of a failed allocation failed", rollbackFailure);
+        }
+        primary.addSuppressed(rollbackFailure);
+    }
+
+    private VcmmOutOfMemoryException outOfMemory(long length, long rounded, ChunkPolicy policy, PhysAllocOptions options,
+                                                 long obtained, String why) {
+        AllocatorStats s = allocator.stats();
+        return new VcmmOutOfMemoryException(name(), length, obtained,
+            "memoryType=" + name() + ": cannot allocate length=" + length + " (rounded=" + rounded + ") with policy="
+                + policy + " (" + options + "): obtained=" + obtained + " bytes " + why
+                + "; all given back; allocator free=" + s.freeBytes() + " cached=" + s.cachedBytes()
+                + " largestFreeBlock=" + s.largestFreeBlock());
+    }
+
+    private void ensureOpen() {
+        if (closed.get()) {
+            throw new IllegalStateException("memoryType=" + name() + " is already closed");
+        }
+    }
+
+    /** @return the available backend of highest priority (ties go to the lower name), or null. */
+    static MemoryBackend discoverBackend() {
+        MemoryBackend best = null;
+        for (MemoryBackend b : ServiceLoader.load(MemoryBackend.class)) {
+            if (best == null || b.priority() > best.priority()
+                || (b.priority() == best.priority() && b.name().compareTo(best.name()) < 0)) {
+                best = b;
+            }
+        }
+        return best;
+    }
+
+    /**
+     * Builder of a {@link MemoryType}.
+     *
+     * <p><b>Thread-safety:</b> not thread-safe; use it from one thread.
+     */
+    public static final class Builder {
+
+        private final String name;
+        private long base;
+        private long size;
+        private boolean sizeSet;
+        private final EnumSet<MemoryAttribute> attributes = EnumSet.noneOf(MemoryAttribute.class);
+        private int maxOrder = MemorySpec.DEFAULT_MAX_ORDER;
+        private int threadCacheCapacity;
+        private MemoryBackend backend;
+
+        private Builder(String name) {
+            this.name = name;
+        }
+
+        /** Sets the physical address of the first byte, a multiple of 4 KiB; default 0. */
+        public Builder base(long base) {
+            this.base = base;
+            return this;
+        }
+
+        /** Sets the number of bytes, a positive multiple of 4 KiB; required. */
+        public Builder size(long size) {
+            this.size = size;
+            this.sizeSet = true;
+            return this;
+        }
+
+        /** Adds or removes {@link MemoryAttribute#SECURE}; default not secure. */
+        public Builder secure(boolean secure) {
+            if (secure) {
+                attributes.add(MemoryAttribute.SECURE);
+            } else {
+                attributes.remove(MemoryAttribute.SECURE);
+            }
+            return this;
+        }
+
+        /** Adds attributes. */
+        public Builder attributes(MemoryAttribute... attributes) {
+            for (MemoryAttribute a : attributes) {
+                this.attributes.add(Objects.requireNonNull(a, "attribute"));
+            }
+            return this;
+        }
+
+        /** Sets the largest block order handed out, default {@link MemorySpec#DEFAULT_MAX_ORDER} (1 GiB). */
+        public Builder maxOrder(int maxOrder) {
+            this.maxOrder = maxOrder;
+            return this;
+        }
+
+        /** Sets the blocks per small order kept in each thread's cache; default 0 (off: every free reaches the shared pool). */
+        public Builder threadCacheCapacity(int threadCacheCapacity) {
+            this.threadCacheCapacity = threadCacheCapacity;
+            return this;
+        }
+
+        /** Uses {@code backend} instead of discovering one with {@link ServiceLoader}; for tests. */
+        public Builder backend(MemoryBackend backend) {
+            this.backend = Objects.requireNonNull(backend, "backend");
+            return this;
+        }
+
+        /**
+         * Validates the settings (through {@link MemorySpec}) and opens the memory and the allocator.
+         *
+         * @throws IllegalArgumentException if a setting is invalid, naming it
+         * @throws IllegalStateException    if the size was not set, or no backend is given or found
+         */
+        public MemoryType build() {
+            if (!sizeSet) {
+                throw new IllegalStateException("memoryType=" + name + ": size is not set; call size(bytes) before build()");
+            }
+            MemorySpec spec = new MemorySpec(name, base, size, attributes.contains(MemoryAttribute.SECURE), maxOrder,
+                threadCacheCapacity);
+            MemoryBackend b = backend != null ? backend : discoverBackend();
+            if (b == null) {
+                throw new IllegalStateException("memoryType=" + name + ": no dev.vcmm.spi.MemoryBackend found on the class path;"
+                    + " add dev.vcmm:vcmm-ffm-backend to the class path, or pass a backend to MemoryType.Builder.backend()");
+            }
+            PhysicalMemory memory = b.openMemory(spec);
+            BlockAllocator allocator;
+            try {
+                allocator = b.openAllocator(spec);
+                if (memory.base() != spec.base() || memory.size() != spec.size()
+                    || allocator.base() != spec.base() || allocator.size() != spec.size()) {
+                    allocator.close();
+                    throw new IllegalStateException("backend=" + b.name() + " opened memory [" + Sizes.hex(memory.base())
+                        + ", +" + memory.size() + ") and allocator [" + Sizes.hex(allocator.base()) + ", +" + allocator.size()
+                        + ") for spec base=" + Sizes.hex(spec.base()) + " size=" + spec.size());
+                }
+            } catch (RuntimeException | Error e) {
+                memory.close();
+                throw e;
+            }
+            Set<MemoryAttribute> attrs = Collections.unmodifiableSet(EnumSet.copyOf(attributes));
+            return new MemoryType(spec, attrs, b.name(), memory, allocator);
+        }
+    }
+}

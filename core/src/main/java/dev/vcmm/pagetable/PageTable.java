@@ -1,0 +1,617 @@
+package dev.vcmm.pagetable;
+
+import dev.vcmm.spi.BlockAllocator;
+import dev.vcmm.spi.PhysicalMemory;
+
+import java.lang.invoke.VarHandle;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * A page table of one {@link PageTableFormat}, living in simulated physical memory: the generic mapper.
+ * Tables are allocated from a page-table memory through a {@link BlockAllocator}; descriptors are encoded
+ * by the format, so the memory holds exactly what hardware would walk from {@link #root()}.
+ *
+ * <p><b>Thread-safety:</b> {@link #map} and {@link #unmap} of <em>disjoint</em> ranges may run in parallel
+ * from any threads with no lock: a new table is zeroed, then installed with one compare-and-set (the
+ * thread that loses the race frees its table), and a block being split is replaced by a fully built table
+ * with one compare-and-set. Leaf entries of a range belong to the one caller mapping it and are written
+ * with plain stores followed by one release fence. Calls on <em>overlapping</em> ranges at the same time
+ * are a caller error with no defined outcome beyond this: every entry is written whole (no torn
+ * descriptor) and no table is freed twice. {@link #close()} must not race with other calls.
+ *
+ * <p>Semantics follow Linux io-pgtable: {@code map} uses the largest leaf (block, page, or contiguous run)
+ * that the alignment of {@code va} and {@code pa} and the remaining length allow, and fails with
+ * {@link AlreadyMappedException} over a live entry; {@code unmap} returns the bytes it unmapped, splits a
+ * partially unmapped block <em>hitlessly</em> (the replacement table is filled first and swapped in with one
+ * atomic store, so the part that stays mapped never disappears) and frees a table whose whole span it
+ * unmaps.
+ */
+public final class PageTable implements AutoCloseable {
+
+    private final PageTableFormat format;
+    private final PhysicalMemory memory;
+    private final BlockAllocator allocator;
+    private final TableAllocator tables;
+    private final long root;
+    private final int levels;
+    private final int entryBytes;
+    private final boolean wide;
+    private final LeafSize[] leaves;
+    private final long minLeaf;
+    private final boolean lastLevelRuns;
+    private final AtomicLong tableCount = new AtomicLong();
+    private final AtomicLong generation = new AtomicLong();
+    private final int lastTableShift;
+    private volatile WalkHint hint;
+    private final AtomicBoolean closed = new AtomicBoolean();
+
+    private PageTable(PageTableFormat format, PhysicalMemory memory, BlockAllocator allocator) {
+        this.format = format;
+        this.memory = memory;
+        this.allocator = allocator;
+        this.tables = new TableAllocator(memory, allocator);
+        this.levels = format.levels();
+        this.entryBytes = format.entryBytes();
+        this.wide = entryBytes == 8;
+        List<LeafSize> sizes = format.leafSizes();
+        this.leaves = sizes.toArray(new LeafSize[0]);
+        this.minLeaf = leaves[leaves.length - 1].size();
+        this.lastLevelRuns = sizes.stream().anyMatch(l -> l.isRun() && l.level() == levels - 1);
+        this.lastTableShift = format.levelShift(levels - 1) + format.levelBits(levels - 1);
+        this.root = allocTable(0);
+    }
+
+    /**
+     * Creates an empty table: allocates and zeroes the root.
+     *
+     * @param format    the hardware format
+     * @param memory    the physical memory the tables live in
+     * @param allocator the allocator of that memory's blocks (page-table pages)
+     * @throws PageTableMemoryException if the root cannot be allocated
+     */
+    public static PageTable create(PageTableFormat format, PhysicalMemory memory, BlockAllocator allocator) {
+        return new PageTable(Objects.requireNonNull(format, "format"), Objects.requireNonNull(memory, "memory"),
+            Objects.requireNonNull(allocator, "allocator"));
+    }
+
+    /** @return the physical address of the root table: what a TTBR, CR3 or satp would hold. */
+    public long root() {
+        return root;
+    }
+
+    /** @return the format. */
+    public PageTableFormat format() {
+        return format;
+    }
+
+    /** @return the physical memory the tables live in. */
+    public PhysicalMemory memory() {
+        return memory;
+    }
+
+    /** @return the number of tables in use, the root included. */
+    public long tableCount() {
+        return tableCount.get();
+    }
+
+    /** @return the bytes of table memory in use (sum of the tables' sizes), the root included. */
+    public long tableBytes() {
+        return tables.bytesInUse();
+    }
+
+    /** Receives the tables of a page table, see {@link #forEachTable}. */
+    @FunctionalInterface
+    public interface TableVisitor {
+        /** @param level the table's level; @param pa its physical address; @param bytes its size */
+        void table(int level, long pa, long bytes);
+    }
+
+    /**
+     * Visits every table reachable from the root, the root first, in depth-first order, as a walker would
+     * find them by reading the memory. Must not race with map or unmap.
+     */
+    public void forEachTable(TableVisitor visitor) {
+        checkOpen();
+        visit(0, root, visitor);
+    }
+
+    private void visit(int level, long table, TableVisitor visitor) {
+        visitor.table(level, table, format.tableBytes(level));
+        if (level < levels - 1) {
+            int n = 1 << format.levelBits(level);
+            for (int i = 0; i < n; i++) {
+                long raw = lp(table + (long) i * entryBytes);
+                if (raw != 0 && format.decode(level, raw, 0) instanceof Descriptor.Table t) {
+                    visit(level + 1, t.tablePa(), visitor);
+                }
+            }
+        }
+    }
+
+    /** @return the hardware walk of {@code va} in this table (no permission check). */
+    public WalkResult translate(long va) {
+        return Walker.translate(format, memory, root, va);
+    }
+
+    /**
+     * Maps {@code [va, va + length)} to {@code [pa, pa + length)} with the largest leaves alignment allows.
+     *
+     * @return {@code length}, the bytes mapped
+     * @throws UnsupportedSizeException      if va, pa or length is not a multiple of the smallest leaf
+     * @throws AddressRangeException         if the virtual or physical range is outside the format's reach
+     * @throws UnsupportedAttributeException if the format cannot express {@code attributes}
+     * @throws AlreadyMappedException        if part of the range is mapped; nothing is left changed
+     * @throws PageTableMemoryException      if a table cannot be allocated; nothing is left changed
+     * @throws IllegalStateException         if the table is closed
+     */
+    public long map(long va, long pa, long length, Attributes attributes) {
+        checkOpen();
+        checkRange(va, length);
+        if ((pa & (minLeaf - 1)) != 0) {
+            throw new UnsupportedSizeException(format.name() + ": pa=0x" + Long.toHexString(pa)
+                + " is not aligned to the smallest leaf (" + LeafSize.humanSize(minLeaf) + ")");
+        }
+        if (pa < 0 || (format.paBits() < 63 && pa + length > (1L << format.paBits())) || pa + length < pa) {
+            throw new AddressRangeException(format.name() + ": physical range pa=0x" + Long.toHexString(pa) + " length=0x"
+                + Long.toHexString(length) + " exceeds the " + format.paBits() + "-bit output address space");
+        }
+        format.checkAttributes(Objects.requireNonNull(attributes, "attributes"));
+        long done = 0;
+        try {
+            while (done < length) {
+                done += mapBatch(va + done, pa + done, length - done, attributes);
+            }
+        } catch (RuntimeException e) {
+            if (done > 0) {
+                unmapChecked(va, done);
+            }
+            throw e;
+        }
+        VarHandle.releaseFence(); // publish the plainly written leaves as a whole
+        return length;
+    }
+
+    /**
+     * Unmaps whatever is mapped in {@code [va, va + length)}, splitting blocks that stick out of the range
+     * hitlessly and freeing tables whose whole span is unmapped.
+     *
+     * @return the bytes that were mapped in the range and no longer are
+     * @throws UnsupportedSizeException if va or length is not a multiple of the smallest leaf
+     * @throws AddressRangeException    if the range is outside the format's input space
+     * @throws PageTableMemoryException if a split needs a table that cannot be allocated; what was unmapped
+     *                                  before stays unmapped, the rest stays mapped
+     * @throws IllegalStateException    if the table is closed
+     */
+    public long unmap(long va, long length) {
+        checkOpen();
+        checkRange(va, length);
+        return unmapChecked(va, length);
+    }
+
+    private long unmapChecked(long va, long length) {
+        long last = va + length - 1;
+        long n;
+        WalkHint h = hint;
+        if (h != null && h.key() == (va >>> lastTableShift) && h.key() == (last >>> lastTableShift)
+            && h.generation() == generation.get()) {
+            n = unmapLastLevel(h.table(), va, last, format.entrySpan(levels - 1)); // the walk cache hit
+        } else {
+            n = unmapLevel(0, root, va, last);
+        }
+        VarHandle.releaseFence();
+        return n;
+    }
+
+    /**
+     * Frees every table, the root last. Idempotent. The mappings are gone with it; the physical memory they
+     * pointed at is not touched. Must not race with other calls.
+     */
+    @Override
+    public void close() {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        freeSubtree(0, root);
+        tables.close();
+    }
+
+    /** @return whether {@link #close()} was called. */
+    public boolean isClosed() {
+        return closed.get();
+    }
+
+    @Override
+    public String toString() {
+        return "PageTable{" + format.name() + ", root=0x" + Long.toHexString(root) + ", tables=" + tableCount.get() + '}';
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // map
+
+    /** Maps as many leaves of one size as fit in one table without passing a point where a larger leaf fits. */
+    private long mapBatch(long v, long p, long rem, Attributes attributes) {
+        LeafSize leaf = pick(v, p, rem);
+        int level = leaf.level();
+        long size = leaf.size();
+        int idx = index(v, level);
+        int tableEntries = 1 << format.levelBits(level);
+        int sizeShift = Long.numberOfTrailingZeros(size); // sizes are powers of two: shift, never divide
+        long count = Math.min(rem >>> sizeShift, (tableEntries - idx) >>> Integer.numberOfTrailingZeros(leaf.entries()));
+        for (LeafSize bigger : leaves) {
+            long b = bigger.size();
+            if (b <= size) {
+                break;
+            }
+            long toBoundary = (-v) & (b - 1);
+            if (((v ^ p) & (b - 1)) == 0 && toBoundary != 0 && rem - toBoundary >= b) {
+                count = Math.min(count, toBoundary >>> sizeShift);
+            }
+        }
+        // encode the batch's ends before creating tables: a leaf the format refuses (armv7-short: a pa at or
+        // above 4 GiB in anything but a supersection) then leaves no empty table behind
+        format.leafEntry(leaf, p, 0, attributes);
+        format.leafEntry(leaf, p + (count - 1) * size, 0, attributes);
+        long table = level == levels - 1 ? lastLevelTable(v) : walkCreate(v, level);
+        writeLeaves(table, level, idx, leaf, v, p, (int) count, attributes);
+        return count * size;
+    }
+
+    private LeafSize pick(long v, long p, long rem) {
+        for (LeafSize l : leaves) {
+            if (((v | p) & (l.size() - 1)) == 0 && rem >= l.size()) {
+                return l;
+            }
+        }
+        throw new AssertionError("no leaf fits; checked alignment to the smallest leaf before");
+    }
+
+    /**
+     * The walk cache: the last-level table of the span most recently walked, valid while no table has been
+     * freed since (every free bumps {@link #generation} before the memory goes back). Tables only disappear
+     * by being freed, so a hint whose generation is current names a live table; concurrent callers on
+     * disjoint ranges cannot free a table another caller is using (its span would overlap their range).
+     */
+    private record WalkHint(long key, long table, long generation) {
+    }
+
+    /** @return the last-level table holding {@code v}, from the walk cache or by walking (and creating) */
+    private long lastLevelTable(long v) {
+        long key = v >>> lastTableShift;
+        WalkHint h = hint;
+        if (h != null && h.key() == key && h.generation() == generation.get()) {
+            return h.table();
+        }
+        long gen = generation.get(); // read before the walk: a free during it makes the new hint stale at once
+        long table = walkCreate(v, levels - 1);
+        hint = new WalkHint(key, table, gen);
+        return table;
+    }
+
+    /** @return the table at {@code targetLevel} that holds {@code v}, creating the tables on the way. */
+    private long walkCreate(long v, int targetLevel) {
+        long table = root;
+        for (int level = 0; level < targetLevel; level++) {
+            long address = table + (long) index(v, level) * entryBytes;
+            long raw = la(address);
+            if (raw == 0) {
+                long fresh = allocTable(level + 1);
+                if (cas(address, 0, tableEntryOrFree(level, fresh))) { // release: the zeroed table is visible first
+                    table = fresh;
+                    continue;
+                }
+                freeTable(fresh, level + 1); // lost the race: use the winner's table
+                raw = la(address);
+            }
+            if (format.isTable(level, raw)) {
+                table = format.tableAddress(level, raw);
+                continue;
+            }
+            switch (format.decode(level, raw, v)) {
+                case Descriptor.Table t -> table = t.tablePa();
+                case Descriptor.Leaf leaf -> throw alreadyMapped(v, "a " + leaf.leaf() + " leaf maps it");
+                case Descriptor.Invalid invalid -> throw new IllegalStateException(format.name()
+                    + ": corrupt entry 0x" + Long.toHexString(raw) + " at level " + level + ": " + invalid.why());
+            }
+        }
+        return table;
+    }
+
+    private void writeLeaves(long table, int level, int idx, LeafSize leaf, long v, long p, int count, Attributes a) {
+        final int entries = leaf.entries();
+        final int n = count * entries;
+        final long span = format.entrySpan(level);
+        boolean emptyTables = false;
+        final long firstAddress = table + (long) idx * entryBytes;
+        int k0 = wide ? memory.findNonZeroLong(firstAddress, n) : memory.findNonZeroInt(firstAddress, n);
+        for (int k = Math.max(k0, 0); k0 >= 0 && k < n; k++) { // conflicts are found before anything is written
+            long raw = lp(table + (long) (idx + k) * entryBytes);
+            if (raw != 0) {
+                if (level < levels - 1 && format.decode(level, raw, v + k * span) instanceof Descriptor.Table t
+                    && isEmpty(t.tablePa(), level + 1)) {
+                    emptyTables = true; // an empty table left by partial unmaps: the leaf replaces it
+                } else {
+                    throw alreadyMapped(v + k * span, "entry 0x" + Long.toHexString(raw) + " at level " + level);
+                }
+            }
+        }
+        final long size = leaf.size();
+        final long e0 = format.leafEntry(leaf, p, 0, a);
+        final long entryStep = entries > 1 ? format.leafEntry(leaf, p, 1, a) - e0 : 0;
+        final long leafStep = count > 1 ? format.leafEntry(leaf, p + size, 0, a) - e0 : 0;
+        final boolean linear = (count <= 2 || format.leafEntry(leaf, p + (count - 1) * size, 0, a) == e0 + (count - 1) * leafStep)
+            && (entries <= 2 || format.leafEntry(leaf, p, entries - 1, a) == e0 + (entries - 1) * entryStep);
+        if (linear && !emptyTables) {
+            if (entries == 1) {
+                storeRun(firstAddress, count, e0, leafStep);
+            } else {
+                for (int i = 0; i < count; i++) {
+                    storeRun(firstAddress + (long) i * entries * entryBytes, entries, e0 + i * leafStep, entryStep);
+                }
+            }
+            return;
+        }
+        long address = firstAddress;
+        for (int i = 0; i < count; i++) {
+            long base = e0 + i * leafStep;
+            for (int j = 0; j < entries; j++, address += entryBytes) {
+                long value = linear ? base + j * entryStep : format.leafEntry(leaf, p + i * size, j, a);
+                if (emptyTables) {
+                    long raw = lp(address);
+                    if (raw != 0 && format.decode(level, raw, v) instanceof Descriptor.Table t) {
+                        if (cas(address, raw, value)) {
+                            freeSubtree(level + 1, t.tablePa());
+                        }
+                        continue;
+                    }
+                }
+                sp(address, value);
+            }
+        }
+    }
+
+    /** @return whether the table maps nothing: every entry is zero or points at a table that maps nothing */
+    private boolean isEmpty(long table, int level) {
+        int n = 1 << format.levelBits(level);
+        for (int i = 0; i < n; i++) {
+            long raw = lp(table + (long) i * entryBytes);
+            if (raw != 0 && !(level < levels - 1 && format.isTable(level, raw) && isEmpty(format.tableAddress(level, raw), level + 1))) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // unmap
+
+    /** Unmaps {@code [va, last]} (inclusive, unsigned) inside the span of {@code table} at {@code level}. */
+    private long unmapLevel(int level, long table, long va, long last) {
+        final long span = format.entrySpan(level);
+        if (level == levels - 1) {
+            return unmapLastLevel(table, va, last, span);
+        }
+        long total = 0;
+        long v = va;
+        for (;;) {
+            long address = table + (long) index(v, level) * entryBytes;
+            long entryStart = v & -span;
+            long entryLast = entryStart + span - 1;
+            long segLast = Long.compareUnsigned(last, entryLast) < 0 ? last : entryLast;
+            long raw = la(address);
+            if (raw != 0) {
+                if (format.isTable(level, raw)) {
+                    long next = format.tableAddress(level, raw);
+                    total += unmapLevel(level + 1, next, v, segLast);
+                    if (v == entryStart && segLast == entryLast && cas(address, raw, 0)) {
+                        freeTable(next, level + 1); // its whole span is unmapped: give the table back
+                    }
+                } else if (format.decode(level, raw, v) instanceof Descriptor.Leaf leaf) {
+                    long leafSize = leaf.leaf().size();
+                    long leafStart = v & -leafSize;
+                    long leafLast = leafStart + leafSize - 1;
+                    if (Long.compareUnsigned(leafStart, va) >= 0 && Long.compareUnsigned(leafLast, last) <= 0) {
+                        long first = table + (long) index(leafStart, level) * entryBytes;
+                        for (int j = 0; j < leaf.leaf().entries(); j++) {
+                            sp(first + (long) j * entryBytes, 0);
+                        }
+                        total += leafSize;
+                        segLast = leafLast;
+                    } else {
+                        split(level, table, address, raw, v, leaf);
+                        continue; // re-read the entry: now smaller leaves or a table
+                    }
+                }
+            }
+            if (segLast == last) {
+                return total;
+            }
+            v = segLast + 1;
+        }
+    }
+
+    /**
+     * The last level, where every valid entry maps exactly one entry span: a run cut by either end of the
+     * range is split first, then the entries are cleared in one pass that counts what was mapped.
+     */
+    private long unmapLastLevel(long table, long va, long last, long span) {
+        splitRunAt(table, va, va, last);
+        splitRunAt(table, last, va, last);
+        int n = (int) ((last - va) >>> Long.numberOfTrailingZeros(span)) + 1;
+        long address = table + (long) index(va, levels - 1) * entryBytes;
+        int cleared = wide ? memory.clearLongs(address, n) : memory.clearInts(address, n);
+        return cleared * span;
+    }
+
+    /** Splits the last-level run holding {@code v}, if there is one and it sticks out of {@code [va, last]}. */
+    private void splitRunAt(long table, long v, long va, long last) {
+        int level = levels - 1;
+        long address = table + (long) index(v, level) * entryBytes;
+        long raw = la(address);
+        if (raw != 0 && lastLevelRuns && format.isRunEntry(level, raw)
+            && format.decode(level, raw, v) instanceof Descriptor.Leaf leaf && leaf.leaf().isRun()) {
+            long leafStart = v & -leaf.leaf().size();
+            long leafLast = leafStart + leaf.leaf().size() - 1;
+            if (Long.compareUnsigned(leafStart, va) < 0 || Long.compareUnsigned(leafLast, last) > 0) {
+                split(level, table, address, raw, v, leaf);
+            }
+        }
+    }
+
+    /**
+     * Splits the leaf that maps {@code v} into smaller leaves with the same translation, hitlessly:
+     * a run becomes single entries one store at a time (each store keeps its own span's translation); a
+     * block is replaced by a fully built next-level table with one compare-and-set.
+     */
+    private void split(int level, long table, long address, long raw, long v, Descriptor.Leaf leaf) {
+        LeafSize ls = leaf.leaf();
+        long leafStart = v & -ls.size();
+        long leafPa = leaf.pa() - (v - leafStart);
+        Attributes a = leaf.attributes();
+        if (ls.isRun()) {
+            LeafSize single = leafAt(level, ls.entrySpan());
+            long first = table + (long) index(leafStart, level) * entryBytes;
+            for (int j = 0; j < ls.entries(); j++) {
+                sv(first + (long) j * entryBytes, format.leafEntry(single, leafPa + j * single.size(), 0, a));
+            }
+            return;
+        }
+        int next = level + 1;
+        LeafSize sub = null;
+        for (LeafSize l : leaves) {
+            if (l.level() == next && l.size() <= ls.size()) {
+                sub = l;
+                break;
+            }
+        }
+        if (sub == null) {
+            throw new AssertionError(format.name() + ": no leaf at level " + next + " to split " + ls + " into");
+        }
+        long fresh = allocTable(next);
+        int count = (int) (ls.size() / sub.size());
+        long e0 = format.leafEntry(sub, leafPa, 0, a);
+        long at = fresh;
+        for (int i = 0; i < count; i++) {
+            for (int j = 0; j < sub.entries(); j++, at += entryBytes) {
+                sp(at, i == 0 && j == 0 ? e0 : format.leafEntry(sub, leafPa + i * sub.size(), j, a));
+            }
+        }
+        if (!cas(address, raw, tableEntryOrFree(level, fresh))) { // release: the filled table is visible first
+            freeTable(fresh, next); // another thread split it first
+        }
+    }
+
+    private LeafSize leafAt(int level, long size) {
+        for (LeafSize l : leaves) {
+            if (l.level() == level && l.size() == size && !l.isRun()) {
+                return l;
+            }
+        }
+        throw new AssertionError(format.name() + ": no single-entry leaf of " + size + " bytes at level " + level);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // tables
+
+    private long allocTable(int level) {
+        long pa = tables.alloc(format.tableBytes(level));
+        tableCount.incrementAndGet();
+        return pa;
+    }
+
+    /** @return the table descriptor for {@code fresh}; if the format refuses it, frees the table first */
+    private long tableEntryOrFree(int level, long fresh) {
+        try {
+            return format.tableEntry(level, fresh);
+        } catch (RuntimeException e) {
+            freeTable(fresh, level + 1);
+            throw e;
+        }
+    }
+
+    private void freeTable(long pa, int level) {
+        generation.incrementAndGet(); // invalidates the walk cache before the memory can be reused
+        tables.free(pa, format.tableBytes(level));
+        tableCount.decrementAndGet();
+    }
+
+    private void freeSubtree(int level, long table) {
+        if (level < levels - 1) {
+            int n = 1 << format.levelBits(level);
+            for (int i = 0; i < n; i++) {
+                long raw = lp(table + (long) i * entryBytes);
+                if (raw != 0 && format.decode(level, raw, 0) instanceof Descriptor.Table t) {
+                    freeSubtree(level + 1, t.tablePa());
+                }
+            }
+        }
+        freeTable(table, level);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // helpers
+
+    private int index(long v, int level) {
+        return (int) ((v >>> format.levelShift(level)) & ((1L << format.levelBits(level)) - 1));
+    }
+
+    private void checkOpen() {
+        if (closed.get()) {
+            throw new IllegalStateException(format.name() + " page table at root 0x" + Long.toHexString(root) + " is closed");
+        }
+    }
+
+    private void checkRange(long va, long length) {
+        if (length <= 0 || ((va | length) & (minLeaf - 1)) != 0) {
+            throw new UnsupportedSizeException(format.name() + ": va=0x" + Long.toHexString(va) + " length=0x"
+                + Long.toHexString(length) + " must be positive multiples of the smallest leaf (" + LeafSize.humanSize(minLeaf) + ")");
+        }
+        long last = va + length - 1;
+        if (!format.isValidVa(va) || !format.isValidVa(last) || Long.compareUnsigned(last, va) < 0 || (va < 0) != (last < 0)) {
+            throw new AddressRangeException(format.name() + ": range va=0x" + Long.toHexString(va) + " length=0x"
+                + Long.toHexString(length) + " is outside the " + format.vaBits() + "-bit input address space");
+        }
+    }
+
+    private AlreadyMappedException alreadyMapped(long v, String what) {
+        return new AlreadyMappedException(v, format.name() + ": va=0x" + Long.toHexString(v) + " is already mapped (" + what + ")");
+    }
+
+    private long lp(long address) {
+        return wide ? memory.lpLong(address) : Integer.toUnsignedLong(memory.lpInt(address));
+    }
+
+    private long la(long address) {
+        return wide ? memory.laLong(address) : Integer.toUnsignedLong(memory.laInt(address));
+    }
+
+    private void sp(long address, long value) {
+        if (wide) {
+            memory.spLong(address, value);
+        } else {
+            memory.spInt(address, (int) value);
+        }
+    }
+
+    private void sv(long address, long value) {
+        if (wide) {
+            memory.soLong(address, value);
+        } else {
+            memory.soInt(address, (int) value);
+        }
+    }
+
+    private void storeRun(long address, int count, long first, long step) {
+        if (wide) {
+            memory.spLongs(address, count, first, step);
+        } else {
+            memory.spInts(address, count, (int) first, (int) step);
+        }
+    }
+
+    private boolean cas(long address, long expected, long value) {
+        return wide ? memory.casLong(address, expected, value) : memory.casInt(address, (int) expected, (int) value);
+    }
+}

@@ -1,0 +1,110 @@
+package dev.vcmm.pagetable;
+
+import java.util.List;
+
+/**
+ * A hardware page-table format: geometry (levels, index bits, entry size, leaf sizes) plus a codec of
+ * descriptors, as Linux io-pgtable separates them. Implementations are pure functions of their inputs
+ * and encode bit-exact what the architecture manual defines, so a hardware walker could read the tables.
+ *
+ * <p><b>Thread-safety:</b> implementations are immutable and thread-safe.
+ *
+ * <p>Levels count from 0 at the root. The index of {@code va} at {@code level} is
+ * {@code (va >>> levelShift(level)) & ((1 << levelBits(level)) - 1)}. Entries are little-endian words of
+ * {@link #entryBytes()} bytes; 32-bit formats use the low 32 bits of the {@code long} values here.
+ */
+public interface PageTableFormat {
+
+    /** @return the name the CLI uses, e.g. {@code arm64-4k}. */
+    String name();
+
+    /** @return the number of levels of tables. */
+    int levels();
+
+    /** @return the width of input (virtual) addresses the format translates. */
+    int vaBits();
+
+    /** @return the width of output (physical) addresses the format can encode. */
+    int paBits();
+
+    /** @return the size of one entry: 4 or 8 bytes. */
+    int entryBytes();
+
+    /** @return the position of the lowest virtual-address bit that indexes tables of {@code level}. */
+    int levelShift(int level);
+
+    /** @return the number of virtual-address bits that index tables of {@code level}. */
+    int levelBits(int level);
+
+    /** @return the bytes of a table of {@code level}: {@code entryBytes() << levelBits(level)}. */
+    default long tableBytes(int level) {
+        return (long) entryBytes() << levelBits(level);
+    }
+
+    /** @return the leaf sizes the format maps, largest first. */
+    List<LeafSize> leafSizes();
+
+    /** @return the bytes one entry of {@code level} spans. */
+    default long entrySpan(int level) {
+        return 1L << levelShift(level);
+    }
+
+    /**
+     * @return whether {@code va} is a valid input address (inside the format's width, canonical where the
+     * architecture requires sign extension)
+     */
+    boolean isValidVa(long va);
+
+    /**
+     * Checks that the format can express {@code attributes}.
+     *
+     * @throws UnsupportedAttributeException naming the format and what it cannot express
+     */
+    void checkAttributes(Attributes attributes);
+
+    /** @return the encoding of a table descriptor at {@code level} pointing at the table at {@code tablePa}. */
+    long tableEntry(int level, long tablePa);
+
+    /**
+     * @param leaf       the leaf size being mapped
+     * @param leafPa     the physical address of the leaf's first byte (aligned to {@code leaf.size()})
+     * @param i          which entry of the leaf's run, {@code 0 <= i < leaf.entries()}
+     * @param attributes already checked with {@link #checkAttributes}
+     * @return the encoding of entry {@code i} of the leaf
+     */
+    long leafEntry(LeafSize leaf, long leafPa, int i, Attributes attributes);
+
+    /**
+     * A fast test the mapper uses on its hot path instead of decoding; formats override it with bit tests
+     * that answer exactly as {@link #decode} would.
+     *
+     * @return whether {@code raw} at {@code level} is a table descriptor
+     */
+    default boolean isTable(int level, long raw) {
+        return decode(level, raw, 0) instanceof Descriptor.Table;
+    }
+
+    /** @return the next-level table address of a table descriptor ({@link #isTable} is true) */
+    default long tableAddress(int level, long raw) {
+        return ((Descriptor.Table) decode(level, raw, 0)).tablePa();
+    }
+
+    /**
+     * A fast pre-filter the mapper uses on its hot path before it decodes; formats with runs override it
+     * with a bit test. It may answer {@code true} for an entry that {@link #decode} finds invalid, never
+     * {@code false} for one entry of a run.
+     *
+     * @return whether {@code raw} at {@code level} may be one entry of a multi-entry leaf (a contiguous
+     * run, a large page, a supersection)
+     */
+    default boolean isRunEntry(int level, long raw) {
+        return decode(level, raw, 0) instanceof Descriptor.Leaf leaf && leaf.leaf().isRun();
+    }
+
+    /**
+     * Decodes an entry read at {@code level} while translating {@code va}.
+     *
+     * @return what the hardware would make of it; reserved encodings are {@link Descriptor.Invalid}
+     */
+    Descriptor decode(int level, long raw, long va);
+}
