@@ -347,6 +347,19 @@ public final class PageTable implements AutoCloseable {
         final long span = format.entrySpan(level);
         boolean emptyTables = false;
         final long firstAddress = table + (long) idx * entryBytes;
+        if (wide && entries == 1 && count > 1) { // the common run of pages: check and store in one pass
+            long e0 = format.leafEntry(leaf, p, 0, a);
+            long step = format.leafEntry(leaf, p + leaf.size(), 0, a) - e0;
+            if (format.leafEntry(leaf, p + (count - 1) * leaf.size(), 0, a) == e0 + (count - 1) * step) {
+                int stopped = memory.spLongsIfZero(firstAddress, count, e0, step);
+                if (stopped < 0) {
+                    return;
+                }
+                if (stopped > 0) {
+                    memory.clearLongs(firstAddress, stopped); // they were zero: put them back before the careful path
+                }
+            }
+        }
         int k0 = wide ? memory.findNonZeroLong(firstAddress, n) : memory.findNonZeroInt(firstAddress, n);
         for (int k = Math.max(k0, 0); k0 >= 0 && k < n; k++) { // conflicts are found before anything is written
             long raw = lp(table + (long) (idx + k) * entryBytes);
