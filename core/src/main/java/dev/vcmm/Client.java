@@ -63,14 +63,7 @@ public final class Client implements AutoCloseable {
         private void release() {
             List<RuntimeException> failures = new ArrayList<>();
             for (Reservation r : reservations) {
-                attempt(failures, () -> {
-                    if (r.isBacked()) {
-                        r.unback();
-                    }
-                    if (!r.isReleased()) {
-                        r.unreserve();
-                    }
-                });
+                attempt(failures, () -> releaseReservation(r));
             }
             for (Association a : associations) {
                 attempt(failures, () -> vcmm.release(a)); // deactivate and remove in one step
@@ -90,6 +83,30 @@ public final class Client implements AutoCloseable {
                     + " release step(s) failed; the first: " + failures.getFirst().getMessage());
                 failures.forEach(e::addSuppressed);
                 throw e;
+            }
+        }
+
+        /**
+         * Unbacks and unreserves {@code r}. A back or unback another thread has under way (through the
+         * reservation itself, outside this client's lock) is waited out: it holds the reservation only for
+         * the time it writes or clears page-table entries. Bounded, then the failure is reported.
+         */
+        private static void releaseReservation(Reservation r) {
+            for (int attempt = 0; ; attempt++) {
+                try {
+                    if (r.isBacked()) {
+                        r.unback();
+                    }
+                    if (!r.isReleased()) {
+                        r.unreserve();
+                    }
+                    return;
+                } catch (IllegalStateException raced) { // a back or unback in flight changed the state under us
+                    if (attempt >= 10_000) {
+                        throw raced;
+                    }
+                    Thread.yield();
+                }
             }
         }
 

@@ -3,7 +3,7 @@ package dev.vcmm;
 import dev.vcmm.pagetable.Access;
 import dev.vcmm.pagetable.FaultReason;
 import dev.vcmm.pagetable.PageTableFormat;
-import dev.vcmm.pagetable.Walker;
+import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.WalkResult;
 
 import java.nio.ByteBuffer;
@@ -19,9 +19,9 @@ import java.util.concurrent.CopyOnWriteArrayList;
  *
  * <p><b>Thread-safety:</b> thread-safe. {@link #translate} may run in any number of threads, concurrently
  * with backing and unbacking (it sees each page-table entry either before or after a change). The slots
- * change only under the {@link Vcmm}'s graph lock and are published with volatile writes. As with real
- * hardware, a walk must not race with the deassociation that frees the table it walks: deactivate first
- * (new walks then fault), let walks in flight finish, then deassociate. DMA
+ * change only under the {@link Vcmm}'s graph lock and are published with volatile writes. A walk goes
+ * through {@link dev.vcmm.pagetable.PageTable#walk}, so a table page is not given back while a walk that
+ * may have read its pointer runs (the grace period a driver gets from TLB synchronisation). DMA
  * ({@link #read(long, byte[], int, int)}, {@link #write(long, byte[], int, int)} and their buffer forms) may run in
  * any number of threads at once, concurrently with unback, deactivate and {@link #crash()}; see {@link Iotlb} for
  * how a racing walk is kept out of the IOTLB.
@@ -155,9 +155,11 @@ public final class Device {
         if (kind == DeviceKind.ONE_TO_ONE) {
             r = a.vcm().translateOneToOne(address, access, fromUser);
         } else {
-            r = access == null
-                ? Walker.translate(format, vcmm.pageTableMemory().memory(), a.root(), address)
-                : Walker.translate(format, vcmm.pageTableMemory().memory(), a.root(), address, access, fromUser);
+            PageTable table = a.vcm().table(format);
+            if (table == null) {
+                return new WalkResult.PageFault(address, 0, FaultReason.TRANSLATION, "no table of " + format.name() + " in " + a.vcm());
+            }
+            r = table.walk(address, access, fromUser); // the table waits for this walk before freeing any of its pages
         }
         if (r instanceof WalkResult.Translation t && !secure && vcmm.isSecurePhysical(t.pa())) {
             return new WalkResult.PageFault(address, t.level(), FaultReason.SECURE,

@@ -118,6 +118,8 @@ public final class Iotlb {
     private long staleFillsRefused;
     private long flushes;
     private long rangeInvalidations;
+    /** Slots holding an entry; lets an invalidation of an empty IOTLB skip the scan. Guarded by this. */
+    private int occupied;
     private long invalidatedEntries;
 
     /**
@@ -225,6 +227,9 @@ public final class Iotlb {
                 victim = i;
             }
         }
+        if (slots[victim] == null) {
+            occupied++;
+        }
         slots[victim] = e;
         stamps[victim] = ++tick;
         fills++;
@@ -240,6 +245,9 @@ public final class Iotlb {
     public synchronized int invalidate(long address, long length) {
         generation++;
         rangeInvalidations++;
+        if (occupied == 0) {
+            return 0; // nothing cached: the generation bump alone refuses a fill racing with this invalidation
+        }
         int dropped = 0;
         for (int i = 0; i < slots.length; i++) {
             Entry e = slots[i];
@@ -248,6 +256,7 @@ public final class Iotlb {
                 dropped++;
             }
         }
+        occupied -= dropped;
         invalidatedEntries += dropped;
         return dropped;
     }
@@ -261,10 +270,11 @@ public final class Iotlb {
         generation++;
         flushes++;
         int dropped = 0;
-        for (int i = 0; i < slots.length; i++) {
+        for (int i = 0; occupied > 0 && i < slots.length; i++) {
             if (slots[i] != null) {
                 slots[i] = null;
                 dropped++;
+                occupied--;
             }
         }
         invalidatedEntries += dropped;

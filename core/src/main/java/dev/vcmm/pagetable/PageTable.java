@@ -44,6 +44,8 @@ public final class PageTable implements AutoCloseable {
     private final boolean lastLevelRuns;
     private final AtomicLong tableCount = new AtomicLong();
     private final AtomicLong generation = new AtomicLong();
+    /** Walks through {@link #walk} in flight. */
+    private final AtomicLong walkers = new AtomicLong();
     private final int lastTableShift;
     private volatile WalkHint hint;
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -128,6 +130,26 @@ public final class PageTable implements AutoCloseable {
                     visit(level + 1, t.tablePa(), visitor);
                 }
             }
+        }
+    }
+
+    /**
+     * A hardware walk of {@code va} that this table knows is in flight: a table is not given back to the
+     * allocator while a walk that may have read its pointer is running (the grace period an IOMMU driver
+     * gets from its TLB and walk-cache synchronisation), so a concurrent walk never reads a reused table.
+     *
+     * @param access   the access to check, or {@code null} for none
+     * @param fromUser whether the access is unprivileged
+     * @return the walk's result, as {@link Walker} gives it
+     */
+    public WalkResult walk(long va, Access access, boolean fromUser) {
+        walkers.incrementAndGet(); // before reading any entry: a free after this sees us and waits
+        try {
+            return access == null
+                ? Walker.translate(format, memory, root, va)
+                : Walker.translate(format, memory, root, va, access, fromUser);
+        } finally {
+            walkers.decrementAndGet();
         }
     }
 
@@ -325,6 +347,19 @@ public final class PageTable implements AutoCloseable {
         final long span = format.entrySpan(level);
         boolean emptyTables = false;
         final long firstAddress = table + (long) idx * entryBytes;
+        if (wide && entries == 1 && count > 1) { // the common run of pages: check and store in one pass
+            long e0 = format.leafEntry(leaf, p, 0, a);
+            long step = format.leafEntry(leaf, p + leaf.size(), 0, a) - e0;
+            if (format.leafEntry(leaf, p + (count - 1) * leaf.size(), 0, a) == e0 + (count - 1) * step) {
+                int stopped = memory.spLongsIfZero(firstAddress, count, e0, step);
+                if (stopped < 0) {
+                    return;
+                }
+                if (stopped > 0) {
+                    memory.clearLongs(firstAddress, stopped); // they were zero: put them back before the careful path
+                }
+            }
+        }
         int k0 = wide ? memory.findNonZeroLong(firstAddress, n) : memory.findNonZeroInt(firstAddress, n);
         for (int k = Math.max(k0, 0); k0 >= 0 && k < n; k++) { // conflicts are found before anything is written
             long raw = lp(table + (long) (idx + k) * entryBytes);
@@ -533,6 +568,10 @@ public final class PageTable implements AutoCloseable {
 
     private void freeTable(long pa, int level) {
         generation.incrementAndGet(); // invalidates the walk cache before the memory can be reused
+        // the entry that pointed here is already cleared: wait for walks that may have read it (Dekker with walk())
+        while (walkers.get() != 0) {
+            Thread.onSpinWait();
+        }
         tables.free(pa, format.tableBytes(level));
         tableCount.decrementAndGet();
     }

@@ -90,6 +90,24 @@ public interface PhysicalMemory extends AutoCloseable {
         }
     }
 
+    /**
+     * Stores {@code count} consecutive 64-bit words from {@code pa} as {@link #spLongs} does, but only while
+     * the word found is zero: at the first non-zero word it stops, leaving that word and the rest untouched.
+     *
+     * @return -1 if every word was stored, else the index of the first non-zero word (the words before it
+     * were stored)
+     */
+    default int spLongsIfZero(long pa, int count, long first, long step) {
+        for (int i = 0; i < count; i++) {
+            long at = pa + ((long) i << 3);
+            if (lpLong(at) != 0) {
+                return i;
+            }
+            spLong(at, first + i * step);
+        }
+        return -1;
+    }
+
     /** Stores {@code count} consecutive 32-bit words from {@code pa}: {@code first + i * step}, plain. */
     default void spInts(long pa, int count, int first, int step) {
         for (int i = 0; i < count; i++) {

@@ -72,6 +72,38 @@ public abstract class PhysicalMemoryContractTest {
     // ---------------------------------------------------------------- basics
 
     @Test
+    void shouldStoreFindAndClearRunsOfWords() {
+        long at = BASE + 0x2000;
+        mem.spLongs(at, 5, 0x1000, 0x1000);
+        for (int i = 0; i < 5; i++) {
+            assertEquals(0x1000L + i * 0x1000L, mem.lpLong(at + 8L * i));
+        }
+        assertEquals(0, mem.lpLong(at + 40), "nothing past the run");
+        assertEquals(-1, mem.findNonZeroLong(at + 40, 8));
+        assertEquals(2, mem.findNonZeroLong(at - 16, 8));
+        assertEquals(5, mem.clearLongs(at - 16, 10), "counts the non-zero words it clears");
+        assertEquals(-1, mem.findNonZeroLong(at, 5));
+
+        mem.spLong(at + 24, 7);
+        assertEquals(3, mem.spLongsIfZero(at, 6, 0x10, 1), "stops at the first live word");
+        assertEquals(0x10, mem.lpLong(at));
+        assertEquals(0x12, mem.lpLong(at + 16));
+        assertEquals(7, mem.lpLong(at + 24), "the live word is untouched");
+        assertEquals(0, mem.lpLong(at + 32), "and so is everything after it");
+        assertEquals(-1, mem.spLongsIfZero(at + 32, 2, 5, 5));
+        assertEquals(10, mem.lpLong(at + 40));
+
+        long ints = BASE + 0x3000;
+        mem.spInts(ints, 4, 100, -1);
+        assertEquals(97, mem.lpInt(ints + 12));
+        assertEquals(1, mem.findNonZeroInt(ints - 4, 3));
+        assertEquals(4, mem.clearInts(ints, 8));
+        assertEquals(-1, mem.findNonZeroInt(ints, 4));
+        assertThrows(IllegalArgumentException.class, () -> mem.spLongs(BASE + SIZE - 8, 2, 1, 1), "past the end");
+        assertThrows(IllegalArgumentException.class, () -> mem.clearLongs(BASE + 4, 1), "misaligned");
+    }
+
+    @Test
     void shouldReportBaseAndSize() {
         assertEquals(BASE, mem.base());
         assertEquals(SIZE, mem.size());

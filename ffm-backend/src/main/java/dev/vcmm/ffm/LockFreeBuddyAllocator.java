@@ -96,6 +96,10 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
      */
     public static final int CACHE_MAX_ORDER = 9;
 
+    /** Threads carve their small blocks from private arenas of this order (2 MiB) where the pool affords it. */
+    static final int ARENA_ORDER = 9;
+    static final long ARENA_SIZE = 1L << (BlockAllocator.PAGE_SHIFT + ARENA_ORDER);
+
     /** A thread's cache may park at most this fraction (1/n) of the pool in orders above {@link #CACHE_SMALL_ORDER}. */
     static final int CACHE_POOL_SHARE = 64;
 
@@ -117,6 +121,8 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     private final int cacheCapacity;
     private final int cacheOrders;
     private final int[] cacheCapacities;
+    /** Whether threads refill their small caches from private 2 MiB arenas (caches on, pool at least 64 arenas). */
+    private final boolean useArenas;
     private final ThreadLocal<ThreadCache> caches;
     private final ConcurrentLinkedQueue<ThreadCache> cacheRegistry = new ConcurrentLinkedQueue<>();
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -130,6 +136,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         this.cacheCapacity = spec.threadCacheCapacity();
         this.cacheCapacities = cacheCapacities(cacheCapacity, maxOrder, spec.size());
         this.cacheOrders = cacheCapacities.length;
+        this.useArenas = cacheOrders > 0 && maxOrder >= ARENA_ORDER && spec.size() / CACHE_POOL_SHARE >= ARENA_SIZE;
         this.caches = cacheCapacity == 0 ? null : ThreadLocal.withInitial(this::newCache);
         this.arena = Arena.ofShared();
         this.meta = arena.allocate(layout.totalBytes, BuddyLayout.CACHE_LINE); // zeroed: nothing free yet
@@ -742,7 +749,11 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         long[] stack = cache.stacks[order];
         int n = 0;
         int bigOrder = order + batchShift;
-        long big = batchShift > 0 && bigOrder <= maxOrder ? takeShared(bigOrder, 0) : NONE;
+        long big = batchShift > 0 && bigOrder <= maxOrder ? carveFromArena(cache, BlockAllocator.orderSize(bigOrder)) : NONE;
+        boolean fromArena = big != NONE; // its bytes are counted as cached already
+        if (big == NONE && batchShift > 0 && bigOrder <= maxOrder) {
+            big = takeShared(bigOrder, 0);
+        }
         if (big != NONE) {
             long step = BlockAllocator.orderSize(order);
             for (int i = (1 << batchShift) - 1; i >= 0; i--) { // lowest address on top of the stack
@@ -764,8 +775,59 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             }
         }
         cache.counts[order] = n;
-        cache.addCachedBytes(n * BlockAllocator.orderSize(order));
+        if (!fromArena) {
+            cache.addCachedBytes(n * BlockAllocator.orderSize(order));
+        }
         return n;
+    }
+
+    /**
+     * Carves {@code bytes} (a power of two) from the thread's arena, taking a fresh 2 MiB arena when the current
+     * one is spent, if the pool is large enough for arenas.
+     *
+     * @return the address of the carved piece, aligned to {@code bytes}, or {@link #NONE}
+     */
+    private long carveFromArena(ThreadCache cache, long bytes) {
+        if (!useArenas || bytes > ARENA_SIZE) {
+            return NONE;
+        }
+        long at = cache.arenaNext == NONE ? NONE : (cache.arenaNext + bytes - 1) & -bytes;
+        if (at == NONE || at + bytes > cache.arenaEnd) {
+            releaseArena(cache);
+            long arena = takeShared(ARENA_ORDER, 0);
+            if (arena == NONE) {
+                return NONE;
+            }
+            cache.arenaNext = arena;
+            cache.arenaEnd = arena + ARENA_SIZE;
+            cache.addCachedBytes(ARENA_SIZE);
+            at = arena;
+        }
+        giveBack(cache.arenaNext, at); // an alignment gap goes back to the shared pool
+        cache.addCachedBytes(-(at - cache.arenaNext));
+        cache.arenaNext = at + bytes;
+        return at;
+    }
+
+    /** Gives the uncarved rest of the thread's arena back to the shared pool. */
+    private void releaseArena(ThreadCache cache) {
+        if (cache.arenaNext != NONE) {
+            giveBack(cache.arenaNext, cache.arenaEnd);
+            cache.addCachedBytes(-(cache.arenaEnd - cache.arenaNext));
+            cache.arenaNext = NONE;
+        }
+    }
+
+    /** Frees {@code [from, to)}, owned by the caller, as the largest aligned blocks, to the shared pool. */
+    private void giveBack(long from, long to) {
+        while (from < to) {
+            int k = Math.min(maxOrder, Long.numberOfTrailingZeros(from) - BlockAllocator.PAGE_SHIFT);
+            while (from + BlockAllocator.orderSize(k) > to) {
+                k--;
+            }
+            freeShared(k, layout.index(from, k));
+            from += BlockAllocator.orderSize(k);
+        }
     }
 
     private void pushCached(ThreadCache cache, int order, long pa) {
@@ -786,6 +848,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     }
 
     private void flushAll(ThreadCache cache) {
+        releaseArena(cache);
         long bytes = 0;
         for (int order = 0; order < cache.counts.length; order++) {
             long[] stack = cache.stacks[order];

@@ -378,6 +378,20 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
     }
 
     @Override
+    public int spLongsIfZero(long pa, int count, long first, long step) {
+        long off = checkWords(pa, count, Long.BYTES);
+        MemorySegment s = segment;
+        long v = first;
+        for (int i = 0; i < count; i++, off += Long.BYTES, v += step) {
+            if ((long) LONG.get(s, off) != 0) {
+                return i;
+            }
+            LONG.set(s, off, v);
+        }
+        return -1;
+    }
+
+    @Override
     public void spInts(long pa, int count, int first, int step) {
         long off = checkWords(pa, count, Integer.BYTES);
         MemorySegment s = segment;

@@ -31,6 +31,13 @@ final class ThreadCache {
     final int[] counts;
     /** capacities[order]: how many blocks of that order the cache holds at most. */
     final int[] capacities;
+    /**
+     * The thread's arena: the uncarved rest {@code [arenaNext, arenaEnd)} of a 2 MiB block the thread took
+     * whole, from which it refills its small orders, so that its small blocks (and their allocated-bitmap
+     * cache line) are its own; {@code arenaNext == -1} when it has none. Owner-only.
+     */
+    long arenaNext = -1;
+    long arenaEnd;
     /** The allocator's drain epoch this cache last obeyed; owner-only. */
     long seenEpoch;
     @SuppressWarnings("unused") // accessed through CACHED_BYTES

@@ -285,4 +285,26 @@ class LockFreeBuddyAllocatorTest {
             assertEquals(1, a.stats().freeBlocksByOrder()[18]);
         }
     }
+
+    @Test
+    void shouldCarveEachThreadsSmallBlocksFromItsOwnArena() throws Exception {
+        try (LockFreeBuddyAllocator a = create(0, GIB, 18, 64)) {
+            long[] first = new long[2];
+            for (int t = 0; t < 2; t++) { // one after the other, the first keeping its cache and arena
+                int id = t;
+                Thread.ofPlatform().start(() -> {
+                    first[id] = a.alloc(0);
+                    a.free(first[id], 0);
+                }).join();
+            }
+            assertTrue(Math.abs(first[0] - first[1]) >= LockFreeBuddyAllocator.ARENA_SIZE,
+                "different 2 MiB arenas, so no shared allocated-bitmap line: 0x" + Long.toHexString(first[0]) + " 0x" + Long.toHexString(first[1]));
+            assertTrue(a.stats().cachedBytes() >= 2 * LockFreeBuddyAllocator.ARENA_SIZE - 8192, "two arenas parked");
+            a.releaseThreadCache(); // reclaims the caches and arenas of the two terminated threads
+            AllocatorStats s = a.stats();
+            assertEquals(0, s.cachedBytes());
+            assertEquals(GIB, s.freeBytes(), "arenas coalesced back");
+            assertEquals(1, s.freeBlocksByOrder()[18]);
+        }
+    }
 }
