@@ -41,6 +41,8 @@ import java.util.concurrent.TimeUnit;
  *       a 2 MiB-aligned span, so it never covers a whole last-level table and its tables stay warm.</li>
  *   <li>{@code rawStoreLimit}: stores 512 words and clears them again in a MemorySegment: the physical limit
  *       of {@code mapUnmapRange4k}.</li>
+ *   <li>{@code rawOneLimit}: the physical limit of {@code mapUnmapOne} at 4 KiB: one word of a MemorySegment
+ *       read (is it free?), stored, read (was it mapped?) and cleared, at a rotating index.</li>
  *   <li>{@code hashMapOne} and {@code hashMapRange4k}: the same operations on a {@code HashMap<Long, Long>}
  *       page table of 4 KiB pages (one put and one remove per page), the naive baseline.</li>
  * </ul>
@@ -140,6 +142,35 @@ public class MapUnmapBenchmark {
         }
         return n;
     }
+
+    @Benchmark
+    public long rawOneLimit() {
+        MemorySegment s = raw;
+        long index = slot++ & (SLOTS - 1);
+        long off = index * Long.BYTES;
+        if (s.get(ValueLayout.JAVA_LONG, off) != 0) {
+            throw new IllegalStateException("already mapped");
+        }
+        s.set(ValueLayout.JAVA_LONG, off, (0x8000_0000L + index * PAGE) | 0x703L);
+        long n = s.get(ValueLayout.JAVA_LONG, off) != 0 ? PAGE : 0;
+        s.set(ValueLayout.JAVA_LONG, off, 0L);
+        return n;
+    }
+
+    @Benchmark
+    public long rawOneShared() {
+        MemorySegment s = memory.segment();
+        long index = slot++ & (SLOTS - 1);
+        long off = (PT_SIZE - 4096) + index * Long.BYTES;
+        if (s.get(LE, off) != 0) {
+            throw new IllegalStateException("already mapped");
+        }
+        s.set(LE, off, (0x8000_0000L + index * PAGE) | 0x703L);
+        long n = s.get(LE, off) != 0 ? PAGE : 0;
+        s.set(LE, off, 0L);
+        return n;
+    }
+    static final ValueLayout.OfLong LE = ValueLayout.JAVA_LONG.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
 
     @Benchmark
     public long hashMapOne() {

@@ -261,6 +261,11 @@ public final class Armv7ShortFormat implements PageTableFormat {
         throw new IllegalArgumentException(name() + ": leaf=" + leaf + " is not one of " + LEAVES);
     }
 
+    @Override
+    public long leafPaLimit(LeafSize leaf) {
+        return leaf.equals(SUPERSECTION_16M) ? 1L << 40 : FOUR_GIB;
+    }
+
     private long supersection(long leafPa, Attributes a) {
         return (leafPa & ARMV7S_PTE_SUPER_ADDR_MASK)
             | ((leafPa >>> 32) & 0xF) << ARMV7S_PTE_SUPER_PA35_32_SHIFT

@@ -3,7 +3,10 @@ package dev.vcmm.pagetable;
 import dev.vcmm.spi.BlockAllocator;
 import dev.vcmm.spi.PhysicalMemory;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
 import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -31,6 +34,9 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class PageTable implements AutoCloseable {
 
+    private static final ValueLayout.OfLong LONG_LE = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfInt INT_LE = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
+
     private final PageTableFormat format;
     private final PhysicalMemory memory;
     private final BlockAllocator allocator;
@@ -40,7 +46,15 @@ public final class PageTable implements AutoCloseable {
     private final int entryBytes;
     private final boolean wide;
     private final LeafSize[] leaves;
+    private final LeafSize minLeafSize;
     private final long minLeaf;
+    private final boolean onePageFast;
+    private final int minLeafShift;
+    /** The last attributes a one-page map encoded; see {@link PageEncoding}. */
+    private PageEncoding pageEncoding;
+    /** The memory as one segment for the one-page fast paths, or null: see {@link PhysicalMemory#segment()}. */
+    private final MemorySegment direct;
+    private final long directBase;
     private final boolean lastLevelRuns;
     private final AtomicLong tableCount = new AtomicLong();
     private final AtomicLong generation = new AtomicLong();
@@ -60,7 +74,13 @@ public final class PageTable implements AutoCloseable {
         this.wide = entryBytes == 8;
         List<LeafSize> sizes = format.leafSizes();
         this.leaves = sizes.toArray(new LeafSize[0]);
-        this.minLeaf = leaves[leaves.length - 1].size();
+        this.minLeafSize = leaves[leaves.length - 1];
+        this.minLeaf = minLeafSize.size();
+        // the one-page fast paths assume the smallest leaf is one entry of a last-level table (true of every format)
+        this.onePageFast = minLeafSize.level() == levels - 1 && minLeafSize.entries() == 1;
+        this.minLeafShift = Long.numberOfTrailingZeros(minLeaf);
+        this.direct = memory.segment();
+        this.directBase = memory.base();
         this.lastLevelRuns = sizes.stream().anyMatch(l -> l.isRun() && l.level() == levels - 1);
         this.lastTableShift = format.levelShift(levels - 1) + format.levelBits(levels - 1);
         this.root = allocTable(0);
@@ -170,6 +190,13 @@ public final class PageTable implements AutoCloseable {
      * @throws IllegalStateException         if the table is closed
      */
     public long map(long va, long pa, long length, Attributes attributes) {
+        if (length == minLeaf && mapOneCached(va, pa, attributes)) {
+            return length;
+        }
+        return mapChecked(va, pa, length, attributes);
+    }
+
+    private long mapChecked(long va, long pa, long length, Attributes attributes) {
         checkOpen();
         checkRange(va, length);
         if ((pa & (minLeaf - 1)) != 0) {
@@ -208,9 +235,153 @@ public final class PageTable implements AutoCloseable {
      * @throws IllegalStateException    if the table is closed
      */
     public long unmap(long va, long length) {
+        if (length == minLeaf) {
+            long n = unmapOneCached(va);
+            if (n >= 0) {
+                return n;
+            }
+        }
         checkOpen();
         checkRange(va, length);
         return unmapChecked(va, length);
+    }
+
+    /**
+     * The encoding of the smallest leaf for one set of attributes, affine in the physical address (see
+     * {@link PageTableFormat#leafEntry}): a one-entry cache, replaced whole (a racy read sees an old or a new
+     * record, both correct for their own attributes).
+     */
+    private record PageEncoding(Attributes attributes, long e0, long step, long paLimit) {
+    }
+
+    /**
+     * The fast path of a one-page map, small enough for the JIT to inline: when the walk cache names the
+     * page's last-level table and the attributes are those last encoded, one read and one plain store.
+     * Every check of the general path holds here or the general path runs: the table is open; va is
+     * valid, being in the span of a cached table that a checked walk reached; va and pa are aligned; pa is
+     * below what the leaf reaches. Returns false, having changed nothing, on a miss, a live entry or bad
+     * input, so that the general path does the work or names the error.
+     */
+    private boolean mapOneCached(long va, long pa, Attributes attributes) {
+        WalkHint h = hint;
+        PageEncoding enc = pageEncoding;
+        if (h == null || h.key() != (va >>> lastTableShift) || h.generation() != generation.get() || closed.get()
+            || ((va | pa) & (minLeaf - 1)) != 0) {
+            return false;
+        }
+        if (enc == null || enc.attributes() != attributes) {
+            enc = encoding(attributes);
+            if (enc == null) {
+                return false;
+            }
+        }
+        if (pa < 0 || pa >= enc.paLimit()) {
+            return false;
+        }
+        long address = h.table() + (long) index(va, levels - 1) * entryBytes;
+        long entry = enc.e0() + (pa >>> minLeafShift) * enc.step();
+        MemorySegment s = direct;
+        if (s == null || !wide) {
+            return storeIfFree(address, entry);
+        }
+        long off = address - directBase;
+        if (s.get(LONG_LE, off) != 0) {
+            return false;
+        }
+        s.set(LONG_LE, off, entry);
+        VarHandle.releaseFence();
+        return true;
+    }
+
+    /** @return the page encoding of {@code attributes}, cached; null if the one-page fast path does not apply */
+    private PageEncoding encoding(Attributes attributes) {
+        if (!onePageFast || attributes == null) {
+            return null;
+        }
+        PageEncoding enc = pageEncoding;
+        if (enc != null && enc.attributes().equals(attributes)) {
+            return enc;
+        }
+        try {
+            format.checkAttributes(attributes);
+            long e0 = format.leafEntry(minLeafSize, 0, 0, attributes);
+            enc = new PageEncoding(attributes, e0, format.leafEntry(minLeafSize, minLeaf, 0, attributes) - e0,
+                format.leafPaLimit(minLeafSize));
+        } catch (UnsupportedAttributeException e) {
+            return null; // the general path checks the range first, then names this error
+        }
+        pageEncoding = enc;
+        return enc;
+    }
+
+    /** The one-page store of 32-bit entries, or in a memory that is not one segment. */
+    private boolean storeIfFree(long address, long entry) {
+        MemorySegment s = direct;
+        if (s != null && !wide) {
+            long off = address - directBase;
+            if (s.get(INT_LE, off) != 0) {
+                return false;
+            }
+            s.set(INT_LE, off, (int) entry);
+        } else {
+            if (lp(address) != 0) {
+                return false;
+            }
+            sp(address, entry);
+        }
+        VarHandle.releaseFence();
+        return true;
+    }
+
+    /**
+     * The fast path of a one-page unmap: when the walk cache names the page's last-level table and the
+     * entry is not part of a contiguous run (which must be split first), one read and one plain store.
+     *
+     * @return the bytes unmapped, or -1 to take the general path (nothing changed)
+     */
+    private long unmapOneCached(long va) {
+        WalkHint h = hint;
+        if (h == null || h.key() != (va >>> lastTableShift) || h.generation() != generation.get() || closed.get()
+            || (va & (minLeaf - 1)) != 0 || !onePageFast) {
+            return -1;
+        }
+        long address = h.table() + (long) index(va, levels - 1) * entryBytes;
+        MemorySegment s = direct;
+        if (s == null || !wide) {
+            return clearOne(address);
+        }
+        long off = address - directBase;
+        long raw = s.get(LONG_LE, off);
+        if (raw == 0) {
+            return 0;
+        }
+        if (lastLevelRuns && format.isRunEntry(levels - 1, raw)) {
+            return -1;
+        }
+        s.set(LONG_LE, off, 0L);
+        VarHandle.releaseFence();
+        return minLeaf;
+    }
+
+    /** The one-page clear of 32-bit entries, or in a memory that is not one segment; see {@link #storeIfFree}. */
+    private long clearOne(long address) {
+        MemorySegment s = direct;
+        long off = address - directBase;
+        boolean segment = s != null && !wide;
+        long raw = segment ? Integer.toUnsignedLong(s.get(INT_LE, off)) : lp(address);
+        if (raw == 0) {
+            return 0;
+        }
+        if (lastLevelRuns && format.isRunEntry(levels - 1, raw)) {
+            return -1;
+        }
+        if (segment) {
+            s.set(INT_LE, off, 0);
+        } else {
+            sp(address, 0);
+        }
+        VarHandle.releaseFence();
+        return minLeaf;
     }
 
     private long unmapChecked(long va, long length) {

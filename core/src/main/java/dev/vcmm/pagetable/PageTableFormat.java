@@ -66,13 +66,30 @@ public interface PageTableFormat {
     long tableEntry(int level, long tablePa);
 
     /**
+     * Encodes one entry of a leaf. For the smallest leaf (a single last-level entry) and fixed attributes the
+     * encoding must be affine in the physical address below {@link #leafPaLimit}: {@code leafEntry(l, pa) ==
+     * leafEntry(l, 0) + (pa / l.size()) * (leafEntry(l, l.size()) - leafEntry(l, 0))}, as in every format here
+     * (the address sits in one bit field, shifted). The mapper relies on it to encode a page with one
+     * multiply-add; the conformance suite checks it. Larger leaves need not be (armv7-short's supersections
+     * scatter PA[39:32]).
+     *
      * @param leaf       the leaf size being mapped
      * @param leafPa     the physical address of the leaf's first byte (aligned to {@code leaf.size()})
      * @param i          which entry of the leaf's run, {@code 0 <= i < leaf.entries()}
      * @param attributes already checked with {@link #checkAttributes}
      * @return the encoding of entry {@code i} of the leaf
+     * @throws AddressRangeException if a leaf of this size cannot reach {@code leafPa}
      */
     long leafEntry(LeafSize leaf, long leafPa, int i, Attributes attributes);
+
+    /**
+     * @return the first physical address a leaf of {@code leaf}'s size cannot reach: {@code 2^paBits()} by
+     * default; lower where only some leaves carry the top address bits (armv7-short: 4 GiB for all but
+     * supersections)
+     */
+    default long leafPaLimit(LeafSize leaf) {
+        return paBits() >= 63 ? Long.MAX_VALUE : 1L << paBits();
+    }
 
     /**
      * A fast test the mapper uses on its hot path instead of decoding; formats override it with bit tests

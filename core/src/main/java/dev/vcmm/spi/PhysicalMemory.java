@@ -1,5 +1,6 @@
 package dev.vcmm.spi;
 
+import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 
 /**
@@ -167,6 +168,19 @@ public interface PhysicalMemory extends AutoCloseable {
             }
         }
         return nonZero;
+    }
+
+    /**
+     * The whole memory as one segment, for hot paths that check their own addresses once (a page table
+     * indexes inside a table whose address it checked when it installed it): offset {@code pa - base()}
+     * holds physical address {@code pa}. The segment still checks its own bounds and liveness, so a stray
+     * index or an access after {@link #close()} fails with the segment's exception, never with a crash.
+     *
+     * @return the segment, or {@code null} if this memory is not one segment (the default)
+     * @throws IllegalStateException if the memory is closed
+     */
+    default MemorySegment segment() {
+        return null;
     }
 
     /** Sets {@code length} bytes at {@code pa} to {@code value} (plain stores). */

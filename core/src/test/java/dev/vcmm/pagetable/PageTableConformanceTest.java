@@ -373,6 +373,41 @@ public abstract class PageTableConformanceTest {
         assertEquals(0, table.unmap(0, chunk * (threads + 2)), "everything each thread mapped it unmapped");
     }
 
+    @Test
+    void shouldEncodeTheSmallestLeafAffinelyInThePhysicalAddress() {
+        Random rnd = new Random(11);
+        for (LeafSize leaf : f.leafSizes()) {
+            boolean smallest = leaf.equals(f.leafSizes().getLast());
+            long limit = f.leafPaLimit(leaf);
+            assertTrue(limit > 0 && (f.paBits() >= 63 || limit <= 1L << f.paBits()), () -> leaf + " limit 0x" + Long.toHexString(limit));
+            for (Attributes a : allAttributes()) {
+                try {
+                    f.checkAttributes(a);
+                } catch (UnsupportedAttributeException notExpressible) {
+                    continue;
+                }
+                for (int i = 0; smallest && i < leaf.entries(); i++) { // what the one-page fast path relies on
+                    long e0 = f.leafEntry(leaf, 0, i, a);
+                    long step = f.leafEntry(leaf, leaf.size(), i, a) - e0;
+                    for (int k = 0; k < 24; k++) {
+                        long pa = k == 0 ? limit - leaf.size() : ((rnd.nextLong() >>> 1) % limit) & -leaf.size();
+                        assertEquals(e0 + (pa / leaf.size()) * step, f.leafEntry(leaf, pa, i, a),
+                            () -> leaf + " entry at pa=0x" + Long.toHexString(pa) + " " + a);
+                    }
+                }
+            }
+            for (int k = 0; k < 24; k++) { // every leaf reaches every address below its limit
+                f.leafEntry(leaf, k == 0 ? limit - leaf.size() : ((rnd.nextLong() >>> 1) % limit) & -leaf.size(), 0, rw());
+            }
+            if (f.paBits() < 63 && limit < 1L << f.paBits()) {
+                assertThrows(AddressRangeException.class, () -> f.leafEntry(leaf, limit, 0, rw()), leaf::toString);
+            }
+            if (smallest) {
+                assertTrue(leaf.entries() == 1 && leaf.level() == f.levels() - 1, "the smallest leaf is one last-level entry");
+            }
+        }
+    }
+
     static List<Attributes> allAttributes() {
         List<Attributes> all = new ArrayList<>();
         for (CachePolicy c : CachePolicy.values()) {

@@ -263,6 +263,7 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
      *
      * @throws IllegalStateException if the memory is closed
      */
+    @Override
     public MemorySegment segment() {
         checkOpen();
         return segment;

@@ -73,24 +73,49 @@ class PageTableProperties {
         System.out.printf("PageTableProperties %s seed=%d examples=%d (replay: -Dvcmm.seed=%d)%n", formatName, seed, examples, seed);
         List<Attributes> supported = supportedAttributes(format);
         qt().withFixedSeed(seed).withExamples(examples).withShrinkCycles(200)
-            .forAll(operations())
-            .checkAssert(ops -> run(format, supported, ops));
+            .forAll(operations(WINDOW))
+            .checkAssert(ops -> run(format, supported, ops, WINDOW));
     }
 
-    static Gen<List<Op>> operations() {
-        Gen<Long> page = integers().between(0, (int) (WINDOW / PAGE) - 1).map(Integer::longValue);
-        Gen<Long> pages = Generate.frequency(List.of(
-            Pair.of(5, integers().between(1, 16).map(Integer::longValue)),
-            Pair.of(3, integers().between(1, 1024).map(Integer::longValue)),
-            Pair.of(2, Generate.pick(List.of(16L, 256L, 512L, 4096L, 8192L))),
-            Pair.of(1, Generate.pick(List.of(262144L, 270000L)))));
+    /**
+     * The same in a 4 MiB window with many one-page operations: most of them find their last-level table in
+     * the walk cache and take the mapper's one-page fast path, with the attributes changing under it.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("formats")
+    void shouldAgreeWithTheModelInAWarmTable(String formatName) {
+        PageTableFormat format = PageTableFormats.byName(formatName);
+        long seed = Long.getLong("vcmm.seed", System.nanoTime());
+        int examples = longRun() ? 4000 : 40;
+        System.out.printf("PageTableProperties warm %s seed=%d examples=%d (replay: -Dvcmm.seed=%d)%n", formatName, seed, examples, seed);
+        List<Attributes> supported = supportedAttributes(format);
+        qt().withFixedSeed(seed).withExamples(examples).withShrinkCycles(200)
+            .forAll(operations(WARM_WINDOW))
+            .checkAssert(ops -> run(format, supported, ops, WARM_WINDOW));
+    }
+
+    static final long WARM_WINDOW = 4L << 20;
+
+    static Gen<List<Op>> operations(long window) {
+        Gen<Long> page = integers().between(0, (int) (window / PAGE) - 1).map(Integer::longValue);
+        boolean warm = window == WARM_WINDOW;
+        Gen<Long> pages = warm
+            ? Generate.frequency(List.of(
+                Pair.of(8, Generate.constant(1L)),
+                Pair.of(2, integers().between(1, 64).map(Integer::longValue)),
+                Pair.of(1, Generate.pick(List.of(16L, 256L, 512L)))))
+            : Generate.frequency(List.of(
+                Pair.of(5, integers().between(1, 16).map(Integer::longValue)),
+                Pair.of(3, integers().between(1, 1024).map(Integer::longValue)),
+                Pair.of(2, Generate.pick(List.of(16L, 256L, 512L, 4096L, 8192L))),
+                Pair.of(1, Generate.pick(List.of(262144L, 270000L)))));
         Gen<Integer> align = Generate.range(0, ALIGNS.length - 1);
         Gen<Op> map = page.zip(pages, align, integers().between(0, 9), (v, n, a, phase) ->
             new long[] {v, n, a, phase}).zip(page, integers().between(0, 63), (x, p, attrs) ->
             (Op) new Op.Map(x[0], x[1], (int) x[2], x[3] < 8, p, attrs));
         Gen<Op> unmap = page.zip(pages, align, (v, n, a) -> (Op) new Op.Unmap(v, n, a));
         Gen<Op> op = Generate.frequency(List.of(Pair.of(6, map), Pair.of(4, unmap)));
-        return lists().of(op).ofSizeBetween(1, longRun() ? 120 : 60);
+        return lists().of(op).ofSizeBetween(1, (longRun() ? 120 : 60) * (warm ? 3 : 1));
     }
 
     static List<Attributes> supportedAttributes(PageTableFormat format) {
@@ -112,7 +137,7 @@ class PageTableProperties {
     /** The model: start -> [end, pa, attributes] of disjoint virtual ranges. */
     record Seg(long start, long end, long pa, Attributes attributes) { }
 
-    static void run(PageTableFormat format, List<Attributes> supported, List<Op> ops) {
+    static void run(PageTableFormat format, List<Attributes> supported, List<Op> ops, long window) {
         MemorySpec spec = new MemorySpec("pt", 0x2000_0000L, 64L << 20, false, 12, 0);
         try (PhysicalMemory memory = new FfmMemoryBackend().openMemory(spec);
              LockFreeBuddyAllocator allocator = LockFreeBuddyAllocator.create(spec)) {
@@ -122,8 +147,8 @@ class PageTableProperties {
             List<String> trace = new ArrayList<>();
             for (Op op : ops) {
                 trace.add(op.toString());
-                long[] range = apply(table, model, supported, op, trace);
-                check(table, model, range[0], range[1], rnd, trace);
+                long[] range = apply(table, model, supported, op, trace, window);
+                check(table, model, range[0], range[1], rnd, trace, window);
                 if (!format.name().equals("armv7-short")) { // armv7's 1 KiB tables share slab pages
                     assertEquals(table.tableBytes(), allocator.stats().allocatedBytes(), "table pages in use == allocated");
                 }
@@ -140,17 +165,18 @@ class PageTableProperties {
     }
 
     /** Applies {@code op} to the table and the model. @return the virtual range it touched */
-    static long[] apply(PageTable table, TreeMap<Long, Seg> model, List<Attributes> supported, Op op, List<String> trace) {
+    static long[] apply(PageTable table, TreeMap<Long, Seg> model, List<Attributes> supported, Op op, List<String> trace,
+                        long window) {
         switch (op) {
             case Op.Map m -> {
                 long align = ALIGNS[m.align()];
                 long va = (m.vaPage() * PAGE) & -align;
-                long length = Math.min(m.pages() * PAGE, WINDOW - va);
+                long length = Math.min(m.pages() * PAGE, window - va);
                 long pa = (m.paPage() * PAGE) & -align;
                 if (!m.samePhase()) {
                     pa += PAGE; // different phase: only small leaves fit
                 }
-                pa = Math.min(pa, WINDOW - length);
+                pa = Math.min(pa, window - length);
                 Attributes a = supported.get(m.attributes() % supported.size());
                 boolean overlaps = overlaps(model, va, va + length);
                 try {
@@ -169,7 +195,7 @@ class PageTableProperties {
             case Op.Unmap u -> {
                 long align = ALIGNS[u.align()];
                 long va = (u.vaPage() * PAGE) & -align;
-                long length = Math.min(u.pages() * PAGE, WINDOW - va);
+                long length = Math.min(u.pages() * PAGE, window - va);
                 long expected = removeFromModel(model, va, va + length);
                 assertEquals(expected, table.unmap(va, length), () -> "bytes unmapped after " + trace);
                 return new long[] {va, va + length};
@@ -202,10 +228,11 @@ class PageTableProperties {
         return removed;
     }
 
-    static void check(PageTable table, TreeMap<Long, Seg> model, long start, long end, Random rnd, List<String> trace) {
+    static void check(PageTable table, TreeMap<Long, Seg> model, long start, long end, Random rnd, List<String> trace,
+                      long window) {
         List<Long> probes = new ArrayList<>(List.of(start, start + 42, end - 1, end, start - 1));
         for (int i = 0; i < 8; i++) {
-            probes.add((rnd.nextLong() >>> 1) % WINDOW);
+            probes.add((rnd.nextLong() >>> 1) % window);
         }
         if (!model.isEmpty()) {
             Seg[] segs = model.values().toArray(new Seg[0]);
@@ -216,7 +243,7 @@ class PageTableProperties {
             }
         }
         for (long va : probes) {
-            if (va < 0 || va >= WINDOW) {
+            if (va < 0 || va >= window) {
                 continue;
             }
             Map.Entry<Long, Seg> e = model.floorEntry(va);
