@@ -34,6 +34,9 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class PageTable implements AutoCloseable {
 
+    /** Entries of the walk cache, a power of two: consecutive last-level spans take different entries. */
+    private static final int HINTS = 8;
+
     private static final ValueLayout.OfLong LONG_LE = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfInt INT_LE = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
 
@@ -61,7 +64,8 @@ public final class PageTable implements AutoCloseable {
     /** Walks through {@link #walk} in flight. */
     private final AtomicLong walkers = new AtomicLong();
     private final int lastTableShift;
-    private volatile WalkHint hint;
+    /** The walk cache, direct-mapped by span; see {@link WalkHint}. */
+    private final WalkHint[] hints = new WalkHint[HINTS];
     private final AtomicBoolean closed = new AtomicBoolean();
 
     private PageTable(PageTableFormat format, PhysicalMemory memory, BlockAllocator allocator) {
@@ -122,6 +126,15 @@ public final class PageTable implements AutoCloseable {
     /** @return the bytes of table memory in use (sum of the tables' sizes), the root included. */
     public long tableBytes() {
         return tables.bytesInUse();
+    }
+
+    /**
+     * @return the bytes of table memory held from the block allocator: {@link #tableBytes()} plus, for
+     * formats whose tables are smaller than a page, the free slots of the pages they are carved from and at
+     * most one empty page kept for reuse. {@link #close()} gives all of it back.
+     */
+    public long heldBytes() {
+        return tables.bytesHeld();
     }
 
     /** Receives the tables of a page table, see {@link #forEachTable}. */
@@ -263,7 +276,7 @@ public final class PageTable implements AutoCloseable {
      * input, so that the general path does the work or names the error.
      */
     private boolean mapOneCached(long va, long pa, Attributes attributes) {
-        WalkHint h = hint;
+        WalkHint h = hints[(int) (va >>> lastTableShift) & (HINTS - 1)];
         PageEncoding enc = pageEncoding;
         if (h == null || h.key() != (va >>> lastTableShift) || h.generation() != generation.get() || closed.get()
             || ((va | pa) & (minLeaf - 1)) != 0) {
@@ -340,7 +353,7 @@ public final class PageTable implements AutoCloseable {
      * @return the bytes unmapped, or -1 to take the general path (nothing changed)
      */
     private long unmapOneCached(long va) {
-        WalkHint h = hint;
+        WalkHint h = hints[(int) (va >>> lastTableShift) & (HINTS - 1)];
         if (h == null || h.key() != (va >>> lastTableShift) || h.generation() != generation.get() || closed.get()
             || (va & (minLeaf - 1)) != 0 || !onePageFast) {
             return -1;
@@ -384,18 +397,48 @@ public final class PageTable implements AutoCloseable {
         return minLeaf;
     }
 
+    /**
+     * Unmaps a checked range. The parts of the range in the first and the last last-level span, when they do
+     * not cover the whole span (whose table would then be freed), are cleared in tables the walk cache names;
+     * the rest is walked from the root.
+     */
     private long unmapChecked(long va, long length) {
         long last = va + length - 1;
-        long n;
-        WalkHint h = hint;
-        if (h != null && h.key() == (va >>> lastTableShift) && h.key() == (last >>> lastTableShift)
-            && h.generation() == generation.get()) {
-            n = unmapLastLevel(h.table(), va, last, format.entrySpan(levels - 1)); // the walk cache hit
-        } else {
-            n = unmapLevel(0, root, va, last);
+        long spanMask = (1L << lastTableShift) - 1;
+        long entrySpan = format.entrySpan(levels - 1);
+        long n = 0;
+        long v = va;
+        long headLast = (va | spanMask) - va < length ? va | spanMask : last; // unsigned: va | spanMask >= va
+        WalkHint h = cachedTable(va);
+        if (h != null && ((va & spanMask) != 0 || headLast != (va | spanMask))) { // a partial first span
+            n += unmapLastLevel(h.table(), va, headLast, entrySpan);
+            v = headLast + 1;
         }
+        long bodyLast = last;
+        if (v != va && headLast == last) {
+            VarHandle.releaseFence();
+            return n;
+        }
+        long tailStart = last & ~spanMask;
+        h = cachedTable(last);
+        if (h != null && Long.compareUnsigned(tailStart, v) >= 0 && (last & spanMask) != spanMask) { // a partial last span
+            n += unmapLastLevel(h.table(), tailStart, last, entrySpan);
+            if (tailStart == v) {
+                VarHandle.releaseFence();
+                return n;
+            }
+            bodyLast = tailStart - 1;
+        }
+        n += unmapLevel(0, root, v, bodyLast);
         VarHandle.releaseFence();
         return n;
+    }
+
+    /** @return the walk cache's entry for the last-level table of {@code v}'s span, or null on a miss */
+    private WalkHint cachedTable(long v) {
+        long key = v >>> lastTableShift;
+        WalkHint h = hints[(int) key & (HINTS - 1)];
+        return h != null && h.key() == key && h.generation() == generation.get() ? h : null;
     }
 
     /**
@@ -447,8 +490,8 @@ public final class PageTable implements AutoCloseable {
         // above 4 GiB in anything but a supersection) then leaves no empty table behind
         format.leafEntry(leaf, p, 0, attributes);
         format.leafEntry(leaf, p + (count - 1) * size, 0, attributes);
-        long table = level == levels - 1 ? lastLevelTable(v) : walkCreate(v, level);
-        writeLeaves(table, level, idx, leaf, v, p, (int) count, attributes);
+        long tagged = level == levels - 1 ? lastLevelTable(v) : walkCreateTagged(v, level);
+        writeLeaves(tagged & ~FRESH, level, idx, leaf, v, p, (int) count, attributes, (tagged & FRESH) != 0);
         return count * size;
     }
 
@@ -470,21 +513,33 @@ public final class PageTable implements AutoCloseable {
     private record WalkHint(long key, long table, long generation) {
     }
 
-    /** @return the last-level table holding {@code v}, from the walk cache or by walking (and creating) */
+    /**
+     * @return the last-level table holding {@code v}, from the walk cache or by walking (and creating), with
+     * {@link #FRESH} set if this call created it
+     */
     private long lastLevelTable(long v) {
         long key = v >>> lastTableShift;
-        WalkHint h = hint;
+        int slot = (int) key & (HINTS - 1);
+        WalkHint h = hints[slot];
         if (h != null && h.key() == key && h.generation() == generation.get()) {
             return h.table();
         }
         long gen = generation.get(); // read before the walk: a free during it makes the new hint stale at once
-        long table = walkCreate(v, levels - 1);
-        hint = new WalkHint(key, table, gen);
-        return table;
+        long tagged = walkCreateTagged(v, levels - 1);
+        hints[slot] = new WalkHint(key, tagged & ~FRESH, gen); // a racy write of an immutable record: readers see old or new
+        return tagged;
     }
 
     /** @return the table at {@code targetLevel} that holds {@code v}, creating the tables on the way. */
     private long walkCreate(long v, int targetLevel) {
+        return walkCreateTagged(v, targetLevel) & ~FRESH;
+    }
+
+    /** Tag of {@link #walkCreateTagged}'s result: the table was created by this walk (tables are 1 KiB aligned). */
+    private static final long FRESH = 1;
+
+    /** As {@link #walkCreate}, with {@link #FRESH} set if this call created the table it returns. */
+    private long walkCreateTagged(long v, int targetLevel) {
         long table = root;
         for (int level = 0; level < targetLevel; level++) {
             long address = table + (long) index(v, level) * entryBytes;
@@ -493,6 +548,9 @@ public final class PageTable implements AutoCloseable {
                 long fresh = allocTable(level + 1);
                 if (cas(address, 0, tableEntryOrFree(level, fresh))) { // release: the zeroed table is visible first
                     table = fresh;
+                    if (level + 1 == targetLevel) {
+                        return fresh | FRESH;
+                    }
                     continue;
                 }
                 freeTable(fresh, level + 1); // lost the race: use the winner's table
@@ -512,13 +570,15 @@ public final class PageTable implements AutoCloseable {
         return table;
     }
 
-    private void writeLeaves(long table, int level, int idx, LeafSize leaf, long v, long p, int count, Attributes a) {
+    /** Writes a batch of leaves into {@code table}; {@code fresh}: this call created the table, so the batch's entries are zero. */
+    private void writeLeaves(long table, int level, int idx, LeafSize leaf, long v, long p, int count, Attributes a,
+                             boolean fresh) {
         final int entries = leaf.entries();
         final int n = count * entries;
         final long span = format.entrySpan(level);
         boolean emptyTables = false;
         final long firstAddress = table + (long) idx * entryBytes;
-        if (wide && entries == 1 && count > 1) { // the common run of pages: check and store in one pass
+        if (wide && entries == 1 && count > 1 && !fresh) { // the common run of pages: check and store in one pass
             long e0 = format.leafEntry(leaf, p, 0, a);
             long step = format.leafEntry(leaf, p + leaf.size(), 0, a) - e0;
             if (format.leafEntry(leaf, p + (count - 1) * leaf.size(), 0, a) == e0 + (count - 1) * step) {
@@ -531,7 +591,7 @@ public final class PageTable implements AutoCloseable {
                 }
             }
         }
-        int k0 = wide ? memory.findNonZeroLong(firstAddress, n) : memory.findNonZeroInt(firstAddress, n);
+        int k0 = fresh ? -1 : wide ? memory.findNonZeroLong(firstAddress, n) : memory.findNonZeroInt(firstAddress, n);
         for (int k = Math.max(k0, 0); k0 >= 0 && k < n; k++) { // conflicts are found before anything is written
             long raw = lp(table + (long) (idx + k) * entryBytes);
             if (raw != 0) {
@@ -610,9 +670,20 @@ public final class PageTable implements AutoCloseable {
             if (raw != 0) {
                 if (format.isTable(level, raw)) {
                     long next = format.tableAddress(level, raw);
-                    total += unmapLevel(level + 1, next, v, segLast);
-                    if (v == entryStart && segLast == entryLast && cas(address, raw, 0)) {
-                        freeTable(next, level + 1); // its whole span is unmapped: give the table back
+                    boolean whole = v == entryStart && segLast == entryLast;
+                    if (whole && level + 1 == levels - 1) {
+                        // a whole last-level table: out with one CAS (a walker sees all of it or none of it),
+                        // then count what it mapped and free it; no need to clear it, tables are zeroed when allocated
+                        if (!cas(address, raw, 0)) {
+                            continue; // changed under us (an overlapping call): read it again
+                        }
+                        total += countLive(next) * format.entrySpan(level + 1);
+                        freeTable(next, level + 1);
+                    } else {
+                        total += unmapLevel(level + 1, next, v, segLast);
+                        if (whole && cas(address, raw, 0)) {
+                            freeTable(next, level + 1); // its whole span is unmapped: give the table back
+                        }
                     }
                 } else if (format.decode(level, raw, v) instanceof Descriptor.Leaf leaf) {
                     long leafSize = leaf.leaf().size();
@@ -649,6 +720,29 @@ public final class PageTable implements AutoCloseable {
         long address = table + (long) index(va, levels - 1) * entryBytes;
         int cleared = wide ? memory.clearLongs(address, n) : memory.clearInts(address, n);
         return cleared * span;
+    }
+
+    /** @return the non-zero entries of the last-level table at {@code table}: what it maps, in entries */
+    private int countLive(long table) {
+        int n = 1 << format.levelBits(levels - 1);
+        int live = 0;
+        MemorySegment s = direct;
+        if (s == null) {
+            for (int i = 0; i < n; i++) {
+                live += lp(table + (long) i * entryBytes) != 0 ? 1 : 0;
+            }
+        } else if (wide) {
+            long off = table - directBase;
+            for (int i = 0; i < n; i++) {
+                live += s.get(LONG_LE, off + ((long) i << 3)) != 0 ? 1 : 0;
+            }
+        } else {
+            long off = table - directBase;
+            for (int i = 0; i < n; i++) {
+                live += s.get(INT_LE, off + ((long) i << 2)) != 0 ? 1 : 0;
+            }
+        }
+        return live;
     }
 
     /** Splits the last-level run holding {@code v}, if there is one and it sticks out of {@code [va, last]}. */

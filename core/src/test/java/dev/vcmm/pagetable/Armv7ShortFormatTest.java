@@ -212,11 +212,43 @@ class Armv7ShortFormatTest {
         assertEquals(6, table.tableCount());
         assertEquals(ROOT_BYTES + 5 * 1024, table.tableBytes());
         assertEquals(ROOT_BYTES + 2 * 4096, allocator.usedBytes(), "five 1 KiB tables in two pages");
+        assertEquals(allocator.usedBytes(), table.heldBytes());
         for (int mib = 0; mib < 5; mib++) {
             assertEquals(0x8000_0042L, ((WalkResult.Translation) table.translate(((long) mib << 20) + 0x42)).pa());
         }
         assertEquals(5 * 4096, table.unmap(0, 1L << 32));
         assertEquals(1, table.tableCount());
-        assertEquals(ROOT_BYTES, allocator.usedBytes(), "slab pages go back when their last table is freed");
+        assertEquals(ROOT_BYTES + 4096, allocator.usedBytes(), "slab pages go back when their last table is freed, but one kept");
+        assertEquals(allocator.usedBytes(), table.heldBytes());
+        long before = allocator.usedBytes();
+        for (int round = 0; round < 3; round++) { // a table freed and allocated again reuses the spare page
+            table.map(0, 0x8000_0000L, 1L << 20, Attributes.RW); // a section: no table
+            table.map(1L << 20, 0x8000_0000L, 4096, Attributes.RW);
+            assertEquals(before, allocator.usedBytes(), "round " + round);
+            assertEquals(4096 + (1L << 20), table.unmap(0, 2L << 20));
+        }
+        table.close();
+        assertEquals(0, allocator.usedBytes(), "close gives back the spare page too");
+    }
+
+    @Test
+    void shouldReuseFreedSlotsAndKeepAtMostOneEmptyPage() {
+        int n = 64;
+        for (int mib = 0; mib < n; mib++) {
+            table.map((long) mib << 20, 0x8000_0000L, 4096, Attributes.RW);
+        }
+        assertEquals(ROOT_BYTES + n / 4 * 4096, allocator.usedBytes());
+        for (int mib = 0; mib < n; mib += 2) { // free every other table: every page half empty
+            assertEquals(4096, table.unmap((long) mib << 20, 1L << 20));
+        }
+        assertEquals(ROOT_BYTES + n / 4 * 4096, allocator.usedBytes(), "no page is empty yet");
+        for (int mib = 0; mib < n; mib += 2) { // the freed slots are reused before any new page
+            table.map((long) mib << 20, 0x9000_0000L, 4096, Attributes.RW);
+        }
+        assertEquals(ROOT_BYTES + n / 4 * 4096, allocator.usedBytes(), "the holes were filled");
+        assertEquals(n * 4096L, table.unmap(0, (long) n << 20));
+        assertEquals(ROOT_BYTES + 4096, allocator.usedBytes(), "every page emptied: one kept, the rest returned");
+        assertEquals(allocator.usedBytes(), table.heldBytes());
+        assertEquals(1, table.tableCount());
     }
 }

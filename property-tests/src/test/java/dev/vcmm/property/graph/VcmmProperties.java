@@ -1942,18 +1942,14 @@ class VcmmProperties {
             boolean tables = vcms.stream().anyMatch(v -> !v.formats().isEmpty());
             long pt = vcmm.pageTableMemory().stats().allocatedBytes();
             assertEquals(tables, pt > 0, () -> "page-table memory allocated=" + pt + " while tables exist=" + tables + where());
-            long tableBytes = 0;
-            boolean armv7 = false;
+            long heldBytes = 0;
             for (MVcm v : vcms) {
                 for (PageTableFormat f : v.formats()) {
-                    tableBytes += v.vcm.table(f).tableBytes();
-                    armv7 |= f == Armv7ShortFormat.INSTANCE;
+                    heldBytes += v.vcm.table(f).heldBytes();
                 }
             }
-            if (!armv7) { // armv7's 1 KiB tables share slab pages
-                long tb = tableBytes;
-                assertEquals(tb, pt, () -> "page-table bytes in use == allocated" + where());
-            }
+            long held = heldBytes;
+            assertEquals(held, pt, () -> "page-table memory held by the tables == allocated" + where());
         }
     }
 }
