@@ -158,21 +158,6 @@ public class MapUnmapBenchmark {
     }
 
     @Benchmark
-    public long rawOneShared() {
-        MemorySegment s = memory.segment();
-        long index = slot++ & (SLOTS - 1);
-        long off = (PT_SIZE - 4096) + index * Long.BYTES;
-        if (s.get(LE, off) != 0) {
-            throw new IllegalStateException("already mapped");
-        }
-        s.set(LE, off, (0x8000_0000L + index * PAGE) | 0x703L);
-        long n = s.get(LE, off) != 0 ? PAGE : 0;
-        s.set(LE, off, 0L);
-        return n;
-    }
-    static final ValueLayout.OfLong LE = ValueLayout.JAVA_LONG.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
-
-    @Benchmark
     public long hashMapOne() {
         long va = VA_BASE + (slot++ & (SLOTS - 1)) * bytes;
         return hashMapUpdate(va, 0x8000_0000L + va - VA_BASE, bytes);

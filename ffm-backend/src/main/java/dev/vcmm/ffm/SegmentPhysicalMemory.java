@@ -367,47 +367,46 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
 
     // ---------------------------------------------------------------- checks
 
-    /** @return {@code pa - base} after checking the memory is open and the word aligned and inside. */
+    // Bulk word runs: one check for the run, then an int-indexed loop over a slice of it, whose bounds and
+    // alignment checks the JIT hoists out of the loop (a long-indexed loop over the whole segment kept them
+    // per access: 355 against 291 ns for MapUnmapBenchmark.mapUnmapRange4k).
+
     @Override
     public void spLongs(long pa, int count, long first, long step) {
-        long off = checkWords(pa, count, Long.BYTES);
-        MemorySegment s = segment;
+        MemorySegment t = run(pa, count, Long.BYTES);
         long v = first;
-        for (long end = off + ((long) count << 3); off < end; off += Long.BYTES, v += step) {
-            LONG.set(s, off, v);
+        for (int i = 0; i < count; i++, v += step) {
+            t.setAtIndex(LONG_LE, i, v);
         }
     }
 
     @Override
     public int spLongsIfZero(long pa, int count, long first, long step) {
-        long off = checkWords(pa, count, Long.BYTES);
-        MemorySegment s = segment;
+        MemorySegment t = run(pa, count, Long.BYTES);
         long v = first;
-        for (int i = 0; i < count; i++, off += Long.BYTES, v += step) {
-            if ((long) LONG.get(s, off) != 0) {
+        for (int i = 0; i < count; i++, v += step) {
+            if (t.getAtIndex(LONG_LE, i) != 0) {
                 return i;
             }
-            LONG.set(s, off, v);
+            t.setAtIndex(LONG_LE, i, v);
         }
         return -1;
     }
 
     @Override
     public void spInts(long pa, int count, int first, int step) {
-        long off = checkWords(pa, count, Integer.BYTES);
-        MemorySegment s = segment;
+        MemorySegment t = run(pa, count, Integer.BYTES);
         int v = first;
-        for (long end = off + ((long) count << 2); off < end; off += Integer.BYTES, v += step) {
-            INT.set(s, off, v);
+        for (int i = 0; i < count; i++, v += step) {
+            t.setAtIndex(INT_LE, i, v);
         }
     }
 
     @Override
     public int findNonZeroLong(long pa, int count) {
-        long off = checkWords(pa, count, Long.BYTES);
-        MemorySegment s = segment;
-        for (int i = 0; i < count; i++, off += Long.BYTES) {
-            if ((long) LONG.get(s, off) != 0) {
+        MemorySegment t = run(pa, count, Long.BYTES);
+        for (int i = 0; i < count; i++) {
+            if (t.getAtIndex(LONG_LE, i) != 0) {
                 return i;
             }
         }
@@ -416,10 +415,9 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
 
     @Override
     public int findNonZeroInt(long pa, int count) {
-        long off = checkWords(pa, count, Integer.BYTES);
-        MemorySegment s = segment;
-        for (int i = 0; i < count; i++, off += Integer.BYTES) {
-            if ((int) INT.get(s, off) != 0) {
+        MemorySegment t = run(pa, count, Integer.BYTES);
+        for (int i = 0; i < count; i++) {
+            if (t.getAtIndex(INT_LE, i) != 0) {
                 return i;
             }
         }
@@ -428,13 +426,12 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
 
     @Override
     public int clearLongs(long pa, int count) {
-        long off = checkWords(pa, count, Long.BYTES);
-        MemorySegment s = segment;
+        MemorySegment t = run(pa, count, Long.BYTES);
         int nonZero = 0;
-        for (long end = off + ((long) count << 3); off < end; off += Long.BYTES) {
-            if ((long) LONG.get(s, off) != 0) {
+        for (int i = 0; i < count; i++) {
+            if (t.getAtIndex(LONG_LE, i) != 0) {
                 nonZero++;
-                LONG.set(s, off, 0L);
+                t.setAtIndex(LONG_LE, i, 0L);
             }
         }
         return nonZero;
@@ -442,16 +439,20 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
 
     @Override
     public int clearInts(long pa, int count) {
-        long off = checkWords(pa, count, Integer.BYTES);
-        MemorySegment s = segment;
+        MemorySegment t = run(pa, count, Integer.BYTES);
         int nonZero = 0;
-        for (long end = off + ((long) count << 2); off < end; off += Integer.BYTES) {
-            if ((int) INT.get(s, off) != 0) {
+        for (int i = 0; i < count; i++) {
+            if (t.getAtIndex(INT_LE, i) != 0) {
                 nonZero++;
-                INT.set(s, off, 0);
+                t.setAtIndex(INT_LE, i, 0);
             }
         }
         return nonZero;
+    }
+
+    /** @return the slice of {@code count} aligned words of {@code bytes} at {@code pa}, after one check */
+    private MemorySegment run(long pa, int count, int bytes) {
+        return segment.asSlice(checkWords(pa, count, bytes), (long) count * bytes);
     }
 
     /** @return the offset of {@code count} aligned words of {@code bytes} at {@code pa}, after one check. */
