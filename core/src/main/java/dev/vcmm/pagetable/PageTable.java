@@ -5,11 +5,11 @@ import dev.vcmm.spi.PhysicalMemory;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 import java.util.List;
 import java.util.Objects;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -33,6 +33,19 @@ import java.util.concurrent.atomic.AtomicLong;
  * unmaps.
  */
 public final class PageTable implements AutoCloseable {
+
+    private static final VarHandle GENERATION;
+    private static final VarHandle CLOSED;
+
+    static {
+        try {
+            MethodHandles.Lookup lookup = MethodHandles.lookup();
+            GENERATION = lookup.findVarHandle(PageTable.class, "generation", long.class);
+            CLOSED = lookup.findVarHandle(PageTable.class, "closed", boolean.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
 
     /** Entries of the walk cache, a power of two: consecutive last-level spans take different entries. */
     private static final int HINTS = 8;
@@ -60,13 +73,16 @@ public final class PageTable implements AutoCloseable {
     private final long directBase;
     private final boolean lastLevelRuns;
     private final AtomicLong tableCount = new AtomicLong();
-    private final AtomicLong generation = new AtomicLong();
+    /** Bumped by every table free; read by the walk cache. A field of its own (not an AtomicLong): one load less. */
+    private volatile long generation;
     /** Walks through {@link #walk} in flight. */
     private final AtomicLong walkers = new AtomicLong();
     private final int lastTableShift;
     /** The walk cache, direct-mapped by span; see {@link WalkHint}. */
     private final WalkHint[] hints = new WalkHint[HINTS];
-    private final AtomicBoolean closed = new AtomicBoolean();
+    /** The entry of {@link #hints} used last: probed first, one load less than the array. */
+    private WalkHint lastHint;
+    private volatile boolean closed;
 
     private PageTable(PageTableFormat format, PhysicalMemory memory, BlockAllocator allocator) {
         this.format = format;
@@ -276,9 +292,13 @@ public final class PageTable implements AutoCloseable {
      * input, so that the general path does the work or names the error.
      */
     private boolean mapOneCached(long va, long pa, Attributes attributes) {
-        WalkHint h = hints[(int) (va >>> lastTableShift) & (HINTS - 1)];
+        long key = va >>> lastTableShift;
+        WalkHint h = lastHint;
+        if (h == null || h.key() != key) {
+            h = hinted(key);
+        }
         PageEncoding enc = pageEncoding;
-        if (h == null || h.key() != (va >>> lastTableShift) || h.generation() != generation.get() || closed.get()
+        if (h == null || h.generation() != generation || closed
             || ((va | pa) & (minLeaf - 1)) != 0) {
             return false;
         }
@@ -353,8 +373,12 @@ public final class PageTable implements AutoCloseable {
      * @return the bytes unmapped, or -1 to take the general path (nothing changed)
      */
     private long unmapOneCached(long va) {
-        WalkHint h = hints[(int) (va >>> lastTableShift) & (HINTS - 1)];
-        if (h == null || h.key() != (va >>> lastTableShift) || h.generation() != generation.get() || closed.get()
+        long key = va >>> lastTableShift;
+        WalkHint h = lastHint;
+        if (h == null || h.key() != key) {
+            h = hinted(key);
+        }
+        if (h == null || h.generation() != generation || closed
             || (va & (minLeaf - 1)) != 0 || !onePageFast) {
             return -1;
         }
@@ -437,8 +461,21 @@ public final class PageTable implements AutoCloseable {
     /** @return the walk cache's entry for the last-level table of {@code v}'s span, or null on a miss */
     private WalkHint cachedTable(long v) {
         long key = v >>> lastTableShift;
+        WalkHint h = lastHint;
+        if (h == null || h.key() != key) {
+            h = hinted(key);
+        }
+        return h != null && h.generation() == generation ? h : null;
+    }
+
+    /** @return the walk cache's entry for span {@code key} (its generation unchecked), made the last used; or null */
+    private WalkHint hinted(long key) {
         WalkHint h = hints[(int) key & (HINTS - 1)];
-        return h != null && h.key() == key && h.generation() == generation.get() ? h : null;
+        if (h != null && h.key() == key) {
+            lastHint = h;
+            return h;
+        }
+        return null;
     }
 
     /**
@@ -447,7 +484,7 @@ public final class PageTable implements AutoCloseable {
      */
     @Override
     public void close() {
-        if (!closed.compareAndSet(false, true)) {
+        if (!CLOSED.compareAndSet(this, false, true)) {
             return;
         }
         freeSubtree(0, root);
@@ -456,7 +493,7 @@ public final class PageTable implements AutoCloseable {
 
     /** @return whether {@link #close()} was called. */
     public boolean isClosed() {
-        return closed.get();
+        return closed;
     }
 
     @Override
@@ -488,10 +525,10 @@ public final class PageTable implements AutoCloseable {
         }
         // encode the batch's ends before creating tables: a leaf the format refuses (armv7-short: a pa at or
         // above 4 GiB in anything but a supersection) then leaves no empty table behind
-        format.leafEntry(leaf, p, 0, attributes);
-        format.leafEntry(leaf, p + (count - 1) * size, 0, attributes);
+        long first = format.leafEntry(leaf, p, 0, attributes);
+        long last = count == 1 ? first : format.leafEntry(leaf, p + (count - 1) * size, 0, attributes);
         long tagged = level == levels - 1 ? lastLevelTable(v) : walkCreateTagged(v, level);
-        writeLeaves(tagged & ~FRESH, level, idx, leaf, v, p, (int) count, attributes, (tagged & FRESH) != 0);
+        writeLeaves(tagged & ~FRESH, level, idx, leaf, v, p, (int) count, attributes, (tagged & FRESH) != 0, first, last);
         return count * size;
     }
 
@@ -519,14 +556,15 @@ public final class PageTable implements AutoCloseable {
      */
     private long lastLevelTable(long v) {
         long key = v >>> lastTableShift;
-        int slot = (int) key & (HINTS - 1);
-        WalkHint h = hints[slot];
-        if (h != null && h.key() == key && h.generation() == generation.get()) {
+        WalkHint h = cachedTable(v);
+        if (h != null) {
             return h.table();
         }
-        long gen = generation.get(); // read before the walk: a free during it makes the new hint stale at once
+        long gen = generation; // read before the walk: a free during it makes the new hint stale at once
         long tagged = walkCreateTagged(v, levels - 1);
-        hints[slot] = new WalkHint(key, tagged & ~FRESH, gen); // a racy write of an immutable record: readers see old or new
+        h = new WalkHint(key, tagged & ~FRESH, gen);
+        hints[(int) key & (HINTS - 1)] = h; // racy writes of an immutable record: readers see the old or the new
+        lastHint = h;
         return tagged;
     }
 
@@ -572,23 +610,22 @@ public final class PageTable implements AutoCloseable {
 
     /** Writes a batch of leaves into {@code table}; {@code fresh}: this call created the table, so the batch's entries are zero. */
     private void writeLeaves(long table, int level, int idx, LeafSize leaf, long v, long p, int count, Attributes a,
-                             boolean fresh) {
+                             boolean fresh, long e0, long eLast) {
         final int entries = leaf.entries();
         final int n = count * entries;
         final long span = format.entrySpan(level);
+        final long size = leaf.size();
         boolean emptyTables = false;
         final long firstAddress = table + (long) idx * entryBytes;
-        if (wide && entries == 1 && count > 1 && !fresh) { // the common run of pages: check and store in one pass
-            long e0 = format.leafEntry(leaf, p, 0, a);
-            long step = format.leafEntry(leaf, p + leaf.size(), 0, a) - e0;
-            if (format.leafEntry(leaf, p + (count - 1) * leaf.size(), 0, a) == e0 + (count - 1) * step) {
-                int stopped = memory.spLongsIfZero(firstAddress, count, e0, step);
-                if (stopped < 0) {
-                    return;
-                }
-                if (stopped > 0) {
-                    memory.clearLongs(firstAddress, stopped); // they were zero: put them back before the careful path
-                }
+        final long leafStep = count > 1 ? format.leafEntry(leaf, p + size, 0, a) - e0 : 0;
+        final boolean linearLeaves = count <= 2 || eLast == e0 + (count - 1) * leafStep;
+        if (wide && entries == 1 && count > 1 && !fresh && linearLeaves) { // the common run of pages: check and store in one pass
+            int stopped = memory.spLongsIfZero(firstAddress, count, e0, leafStep);
+            if (stopped < 0) {
+                return;
+            }
+            if (stopped > 0) {
+                memory.clearLongs(firstAddress, stopped); // they were zero: put them back before the careful path
             }
         }
         int k0 = fresh ? -1 : wide ? memory.findNonZeroLong(firstAddress, n) : memory.findNonZeroInt(firstAddress, n);
@@ -603,11 +640,8 @@ public final class PageTable implements AutoCloseable {
                 }
             }
         }
-        final long size = leaf.size();
-        final long e0 = format.leafEntry(leaf, p, 0, a);
         final long entryStep = entries > 1 ? format.leafEntry(leaf, p, 1, a) - e0 : 0;
-        final long leafStep = count > 1 ? format.leafEntry(leaf, p + size, 0, a) - e0 : 0;
-        final boolean linear = (count <= 2 || format.leafEntry(leaf, p + (count - 1) * size, 0, a) == e0 + (count - 1) * leafStep)
+        final boolean linear = linearLeaves
             && (entries <= 2 || format.leafEntry(leaf, p, entries - 1, a) == e0 + (entries - 1) * entryStep);
         if (linear && !emptyTables) {
             if (entries == 1) {
@@ -832,7 +866,7 @@ public final class PageTable implements AutoCloseable {
     }
 
     private void freeTable(long pa, int level) {
-        generation.incrementAndGet(); // invalidates the walk cache before the memory can be reused
+        GENERATION.getAndAdd(this, 1L); // invalidates the walk cache before the memory can be reused
         // the entry that pointed here is already cleared: wait for walks that may have read it (Dekker with walk())
         while (walkers.get() != 0) {
             Thread.onSpinWait();
@@ -862,7 +896,7 @@ public final class PageTable implements AutoCloseable {
     }
 
     private void checkOpen() {
-        if (closed.get()) {
+        if (closed) {
             throw new IllegalStateException(format.name() + " page table at root 0x" + Long.toHexString(root) + " is closed");
         }
     }

@@ -978,10 +978,11 @@ class VcmmProperties {
                 expect().run(c.client::close);
                 return;
             }
+            List<MPm> freedByClose = new ArrayList<>(); // orphans of other clients whose last backing was c's
             for (MRes r : c.res) {
                 if (reservations.contains(r)) {
                     if (r.pm != null) {
-                        unbackInModel(r);
+                        unbackInModel(r, freedByClose);
                     }
                     reservations.remove(r);
                     r.vcm.res.remove(r.address);
@@ -1019,6 +1020,9 @@ class VcmmProperties {
             clients.remove(c);
             closedClients.add(c);
             assertTrue(c.client.isClosed(), where());
+            for (MPm m : freedByClose) {
+                assertTrue(m.pm.isFreed(), () -> "closing " + c + " unbacked the last backing of orphan " + m.pm + " but did not free it" + where());
+            }
             // everything it owned is gone, but memory still backing others' reservations and VCMs others still use
             for (MRes r : c.res) {
                 assertTrue(r.r.isReleased() && !r.r.isBacked(), () -> "closed " + c + " left " + r.r + where());
@@ -1035,6 +1039,14 @@ class VcmmProperties {
         }
 
         void unbackInModel(MRes r) {
+            unbackInModel(r, null);
+        }
+
+        /**
+         * @param freedLater null when the real unback has happened: an orphan whose last backing this was must be
+         *                   freed now; else the orphans to check once the real call (a client's close) has run
+         */
+        void unbackInModel(MRes r, List<MPm> freedLater) {
             MPm m = r.pm;
             m.backs.remove(r);
             r.pm = null;
@@ -1042,7 +1054,11 @@ class VcmmProperties {
             if (m.orphan && m.backs.isEmpty()) {
                 pms.remove(m);
                 deadPms.add(m);
-                assertTrue(m.pm.isFreed(), () -> "the last unback of orphan " + m.pm + " did not free it" + where());
+                if (freedLater != null) {
+                    freedLater.add(m);
+                } else {
+                    assertTrue(m.pm.isFreed(), () -> "the last unback of orphan " + m.pm + " did not free it" + where());
+                }
             }
         }
 
@@ -1748,6 +1764,9 @@ class VcmmProperties {
         // checks after every step
 
         void check() {
+            for (MPm m : pms) {
+                assertEquals(m.backs.size(), m.pm.backingCount(), () -> m.pm + " backs " + vcmm.reservationsOf(m.pm) + where());
+            }
             checkHandles();
             checkTranslations();
             checkReverseMaps();
