@@ -222,4 +222,70 @@ class PageTableOnePageTest {
         assertThrows(NullPointerException.class, () -> table.map(VA + PAGE, PA, PAGE, null));
         assertFalse(table.translate(VA + PAGE).isMapped());
     }
+
+    /**
+     * Threads map and unmap single pages, each its own pages, interleaved in the same last-level tables (so
+     * they share walk-cache entries), while each also maps and wholly unmaps a span of its own, which frees a
+     * table and invalidates every thread's cache entries. Each thread checks its own pages with the walker as
+     * it goes; at the end nothing is mapped and no table page is lost.
+     */
+    @ParameterizedTest(name = "{0} segment={1}")
+    @MethodSource("cases")
+    void shouldKeepOnePageCallsOfManyThreadsApart(String format, boolean segment) throws Exception {
+        open(format, segment);
+        assertEquals(PAGE, table.unmap(VA, PAGE));
+        int threads = 4;
+        long shared = 2L << 20;                 // two 1 MiB (armv7) or one 2 MiB table, shared by all threads
+        long own = 4L << 20;                    // then one 4 MiB region per thread
+        java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(threads);
+        List<Thread> workers = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            int id = t;
+            workers.add(Thread.ofPlatform().start(() -> {
+                try {
+                    start.await();
+                    java.util.Random rnd = new java.util.Random(id);
+                    long mine = VA + shared + id * own;
+                    for (int round = 0; round < 3000; round++) {
+                        long page = (long) (rnd.nextInt((int) (shared / PAGE / threads)) * threads + id) * PAGE;
+                        long va = VA + page;
+                        long pa = PA + page + ((long) round << 24 & 0x3F000000L);
+                        assertEquals(PAGE, table.map(va, pa, PAGE, Attributes.RW));
+                        if (!(table.translate(va + 8) instanceof WalkResult.Translation tr) || tr.pa() != pa + 8) {
+                            throw new AssertionError("thread " + id + " lost 0x" + Long.toHexString(va));
+                        }
+                        assertEquals(PAGE, table.unmap(va, PAGE));
+                        assertFalse(table.translate(va).isMapped());
+                        if (round % 100 == id) { // a table of its own made and freed: every cache entry goes stale
+                            assertEquals(own, table.map(mine, PA + PAGE, own, Attributes.RW));
+                            assertEquals(own, table.unmap(mine, own));
+                            assertEquals(16 * PAGE, table.map(mine, PA, 16 * PAGE, Attributes.RW)); // a table, cached
+                            assertEquals(16 * PAGE, table.unmap(mine, own)); // freed whole, its cache entry stale
+                            long again = mine + (16 + rnd.nextInt(64)) * PAGE; // free in the freed table too
+                            assertEquals(PAGE, table.map(again, PA, PAGE, Attributes.RW));
+                            if (!(table.translate(again) instanceof WalkResult.Translation t2) || t2.pa() != PA) {
+                                throw new AssertionError("thread " + id + " lost 0x" + Long.toHexString(again) + " in a new table");
+                            }
+                            assertEquals(PAGE, table.unmap(again, PAGE));
+                        }
+                    }
+                } catch (Throwable e) {
+                    failure.compareAndSet(null, e);
+                }
+            }));
+        }
+        for (Thread w : workers) {
+            w.join();
+        }
+        if (failure.get() != null) {
+            throw new AssertionError("a worker failed", failure.get());
+        }
+        PageTableFormat f = table.format();
+        long half = 1L << (f.vaBits() - 1);
+        long left = f.isValidVa(-1L) ? table.unmap(0, half) + table.unmap(-half, half) : table.unmap(0, 1L << f.vaBits());
+        assertEquals(0, left, "nothing is left mapped");
+        assertEquals(1, table.tableCount(), "only the root is left");
+        assertEquals(table.heldBytes(), allocator.stats().allocatedBytes());
+    }
 }
