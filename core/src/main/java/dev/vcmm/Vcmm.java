@@ -914,10 +914,13 @@ public final class Vcmm implements AutoCloseable {
         try {
             if (!a.isRemoved()) {
                 deactivate(a);
-                deassoc(a);
+                deassoc(a); // its own sweep is skipped: the graph lock is still held here
             }
         } finally {
             graph.unlock();
+        }
+        if (!orphanVcms.isEmpty() && !graph.isHeldByCurrentThread()) {
+            sweepOrphans(); // the VCM of an orphan may have lost its last association just now
         }
     }
 

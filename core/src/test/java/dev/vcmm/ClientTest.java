@@ -154,4 +154,20 @@ class ClientTest {
         assertTrue(g.isReleased());
         assertTrue(vcmm.vcms().isEmpty());
     }
+
+    @Test
+    void shouldFreeAReleasedClientsVcmWhenAnotherClientsLastAssociationGoes() {
+        // found by VcmmProperties in a long run: the guest's close removed the association under the graph lock,
+        // where the orphan sweep is skipped, and nothing swept afterwards
+        Client owner = vcmm.client("owner");
+        Client guest = vcmm.client("guest");
+        Vcm vcm = owner.createVcm(0x1000_0000L, 64 * MIB);
+        Association a = guest.assoc(vcm, gpu, AssociationMode.WHOLE);
+        owner.close();
+        assertFalse(vcm.isFreed(), "the guest's device is still associated with it");
+        guest.close();
+        assertTrue(a.isRemoved());
+        assertTrue(vcm.isFreed(), "freed when its last association went");
+        assertTrue(vcmm.vcms().isEmpty());
+    }
 }

@@ -38,7 +38,9 @@ import java.util.concurrent.TimeUnit;
  *       64 KiB contiguous runs in {@code arm64-4k}, 256 pages in {@code x86-64}.</li>
  *   <li>{@code mapUnmapRange4k}: maps then unmaps a 2 MiB range made of 4 KiB pages (the physical address
  *       is offset by 4 KiB so no larger leaf fits): 512 PTEs written and cleared. The range starts 1 MiB into
- *       a 2 MiB-aligned span, so it never covers a whole last-level table and its tables stay warm.</li>
+ *       a 2 MiB-aligned span, so it never covers a whole 2 MiB last-level table and its tables stay warm; in
+ *       {@code armv7-short}, whose level-2 tables span 1 MiB, it is two whole tables, freed and allocated again
+ *       every time.</li>
  *   <li>{@code rawStoreLimit}: stores 512 words and clears them again in a MemorySegment: the physical limit
  *       of {@code mapUnmapRange4k}.</li>
  *   <li>{@code rawOneLimit}: the physical limit of {@code mapUnmapOne} at 4 KiB: one word of a MemorySegment
@@ -97,9 +99,10 @@ public class MapUnmapBenchmark {
         // warm: a page just below each region keeps its tables alive across the unmaps
         table.map(VA_BASE - PAGE, 0, PAGE, Attributes.RW);
         table.map(VA_BASE + SLOTS * bytes, 0, PAGE, Attributes.RW);
-        // the range starts half-way into a last-level table (2 MiB of span in every format but armv7-short's
-        // 1 MiB), so it covers parts of two tables and never a whole one: the pages below and above keep both
-        // tables alive and the run measures a warm table, not a table allocated, zeroed and freed every time
+        // the range starts half-way into a last-level table of 2 MiB span, so it covers parts of two tables and
+        // never a whole one: the pages below and above keep both tables alive and the run measures a warm table,
+        // not a table allocated, zeroed and freed every time (armv7-short's tables span 1 MiB: there the range is
+        // two whole tables, and the cost of freeing and allocating them is part of what it measures)
         rangeVa = VA_BASE + (SLOTS + 1) * bytes + RANGE - ((VA_BASE + (SLOTS + 1) * bytes) & (RANGE - 1)) + RANGE / 2;
         rangePa = 0x8000_0000L + PAGE;
         table.map(rangeVa - PAGE, 0, PAGE, Attributes.RW);

@@ -298,14 +298,9 @@ public final class PageTable implements AutoCloseable {
      * input, so that the general path does the work or names the error.
      */
     private boolean mapOneCached(long va, long pa, Attributes attributes) {
-        long key = va >>> lastTableShift;
-        WalkHint h = lastHint;
-        if (h == null || h.key() != key) {
-            h = hinted(key);
-        }
+        WalkHint h = cachedTable(va);
         PageEncoding enc = pageEncoding;
-        if (h == null || h.generation() != generation || closed
-            || ((va | pa) & (minLeaf - 1)) != 0) {
+        if (h == null || closed || ((va | pa) & (minLeaf - 1)) != 0) {
             return false;
         }
         if (enc == null || enc.attributes() != attributes) {
@@ -379,12 +374,8 @@ public final class PageTable implements AutoCloseable {
      * @return the bytes unmapped, or -1 to take the general path (nothing changed)
      */
     private long unmapOneCached(long va) {
-        long key = va >>> lastTableShift;
-        WalkHint h = lastHint;
-        if (h == null || h.key() != key) {
-            h = hinted(key);
-        }
-        if (h == null || h.generation() != generation || closed
+        WalkHint h = cachedTable(va);
+        if (h == null || closed
             || (va & (minLeaf - 1)) != 0 || !onePageFast) {
             return -1;
         }

@@ -67,14 +67,7 @@ class PageTableProperties {
     @ParameterizedTest(name = "{0}")
     @MethodSource("formats")
     void shouldAgreeWithTheModelAfterEveryStep(String formatName) {
-        PageTableFormat format = PageTableFormats.byName(formatName);
-        long seed = Long.getLong("vcmm.seed", System.nanoTime());
-        int examples = longRun() ? 4000 : 40;
-        System.out.printf("PageTableProperties %s seed=%d examples=%d (replay: -Dvcmm.seed=%d)%n", formatName, seed, examples, seed);
-        List<Attributes> supported = supportedAttributes(format);
-        qt().withFixedSeed(seed).withExamples(examples).withShrinkCycles(200)
-            .forAll(operations(WINDOW))
-            .checkAssert(ops -> run(format, supported, ops, WINDOW));
+        check(formatName, WINDOW, "");
     }
 
     /**
@@ -84,14 +77,18 @@ class PageTableProperties {
     @ParameterizedTest(name = "{0}")
     @MethodSource("formats")
     void shouldAgreeWithTheModelInAWarmTable(String formatName) {
+        check(formatName, WARM_WINDOW, "warm ");
+    }
+
+    static void check(String formatName, long window, String label) {
         PageTableFormat format = PageTableFormats.byName(formatName);
         long seed = Long.getLong("vcmm.seed", System.nanoTime());
         int examples = longRun() ? 4000 : 40;
-        System.out.printf("PageTableProperties warm %s seed=%d examples=%d (replay: -Dvcmm.seed=%d)%n", formatName, seed, examples, seed);
+        System.out.printf("PageTableProperties %s%s seed=%d examples=%d (replay: -Dvcmm.seed=%d)%n", label, formatName, seed, examples, seed);
         List<Attributes> supported = supportedAttributes(format);
         qt().withFixedSeed(seed).withExamples(examples).withShrinkCycles(200)
-            .forAll(operations(WARM_WINDOW))
-            .checkAssert(ops -> run(format, supported, ops, WARM_WINDOW));
+            .forAll(operations(window))
+            .checkAssert(ops -> run(format, supported, ops, window));
     }
 
     static final long WARM_WINDOW = 4L << 20;
