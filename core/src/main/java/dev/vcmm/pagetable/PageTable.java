@@ -78,6 +78,8 @@ public final class PageTable implements AutoCloseable {
     private final MemorySegment direct;
     private final long directBase;
     private final boolean lastLevelRuns;
+    /** The run leaf of the last level (arm64's 64 KiB contiguous run, armv7's large page), or null. */
+    private final LeafSize lastLevelRun;
     private final AtomicLong tableCount = new AtomicLong();
     /** Bumped by every table free; read by the walk cache. A field of its own (not an AtomicLong): one load less. */
     private volatile long generation;
@@ -107,7 +109,11 @@ public final class PageTable implements AutoCloseable {
         this.minLeafShift = Long.numberOfTrailingZeros(minLeaf);
         this.direct = memory.segment();
         this.directBase = memory.base();
-        this.lastLevelRuns = sizes.stream().anyMatch(l -> l.isRun() && l.level() == levels - 1);
+        this.lastLevelRun = sizes.stream().filter(l -> l.isRun() && l.level() == levels - 1).findFirst().orElse(null);
+        this.lastLevelRuns = lastLevelRun != null;
+        if (sizes.stream().filter(l -> l.isRun() && l.level() == levels - 1).count() > 1) {
+            throw new IllegalArgumentException(format.name() + ": more than one run size at the last level");
+        }
         this.lastTableShift = format.levelShift(levels - 1) + format.levelBits(levels - 1);
         this.root = allocTable(0);
     }
@@ -615,9 +621,15 @@ public final class PageTable implements AutoCloseable {
         boolean emptyTables = false;
         final long firstAddress = table + (long) idx * entryBytes;
         final long leafStep = count > 1 ? format.leafEntry(leaf, p + size, 0, a) - e0 : 0;
-        final boolean linearLeaves = count <= 2 || eLast == e0 + (count - 1) * leafStep;
-        if (wide && entries == 1 && count > 1 && !fresh && linearLeaves) { // the common run of pages: check and store in one pass
-            int stopped = memory.spLongsIfZero(firstAddress, count, e0, leafStep);
+        final long entryStep = entries > 1 ? format.leafEntry(leaf, p, 1, a) - e0 : 0;
+        final boolean linear = (count <= 2 || eLast == e0 + (count - 1) * leafStep)
+            && (entries <= 2 || format.leafEntry(leaf, p, entries - 1, a) == e0 + (entries - 1) * entryStep);
+        // one arithmetic sequence over the whole batch: pages, or runs that continue one another (arm64's
+        // contiguous runs; not armv7's large pages, whose 16 entries repeat one address)
+        final boolean oneSequence = linear && (entries == 1 || count == 1 || leafStep == entries * entryStep);
+        final long step = entries == 1 ? leafStep : entryStep;
+        if (wide && n > 1 && !fresh && oneSequence) { // check and store in one pass
+            int stopped = memory.spLongsIfZero(firstAddress, n, e0, step);
             if (stopped < 0) {
                 return;
             }
@@ -637,12 +649,9 @@ public final class PageTable implements AutoCloseable {
                 }
             }
         }
-        final long entryStep = entries > 1 ? format.leafEntry(leaf, p, 1, a) - e0 : 0;
-        final boolean linear = linearLeaves
-            && (entries <= 2 || format.leafEntry(leaf, p, entries - 1, a) == e0 + (entries - 1) * entryStep);
         if (linear && !emptyTables) {
-            if (entries == 1) {
-                storeRun(firstAddress, count, e0, leafStep);
+            if (oneSequence) {
+                storeRun(firstAddress, n, e0, step);
             } else {
                 for (int i = 0; i < count; i++) {
                     storeRun(firstAddress + (long) i * entries * entryBytes, entries, e0 + i * leafStep, entryStep);
@@ -780,13 +789,16 @@ public final class PageTable implements AutoCloseable {
     private void splitRunAt(long table, long v, long va, long last) {
         int level = levels - 1;
         long address = table + (long) index(v, level) * entryBytes;
+        if (lastLevelRun == null) {
+            return; // no runs of entries at this format's last level
+        }
         long raw = la(address);
-        if (raw != 0 && lastLevelRuns && format.isRunEntry(level, raw)
-            && format.decode(level, raw, v) instanceof Descriptor.Leaf leaf && leaf.leaf().isRun()) {
-            long leafStart = v & -leaf.leaf().size();
-            long leafLast = leafStart + leaf.leaf().size() - 1;
-            if (Long.compareUnsigned(leafStart, va) < 0 || Long.compareUnsigned(leafLast, last) > 0) {
-                split(level, table, address, raw, v, leaf);
+        if (raw != 0 && format.isRunEntry(level, raw)) {
+            long leafStart = v & -lastLevelRun.size();
+            long leafLast = leafStart + lastLevelRun.size() - 1;
+            if ((Long.compareUnsigned(leafStart, va) < 0 || Long.compareUnsigned(leafLast, last) > 0)
+                && format.decode(level, raw, v) instanceof Descriptor.Leaf leaf && leaf.leaf().isRun()) {
+                split(level, table, address, raw, v, leaf); // decoded only when it must be split
             }
         }
     }
