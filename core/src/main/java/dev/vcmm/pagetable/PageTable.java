@@ -77,7 +77,6 @@ public final class PageTable implements AutoCloseable {
     /** The memory as one segment for the one-page fast paths, or null: see {@link PhysicalMemory#segment()}. */
     private final MemorySegment direct;
     private final long directBase;
-    private final boolean lastLevelRuns;
     /** The run leaf of the last level (arm64's 64 KiB contiguous run, armv7's large page), or null. */
     private final LeafSize lastLevelRun;
     private final AtomicLong tableCount = new AtomicLong();
@@ -109,11 +108,11 @@ public final class PageTable implements AutoCloseable {
         this.minLeafShift = Long.numberOfTrailingZeros(minLeaf);
         this.direct = memory.segment();
         this.directBase = memory.base();
-        this.lastLevelRun = sizes.stream().filter(l -> l.isRun() && l.level() == levels - 1).findFirst().orElse(null);
-        this.lastLevelRuns = lastLevelRun != null;
-        if (sizes.stream().filter(l -> l.isRun() && l.level() == levels - 1).count() > 1) {
+        List<LeafSize> runs = sizes.stream().filter(l -> l.isRun() && l.level() == levels - 1).toList();
+        if (runs.size() > 1) {
             throw new IllegalArgumentException(format.name() + ": more than one run size at the last level");
         }
+        this.lastLevelRun = runs.isEmpty() ? null : runs.getFirst();
         this.lastTableShift = format.levelShift(levels - 1) + format.levelBits(levels - 1);
         this.root = allocTable(0);
     }
@@ -395,7 +394,7 @@ public final class PageTable implements AutoCloseable {
         if (raw == 0) {
             return 0;
         }
-        if (lastLevelRuns && format.isRunEntry(levels - 1, raw)) {
+        if (lastLevelRun != null && format.isRunEntry(levels - 1, raw)) {
             return -1;
         }
         s.set(LONG_LE, off, 0L);
@@ -412,7 +411,7 @@ public final class PageTable implements AutoCloseable {
         if (raw == 0) {
             return 0;
         }
-        if (lastLevelRuns && format.isRunEntry(levels - 1, raw)) {
+        if (lastLevelRun != null && format.isRunEntry(levels - 1, raw)) {
             return -1;
         }
         if (segment) {
