@@ -19,21 +19,24 @@ import java.util.concurrent.CopyOnWriteArrayList;
  *
  * <p><b>Thread-safety:</b> thread-safe. {@link #translate} may run in any number of threads, concurrently
  * with backing and unbacking (it sees each page-table entry either before or after a change). The slots
- * change only under the {@link Vcmm}'s graph lock and are published with volatile writes. A walk goes
- * through {@link dev.vcmm.pagetable.PageTable#walk}, so a table page is not given back while a walk that
- * may have read its pointer runs (the grace period a driver gets from TLB synchronisation). DMA
+ * change only under the {@link Vcmm}'s graph lock and are published with volatile writes. A translation, like a
+ * DMA burst, runs inside the device's burst fence, so deactivating its association (and so closing its table)
+ * waits until it is done; the walk goes through {@link dev.vcmm.pagetable.PageTable#walk}, so a table page
+ * unlinked by an unback is not reused while the walk may read it. DMA
  * ({@link #read(long, byte[], int, int)}, {@link #write(long, byte[], int, int)} and their buffer forms) may run in
  * any number of threads at once, concurrently with unback, deactivate and {@link #crash()}; see {@link Iotlb} for
  * how a racing walk is kept out of the IOTLB.
  *
- * <p><b>DMA:</b> bytes move leaf by leaf: each leaf's translation comes from the device's {@link Iotlb} (a hit
- * walks nothing) or, on a miss, from the hardware walker over the VCMM's page-table memory, and is checked for the
+ * <p><b>DMA:</b> bytes move in bursts of at most {@link DeviceOptions#burstBytes()} (4 KiB by default), each
+ * inside the device's burst fence: once an unback, deactivate, {@link #crash()} or {@link #reset()} returns, no
+ * burst that used a translation it removed is still moving bytes. Each burst's translation comes from the
+ * device's {@link Iotlb} (a hit walks nothing) or, on a miss, from the hardware walker over the VCMM's page-table memory, and is checked for the
  * access (READ for reads, WRITE for writes; device accesses are privileged, so a reservation's user bit neither
  * grants nor denies them) and for the secure attribute (a non-secure device reaching secure memory takes a
  * {@link FaultReason#SECURE} fault). A one-to-one device translates nothing and has no IOTLB, but still reaches
  * only the backed reservations of its active one-to-one VCM. The physical memory of a leaf is
  * {@code vcmm().memoryTypeAt(pa).memory()}. On a fault the {@linkplain #hook(FaultHandler) hooked} handler decides
- * ({@link FaultAction#RETRY} walks again, at most 8 times per leaf); without one, or
+ * ({@link FaultAction#RETRY} walks again, at most 8 times per burst); without one, or
  * on {@link FaultAction#TERMINATE}, the access fails with a {@link DeviceFaultException}. The core has no
  * {@code java.lang.foreign}: pass a {@code MemorySegment} as {@code segment.asByteBuffer()}, or wrap a
  * {@code ByteBuffer} with {@code MemorySegment.ofBuffer}.
@@ -147,9 +150,33 @@ public final class Device {
      * @return the translation, or the fault the device would take
      */
     public WalkResult translate(long address, Access access, boolean fromUser) {
+        BurstFence f = dma.fence();
+        int at = f.enter(); // a translation request is fenced like a burst: deactivate waits for it
+        try {
+            return walk(address, access, fromUser);
+        } finally {
+            f.leave(at);
+        }
+    }
+
+    /** A DMA burst's translation of {@code address}: privileged, the caller is inside a burst of this device. */
+    WalkResult walk(long address, Access access) {
+        return walk(address, access, false);
+    }
+
+    /**
+     * The walk itself: reads the slot, the VCM's table of this format, and walks it. The caller is inside this
+     * device's fence, so the association it reads cannot be deactivated, and its table cannot be closed (deassoc
+     * needs a deactivated association), until the caller leaves.
+     */
+    private WalkResult walk(long address, Access access, boolean fromUser) {
         Association a = slot(slotFor(address));
         if (a == null) {
             return new WalkResult.PageFault(address, 0, FaultReason.TRANSLATION, "device " + name + " has no active table for this address");
+        }
+        Runnable hook = slotReadHook;
+        if (hook != null) {
+            hook.run();
         }
         WalkResult r;
         if (kind == DeviceKind.ONE_TO_ONE) {
@@ -159,7 +186,7 @@ public final class Device {
             if (table == null) {
                 return new WalkResult.PageFault(address, 0, FaultReason.TRANSLATION, "no table of " + format.name() + " in " + a.vcm());
             }
-            r = table.walk(address, access, fromUser); // the table waits for this walk before freeing any of its pages
+            r = table.walk(address, access, fromUser); // a closed table faults; a retired one is not reused while we walk
         }
         if (r instanceof WalkResult.Translation t && !secure && vcmm.isSecurePhysical(t.pa())) {
             return new WalkResult.PageFault(address, t.level(), FaultReason.SECURE,
@@ -167,6 +194,12 @@ public final class Device {
         }
         return r;
     }
+
+    /**
+     * A test-only pause point between reading a slot and walking its table ({@code null}, the only value outside
+     * tests, costs one load of a static field per walk).
+     */
+    static volatile Runnable slotReadHook;
 
     // ---------------------------------------------------------------------------------------------
     // DMA (the logic lives in DeviceDma)

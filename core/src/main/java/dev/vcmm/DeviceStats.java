@@ -15,7 +15,10 @@ package dev.vcmm;
  * @param bytesWritten bytes moved from buffers into memory
  * @param crashes      calls of {@link Device#crash()}
  * @param crashed      whether the device is crashed now
+ * @param syncs        invalidation syncs: waits for the DMA bursts in flight (one per unback, deactivate, crash or
+ *                     reset that reached this device)
+ * @param syncWaits    syncs that found a burst in flight and waited for it to finish
  */
 public record DeviceStats(String device, Iotlb.Stats iotlb, long faults, long retries, long failed, long bytesRead,
-                          long bytesWritten, long crashes, boolean crashed) {
+                          long bytesWritten, long crashes, boolean crashed, long syncs, long syncWaits) {
 }

@@ -111,7 +111,8 @@ public final class Iotlb {
     /** LRU stamps, parallel to {@link #slots}: the tick of the last use. */
     private final long[] stamps;
     private long tick;
-    private long generation;
+    /** Bumped by every invalidation, under the lock; read without it (volatile). */
+    private volatile long generation;
     private long hits;
     private long misses;
     private long fills;
@@ -187,8 +188,11 @@ public final class Iotlb {
         return null;
     }
 
-    /** @return the current generation: read it before a walk and pass it to {@link #insert(Entry, long)} */
-    public synchronized long generation() {
+    /**
+     * @return the current generation: read it before a walk and pass it to {@link #insert(Entry, long)}. A volatile
+     * read with no lock: a translation taken while the generation is unchanged is still valid.
+     */
+    public long generation() {
         return generation;
     }
 

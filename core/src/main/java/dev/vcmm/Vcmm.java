@@ -600,9 +600,15 @@ public final class Vcmm implements AutoCloseable {
     }
 
     /**
-     * Removes a reservation's mappings from every page table of its VCM.
+     * Removes a reservation's mappings from every page table of its VCM, invalidates them in the IOTLB of every
+     * device of the VCM and waits for the DMA bursts in flight on those devices (at most one per DMA thread): when
+     * it returns, no device reaches the memory through this reservation, and the memory's backing count drops.
      *
-     * @throws IllegalStateException if it is not backed (or is being backed by another thread)
+     * @throws IllegalStateException if it is not backed (or is being backed or unbacked by another thread); or, for a
+     *                               HOST reservation, if a view of it is held: nothing changed. If a page table fails
+     *                               to remove its mappings, the IOTLBs are still invalidated and synchronized, the
+     *                               reservation stays backed (its memory is not released) and a later unback
+     *                               finishes; it is never left half-way.
      */
     public void unback(Reservation r) {
         checkReservation(r);
@@ -619,17 +625,50 @@ public final class Vcmm implements AutoCloseable {
                 r.backing.set(b); // a view is held (e.g. by a native call): nothing changed
                 throw e;
             }
-            for (PageTable t : vcm.tables.values()) {
-                t.unmap(r.address(), r.length());
+            // from here on the reservation is never left IN_PROGRESS (that would wedge it for good): it ends
+            // unbacked, or still backed if a page table kept part of its mappings (a retry of unback then finishes)
+            Reservation.Backing end = b;
+            try {
+                RuntimeException tableFailure = null;
+                for (PageTable t : vcm.tables.values()) {
+                    try {
+                        t.unmap(r.address(), r.length());
+                    } catch (RuntimeException e) {
+                        tableFailure = chain(tableFailure, e);
+                    }
+                }
+                Runnable hook = unbackHook;
+                if (hook != null) {
+                    hook.run();
+                }
+                // after the PTEs, before the memory is released; also after a partial failure: what was removed
+                // must not stay cached in an IOTLB or in a burst in flight
+                DeviceDma.invalidate(vcm, r.address(), r.length());
+                if (tableFailure != null) {
+                    throw new IllegalStateException("unback of " + r + " failed to remove its mappings from a page table;"
+                        + " it stays backed (unback again to finish)", tableFailure);
+                }
+                end = null;
+                unregister(r, b.memory());
+                b.memory().releaseBacking();
+            } finally {
+                r.backing.set(end);
             }
-            DeviceDma.invalidate(vcm, r.address(), r.length()); // after the PTEs are gone, before the memory is released
-            unregister(r, b.memory());
-            b.memory().releaseBacking();
-            r.backing.set(null);
         } finally {
             vcm.lock.readLock().unlock();
         }
     }
+
+    private static RuntimeException chain(RuntimeException first, RuntimeException next) {
+        if (first == null) {
+            return next;
+        }
+        first.addSuppressed(next);
+        return first;
+    }
+
+    /** A test-only failure point inside {@link #unback}, between the page tables and the IOTLBs ({@code null} outside tests). */
+    static volatile Runnable unbackHook;
 
     private void register(Reservation r, PhysMem memory, long offset) {
         backings.compute(memory, (pm, set) -> {
@@ -744,7 +783,9 @@ public final class Vcmm implements AutoCloseable {
 
     /**
      * Makes an independent copy of {@code vcm}: a new VCM over the same range with a copy of every
-     * reservation, backed by the same physical memory. Associations are not copied.
+     * reservation, backed by the same physical memory. Associations are not copied. All or nothing: if any step
+     * fails (e.g. a source reservation is unbacked and its memory freed meanwhile), everything the copy made is
+     * undone, the copy is freed, and the failure is thrown.
      */
     public Vcm cloneVcm(Vcm vcm) {
         checkVcm(vcm);
@@ -753,13 +794,40 @@ public final class Vcmm implements AutoCloseable {
                 + "; copyMappings into a VIRTUAL VCM instead");
         }
         Vcm copy = vcm.kind() == Vcm.Kind.VIRTUAL ? createVcm(vcm.start(), vcm.length()) : createOneToOneVcm(vcm.start(), vcm.length());
-        copyMappings(vcm, vcm.start(), vcm.length(), copy);
-        for (Reservation r : vcm.reservations()) {
-            if (!r.isBacked() && copy.reservationAt(r.address()) == null) {
-                reserveAt(copy, r.address(), r.length(), r.attributes());
+        try {
+            copyMappings(vcm, vcm.start(), vcm.length(), copy);
+            for (Reservation r : vcm.reservations()) {
+                Runnable hook = cloneHook;
+                if (hook != null) {
+                    hook.run();
+                }
+                if (!r.isBacked() && copy.reservationAt(r.address()) == null) {
+                    reserveAt(copy, r.address(), r.length(), r.attributes());
+                }
             }
+        } catch (RuntimeException | Error e) {
+            discard(copy, e);
+            throw e;
         }
         return copy;
+    }
+
+    /** A test-only point inside {@link #cloneVcm}, before each reservation's copy ({@code null} outside tests). */
+    static volatile Runnable cloneHook;
+
+    /** Undoes a VCM nobody else has seen yet: unbacks and unreserves what it has, then frees it. */
+    private void discard(Vcm vcm, Throwable cause) {
+        try {
+            for (Reservation r : vcm.reservations()) {
+                if (r.isBacked()) {
+                    unback(r);
+                }
+                unreserve(r);
+            }
+            free(vcm);
+        } catch (RuntimeException undo) {
+            cause.addSuppressed(undo);
+        }
     }
 
     /**
@@ -777,15 +845,25 @@ public final class Vcmm implements AutoCloseable {
         List<Reservation> out = new ArrayList<>();
         long last = address + length - 1;
         for (Reservation r : src.reservations()) {
-            PhysMem pm = r.backingMemory();
+            Reservation.Backing b = r.backing.get(); // one read: memory and offset of the same backing
             long rLast = r.address() + r.length() - 1;
-            if (pm == null || Long.compareUnsigned(rLast, address) < 0 || Long.compareUnsigned(r.address(), last) > 0) {
+            if (b == null || b == Reservation.IN_PROGRESS || Long.compareUnsigned(rLast, address) < 0
+                || Long.compareUnsigned(r.address(), last) > 0) {
                 continue;
             }
             long from = Long.compareUnsigned(r.address(), address) >= 0 ? r.address() : address;
             long to = Long.compareUnsigned(rLast, last) <= 0 ? rLast : last;
+            Runnable hook = cloneHook;
+            if (hook != null) {
+                hook.run();
+            }
             Reservation c = reserveAt(dst, from, to - from + 1, r.attributes());
-            c.back(pm, r.backingOffset() + (from - r.address()));
+            try {
+                back(c, b.memory(), b.offset() + (from - r.address()));
+            } catch (RuntimeException e) {
+                unreserve(c); // not left reserved and unbacked
+                throw e;
+            }
             out.add(c);
         }
         return out;
@@ -818,6 +896,7 @@ public final class Vcmm implements AutoCloseable {
         if (oneToOne && mode != AssociationMode.WHOLE) {
             throw new IllegalArgumentException("a one-to-one device has no high and low tables: mode=" + mode);
         }
+        checkReach(vcm, device, mode);
         graph.lock();
         vcm.lock.writeLock().lock();
         try {
@@ -838,6 +917,32 @@ public final class Vcmm implements AutoCloseable {
         } finally {
             vcm.lock.writeLock().unlock();
             graph.unlock();
+        }
+    }
+
+    /**
+     * @throws IllegalArgumentException if the device's format cannot translate every address of the VCM, or the VCM
+     *                                  does not lie in the half (low or high table) {@code mode} programs
+     */
+    private static void checkReach(Vcm vcm, Device device, AssociationMode mode) {
+        PageTableFormat f = device.format();
+        if (f == null) {
+            return;
+        }
+        long first = vcm.start();
+        long last = first + vcm.length() - 1;
+        if (!f.isValidVa(first) || !f.isValidVa(last) || (first < 0) != (last < 0)) {
+            throw new IllegalArgumentException(String.format("%s [0x%x, 0x%x] is outside the %d-bit input address space of"
+                + " device %s (%s): no address of it could be mapped", vcm, first, last, f.vaBits(), device.name(), f.name()));
+        }
+        int want = switch (mode) {
+            case WHOLE -> -1;
+            case USE_LOW -> Device.LOW;
+            case USE_HIGH -> Device.HIGH;
+        };
+        if (want >= 0 && (device.slotFor(first) != want || device.slotFor(last) != want)) {
+            throw new IllegalArgumentException(String.format("%s [0x%x, 0x%x] does not lie in the %s half of device %s's"
+                + " address space, which %s programs", vcm, first, last, want == Device.LOW ? "low" : "high", device.name(), mode));
         }
     }
 
