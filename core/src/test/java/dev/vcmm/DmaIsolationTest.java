@@ -8,6 +8,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
@@ -270,5 +271,71 @@ class DmaIsolationTest {
         assertEquals(null, failure(teardown));
         WalkResult.Translation tr = assertInstanceOf(WalkResult.Translation.class, result.get());
         assertEquals(pa + 0x1234, tr.pa(), "the walk read the table it started in, not another address space's");
+    }
+
+    /**
+     * Many rounds of back, DMA, unback while two threads write through the device without pause: after each unback
+     * returns, the memory it released is snapshotted and must not change while the writers keep going (their bursts
+     * now fault). Counts the unbacks whose sync found a burst in flight, to prove the windows overlapped.
+     */
+    @Test
+    void shouldNeverWriteReleasedMemoryAfterUnbackReturnsUnderContention() throws Exception {
+        Device gpu = vcmm.device("gpu", DeviceKind.IOMMU, Arm64Lpae4kFormat.INSTANCE, false,
+            DeviceOptions.DEFAULT.withBurstBytes(256));
+        Vcm vcm = vcmm.createVcm(VA, 64 * MIB);
+        vcmm.assoc(vcm, gpu).activate();
+        int len = 64 * 1024;
+        PhysMem[] pms = {vcmm.physAlloc("ddr", len, ChunkPolicy.VCMM), vcmm.physAlloc("ddr", len, ChunkPolicy.VCMM)};
+        Reservation r = vcm.reserve(len, ReservationAttributes.RW, len);
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        java.util.concurrent.atomic.AtomicLong attempts = new java.util.concurrent.atomic.AtomicLong();
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(3);
+        List<Thread> writers = new java.util.ArrayList<>();
+        for (int w = 0; w < 2; w++) {
+            byte[] data = pattern(len, 10 + w);
+            Thread t = new Thread(() -> {
+                try {
+                    start.await();
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+                while (!stop.get()) {
+                    try {
+                        gpu.write(r.address(), data, 0, data.length);
+                    } catch (DeviceFaultException expected) {
+                        // unbacked meanwhile
+                    }
+                    attempts.incrementAndGet();
+                }
+            });
+            t.start();
+            writers.add(t);
+        }
+        start.await();
+        int rounds = Boolean.getBoolean("vcmm.long") ? 20_000 : 200;
+        int violations = 0;
+        for (int round = 0; round < rounds; round++) {
+            PhysMem pm = pms[round & 1];
+            long written = gpu.stats().bytesWritten();
+            r.back(pm);
+            for (long spin = 0; gpu.stats().bytesWritten() < written + 4 * 256 && spin < 10_000_000; spin++) {
+                Thread.onSpinWait(); // let the writers land a few bursts
+            }
+            r.unback();
+            byte[] snapshot = physical(pm.physicalAddress(0), len);
+            long seen = attempts.get();
+            for (long spin = 0; attempts.get() < seen + 2 && spin < 10_000_000; spin++) {
+                Thread.onSpinWait(); // every writer finished the transfer it was in
+            }
+            if (!java.util.Arrays.equals(snapshot, physical(pm.physicalAddress(0), len))) {
+                violations++;
+            }
+        }
+        stop.set(true);
+        for (Thread t : writers) {
+            t.join();
+        }
+        assertEquals(0, violations, "memory changed after unback returned, in " + violations + " of " + rounds + " rounds");
+        assertTrue(gpu.stats().syncWaits() > 0, "some unback found a burst in flight: " + gpu.stats());
     }
 }
