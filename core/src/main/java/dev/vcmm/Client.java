@@ -17,6 +17,14 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * allocations, except an allocation that still backs another client's reservation: that one is freed when
  * its last backing goes (reference counting). No page-table page is left behind.
  *
+ * <p><b>Lifetime rule:</b> a client is released when {@link #close()} is called or when the {@code Client} object
+ * itself becomes unreachable, whichever comes first. The handles made through it (VCMs, reservations, allocations,
+ * associations) do <em>not</em> keep it alive: the VCMM's own registries reference them, so their reachability
+ * cannot tell whether the client is still in use. Keep the {@code Client} reachable for as long as you use what it
+ * made (a field, a try-with-resources block, or {@link java.lang.ref.Reference#reachabilityFence}). Once it is
+ * released its handles fail with an {@link IllegalStateException} (e.g. "use after unreserve"), and every device
+ * has stopped reaching its memory before that memory is freed (unback waits for DMA bursts in flight).
+ *
  * <p><b>Thread-safety:</b> thread-safe: every method may be called from any thread; ownership sets are
  * concurrent and release runs once. Objects made through a client stay usable through {@link Vcmm} and
  * their own methods until the client is released.

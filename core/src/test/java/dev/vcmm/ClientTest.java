@@ -99,6 +99,48 @@ class ClientTest {
         assertTrue(vcmm.vcms().isEmpty());
     }
 
+    /**
+     * The lifetime rule: handles made through a client do not keep it alive (the VCMM's own registries reference
+     * them, so their reachability says nothing); a client is released when it is closed or itself unreachable, and
+     * its handles then fail with a clear error. A reachable client is never released.
+     */
+    @Test
+    void shouldReleaseALostClientEvenWhileItsHandlesAreHeldAndFailTheirUseClearly() throws Exception {
+        Reservation r = reservationOfALostClient();
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (!r.isReleased() && System.nanoTime() < deadline) {
+            System.gc();
+            Thread.sleep(20);
+        }
+        assertTrue(r.isReleased(), "the unreachable client was released though its reservation handle is held");
+        IllegalStateException e = assertThrows(IllegalStateException.class,
+            () -> r.back(vcmm.physAlloc("ddr", MIB, ChunkPolicy.VCMM)));
+        assertTrue(e.getMessage().contains("unreserve"), e.getMessage());
+        assertTrue(gpu.translate(r.address()) instanceof WalkResult.PageFault, "no device reaches its memory");
+    }
+
+    @Test
+    void shouldNeverReleaseAReachableClient() throws Exception {
+        Client c = vcmm.client("kept");
+        Vcm vcm = c.createVcm(0x1000_0000L, 64 * MIB);
+        c.assoc(vcm, gpu).activate();
+        Reservation r = c.reserve(vcm, MIB, ReservationAttributes.RW, MIB).back(c.physAlloc("ddr", MIB, ChunkPolicy.VCMM));
+        for (int i = 0; i < 20; i++) {
+            System.gc();
+            Thread.sleep(5);
+        }
+        assertTrue(r.isBacked(), "a reachable client keeps what it made");
+        assertFalse(c.isClosed());
+        java.lang.ref.Reference.reachabilityFence(c);
+    }
+
+    private Reservation reservationOfALostClient() {
+        Client c = vcmm.client("lost-with-handles");
+        Vcm vcm = c.createVcm(0x1000_0000L, 64 * MIB);
+        c.assoc(vcm, gpu).activate();
+        return c.reserve(vcm, MIB, ReservationAttributes.RW, MIB).back(c.physAlloc("ddr", MIB, ChunkPolicy.VCMM));
+    }
+
     private void loseAClient() {
         Client c = vcmm.client("lost");
         Vcm vcm = c.createVcm(0x1000_0000L, 64 * MIB);
