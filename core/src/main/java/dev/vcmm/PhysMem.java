@@ -123,6 +123,11 @@ public final class PhysMem {
         return chunks;
     }
 
+    /** @return the offset in the buffer of chunk {@code i}'s first byte */
+    long chunkOffset(int i) {
+        return offsets[i];
+    }
+
     /** @return the number of chunks. */
     public int chunkCount() {
         return chunks.size();

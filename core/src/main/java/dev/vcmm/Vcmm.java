@@ -18,7 +18,6 @@ import java.util.Optional;
 import java.util.OptionalLong;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ConcurrentSkipListMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -56,22 +55,18 @@ public final class Vcmm implements AutoCloseable {
     private final ReentrantLock graph = new ReentrantLock();
     private final Map<String, Device> devices = new ConcurrentHashMap<>();
     private final List<Vcm> vcms = new CopyOnWriteArrayList<>();
-    /** Physical allocation -> the reservations it backs. */
-    private final Map<PhysMem, Set<Reservation>> backings = new ConcurrentHashMap<>();
-    /** Chunk start -> the chunk and its allocation, for chunks of allocations that back something. */
-    private final ConcurrentSkipListMap<Long, ChunkRef> chunkIndex = new ConcurrentSkipListMap<>();
+    /** Physical memory -> the reservations it backs: a frame table per memory type. */
+    private final ReverseMap reverse;
     private final AtomicInteger vcmNames = new AtomicInteger();
     private final AtomicBoolean closed = new AtomicBoolean();
     private final HostVcms host;
-
-    private record ChunkRef(PhysMem memory, long offset, long pa, long end) {
-    }
 
     private Vcmm(Map<String, MemoryType> memoryTypes, MemoryType pageTableMemory, HostMapper hostMapper) {
         this.memoryTypes = memoryTypes;
         this.typeArray = memoryTypes.values().toArray(new MemoryType[0]);
         this.pageTableMemory = pageTableMemory;
         this.host = new HostVcms(hostMapper);
+        this.reverse = new ReverseMap(typeArray);
     }
 
     /** @return a builder */
@@ -671,55 +666,24 @@ public final class Vcmm implements AutoCloseable {
     static volatile Runnable unbackHook;
 
     private void register(Reservation r, PhysMem memory, long offset) {
-        backings.compute(memory, (pm, set) -> {
-            Set<Reservation> s = set != null ? set : ConcurrentHashMap.newKeySet();
-            if (set == null) {
-                long off = 0;
-                for (PhysMem.Chunk c : pm.chunks()) {
-                    chunkIndex.put(c.pa(), new ChunkRef(pm, off, c.pa(), c.end()));
-                    off += c.size();
-                }
-            }
-            s.add(r);
-            return s;
-        });
+        reverse.register(r, memory);
     }
 
     private void unregister(Reservation r, PhysMem memory) {
-        backings.computeIfPresent(memory, (pm, set) -> {
-            set.remove(r);
-            if (!set.isEmpty()) {
-                return set;
-            }
-            for (PhysMem.Chunk c : pm.chunks()) {
-                chunkIndex.remove(c.pa());
-            }
-            return null;
-        });
+        reverse.unregister(r, memory);
     }
 
     /** @return the reservations {@code memory} backs now */
     public List<Reservation> reservationsOf(PhysMem memory) {
-        Set<Reservation> s = backings.get(memory);
-        return s == null ? List.of() : List.copyOf(s);
+        return reverse.reservationsOf(memory);
     }
 
-    /** @return every place physical address {@code pa} is mapped: reservation and device address */
+    /**
+     * @return every place physical address {@code pa} is mapped: reservation and device address. O(orders) loads of
+     *         the memory type's frame table, whatever the number of live backings
+     */
     public List<Mapping> whoMaps(long pa) {
-        Map.Entry<Long, ChunkRef> e = chunkIndex.floorEntry(pa);
-        if (e == null || pa >= e.getValue().end()) {
-            return List.of();
-        }
-        ChunkRef c = e.getValue();
-        long pmOffset = c.offset() + (pa - c.pa());
-        List<Mapping> out = new ArrayList<>();
-        for (Reservation r : reservationsOf(c.memory())) {
-            long off = r.backingOffset();
-            if (off >= 0 && pmOffset >= off && pmOffset - off < r.length()) {
-                out.add(new Mapping(r, r.address() + (pmOffset - off)));
-            }
-        }
-        return out;
+        return reverse.whoMaps(pa);
     }
 
     /**

@@ -725,8 +725,15 @@ class VcmmProperties {
                             badTable |= !canExpress(f, r.attributes) || (r.pm != null && !canMap(f, r));
                         }
                     }
+                    // a VCM the device could never translate: outside its input space, or not in the half the mode programs
+                    long first = v.vcm.start();
+                    long last = first + v.vcm.length() - 1;
+                    boolean unreachable = f != null && (!f.isValidVa(first) || !f.isValidVa(last) || (first < 0) != (last < 0)
+                        || (as.mode() == AssociationMode.USE_LOW && (slotFor(d, first) != 0 || slotFor(d, last) != 0))
+                        || (as.mode() == AssociationMode.USE_HIGH && (slotFor(d, first) != 1 || slotFor(d, last) != 1)));
                     MClient owner = owner(as.owner());
                     Association a = create(owner, expect()
+                        .refuse(unreachable, IllegalArgumentException.class)
                         .refuse(oneToOne != v.oneToOne, IllegalArgumentException.class)
                         .refuse(oneToOne && as.mode() != AssociationMode.WHOLE, IllegalArgumentException.class)
                         .refuse(v.assocs.stream().anyMatch(x -> x.device == d), IllegalArgumentException.class)

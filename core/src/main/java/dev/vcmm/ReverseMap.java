@@ -1,0 +1,241 @@
+package dev.vcmm;
+
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicReferenceArray;
+
+/**
+ * The reverse map: physical memory to the reservations it backs. Answers {@link Vcmm#whoMaps(long)},
+ * {@link Vcmm#reservationsOf(PhysMem)} and, through them, the cross-VCM {@link Vcmm#translate(Vcm, long, Vcm)}.
+ *
+ * <p><b>Thread-safety:</b> thread-safe. {@link #register} and {@link #unregister} of one allocation are atomic
+ * with respect to each other (a {@link ConcurrentHashMap} compute per allocation); different allocations register
+ * in parallel with no shared lock. Queries take no lock and are weakly consistent while backings change: they see
+ * each allocation registered or not, never a torn entry, and check every frame entry they follow against the
+ * allocation it names.
+ *
+ * <h2>Design: a frame table, as Linux's struct page array</h2>
+ * Each memory type has a frame table, one 64-bit entry per 4 KiB page frame, in leaves of 512 entries (one 2 MiB
+ * region) allocated on first use. Only the entry of a chunk's <em>first</em> frame is written, so registering an
+ * allocation costs one store per chunk whatever the chunk's size and however many allocations are live, and no heap
+ * object is made per chunk. A query finds the chunk holding {@code pa} from the chunks' natural alignment: a chunk of
+ * order {@code k} starts at {@code pa} rounded down to {@code 4096 << k}, so probing each order from 0 up finds it in
+ * at most {@code maxOrder + 1} loads.
+ * <pre>
+ *   entry (64 bits), 0 = no chunk starts in this frame
+ *    63                     32 31                       6 5         0
+ *   +-------------------------+--------------------------+-----------+
+ *   |  handle of the PhysMem  |  index of the chunk in it |  order + 1 |
+ *   +-------------------------+--------------------------+-----------+
+ * </pre>
+ * Handles index a table of registered allocations (recycled when an allocation stops backing anything), each with
+ * the set of reservations it backs.
+ */
+final class ReverseMap {
+
+    private static final VarHandle LONGS = MethodHandles.arrayElementVarHandle(long[].class);
+    private static final int FRAME_SHIFT = 12;
+    private static final int LEAF_SHIFT = 9;
+    private static final int LEAF = 1 << LEAF_SHIFT;
+    private static final int INDEX_BITS = 26;
+    private static final int ORDER_BITS = 6;
+    /** The most chunks an allocation may have to be found by {@link #whoMaps}. */
+    static final int MAX_CHUNKS = 1 << INDEX_BITS;
+
+    /** One allocation that backs something, and what it backs. */
+    private record Registered(PhysMem memory, int handle, Set<Reservation> reservations) {
+    }
+
+    /** The frame table of one memory type. */
+    private static final class FrameTable {
+        final MemoryType type;
+        final AtomicReferenceArray<long[]> leaves;
+
+        FrameTable(MemoryType type) {
+            this.type = type;
+            long frames = type.size() >>> FRAME_SHIFT;
+            this.leaves = new AtomicReferenceArray<>((int) ((frames + LEAF - 1) >>> LEAF_SHIFT));
+        }
+
+        long get(long frame) {
+            long[] leaf = leaves.get((int) (frame >>> LEAF_SHIFT));
+            return leaf == null ? 0 : (long) LONGS.getAcquire(leaf, (int) (frame & (LEAF - 1)));
+        }
+
+        void set(long frame, long entry) {
+            int i = (int) (frame >>> LEAF_SHIFT);
+            long[] leaf = leaves.get(i);
+            if (leaf == null) {
+                leaf = new long[LEAF];
+                if (!leaves.compareAndSet(i, null, leaf)) {
+                    leaf = leaves.get(i); // another registration made it first
+                }
+            }
+            LONGS.setRelease(leaf, (int) (frame & (LEAF - 1)), entry); // the entry after the record it names
+        }
+    }
+
+    private final MemoryType[] types;
+    private final FrameTable[] tables;
+    private final Map<PhysMem, Registered> byMemory = new ConcurrentHashMap<>();
+    /** Handle -> registration; grown and recycled under {@link #handles}' monitor, read without it. */
+    private volatile Registered[] byHandle = new Registered[64];
+    private final HandlePool handles = new HandlePool();
+
+    ReverseMap(MemoryType[] types) {
+        this.types = types.clone();
+        this.tables = new FrameTable[types.length];
+        for (int i = 0; i < types.length; i++) {
+            tables[i] = new FrameTable(types[i]);
+        }
+    }
+
+    /** Handles in use and free, recycled lowest-last; a monitor held per allocation registration, never per chunk. */
+    private static final class HandlePool {
+        int next;
+        int[] free = new int[16];
+        int freeCount;
+    }
+
+    /** Records that {@code r} is backed by {@code memory}; the allocation's chunks enter the frame table once. */
+    void register(Reservation r, PhysMem memory) {
+        byMemory.compute(memory, (pm, reg) -> {
+            if (reg == null) {
+                reg = new Registered(pm, newHandle(), ConcurrentHashMap.newKeySet());
+                publish(reg);
+                FrameTable t = table(pm.memoryType());
+                List<PhysMem.Chunk> chunks = pm.chunks();
+                if (chunks.size() <= MAX_CHUNKS) {
+                    for (int i = 0; i < chunks.size(); i++) {
+                        PhysMem.Chunk c = chunks.get(i);
+                        t.set(frame(t, c.pa()), entry(reg.handle(), i, c.order()));
+                    }
+                }
+            }
+            reg.reservations().add(r);
+            return reg;
+        });
+    }
+
+    /** Records that {@code r} no longer is backed by {@code memory}; the last one takes the chunks out. */
+    void unregister(Reservation r, PhysMem memory) {
+        byMemory.computeIfPresent(memory, (pm, reg) -> {
+            reg.reservations().remove(r);
+            if (!reg.reservations().isEmpty()) {
+                return reg;
+            }
+            FrameTable t = table(pm.memoryType());
+            for (PhysMem.Chunk c : pm.chunks()) {
+                t.set(frame(t, c.pa()), 0);
+            }
+            freeHandle(reg.handle());
+            return null;
+        });
+    }
+
+    /** @return the reservations {@code memory} backs now (a snapshot) */
+    List<Reservation> reservationsOf(PhysMem memory) {
+        Registered reg = byMemory.get(memory);
+        return reg == null ? List.of() : List.copyOf(reg.reservations());
+    }
+
+    /** @return every place {@code pa} is mapped: reservation and the address of {@code pa} in it */
+    List<Mapping> whoMaps(long pa) {
+        for (FrameTable t : tables) {
+            MemoryType type = t.type;
+            if (pa < type.base() || pa - type.base() >= type.size()) {
+                continue;
+            }
+            for (int order = 0; order <= type.maxOrder(); order++) {
+                long head = pa & -(1L << (FRAME_SHIFT + order));
+                if (head < type.base()) {
+                    break;
+                }
+                long e = t.get(frame(t, head));
+                if (e == 0 || (int) (e & ((1 << ORDER_BITS) - 1)) != order + 1) {
+                    continue;
+                }
+                Registered reg = registered((int) (e >>> 32));
+                int index = (int) ((e >>> ORDER_BITS) & (MAX_CHUNKS - 1));
+                if (reg == null || index >= reg.memory().chunkCount() || reg.memory().chunks().get(index).pa() != head) {
+                    return List.of(); // changed under us: the chunk is being registered or unregistered
+                }
+                long pmOffset = reg.memory().chunkOffset(index) + (pa - head);
+                List<Mapping> out = new ArrayList<>();
+                for (Reservation r : reg.reservations()) {
+                    long off = r.backingOffset();
+                    if (off >= 0 && pmOffset >= off && pmOffset - off < r.length()) {
+                        out.add(new Mapping(r, r.address() + (pmOffset - off)));
+                    }
+                }
+                return out;
+            }
+            return List.of();
+        }
+        return List.of();
+    }
+
+    /** @return the number of allocations registered now */
+    int registeredCount() {
+        return byMemory.size();
+    }
+
+    private FrameTable table(MemoryType type) {
+        for (FrameTable t : tables) {
+            if (t.type == type) {
+                return t;
+            }
+        }
+        throw new IllegalArgumentException("memoryType=" + type.name() + " is not one of this VCMM's");
+    }
+
+    private static long frame(FrameTable t, long pa) {
+        return (pa - t.type.base()) >>> FRAME_SHIFT;
+    }
+
+    private static long entry(int handle, int index, int order) {
+        return ((long) handle << 32) | ((long) index << ORDER_BITS) | (order + 1);
+    }
+
+    private Registered registered(int handle) {
+        Registered[] a = byHandle;
+        return handle < a.length ? a[handle] : null;
+    }
+
+    private int newHandle() {
+        synchronized (handles) {
+            if (handles.freeCount > 0) {
+                return handles.free[--handles.freeCount];
+            }
+            return handles.next++;
+        }
+    }
+
+    private void publish(Registered reg) {
+        synchronized (handles) {
+            Registered[] a = byHandle;
+            if (reg.handle() >= a.length) {
+                a = java.util.Arrays.copyOf(a, Math.max(a.length * 2, reg.handle() + 1));
+            }
+            a[reg.handle()] = reg;
+            byHandle = a; // volatile: the record before any frame entry that names it
+        }
+    }
+
+    private void freeHandle(int handle) {
+        synchronized (handles) {
+            Registered[] a = byHandle;
+            a[handle] = null;
+            byHandle = a;
+            if (handles.freeCount == handles.free.length) {
+                handles.free = java.util.Arrays.copyOf(handles.free, handles.free.length * 2);
+            }
+            handles.free[handles.freeCount++] = handle;
+        }
+    }
+}

@@ -1,0 +1,152 @@
+package dev.vcmm;
+
+import dev.vcmm.pagetable.Arm64Lpae4kFormat;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The frame-table reverse map: whoMaps and reservationsOf for chunks of every size, and under concurrent backing. */
+class ReverseMapTest {
+
+    static final long MIB = 1L << 20;
+    static final long DDR = 0x8000_0000L;
+
+    Vcmm vcmm;
+
+    @BeforeEach
+    void open() {
+        vcmm = Vcmm.builder()
+            .memoryType(MemoryType.builder("ddr").base(DDR).size(256 * MIB))
+            .memoryType(MemoryType.builder("pt").base(0x1000_0000L).size(64 * MIB))
+            .pageTableMemory("pt")
+            .build();
+    }
+
+    @AfterEach
+    void close() {
+        vcmm.close();
+    }
+
+    @Test
+    void shouldFindEveryByteOfEveryChunkSizeAndForgetItAfterUnback() {
+        Vcm a = vcmm.createVcm(0x4000_0000L, 256 * MIB);
+        Vcm b = vcmm.createVcm(0x4000_0000L, 256 * MIB);
+        // 16M + 1M + 64K + 4K chunks
+        PhysMem pm = vcmm.physAlloc("ddr", 16 * MIB + MIB + 64 * 1024 + 4096, ChunkPolicy.VCMM);
+        assertEquals(4, pm.chunkCount());
+        Reservation ra = a.reserve(pm.length(), ReservationAttributes.RW, 16 * MIB).back(pm);
+        Reservation rb = b.reserve(MIB, ReservationAttributes.RW, MIB).back(pm, 16 * MIB); // the 1M chunk only
+        for (long off : new long[] {0, 4095, 8 * MIB + 7, 16 * MIB, 16 * MIB + MIB - 1, 17 * MIB + 12345, pm.length() - 1}) {
+            long pa = pm.physicalAddress(off);
+            List<Mapping> m = vcmm.whoMaps(pa);
+            boolean inB = off >= 16 * MIB && off < 17 * MIB;
+            assertEquals(inB ? 2 : 1, m.size(), "off=" + off + " " + m);
+            assertTrue(m.contains(new Mapping(ra, ra.address() + off)), m.toString());
+            if (inB) {
+                assertTrue(m.contains(new Mapping(rb, rb.address() + off - 16 * MIB)), m.toString());
+            }
+        }
+        assertEquals(List.of(), vcmm.whoMaps(pm.physicalAddress(0) - 4096 < DDR ? DDR + 255 * MIB : pm.physicalAddress(0) - 4096));
+        assertEquals(2, vcmm.reservationsOf(pm).size());
+        ra.unback();
+        assertEquals(List.of(new Mapping(rb, rb.address())), vcmm.whoMaps(pm.physicalAddress(16 * MIB)));
+        assertEquals(List.of(), vcmm.whoMaps(pm.physicalAddress(0)), "a chunk no longer backing anything is forgotten");
+        rb.unback();
+        assertEquals(List.of(), vcmm.reservationsOf(pm));
+        assertEquals(List.of(), vcmm.whoMaps(pm.physicalAddress(16 * MIB)));
+    }
+
+    /**
+     * Threads back and unback their own buffers while a reader asks whoMaps of random chunks: every answer is empty
+     * or exactly the reservation that backs that byte now (never another allocation's, whose handle was recycled).
+     */
+    @Test
+    void shouldAnswerOnlyTrueMappingsWhileBackingsChange() throws Exception {
+        Device gpu = vcmm.device("gpu", Arm64Lpae4kFormat.INSTANCE);
+        Vcm vcm = vcmm.createVcm(0x4000_0000L, 256 * MIB);
+        vcmm.assoc(vcm, gpu).activate();
+        int threads = 2;
+        int perThread = 64;
+        List<List<Reservation>> res = new ArrayList<>();
+        List<List<PhysMem>> mems = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            List<Reservation> rs = new ArrayList<>();
+            List<PhysMem> ps = new ArrayList<>();
+            for (int i = 0; i < perThread; i++) {
+                rs.add(vcm.reserve(64 * 1024, ReservationAttributes.RW, 64 * 1024));
+                ps.add(vcmm.physAlloc("ddr", 64 * 1024, ChunkPolicy.PAGES_4K));
+            }
+            res.add(rs);
+            mems.add(ps);
+        }
+        AtomicBoolean stop = new AtomicBoolean();
+        AtomicLong wrong = new AtomicLong();
+        AtomicLong found = new AtomicLong();
+        CyclicBarrier start = new CyclicBarrier(threads + 1);
+        List<Thread> workers = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            List<Reservation> rs = res.get(t);
+            List<PhysMem> ps = mems.get(t);
+            Thread w = new Thread(() -> {
+                await(start);
+                for (int round = 0; round < 200; round++) {
+                    for (int i = 0; i < perThread; i++) {
+                        // rotate: reservation i takes allocation i + round, so chunks change owners between rounds
+                        rs.get(i).back(ps.get((i + round) % perThread));
+                    }
+                    for (Reservation r : rs) {
+                        r.unback();
+                    }
+                }
+            });
+            w.start();
+            workers.add(w);
+        }
+        Thread reader = new Thread(() -> {
+            await(start);
+            java.util.Random rnd = new java.util.Random(42);
+            while (!stop.get()) {
+                int t = rnd.nextInt(threads);
+                PhysMem pm = mems.get(t).get(rnd.nextInt(perThread));
+                long off = rnd.nextInt(16) * 4096L + rnd.nextInt(4096);
+                for (Mapping m : vcmm.whoMaps(pm.physicalAddress(off))) {
+                    found.incrementAndGet();
+                    if (!res.get(t).contains(m.reservation()) || m.address() != m.reservation().address() + off) {
+                        wrong.incrementAndGet();
+                    }
+                }
+            }
+        });
+        reader.start();
+        for (Thread w : workers) {
+            w.join();
+        }
+        stop.set(true);
+        reader.join();
+        assertEquals(0, wrong.get(), "whoMaps answered a mapping that does not exist");
+        assertTrue(found.get() > 0, "the reader saw live mappings while they changed");
+        for (List<PhysMem> ps : mems) {
+            for (PhysMem pm : ps) {
+                assertEquals(List.of(), vcmm.reservationsOf(pm));
+                assertEquals(List.of(), vcmm.whoMaps(pm.physicalAddress(0)), "empty after everything is unbacked");
+            }
+        }
+    }
+
+    private static void await(CyclicBarrier b) {
+        try {
+            b.await();
+        } catch (Exception e) {
+            throw new AssertionError(e);
+        }
+    }
+}
