@@ -3,6 +3,7 @@ package dev.vcmm;
 import dev.vcmm.spi.BlockAllocator;
 import dev.vcmm.spi.MemorySpec;
 
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -60,6 +61,9 @@ public final class PhysMem {
     private final long requestedLength;
     private final ChunkPolicy policy;
     private final PhysAllocOptions options;
+    /** The chunks packed one per long, {@code pa | order} (pa is page aligned): 8 bytes a chunk, not a record. */
+    private final long[] packed;
+    /** {@link #chunks()}: a read-only view over {@link #packed}. */
     private final List<Chunk> chunks;
     /** Start offset of each chunk in the buffer, ascending; for the binary search of {@link #physicalAddress}. */
     private final long[] offsets;
@@ -76,9 +80,14 @@ public final class PhysMem {
         this.requestedLength = requestedLength;
         this.policy = policy;
         this.options = options;
-        this.chunks = List.copyOf(chunks);
+        this.packed = new long[chunks.size()];
+        for (int i = 0; i < packed.length; i++) {
+            Chunk c = chunks.get(i);
+            packed[i] = c.pa() | c.order();
+        }
+        this.chunks = new ChunkView();
         this.blocks = blocks == chunks ? this.chunks : List.copyOf(blocks);
-        this.offsets = new long[this.chunks.size()];
+        this.offsets = new long[packed.length];
         long offset = 0;
         boolean adjacent = true;
         for (int i = 0; i < offsets.length; i++) {
@@ -118,9 +127,78 @@ public final class PhysMem {
         return options;
     }
 
-    /** @return the chunks in buffer order, an immutable list. */
+    /** @return the chunks in buffer order, an unmodifiable list (its records are made on access). */
     public List<Chunk> chunks() {
         return chunks;
+    }
+
+    /**
+     * A physically contiguous run of the buffer: adjacent chunks merged.
+     *
+     * <p><b>Thread-safety:</b> immutable.
+     *
+     * @param offset the offset in the buffer (or the window asked for) of the run's first byte
+     * @param pa     the physical address of that byte
+     * @param length the run's length in bytes
+     */
+    public record Run(long offset, long pa, long length) {
+    }
+
+    /** Receives the runs of a window, see {@link #forEachRun}. */
+    @FunctionalInterface
+    interface RunVisitor {
+        /** @param offset in the window; @param pa of that byte; @param length of the run */
+        void run(long offset, long pa, long length);
+    }
+
+    /** @return the physically contiguous runs of the whole buffer, in buffer order (adjacent chunks merged) */
+    public List<Run> runs() {
+        return runs(0, length);
+    }
+
+    /**
+     * @return the physically contiguous runs of {@code [offset, offset + length)}, each with its offset in that
+     *         window, adjacent chunks merged
+     * @throws IllegalArgumentException if the window is not inside the buffer
+     */
+    public List<Run> runs(long offset, long length) {
+        List<Run> out = new ArrayList<>();
+        forEachRun(offset, length, (o, pa, n) -> out.add(new Run(o, pa, n)));
+        return out;
+    }
+
+    /**
+     * Visits the physically contiguous runs of {@code [offset, offset + length)} in order, adjacent chunks merged,
+     * with no allocation per run: the back path maps each run with one call.
+     */
+    void forEachRun(long offset, long length, RunVisitor visitor) {
+        if (offset < 0 || length <= 0 || offset > this.length - length) {
+            throw new IllegalArgumentException("window offset=" + offset + " length=" + length + " is outside " + this);
+        }
+        int i = Arrays.binarySearch(offsets, offset);
+        if (i < 0) {
+            i = -i - 2;
+        }
+        long end = offset + length;
+        long runOffset = -1;
+        long runPa = 0;
+        long runLength = 0;
+        for (; i < offsets.length && offsets[i] < end; i++) {
+            long from = Math.max(offsets[i], offset);
+            long to = Math.min(offsets[i] + BlockAllocator.orderSize(chunkOrder(i)), end);
+            long pa = chunkPa(i) + (from - offsets[i]);
+            if (runOffset >= 0 && runPa + runLength == pa) {
+                runLength += to - from;
+            } else {
+                if (runOffset >= 0) {
+                    visitor.run(runOffset, runPa, runLength);
+                }
+                runOffset = from - offset;
+                runPa = pa;
+                runLength = to - from;
+            }
+        }
+        visitor.run(runOffset, runPa, runLength);
     }
 
     /** @return the offset in the buffer of chunk {@code i}'s first byte */
@@ -128,9 +206,32 @@ public final class PhysMem {
         return offsets[i];
     }
 
+    /** @return the physical address of chunk {@code i} */
+    long chunkPa(int i) {
+        return packed[i] & ~(BlockAllocator.PAGE_SIZE - 1);
+    }
+
+    /** @return the order of chunk {@code i} */
+    int chunkOrder(int i) {
+        return (int) (packed[i] & (BlockAllocator.PAGE_SIZE - 1));
+    }
+
+    /** The chunks as records, made on access from {@link #packed}. */
+    private final class ChunkView extends java.util.AbstractList<Chunk> implements java.util.RandomAccess {
+        @Override
+        public Chunk get(int i) {
+            return new Chunk(chunkPa(i), chunkOrder(i));
+        }
+
+        @Override
+        public int size() {
+            return packed.length;
+        }
+    }
+
     /** @return the number of chunks. */
     public int chunkCount() {
-        return chunks.size();
+        return packed.length;
     }
 
     /**
@@ -156,7 +257,7 @@ public final class PhysMem {
         if (i < 0) {
             i = -i - 2; // the chunk starting before the insertion point
         }
-        return chunks.get(i).pa() + (offset - offsets[i]);
+        return chunkPa(i) + (offset - offsets[i]);
     }
 
     /** @return {@code true} once the allocation has been freed. */

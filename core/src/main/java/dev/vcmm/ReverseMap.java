@@ -5,7 +5,6 @@ import java.lang.invoke.VarHandle;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 
@@ -47,9 +46,57 @@ final class ReverseMap {
     /** The most chunks an allocation may have to be found by {@link #whoMaps}. */
     static final int MAX_CHUNKS = 1 << INDEX_BITS;
 
-    /** One allocation that backs something, and what it backs. */
-    private record Registered(PhysMem memory, int handle, Set<Reservation> reservations) {
+    /**
+     * One allocation that backs something, and what it backs: an array replaced whole on every change (made under
+     * the allocation's compute, read without a lock). Most allocations back one reservation: 24 bytes, not a set.
+     */
+    private static final class Registered {
+        final PhysMem memory;
+        final int handle;
+        volatile Reservation[] reservations = NONE;
+
+        Registered(PhysMem memory, int handle) {
+            this.memory = memory;
+            this.handle = handle;
+        }
+
+        PhysMem memory() {
+            return memory;
+        }
+
+        int handle() {
+            return handle;
+        }
+
+        void add(Reservation r) {
+            Reservation[] a = reservations;
+            for (Reservation x : a) {
+                if (x == r) {
+                    return;
+                }
+            }
+            Reservation[] b = java.util.Arrays.copyOf(a, a.length + 1);
+            b[a.length] = r;
+            reservations = b;
+        }
+
+        /** @return whether any reservation is left */
+        boolean remove(Reservation r) {
+            Reservation[] a = reservations;
+            for (int i = 0; i < a.length; i++) {
+                if (a[i] == r) {
+                    Reservation[] b = new Reservation[a.length - 1];
+                    System.arraycopy(a, 0, b, 0, i);
+                    System.arraycopy(a, i + 1, b, i, a.length - i - 1);
+                    reservations = b;
+                    return b.length > 0;
+                }
+            }
+            return a.length > 0;
+        }
     }
+
+    private static final Reservation[] NONE = new Reservation[0];
 
     /** The frame table of one memory type. */
     private static final class FrameTable {
@@ -106,18 +153,17 @@ final class ReverseMap {
     void register(Reservation r, PhysMem memory) {
         byMemory.compute(memory, (pm, reg) -> {
             if (reg == null) {
-                reg = new Registered(pm, newHandle(), ConcurrentHashMap.newKeySet());
+                reg = new Registered(pm, newHandle());
                 publish(reg);
                 FrameTable t = table(pm.memoryType());
-                List<PhysMem.Chunk> chunks = pm.chunks();
-                if (chunks.size() <= MAX_CHUNKS) {
-                    for (int i = 0; i < chunks.size(); i++) {
-                        PhysMem.Chunk c = chunks.get(i);
-                        t.set(frame(t, c.pa()), entry(reg.handle(), i, c.order()));
+                int n = pm.chunkCount();
+                if (n <= MAX_CHUNKS) {
+                    for (int i = 0; i < n; i++) {
+                        t.set(frame(t, pm.chunkPa(i)), entry(reg.handle(), i, pm.chunkOrder(i)));
                     }
                 }
             }
-            reg.reservations().add(r);
+            reg.add(r);
             return reg;
         });
     }
@@ -125,13 +171,12 @@ final class ReverseMap {
     /** Records that {@code r} no longer is backed by {@code memory}; the last one takes the chunks out. */
     void unregister(Reservation r, PhysMem memory) {
         byMemory.computeIfPresent(memory, (pm, reg) -> {
-            reg.reservations().remove(r);
-            if (!reg.reservations().isEmpty()) {
+            if (reg.remove(r)) {
                 return reg;
             }
             FrameTable t = table(pm.memoryType());
-            for (PhysMem.Chunk c : pm.chunks()) {
-                t.set(frame(t, c.pa()), 0);
+            for (int i = 0, n = pm.chunkCount(); i < n; i++) {
+                t.set(frame(t, pm.chunkPa(i)), 0);
             }
             freeHandle(reg.handle());
             return null;
@@ -141,7 +186,7 @@ final class ReverseMap {
     /** @return the reservations {@code memory} backs now (a snapshot) */
     List<Reservation> reservationsOf(PhysMem memory) {
         Registered reg = byMemory.get(memory);
-        return reg == null ? List.of() : List.copyOf(reg.reservations());
+        return reg == null ? List.of() : List.of(reg.reservations);
     }
 
     /** @return every place {@code pa} is mapped: reservation and the address of {@code pa} in it */
@@ -162,12 +207,12 @@ final class ReverseMap {
                 }
                 Registered reg = registered((int) (e >>> 32));
                 int index = (int) ((e >>> ORDER_BITS) & (MAX_CHUNKS - 1));
-                if (reg == null || index >= reg.memory().chunkCount() || reg.memory().chunks().get(index).pa() != head) {
+                if (reg == null || index >= reg.memory().chunkCount() || reg.memory().chunkPa(index) != head) {
                     return List.of(); // changed under us: the chunk is being registered or unregistered
                 }
                 long pmOffset = reg.memory().chunkOffset(index) + (pa - head);
                 List<Mapping> out = new ArrayList<>();
-                for (Reservation r : reg.reservations()) {
+                for (Reservation r : reg.reservations) {
                     long off = r.backingOffset();
                     if (off >= 0 && pmOffset >= off && pmOffset - off < r.length()) {
                         out.add(new Mapping(r, r.address() + (pmOffset - off)));

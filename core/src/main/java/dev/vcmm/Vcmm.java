@@ -550,18 +550,13 @@ public final class Vcmm implements AutoCloseable {
         }
     }
 
-    /** Maps the reservation's slices of {@code memory} into one table; undoes its own part on failure. */
+    /** Maps the reservation's runs of {@code memory} into one table; undoes its own part on failure. */
     private static void mapInto(PageTable t, Reservation r, PhysMem memory, long offset, Attributes a) {
-        long mapped = 0;
+        long va = r.address();
         try {
-            for (long[] s : slices(memory, offset, r.length())) {
-                t.map(r.address() + s[0], s[1], s[2], a);
-                mapped = s[0] + s[2];
-            }
+            memory.forEachRun(offset, r.length(), (o, pa, n) -> t.map(va + o, pa, n, a));
         } catch (RuntimeException e) {
-            if (mapped > 0) {
-                t.unmap(r.address(), mapped);
-            }
+            t.unmap(va, r.length()); // whatever was mapped of the range: the rest is empty
             throw e;
         }
     }
@@ -572,25 +567,7 @@ public final class Vcmm implements AutoCloseable {
      */
     static List<long[]> slices(PhysMem memory, long offset, long length) {
         List<long[]> out = new ArrayList<>();
-        long chunkOffset = 0;
-        long end = offset + length;
-        for (PhysMem.Chunk c : memory.chunks()) {
-            long cStart = chunkOffset;
-            long cEnd = chunkOffset + c.size();
-            chunkOffset = cEnd;
-            if (cEnd <= offset || cStart >= end) {
-                continue;
-            }
-            long from = Math.max(cStart, offset);
-            long to = Math.min(cEnd, end);
-            long pa = c.pa() + (from - cStart);
-            long[] last = out.isEmpty() ? null : out.getLast();
-            if (last != null && last[1] + last[2] == pa) {
-                last[2] += to - from;
-            } else {
-                out.add(new long[] {from - offset, pa, to - from});
-            }
-        }
+        memory.forEachRun(offset, length, (o, pa, n) -> out.add(new long[] {o, pa, n}));
         return out;
     }
 

@@ -49,6 +49,38 @@ class PhysMemTest {
     }
 
     @Test
+    void shouldGiveRunsThatMergeAdjacentChunksAndAgreeWithPhysicalAddress() {
+        try (MemoryType t = ddr(64 * MIB)) {
+            List<Long> holes = new ArrayList<>();
+            for (int i = 0; i < 40; i++) {
+                holes.add(t.allocator().alloc(i % 3));
+            }
+            for (int i = 0; i < holes.size(); i += 2) {
+                t.allocator().free(holes.get(i), i % 3);
+            }
+            PhysMem pm = t.physAlloc(2 * MIB, ChunkPolicy.of(64 * KIB, 8 * KIB, 4 * KIB));
+            for (long[] w : new long[][] {{0, pm.length()}, {4096, 3 * 4096}, {pm.length() - 8192, 8192}, {12345 & -4096, MIB}}) {
+                List<PhysMem.Run> runs = pm.runs(w[0], w[1]);
+                long expect = 0;
+                for (int i = 0; i < runs.size(); i++) {
+                    PhysMem.Run r = runs.get(i);
+                    assertEquals(expect, r.offset(), "runs tile the window");
+                    for (long d : new long[] {0, r.length() - 1}) {
+                        assertEquals(pm.physicalAddress(w[0] + r.offset() + d), r.pa() + d);
+                    }
+                    if (i > 0) {
+                        PhysMem.Run p = runs.get(i - 1);
+                        assertTrue(p.pa() + p.length() != r.pa(), "adjacent runs are merged: " + runs);
+                    }
+                    expect += r.length();
+                }
+                assertEquals(w[1], expect);
+            }
+            assertThrows(IllegalArgumentException.class, () -> pm.runs(pm.length() - 4096, 8192));
+        }
+    }
+
+    @Test
     void shouldExposeAnImmutableChunkList() {
         try (MemoryType t = ddr(GIB)) {
             PhysMem pm = t.physAlloc(MIB, ChunkPolicy.VCMM);
