@@ -10,7 +10,6 @@ import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -30,9 +29,10 @@ import java.util.OptionalInt;
  * <p><b>Thread-safety:</b> thread-safe; every method may be called from any thread. Word accesses have
  * the access mode their prefix names, through {@link VarHandle}s on little-endian layouts; bulk copies
  * and {@link #fill} are plain. {@link #close()} may race with accesses: an access that starts after it
- * fails with an {@link IllegalStateException} from the closed flag, and one already past that check
- * fails with the {@link IllegalStateException} of the closed {@link Arena} (the JDK's shared-arena
- * close handshakes with threads in an access), never with a crash.
+ * fails with an {@link IllegalStateException} from the closed flag, and one that races it fails with the
+ * {@link IllegalStateException} of the closed {@link Arena} (the JDK's shared-arena close handshakes with
+ * threads in an access), never with a crash. A close refused because a native call holds the memory
+ * changes nothing and can be retried.
  *
  * <p><b>Backing:</b> on Linux an anonymous {@code memfd_create(2)} file named {@code vcmm-<name>},
  * sized with {@code ftruncate(2)} and mapped {@code MAP_SHARED} read-write into a shared arena this
@@ -79,16 +79,6 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
     private static final VarHandle LONG = LONG_LE.varHandle().withInvokeExactBehavior();
     private static final VarHandle INT = INT_LE.varHandle().withInvokeExactBehavior();
 
-    private static final VarHandle CLOSED;
-
-    static {
-        try {
-            CLOSED = MethodHandles.lookup().findVarHandle(SegmentPhysicalMemory.class, "closed", boolean.class);
-        } catch (ReflectiveOperationException e) {
-            throw new ExceptionInInitializerError(e);
-        }
-    }
-
     private final String name;
     private final long base;
     private final long size;
@@ -101,9 +91,11 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
     /** The temporary file if it could not be deleted while mapped, else null. */
     private final Path fileToDelete;
 
-    /** Written once, false to true, by CAS in {@link #close()}; read volatile at every entry. */
-    @SuppressWarnings("unused") // through CLOSED
+    /** Written once, false to true, in {@link #close()} after the arena closed; read volatile at every entry. */
     private volatile boolean closed;
+
+    /** Whether {@link #fileToDelete} is gone. Guarded by {@code this}. */
+    private boolean fileDeleted;
 
     private SegmentPhysicalMemory(String name, long base, long size, Backing backing, Arena arena,
                                   MemorySegment segment, int fd, Path fileToDelete) {
@@ -492,28 +484,40 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
     }
 
     /**
-     * Unmaps the memory (closing the arena), then closes the memfd or deletes the temporary file.
-     * Idempotent and thread-safe: the first call does the work, later ones return at once.
+     * Unmaps the memory (closing the arena), then closes the memfd or deletes the temporary file. Idempotent once it
+     * has succeeded; thread-safe (closes are serialised by this object's monitor, off the access path).
      *
-     * @throws UncheckedIOException if closing the memfd fails (the mapping is gone all the same)
+     * <p>A close refused because a segment of the memory is in use by a native call (a downcall keeps its arena
+     * acquired, and a shared arena cannot close under it) throws and changes nothing: the memory stays open and
+     * usable, its fd open, and a later close succeeds once the call has returned. Accesses that race a successful
+     * close fail with the closed arena's {@link IllegalStateException}, those after it with the closed flag's.
+     *
+     * @throws IllegalStateException if a segment of the memory is in use by a native call ("busy"); nothing changed
+     * @throws UncheckedIOException  if closing the memfd or deleting the temporary file fails; the mapping is gone
+     *                               (the memory is closed) and a deletion that failed is tried again by the next close
      */
     @Override
-    public void close() {
-        if (!CLOSED.compareAndSet(this, false, true)) {
-            return;
-        }
-        try {
-            arena.close();
-        } finally {
-            if (fd >= 0) {
-                Libc.close(fd);
-            }
-            if (fileToDelete != null) {
-                try {
-                    Files.deleteIfExists(fileToDelete);
-                } catch (IOException e) {
-                    throw new UncheckedIOException("cannot delete " + fileToDelete, e);
+    public synchronized void close() {
+        if (!closed) {
+            try {
+                arena.close(); // first: if a native call holds the memory this throws and nothing has changed
+            } catch (IllegalStateException e) {
+                if (arena.scope().isAlive()) {
+                    throw new IllegalStateException("busy: physical memory '" + name + "' cannot close while a segment of it"
+                        + " is in use by a native call (" + e.getMessage() + "); nothing changed: close again once it returns", e);
                 }
+            }
+            closed = true; // volatile: later accesses fail on the flag (racing ones failed on the arena)
+            if (fd >= 0) {
+                Libc.close(fd); // never retried: Linux releases the fd even when close(2) reports an error
+            }
+        }
+        if (fileToDelete != null && !fileDeleted) {
+            try {
+                Files.deleteIfExists(fileToDelete);
+                fileDeleted = true;
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot delete " + fileToDelete + " (close again to retry)", e);
             }
         }
     }

@@ -174,6 +174,39 @@ class SegmentPhysicalMemoryFfmTest {
     }
 
     @Test
+    @Timeout(60)
+    void shouldRefuseCloseWhileANativeCallHoldsTheMemoryAndChangeNothing() throws Exception {
+        for (SegmentPhysicalMemory.Backing backing : SegmentPhysicalMemory.Backing.values()) {
+            if (backing == SegmentPhysicalMemory.Backing.MEMFD && !Libc.HAS_MEMFD) {
+                continue;
+            }
+            SegmentPhysicalMemory mem = SegmentPhysicalMemory.open("held-" + backing, BASE, 1L << 20, backing);
+            mem.spLong(BASE + 4096, 0x1234L);
+            OptionalInt fd = mem.fd();
+            IllegalStateException refused;
+            try (NativeHold hold = new NativeHold(mem.segment())) {
+                refused = assertThrows(IllegalStateException.class, mem::close);
+                // nothing changed: still open, still readable and writable, the memfd still there
+                assertFalse(mem.isClosed(), backing + ": a refused close leaves the memory open");
+                assertEquals(0x1234L, mem.lpLong(BASE + 4096));
+                mem.spLong(BASE + 8192, 0x5678L);
+                assertEquals(0x5678L, mem.segment().get(SegmentPhysicalMemory.LONG_LE, 8192));
+                assertEquals(fd, mem.fd());
+                if (fd.isPresent()) {
+                    assertTrue(readLinkOrEmpty(Path.of("/proc/self/fd/" + fd.getAsInt())).contains("memfd:vcmm-held"),
+                        "the memfd stays open after a refused close");
+                }
+            }
+            assertTrue(refused.getMessage().contains("held-" + backing) && refused.getMessage().contains("busy"),
+                refused.getMessage());
+            mem.close(); // the obstacle is gone: now it closes
+            assertTrue(mem.isClosed());
+            assertThrows(IllegalStateException.class, () -> mem.lpLong(BASE + 4096));
+            mem.close(); // idempotent after success
+        }
+    }
+
+    @Test
     void shouldExplainANativeFailureWithErrno() {
         assumeTrue(Libc.HAS_MEMFD, "needs libc (Linux)");
         java.io.UncheckedIOException e = assertThrows(java.io.UncheckedIOException.class, () -> Libc.close(-1));
