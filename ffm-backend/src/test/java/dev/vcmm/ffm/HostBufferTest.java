@@ -43,6 +43,23 @@ class HostBufferTest {
     }
 
     @Test
+    void shouldNeverShowANewBufferAPreviousBuffersBytes() {
+        for (long length : new long[] {8 * MIB, 192L << 10, 4096}) {
+            ChunkPolicy policy = length >= 2 * MIB ? ChunkPolicy.HUGE : ChunkPolicy.of(4096);
+            HostBuffer first = HostBuffers.allocate(vcmm, ddr, length, policy);
+            first.segment().fill((byte) 0x5A);
+            var chunks = first.physMem().chunks();
+            first.close();
+            try (HostBuffer second = HostBuffers.allocate(vcmm, ddr, length, policy)) {
+                assertEquals(chunks, second.physMem().chunks(), "the same blocks, handed to a new owner");
+                MemorySegment s = second.segment();
+                long found = s.mismatch(MemorySegment.ofArray(new byte[(int) length]));
+                assertEquals(-1L, found, () -> "length=" + length + ": byte " + found + " is the previous buffer's 0x5A");
+            }
+        }
+    }
+
+    @Test
     @Timeout(60)
     void shouldRefuseCloseWhileAViewIsHeldChangeNothingAndCloseLater() throws Exception {
         long free0 = ddr.stats().freeBytes();
