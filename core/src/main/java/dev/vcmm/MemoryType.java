@@ -50,15 +50,17 @@ public final class MemoryType implements AutoCloseable {
     private final String backendName;
     private final PhysicalMemory memory;
     private final BlockAllocator allocator;
+    private final boolean zeroOnHandoff;
     private final AtomicBoolean closed = new AtomicBoolean();
 
     private MemoryType(MemorySpec spec, Set<MemoryAttribute> attributes, String backendName,
-                       PhysicalMemory memory, BlockAllocator allocator) {
+                       PhysicalMemory memory, BlockAllocator allocator, boolean zeroOnHandoff) {
         this.spec = spec;
         this.attributes = attributes;
         this.backendName = backendName;
         this.memory = memory;
         this.allocator = allocator;
+        this.zeroOnHandoff = zeroOnHandoff;
     }
 
     /**
@@ -103,6 +105,14 @@ public final class MemoryType implements AutoCloseable {
     /** @return the name of the backend that supplies the memory and the allocator. */
     public String backendName() {
         return backendName;
+    }
+
+    /**
+     * @return whether {@link #physAlloc physAlloc} zeroes the memory it hands out (the default), so that no owner
+     *         reads a previous owner's bytes; see {@link Builder#zeroOnHandoff(boolean)}
+     */
+    public boolean zeroesOnHandoff() {
+        return zeroOnHandoff;
     }
 
     /** @return the largest block order the allocator hands out (the spec's, possibly lowered to fit the pool). */
@@ -170,6 +180,11 @@ public final class MemoryType implements AutoCloseable {
      *   being trimmed, the allocation keeps a whole block instead and holds its tail until freed.</li>
      * </ul>
      *
+     * <p><b>Zero on handoff:</b> unless the memory type was built with {@link Builder#zeroOnHandoff(boolean)
+     * zeroOnHandoff(false)}, every byte of the chunks reads as zero when this returns, through every path (CPU
+     * views, device DMA, HOST mappings): a new owner never reads a previous owner's bytes. The memory is zeroed here,
+     * at allocation, not at free ({@link PhysicalMemory#zero}; docs/architecture.md says why and what it costs).
+     *
      * @param length  bytes, positive and at most {@link #size()}
      * @param policy  the chunk sizes to use
      * @param options contiguity and alignment
@@ -206,9 +221,38 @@ public final class MemoryType implements AutoCloseable {
             throw new IllegalArgumentException("length=" + length + " rounded to " + rounded + " exceeds the size="
                 + spec.size() + " of memoryType=" + name());
         }
-        return options.contiguous()
+        PhysMem pm = options.contiguous()
             ? allocContiguous(length, rounded, policy, options, usable, maxOrder)
             : allocScattered(length, rounded, policy, options, usable);
+        return zeroOnHandoff ? zeroed(pm) : pm;
+    }
+
+    /**
+     * Zeroes what a new allocation's owner can reach, its chunks, one {@link PhysicalMemory#zero} per run of adjacent
+     * chunks. Zeroing at allocation rather than at free covers every way a block reaches the pool (physFree, the last
+     * unback of an orphan, the page-table allocator's own frees, a rollback) and any store that landed in a block
+     * after it was freed.
+     * If zeroing fails (the memory was closed under us) the blocks go back and the caller gets the failure.
+     */
+    private PhysMem zeroed(PhysMem pm) {
+        try {
+            List<Chunk> chunks = pm.chunks();
+            long runStart = chunks.getFirst().pa();
+            long runEnd = runStart;
+            for (Chunk c : chunks) {
+                if (c.pa() != runEnd) {
+                    memory.zero(runStart, runEnd - runStart);
+                    runStart = c.pa();
+                }
+                runEnd = c.end();
+            }
+            memory.zero(runStart, runEnd - runStart);
+            return pm;
+        } catch (RuntimeException | Error e) {
+            pm.markFreed();
+            addSuppressed(e, giveBack(pm.blocks()));
+            throw e;
+        }
     }
 
     /**
@@ -256,6 +300,7 @@ public final class MemoryType implements AutoCloseable {
     public String toString() {
         return "MemoryType[" + name() + " " + Sizes.format(size()) + " at " + Sizes.hex(base())
             + (attributes.isEmpty() ? "" : " " + attributes) + ", backend=" + backendName
+            + (zeroOnHandoff ? "" : ", not zeroed on handoff")
             + (closed.get() ? ", closed]" : "]");
     }
 
@@ -438,6 +483,7 @@ public final class MemoryType implements AutoCloseable {
         private int maxOrder = MemorySpec.DEFAULT_MAX_ORDER;
         private int threadCacheCapacity;
         private MemoryBackend backend;
+        private boolean zeroOnHandoff = true;
 
         private Builder(String name) {
             this.name = name;
@@ -486,6 +532,18 @@ public final class MemoryType implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Whether {@link MemoryType#physAlloc physAlloc} zeroes the memory it hands to a new owner; default
+         * {@code true}. With {@code false} an allocation holds whatever its previous owner left there (a DMA
+         * buffer's last frame, a freed page table's entries): an opt-out for speed, for memory whose every byte
+         * the new owner writes before anything reads it, and only where the owners trust each other. Page-table
+         * memory is zeroed by the page tables themselves either way.
+         */
+        public Builder zeroOnHandoff(boolean zeroOnHandoff) {
+            this.zeroOnHandoff = zeroOnHandoff;
+            return this;
+        }
+
         /** Uses {@code backend} instead of discovering one with {@link ServiceLoader}; for tests. */
         public Builder backend(MemoryBackend backend) {
             this.backend = Objects.requireNonNull(backend, "backend");
@@ -525,7 +583,7 @@ public final class MemoryType implements AutoCloseable {
                 throw e;
             }
             Set<MemoryAttribute> attrs = Collections.unmodifiableSet(EnumSet.copyOf(attributes));
-            return new MemoryType(spec, attrs, b.name(), memory, allocator);
+            return new MemoryType(spec, attrs, b.name(), memory, allocator, zeroOnHandoff);
         }
     }
 }

@@ -1,17 +1,25 @@
 package dev.vcmm.cli;
 
 import dev.vcmm.MemoryType;
+import dev.vcmm.pagetable.AlreadyMappedException;
 import dev.vcmm.pagetable.Attributes;
 import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.pagetable.PageTableFormats;
+import dev.vcmm.pagetable.PageTableMemoryException;
+import dev.vcmm.spi.PhysicalMemory;
 
 import java.io.IOException;
-import java.io.OutputStream;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.security.SecureRandom;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -22,6 +30,12 @@ import java.util.Locale;
  * Prints one JSON line: {@code {"format":..., "base":"0x...", "root":"0x...", "bytes":N}} (addresses as
  * hex strings, since 64-bit values do not survive every JSON reader as numbers).
  *
+ * <p>Exit status: 0 when the image is written; 2 for bad usage, with the usage text: an unknown or incomplete
+ * option, a bad number, an unknown format, a {@code --map-file} that cannot be read, a mapping that is malformed,
+ * misaligned, overlaps another or does not fit the format's addresses, a bad {@code --pt-base}/{@code --pt-size};
+ * 1 when the work fails: the page-table memory runs out, or the image cannot be written. The image is written to
+ * a temporary file beside {@code --out} and renamed over it, so {@code --out} is never left half-written.
+ *
  * <p><b>Thread-safety:</b> stateless; {@link #run} uses only local state.
  */
 final class PagetableCommand implements Command {
@@ -30,6 +44,9 @@ final class PagetableCommand implements Command {
     static final long DEFAULT_PT_BASE = 0x4000_0000L;
     /** How much page-table memory there is to allocate tables from when {@code --pt-size} is not given. */
     static final long DEFAULT_PT_SIZE = 64L << 20;
+
+    /** Names temporary files; a collision only costs another try. */
+    private static final SecureRandom RANDOM = new SecureRandom();
 
     /** One {@code VA:PA:SIZE[:PERMS]} request and where it came from, for messages. */
     record Mapping(String source, String text, long va, long pa, long size, Attributes attributes) {
@@ -63,7 +80,8 @@ final class PagetableCommand implements Command {
               --map-file  one mapping per line in the same syntax; '#' starts a comment
               --pt-base   physical address of the page-table memory, the image's first byte (default 0x%x)
               --pt-size   size of the page-table memory tables are allocated from (default %s)
-              --out       the image file to write
+              --out       the image file to write (written whole, or not at all)
+            exit status: 0 written; 1 the work failed (page-table memory too small, I/O); 2 bad usage
             """.formatted(String.join(", ", PageTableFormats.all().stream().map(PageTableFormat::name).toList()),
             DEFAULT_PT_BASE, "64M");
     }
@@ -75,6 +93,7 @@ final class PagetableCommand implements Command {
         long ptBase = DEFAULT_PT_BASE;
         long ptSize = DEFAULT_PT_SIZE;
         List<Mapping> mappings = new ArrayList<>();
+        PageTableFormat format;
         try {
             for (int i = 0; i < args.size(); i++) {
                 String opt = args.get(i);
@@ -105,30 +124,47 @@ final class PagetableCommand implements Command {
             if (mappings.isEmpty()) {
                 throw new UsageException("give at least one --map or --map-file");
             }
-        } catch (UsageException | IllegalArgumentException e) {
-            err.println("vcmm pagetable: " + e.getMessage());
-            err.print(usage());
-            return 2;
+            format = PageTableFormats.byName(formatName);
+            checkMappings(format, mappings);
+        } catch (IllegalArgumentException e) { // UsageException is one
+            return usageError(err, e.getMessage());
         }
-        PageTableFormat format = PageTableFormats.byName(formatName);
-        checkMappings(format, mappings);
-        try (MemoryType ptMemory = MemoryType.builder("pagetable").base(ptBase).size(ptSize).build();
-             PageTable table = PageTable.create(format, ptMemory.memory(), ptMemory.allocator())) {
+        MemoryType ptMemory;
+        try {
+            ptMemory = MemoryType.builder("pagetable").base(ptBase).size(ptSize).build();
+        } catch (IllegalArgumentException e) {
+            return usageError(err, "--pt-base=0x" + Long.toHexString(ptBase) + " --pt-size=" + ptSize + ": " + e.getMessage());
+        }
+        try (ptMemory; PageTable table = PageTable.create(format, ptMemory.memory(), ptMemory.allocator())) {
             for (Mapping m : mappings) {
                 try {
                     table.map(m.va(), m.pa(), m.size(), m.attributes());
-                } catch (RuntimeException e) {
-                    throw new IllegalArgumentException(m.describe() + ": " + e.getMessage(), e);
+                } catch (IllegalArgumentException | AlreadyMappedException e) { // the mapping itself, not the run
+                    return usageError(err, m.describe() + ": " + e.getMessage());
                 }
             }
             long[] end = {ptBase};
             table.forEachTable((level, pa, bytes) -> end[0] = Math.max(end[0], pa + bytes));
             long bytes = end[0] - ptBase;
-            writeImage(ptMemory, ptBase, bytes, Path.of(outFile));
+            writeImage(ptMemory.memory(), ptBase, bytes, Path.of(outFile));
             out.printf(Locale.ROOT, "{\"format\":\"%s\",\"base\":\"0x%x\",\"root\":\"0x%x\",\"bytes\":%d}%n",
                 format.name(), ptBase, table.root(), bytes);
+            return 0;
+        } catch (PageTableMemoryException e) {
+            err.println("vcmm pagetable: " + e.getMessage() + " (--pt-size=" + ptSize + " is too small for these mappings;"
+                + " give more)");
+            return 1;
+        } catch (UncheckedIOException e) {
+            err.println("vcmm pagetable: " + e.getMessage());
+            return 1;
         }
-        return 0;
+    }
+
+    /** Prints {@code message} and the usage text. @return 2, the exit code of bad usage */
+    private static int usageError(PrintStream err, String message) {
+        err.println("vcmm pagetable: " + message);
+        err.print(usage());
+        return 2;
     }
 
     /** Checks every mapping against the format and against each other before anything is built. */
@@ -145,7 +181,7 @@ final class PagetableCommand implements Command {
                 throw new IllegalArgumentException(m.describe() + ": the virtual range does not fit the "
                     + format.vaBits() + "-bit input addresses of " + format.name());
             }
-            if (format.paBits() < 64 && Long.compareUnsigned(m.pa() + m.size() - 1, (1L << format.paBits()) - 1) > 0) {
+            if (!fitsUnsigned(m.pa(), m.size(), format.paBits())) {
                 throw new IllegalArgumentException(m.describe() + ": the physical range does not fit the "
                     + format.paBits() + "-bit output addresses of " + format.name());
             }
@@ -159,16 +195,68 @@ final class PagetableCommand implements Command {
         }
     }
 
-    private static void writeImage(MemoryType memory, long base, long bytes, Path file) {
-        try (OutputStream os = Files.newOutputStream(file)) {
-            byte[] buffer = new byte[64 << 10];
-            for (long off = 0; off < bytes; off += buffer.length) {
-                int n = (int) Math.min(buffer.length, bytes - off);
-                memory.memory().copyOut(base + off, buffer, 0, n);
-                os.write(buffer, 0, n);
+    /**
+     * @return whether {@code [start, start + size)}, read as unsigned 64-bit numbers with {@code size > 0}, lies in
+     *         {@code [0, 2^bits)}; no sum is formed, so nothing wraps however close to 2^64 the range is
+     */
+    static boolean fitsUnsigned(long start, long size, int bits) {
+        long max = bits >= 64 ? -1L : (1L << bits) - 1; // the largest address, unsigned
+        return Long.compareUnsigned(start, max) <= 0 && Long.compareUnsigned(size - 1, max - start) <= 0;
+    }
+
+    /**
+     * Writes {@code bytes} of {@code memory} from {@code base} to {@code file}, all or nothing: into a new temporary
+     * file beside it (same directory, so same file system), forced to disk, then renamed over {@code file} with
+     * {@link StandardCopyOption#ATOMIC_MOVE}. A reader sees the old file or the whole new one; on any failure the
+     * temporary file is deleted and {@code file} is as it was.
+     *
+     * @throws UncheckedIOException if writing or renaming fails (the message names the file)
+     */
+    static void writeImage(PhysicalMemory memory, long base, long bytes, Path file) {
+        Path target = file.toAbsolutePath();
+        Path temp = null;
+        try {
+            temp = createTempBeside(target);
+            try (FileChannel channel = FileChannel.open(temp, StandardOpenOption.WRITE)) {
+                byte[] buffer = new byte[64 << 10];
+                for (long off = 0; off < bytes; off += buffer.length) {
+                    int n = (int) Math.min(buffer.length, bytes - off);
+                    memory.copyOut(base + off, buffer, 0, n);
+                    ByteBuffer b = ByteBuffer.wrap(buffer, 0, n);
+                    while (b.hasRemaining()) {
+                        channel.write(b);
+                    }
+                }
+                channel.force(true);
             }
+            Files.move(temp, target, StandardCopyOption.ATOMIC_MOVE); // rename(2): replaces a file at target
+            temp = null;
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot write the image to " + file + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("cannot write the image to " + file + ": " + e, e);
+        } finally {
+            if (temp != null) {
+                try {
+                    Files.deleteIfExists(temp);
+                } catch (IOException e) {
+                    // best effort: the failure being reported matters more; the name says what the file is
+                }
+            }
+        }
+    }
+
+    /** Creates {@code .NAME.RANDOM.tmp} next to {@code target}, with the permissions a new file gets by default. */
+    private static Path createTempBeside(Path target) throws IOException {
+        Path dir = target.getParent();
+        for (int attempt = 0; ; attempt++) {
+            Path temp = dir.resolve("." + target.getFileName() + "." + Long.toUnsignedString(RANDOM.nextLong(), 36) + ".tmp");
+            try {
+                Files.newByteChannel(temp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE).close();
+                return temp;
+            } catch (FileAlreadyExistsException e) {
+                if (attempt >= 10) {
+                    throw e;
+                }
+            }
         }
     }
 
@@ -235,7 +323,7 @@ final class PagetableCommand implements Command {
     }
 
     /** Bad command-line usage: exit code 2 with the usage text. */
-    private static final class UsageException extends RuntimeException {
+    private static final class UsageException extends IllegalArgumentException {
         private static final long serialVersionUID = 1L;
 
         UsageException(String message) {

@@ -14,11 +14,14 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** Builds images with the command and walks them with a walker over memory loaded from the file alone. */
@@ -100,14 +103,14 @@ class PagetableCommandTest {
     @Test
     void shouldNameTheBadMapping() {
         Path image = dir.resolve("x.img");
-        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:8K", "--map", "0x1000:0x5000:4K",
+        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:8K", "--map", "0x1000:0x5000:4K",
             "--out", image.toString()));
         assertTrue(err().contains("#2") && err().contains("overlaps") && err().contains("#1"), err());
         errBytes.reset();
-        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x1800:0x0:4K", "--out", image.toString()));
+        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x1800:0x0:4K", "--out", image.toString()));
         assertTrue(err().contains("'0x1800:0x0:4K'") && err().contains("multiples"), err());
         errBytes.reset();
-        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x1000000000000:0x0:4K", "--out", image.toString()));
+        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x1000000000000:0x0:4K", "--out", image.toString()));
         assertTrue(err().contains("48-bit"), err());
         errBytes.reset();
         assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x0:zz:4K", "--out", image.toString()));
@@ -118,9 +121,101 @@ class PagetableCommandTest {
         assertEquals(2, run("pagetable", "--map", "0x0:0x0:4K", "--out", image.toString()));
         assertTrue(err().contains("--format is required"), err());
         errBytes.reset();
-        assertEquals(1, run("pagetable", "--format", "nope", "--map", "0x0:0x0:4K", "--out", image.toString()));
+        assertEquals(2, run("pagetable", "--format", "nope", "--map", "0x0:0x0:4K", "--out", image.toString()));
         assertTrue(err().contains("arm64-4k"), "lists the known formats: " + err());
         assertFalse(Files.exists(image), "no image written for refused input");
+    }
+
+    @Test
+    void shouldExitTwoForEveryUsageErrorWithTheUsageText() throws Exception {
+        Path image = dir.resolve("u.img");
+        Path unreadable = dir.resolve("missing.txt");
+        String[][] usageErrors = {
+            {"--format"},                                                        // an option without its value
+            {"--format", "arm64-4k", "--bogus", "1", "--map", "0:0:4K", "--out", image.toString()},
+            {"--format", "arm64-4k", "--out", image.toString()},                  // no mapping
+            {"--format", "arm64-4k", "--map", "0:0:4K"},                          // no --out
+            {"--format", "nope", "--map", "0:0:4K", "--out", image.toString()},   // unknown format
+            {"--format", "arm64-4k", "--map", "0:0:4K:rwz", "--out", image.toString()},
+            {"--format", "arm64-4k", "--map", "0:0:0", "--out", image.toString()},
+            {"--format", "arm64-4k", "--map", "0:0:0x7fffffffffffffffG", "--out", image.toString()}, // overflows
+            {"--format", "arm64-4k", "--map-file", unreadable.toString(), "--out", image.toString()},
+            {"--format", "arm64-4k", "--map", "0:0:4K", "--pt-base", "0x123", "--out", image.toString()},
+            {"--format", "arm64-4k", "--map", "0:0:4K", "--pt-size", "0", "--out", image.toString()},
+            {"--format", "arm64-4k", "--map", "0:0xFFFFFFFFFFFFF000:8K", "--out", image.toString()},
+            {"--format", "x86-64", "--map", "0:0x8000000000000000:4K", "--out", image.toString()},
+        };
+        for (String[] args : usageErrors) {
+            errBytes.reset();
+            String[] full = new String[args.length + 1];
+            full[0] = "pagetable";
+            System.arraycopy(args, 0, full, 1, args.length);
+            assertEquals(2, run(full), String.join(" ", args) + " -> " + err());
+            assertTrue(err().startsWith("vcmm pagetable: ") && err().contains("usage: vcmm pagetable"),
+                String.join(" ", args) + " -> " + err());
+        }
+        assertFalse(Files.exists(image), "no image written for refused input");
+        try (var files = Files.list(dir)) {
+            assertEquals(0, files.count(), "and no temporary file either");
+        }
+    }
+
+    @Test
+    void shouldNotWrapThePhysicalRangeCheckForAddressesFrom2To63() {
+        Path image = dir.resolve("wrap.img");
+        // 0xFFFF_FFFF_FFFF_F000 + 8K wraps to 0x1000: an overflowing check would let it through
+        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0xFFFFFFFFFFFFF000:8K", "--out", image.toString()));
+        assertTrue(err().contains("physical range does not fit the 48-bit output addresses"), err());
+        assertTrue(PagetableCommand.fitsUnsigned(0xFFFF_FFFF_FFFF_F000L, 0x1000, 64), "the last page of a 64-bit space");
+        assertFalse(PagetableCommand.fitsUnsigned(0xFFFF_FFFF_FFFF_F000L, 0x2000, 64), "one page past it wraps");
+        assertFalse(PagetableCommand.fitsUnsigned(0x8000_0000_0000_0000L, 0x1000, 52));
+        assertTrue(PagetableCommand.fitsUnsigned((1L << 52) - 0x1000, 0x1000, 52));
+        assertFalse(PagetableCommand.fitsUnsigned((1L << 52) - 0x1000, 0x2000, 52));
+        assertTrue(PagetableCommand.fitsUnsigned(0, 1L << 40, 40));
+    }
+
+    @Test
+    void shouldExitOneWhenThePageTableMemoryRunsOutOrTheImageCannotBeWritten() throws Exception {
+        Path image = dir.resolve("r.img");
+        // 4 KiB of page-table memory holds the root and nothing more
+        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K", "--pt-size", "4K", "--out", image.toString()));
+        assertTrue(err().contains("--pt-size") && !err().contains("usage:"), err());
+        assertFalse(Files.exists(image));
+        errBytes.reset();
+        Path directory = Files.createDirectory(dir.resolve("a-directory"));
+        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K", "--out", directory.toString()));
+        assertTrue(err().contains("cannot write the image to " + directory), err());
+        errBytes.reset();
+        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K", "--out", dir.resolve("no/such/dir.img").toString()));
+        assertTrue(err().contains("cannot write the image"), err());
+        try (var files = Files.list(dir)) {
+            assertEquals(List.of(directory), files.toList(), "no temporary file left behind");
+        }
+    }
+
+    @Test
+    void shouldLeaveTheOldImageIntactAndNoTemporaryFileWhenAWriteFailsHalfway() throws Exception {
+        Path image = dir.resolve("boot.img");
+        byte[] old = "the old image".getBytes(StandardCharsets.UTF_8);
+        Files.write(image, old);
+        try (HeapPhysicalMemory m = HeapPhysicalMemory.create(0x8000_0000L, 64 << 10)) {
+            m.fill(0x8000_0000L, 64 << 10, (byte) 7);
+            // 192 KiB asked of a 64 KiB memory: the first 64 KiB are written, then the second read fails
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> PagetableCommand.writeImage(m, 0x8000_0000L, 192 << 10, image));
+            assertTrue(e.getMessage().contains("0x80010000"), e.getMessage());
+            assertArrayEquals(old, Files.readAllBytes(image), "the old image is intact");
+            try (var files = Files.list(dir)) {
+                assertEquals(List.of(image), files.toList(), "no temporary file left behind");
+            }
+            PagetableCommand.writeImage(m, 0x8000_0000L, 64 << 10, image); // and a whole write replaces it
+            byte[] expected = new byte[64 << 10];
+            java.util.Arrays.fill(expected, (byte) 7);
+            assertArrayEquals(expected, Files.readAllBytes(image));
+            try (var files = Files.list(dir)) {
+                assertEquals(List.of(image), files.toList());
+            }
+        }
     }
 
     @Test

@@ -14,8 +14,8 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * <p><b>Thread-safety:</b> thread-safe, and lock-free. Word accesses have the access mode their prefix
  * names: 64-bit words go straight to a {@code long[]} element through a {@link VarHandle}; 32-bit words
  * live in half of a {@code long[]} element, so a 32-bit store is a CAS loop on the enclosing long (a
- * plain read-modify-write would lose a concurrent store to the other half). Bulk copies and
- * {@link #fill} are plain; their partial words at the ends are merged by CAS so they never clobber a
+ * plain read-modify-write would lose a concurrent store to the other half). Bulk copies,
+ * {@link #fill} and {@link #zero} are plain; their partial words at the ends are merged by CAS so they never clobber a
  * neighbouring byte that another thread writes concurrently. After {@link #close()} every access fails
  * with an {@link IllegalStateException}; a call already past its closed check when another thread
  * closes finishes harmlessly on the old pages.
@@ -278,6 +278,32 @@ public final class HeapPhysicalMemory implements PhysicalMemory {
             long[] page = value == 0 ? pageOrNull(off) : pageForWrite(off);
             if (page != null) { // an untouched page already reads as zero
                 fillInPage(page, inPage, chunk, pattern);
+            }
+            off += chunk;
+        }
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Here: every 64 KiB page wholly inside the range is dropped (it reads as zero again and costs nothing); the
+     * parts of pages at the ends are filled with zeros, so bytes of those pages outside the range are untouched.
+     */
+    @Override
+    public void zero(long pa, long length) {
+        long off = checkRange(pa, length);
+        long end = off + length;
+        while (off < end) {
+            int inPage = (int) (off & PAGE_MASK);
+            int chunk = (int) Math.min(end - off, PAGE_BYTES - inPage);
+            int index = (int) (off >>> PAGE_SHIFT);
+            if (chunk == PAGE_BYTES) {
+                pages.setRelease(index, null); // the range is the caller's alone: no store to this page can race
+            } else {
+                long[] page = pageOrNull(off);
+                if (page != null) {
+                    fillInPage(page, inPage, chunk, 0L);
+                }
             }
             off += chunk;
         }

@@ -186,6 +186,24 @@ public interface PhysicalMemory extends AutoCloseable {
     /** Sets {@code length} bytes at {@code pa} to {@code value} (plain stores). */
     void fill(long pa, long length, byte value);
 
+    /**
+     * Makes {@code [pa, pa + length)} read as zero: what a memory type does to memory it hands to a new owner, so
+     * that no owner reads a previous owner's bytes. Unlike {@code fill(pa, length, 0)} an implementation may give the
+     * pages back to the system instead of writing them (a hole in a memfd, a dropped heap page): they cost nothing
+     * until touched again, and zeroing a large range is one cheap call.
+     *
+     * <p>Contract: when it returns, every byte of the range reads as zero through every path to it (word reads,
+     * copies, {@link #segment()}, and any other mapping of the same pages, such as a HOST mapping), and no byte
+     * outside the range has changed. The caller owns the range: an access to it that runs concurrently may see old
+     * bytes or zeros, and a store that races it may be lost. The default fills with zeros.
+     *
+     * @throws IllegalArgumentException if the range is not inside the memory (nothing changed)
+     * @throws IllegalStateException    if the memory is closed
+     */
+    default void zero(long pa, long length) {
+        fill(pa, length, (byte) 0);
+    }
+
     /** @return {@code true} once {@link #close()} has been called. */
     boolean isClosed();
 

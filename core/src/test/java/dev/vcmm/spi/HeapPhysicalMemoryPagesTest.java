@@ -35,6 +35,24 @@ class HeapPhysicalMemoryPagesTest {
     }
 
     @Test
+    void shouldDropTheWholePagesAZeroCoversAndKeepThePartialOnes() {
+        try (HeapPhysicalMemory mem = HeapPhysicalMemory.create(BASE, SIZE)) {
+            int page = HeapPhysicalMemory.PAGE_BYTES;
+            mem.fill(BASE, 4L * page, (byte) 9); // 4 pages touched
+            assertEquals(4, mem.touchedPages());
+            mem.zero(BASE + page / 2, 3L * page); // half of page 0, pages 1 and 2 whole, half of page 3
+            assertEquals(2, mem.touchedPages(), "the two whole pages are given back");
+            assertEquals(0x0909_0909_0909_0909L, mem.lpLong(BASE + page / 2 - 8), "before the range: kept");
+            assertEquals(0L, mem.lpLong(BASE + page / 2));
+            assertEquals(0L, mem.lpLong(BASE + 2L * page));
+            assertEquals(0L, mem.lpLong(BASE + 3L * page + page / 2 - 8));
+            assertEquals(0x0909_0909_0909_0909L, mem.lpLong(BASE + 3L * page + page / 2), "after the range: kept");
+            mem.zero(BASE + (1L << 30), 1L << 30); // untouched memory: nothing to do, nothing allocated
+            assertEquals(2, mem.touchedPages());
+        }
+    }
+
+    @Test
     void shouldRejectBadGeometryNamingTheField() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> HeapPhysicalMemory.create(100, 4096));
         assertTrue(e.getMessage().contains("base=0x64"), e.getMessage());

@@ -5,7 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.ReadOnlyBufferException;
@@ -365,6 +368,66 @@ public abstract class PhysicalMemoryContractTest {
         assertEquals(0L, mem.lpLong(BASE + SIZE / 2));
     }
 
+    /** Writes a recognisable non-zero byte at every offset of the memory. */
+    private void paintAll() {
+        byte[] page = new byte[4096];
+        for (long off = 0; off < SIZE; off += page.length) {
+            for (int i = 0; i < page.length; i++) {
+                page[i] = (byte) (((off + i) * 131 + 7) | 1);
+            }
+            mem.copyIn(page, 0, BASE + off, page.length);
+        }
+    }
+
+    /** Asserts every byte in {@code [from, to)} is zero and every other byte still painted. */
+    private void assertZeroExactly(long from, long to) {
+        byte[] all = new byte[(int) SIZE];
+        mem.copyOut(BASE, all, 0, all.length);
+        for (int i = 0; i < all.length; i++) {
+            long pa = BASE + i;
+            byte want = pa >= from && pa < to ? 0 : (byte) ((i * 131L + 7) | 1);
+            if (all[i] != want) {
+                fail(String.format("byte at 0x%x is %d, expected %d (zeroed [0x%x, 0x%x))", pa, all[i], want, from, to));
+            }
+        }
+        MemorySegment whole = mem.segment();
+        if (whole != null) { // the same bytes through the segment view
+            for (long pa = from; pa < to; pa += 4093) {
+                assertEquals(0, whole.get(ValueLayout.JAVA_BYTE, pa - BASE), "segment view at " + Long.toHexString(pa));
+            }
+        }
+    }
+
+    @Test
+    void shouldZeroASmallRangeAndNothingAroundIt() {
+        paintAll();
+        mem.zero(BASE + K64 - 3, 11);
+        assertZeroExactly(BASE + K64 - 3, BASE + K64 + 8);
+    }
+
+    @Test
+    void shouldZeroALargeUnalignedRangeAndNothingAroundIt() {
+        paintAll(); // the range has partial pages (of every size: 4 KiB, 64 KiB) at both ends
+        long from = BASE + K64 - 4095;
+        long to = BASE + SIZE - K64 + 5;
+        mem.zero(from, to - from);
+        assertZeroExactly(from, to);
+    }
+
+    @Test
+    void shouldZeroLargeAlignedRangesAndReadThemAsZeroAfterRewrites() {
+        paintAll();
+        mem.zero(BASE + SIZE / 2, SIZE / 2);
+        assertZeroExactly(BASE + SIZE / 2, BASE + SIZE);
+        mem.spLong(BASE + SIZE - 8, 42L); // the zeroed memory is ordinary memory again
+        assertEquals(42L, mem.laLong(BASE + SIZE - 8));
+        mem.zero(BASE, SIZE);
+        byte[] all = new byte[(int) SIZE];
+        mem.copyOut(BASE, all, 0, all.length);
+        assertArrayEquals(new byte[(int) SIZE], all, "all of it reads as zero");
+        mem.zero(BASE + SIZE, 0); // empty at the end: fine, changes nothing
+    }
+
     // ---------------------------------------------------------------- bounds
 
     @Test
@@ -402,6 +465,7 @@ public abstract class PhysicalMemoryContractTest {
             long length = r.length();
             byte[] array = new byte[1024];
             assertBoundsRejected(pa, () -> mem.fill(pa, length, (byte) 3));
+            assertBoundsRejected(pa, () -> mem.zero(pa, length));
             if (length == (int) length && length <= array.length) {
                 int n = (int) length;
                 assertBoundsRejected(pa, () -> mem.copyIn(array, 0, pa, n));
@@ -669,6 +733,8 @@ public abstract class PhysicalMemoryContractTest {
         ops.put("copyOut(byte[])", m -> m.copyOut(BASE, new byte[8], 0, 8));
         ops.put("copyOut(ByteBuffer)", m -> m.copyOut(BASE, ByteBuffer.allocateDirect(8)));
         ops.put("fill", m -> m.fill(BASE, 8, (byte) 1));
+        ops.put("zero", m -> m.zero(BASE, 8));
+        ops.put("zero-large", m -> m.zero(BASE, SIZE));
         return ops;
     }
 

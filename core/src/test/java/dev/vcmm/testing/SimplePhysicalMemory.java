@@ -141,6 +141,37 @@ public final class SimplePhysicalMemory implements PhysicalMemory {
         }
     }
 
+    /** Drops the pages the range covers wholly (they read as zero again) and clears the rest of the range. */
+    @Override
+    public synchronized void zero(long pa, long length) {
+        checkRange(pa, length);
+        long end = pa + length;
+        long firstWhole = (pa + PAGE - 1) / PAGE;
+        long endWhole = end / PAGE;
+        if (firstWhole >= endWhole) {
+            clearBytes(pa, end);
+            return;
+        }
+        clearBytes(pa, firstWhole * PAGE);
+        clearBytes(endWhole * PAGE, end);
+        if (endWhole - firstWhole > pages.size()) {
+            pages.keySet().removeIf(k -> k >= firstWhole && k < endWhole);
+        } else {
+            for (long k = firstWhole; k < endWhole; k++) {
+                pages.remove(k);
+            }
+        }
+    }
+
+    private void clearBytes(long from, long to) {
+        for (long a = from; a < to; a++) {
+            ByteBuffer p = pages.get(a / PAGE);
+            if (p != null) {
+                p.put((int) (a % PAGE), (byte) 0);
+            }
+        }
+    }
+
     @Override
     public synchronized boolean isClosed() {
         return closed;

@@ -14,7 +14,7 @@ import java.util.Locale;
 
 /**
  * The few libc calls the off-heap memory needs on Linux, as {@link Linker} downcalls: {@code memfd_create},
- * {@code ftruncate} and {@code close}, and for HOST VCMs {@code mmap}, {@code munmap} and
+ * {@code ftruncate}, {@code lseek} (to find the holes of a sparse memfd) and {@code close}, and for HOST VCMs {@code mmap}, {@code munmap} and
  * {@code getpagesize}, with {@code errno} captured and turned into a message by {@code strerror}.
  *
  * <p><b>Thread-safety:</b> stateless; every method may be called from any thread. The handles are
@@ -28,6 +28,13 @@ final class Libc {
 
     /** The longest name memfd_create accepts, 249 bytes ({@code MFD_NAME_MAX_LEN} in mm/memfd.c). */
     static final int MFD_NAME_MAX = 249;
+
+    /** {@code SEEK_DATA} from {@code <unistd.h>} (Linux 3.1): the next offset at or after the given one holding data. */
+    static final int SEEK_DATA = 3;
+    /** {@code SEEK_HOLE}: the next offset at or after the given one in a hole (the file's end counts as one). */
+    static final int SEEK_HOLE = 4;
+    /** {@code ENXIO}: for SEEK_DATA, no data at or after the offset. */
+    static final int ENXIO = 6;
 
     /** Whether {@link #memfdCreate}, {@link #ftruncate} and {@link #close} can be called here. */
     static final boolean HAS_MEMFD;
@@ -70,6 +77,8 @@ final class Libc {
     private static final MethodHandle FTRUNCATE;
     /** {@code int close(int fd)}, errno captured. */
     private static final MethodHandle CLOSE;
+    /** {@code off_t lseek(int fd, off_t offset, int whence)}, errno captured. */
+    private static final MethodHandle LSEEK;
     /** {@code char *strerror(int errnum)}. */
     private static final MethodHandle STRERROR;
 
@@ -83,6 +92,8 @@ final class Libc {
             FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG), errno) : null;
         CLOSE = linux ? downcall(libc, "close",
             FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT), errno) : null;
+        LSEEK = linux ? downcall(libc, "lseek", FunctionDescriptor.of(ValueLayout.JAVA_LONG,
+            ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT), errno) : null;
         STRERROR = linux ? downcall(libc, "strerror",
             FunctionDescriptor.of(ValueLayout.ADDRESS, ValueLayout.JAVA_INT)) : null;
         HAS_MEMFD = MEMFD_CREATE != null && FTRUNCATE != null && CLOSE != null && STRERROR != null;
@@ -165,6 +176,38 @@ final class Libc {
             throw e;
         } catch (Throwable t) {
             throw new AssertionError("close downcall", t);
+        }
+    }
+
+    /** Whether {@link #seekData} can be called here. */
+    static boolean hasSeekData() {
+        return LSEEK != null && HAS_MEMFD;
+    }
+
+    /**
+     * {@code lseek(fd, offset, whence)} with {@link #SEEK_DATA} or {@link #SEEK_HOLE}: where the next data or hole of
+     * a sparse file starts. On a tmpfs memfd a hole is a page never allocated (it reads as zero); a swapped-out page
+     * counts as data.
+     *
+     * @return the offset found; -1 for SEEK_DATA when no data follows {@code offset} (ENXIO)
+     * @throws UncheckedIOException naming the call and errno if the kernel refuses (e.g. EINVAL where unsupported)
+     */
+    static long seekData(int fd, long offset, int whence) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CAPTURE_LAYOUT);
+            long at = (long) LSEEK.invokeExact(state, fd, offset, whence);
+            if (at < 0) {
+                int errno = errno(state);
+                if (errno == ENXIO && whence == SEEK_DATA) {
+                    return -1;
+                }
+                throw failure(String.format("lseek(%d, 0x%x, %s)", fd, offset, whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE"), errno);
+            }
+            return at;
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError("lseek downcall", t);
         }
     }
 

@@ -10,7 +10,6 @@ import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -22,6 +21,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.Objects;
 import java.util.OptionalInt;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
  * Simulated physical memory of one memory type over one off-heap {@link MemorySegment}, sparse: a
@@ -30,9 +30,10 @@ import java.util.OptionalInt;
  * <p><b>Thread-safety:</b> thread-safe; every method may be called from any thread. Word accesses have
  * the access mode their prefix names, through {@link VarHandle}s on little-endian layouts; bulk copies
  * and {@link #fill} are plain. {@link #close()} may race with accesses: an access that starts after it
- * fails with an {@link IllegalStateException} from the closed flag, and one already past that check
- * fails with the {@link IllegalStateException} of the closed {@link Arena} (the JDK's shared-arena
- * close handshakes with threads in an access), never with a crash.
+ * fails with an {@link IllegalStateException} from the closed flag, and one that races it fails with the
+ * {@link IllegalStateException} of the closed {@link Arena} (the JDK's shared-arena close handshakes with
+ * threads in an access), never with a crash. A close refused because a native call holds the memory
+ * changes nothing and can be retried.
  *
  * <p><b>Backing:</b> on Linux an anonymous {@code memfd_create(2)} file named {@code vcmm-<name>},
  * sized with {@code ftruncate(2)} and mapped {@code MAP_SHARED} read-write into a shared arena this
@@ -66,6 +67,20 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
         }
     }
 
+    /**
+     * The smallest range {@link #zero} asks the memfd for its holes before filling, 64 KiB. Measured on the build
+     * machine (docs/architecture.md, "Zero on handoff"): filling 64 KiB costs about 1.2 us resident and 240 us where
+     * the pages were never touched (each is faulted in), the two {@code lseek} calls about 1-2 us.
+     */
+    public static final long SKIP_HOLES_THRESHOLD = 64L << 10;
+
+    /**
+     * How far {@link #zero} fills after a page it found holding data, to the next multiple of 2 MiB, before it asks
+     * for data again: about 40 us of filling per 1-2 us system call, and at most 2 MiB of holes faulted in per window
+     * that holds any data.
+     */
+    static final long ZERO_WINDOW = 2L << 20;
+
     /** The largest size accepted, 64 TiB: comfortably inside the 47-bit user address space of x86-64. */
     public static final long MAX_SIZE = 1L << 46;
 
@@ -79,16 +94,6 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
     private static final VarHandle LONG = LONG_LE.varHandle().withInvokeExactBehavior();
     private static final VarHandle INT = INT_LE.varHandle().withInvokeExactBehavior();
 
-    private static final VarHandle CLOSED;
-
-    static {
-        try {
-            CLOSED = MethodHandles.lookup().findVarHandle(SegmentPhysicalMemory.class, "closed", boolean.class);
-        } catch (ReflectiveOperationException e) {
-            throw new ExceptionInInitializerError(e);
-        }
-    }
-
     private final String name;
     private final long base;
     private final long size;
@@ -101,9 +106,17 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
     /** The temporary file if it could not be deleted while mapped, else null. */
     private final Path fileToDelete;
 
-    /** Written once, false to true, by CAS in {@link #close()}; read volatile at every entry. */
-    @SuppressWarnings("unused") // through CLOSED
+    /** Written once, false to true, in {@link #close()} after the arena closed; read volatile at every entry. */
     private volatile boolean closed;
+
+    /** Read-locked by {@link #zero} around its {@code lseek} calls, write-locked by {@link #close()} to close the fd. */
+    private final ReentrantReadWriteLock fdLock = new ReentrantReadWriteLock();
+
+    /** Whether {@link #zero} asks for holes; cleared for good the first time the kernel refuses. */
+    private volatile boolean seekHoles = Libc.hasSeekData();
+
+    /** Whether {@link #fileToDelete} is gone. Guarded by {@code this}. */
+    private boolean fileDeleted;
 
     private SegmentPhysicalMemory(String name, long base, long size, Backing backing, Arena arena,
                                   MemorySegment segment, int fd, Path fileToDelete) {
@@ -358,6 +371,50 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
         dst.position(dst.limit());
     }
 
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Here: with a memfd, a range of at least {@link #SKIP_HOLES_THRESHOLD} bytes is zeroed only where the file
+     * has data. {@code lseek(SEEK_DATA)} finds the next page that holds data, and the rest of its
+     * {@link #ZERO_WINDOW} is filled; the holes between (pages never touched) already read as zero and are skipped in
+     * one call however large. So a block of fresh memory costs a system call and stays unallocated until its new
+     * owner touches it, and resident memory costs a fill plus one call per window. Punching the resident pages out
+     * instead would cost several times a fill here, and the new owner's page faults far more (measured in
+     * docs/architecture.md, "Zero on handoff"). Smaller ranges, a temporary-file backing, or a kernel without
+     * SEEK_DATA get a plain fill.
+     */
+    @Override
+    public void zero(long pa, long length) {
+        long off = checkRange(pa, length);
+        if (fd < 0 || length < SKIP_HOLES_THRESHOLD || !seekHoles) {
+            segment.asSlice(off, length).fill((byte) 0);
+            return;
+        }
+        long end = off + length;
+        long at = off;
+        while (at < end) {
+            long data;
+            fdLock.readLock().lock(); // close() takes the write lock to close the fd: no lseek reaches a closed (reused) fd
+            try {
+                checkOpen();
+                data = Libc.seekData(fd, at, Libc.SEEK_DATA);
+            } catch (UncheckedIOException e) {
+                seekHoles = false; // e.g. EINVAL: the kernel cannot say; fill from here, and always from now on
+                data = at;
+            } finally {
+                fdLock.readLock().unlock();
+            }
+            if (data < 0 || data >= end) {
+                return; // the rest is a hole: zero already
+            }
+            // SEEK_HOLE would give the data's exact end, but it visits every resident page up to a hole, however far
+            // past the range; a window bounds the call (one per window) and the holes it fills (less than one window).
+            long to = Math.min(end, (data + ZERO_WINDOW) & -ZERO_WINDOW);
+            segment.asSlice(data, to - data).fill((byte) 0);
+            at = to;
+        }
+    }
+
     /** {@inheritDoc} Filling with zero writes zeros too: it makes touched-but-untouched pages resident. */
     @Override
     public void fill(long pa, long length, byte value) {
@@ -492,28 +549,45 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
     }
 
     /**
-     * Unmaps the memory (closing the arena), then closes the memfd or deletes the temporary file.
-     * Idempotent and thread-safe: the first call does the work, later ones return at once.
+     * Unmaps the memory (closing the arena), then closes the memfd or deletes the temporary file. Idempotent once it
+     * has succeeded; thread-safe (closes are serialised by this object's monitor, off the access path).
      *
-     * @throws UncheckedIOException if closing the memfd fails (the mapping is gone all the same)
+     * <p>A close refused because a segment of the memory is in use by a native call (a downcall keeps its arena
+     * acquired, and a shared arena cannot close under it) throws and changes nothing: the memory stays open and
+     * usable, its fd open, and a later close succeeds once the call has returned. Accesses that race a successful
+     * close fail with the closed arena's {@link IllegalStateException}, those after it with the closed flag's.
+     *
+     * @throws IllegalStateException if a segment of the memory is in use by a native call ("busy"); nothing changed
+     * @throws UncheckedIOException  if closing the memfd or deleting the temporary file fails; the mapping is gone
+     *                               (the memory is closed) and a deletion that failed is tried again by the next close
      */
     @Override
-    public void close() {
-        if (!CLOSED.compareAndSet(this, false, true)) {
-            return;
-        }
-        try {
-            arena.close();
-        } finally {
-            if (fd >= 0) {
-                Libc.close(fd);
-            }
-            if (fileToDelete != null) {
-                try {
-                    Files.deleteIfExists(fileToDelete);
-                } catch (IOException e) {
-                    throw new UncheckedIOException("cannot delete " + fileToDelete, e);
+    public synchronized void close() {
+        if (!closed) {
+            try {
+                arena.close(); // first: if a native call holds the memory this throws and nothing has changed
+            } catch (IllegalStateException e) {
+                if (arena.scope().isAlive()) {
+                    throw new IllegalStateException("busy: physical memory '" + name + "' cannot close while a segment of it"
+                        + " is in use by a native call (" + e.getMessage() + "); nothing changed: close again once it returns", e);
                 }
+            }
+            fdLock.writeLock().lock(); // no lseek of zero() is running, and none will start: they check the flag under it
+            try {
+                closed = true; // volatile: later accesses fail on the flag (racing ones failed on the arena)
+                if (fd >= 0) {
+                    Libc.close(fd); // never retried: Linux releases the fd even when close(2) reports an error
+                }
+            } finally {
+                fdLock.writeLock().unlock();
+            }
+        }
+        if (fileToDelete != null && !fileDeleted) {
+            try {
+                Files.deleteIfExists(fileToDelete);
+                fileDeleted = true;
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot delete " + fileToDelete + " (close again to retry)", e);
             }
         }
     }

@@ -75,6 +75,30 @@ class SegmentPhysicalMemoryFfmTest {
     }
 
     @Test
+    void shouldZeroOnlyTheResidentPagesOfALargeRangeLeavingHolesUntouched() throws IOException {
+        assumeTrue(Libc.hasSeekData(), "needs memfd, lseek(SEEK_DATA) and /proc/self/status (Linux)");
+        long mib = 1L << 20;
+        try (SegmentPhysicalMemory mem = SegmentPhysicalMemory.open("holes", BASE, 512 * mib)) {
+            long shmem0 = statusKiB("RssShmem");
+            mem.fill(BASE + 8 * mib, 4 * mib, (byte) 0x5A); // 4 MiB of data inside 256 MiB of holes
+            mem.spLong(BASE + 100 * mib, -1L);               // and one lone page
+            mem.zero(BASE + 4096 + 8, 256 * mib);
+            long grown = statusKiB("RssShmem") - shmem0;
+            assertTrue(grown < 8 * 1024, "the holes were skipped, not faulted in: +" + grown + " KiB");
+            assertEquals(0L, mem.lpLong(BASE + 8 * mib));
+            assertEquals(0L, mem.segment().get(SegmentPhysicalMemory.LONG_LE, 10 * mib), "reads zero through the view");
+            assertEquals(0L, mem.lpLong(BASE + 12 * mib - 8));
+            assertEquals(0L, mem.lpLong(BASE + 100 * mib));
+            mem.fill(BASE, 4096 + 8, (byte) 1);
+            mem.fill(BASE + 256 * mib + 4096 + 8, 8, (byte) 1);
+            mem.zero(BASE + 4096 + 8, 256 * mib); // ragged ends inside resident pages: exactly the range
+            assertEquals(0x0101_0101_0101_0101L, mem.lpLong(BASE + 4096), "the byte before the range kept");
+            assertEquals(0L, mem.lpLong(BASE + 4096 + 8));
+            assertEquals(0x0101_0101_0101_0101L, mem.lpLong(BASE + 256 * mib + 4096 + 8), "the byte after the range kept");
+        }
+    }
+
+    @Test
     void shouldHaveNoFdAndLeaveNoFileWithTheTempFileBacking() throws IOException {
         String name = "tmp-test-" + System.nanoTime();
         try (SegmentPhysicalMemory mem = SegmentPhysicalMemory.open(name, BASE, 16 * GIB, SegmentPhysicalMemory.Backing.TEMP_FILE)) {
@@ -171,6 +195,39 @@ class SegmentPhysicalMemoryFfmTest {
         IllegalStateException s = assertThrows(IllegalStateException.class, () -> mem.spInt(0, 1));
         assertEquals("physical memory 'ddr' is closed", s.getMessage());
         assertTrue(mem.toString().contains("closed"), mem.toString());
+    }
+
+    @Test
+    @Timeout(60)
+    void shouldRefuseCloseWhileANativeCallHoldsTheMemoryAndChangeNothing() throws Exception {
+        for (SegmentPhysicalMemory.Backing backing : SegmentPhysicalMemory.Backing.values()) {
+            if (backing == SegmentPhysicalMemory.Backing.MEMFD && !Libc.HAS_MEMFD) {
+                continue;
+            }
+            SegmentPhysicalMemory mem = SegmentPhysicalMemory.open("held-" + backing, BASE, 1L << 20, backing);
+            mem.spLong(BASE + 4096, 0x1234L);
+            OptionalInt fd = mem.fd();
+            IllegalStateException refused;
+            try (NativeHold hold = new NativeHold(mem.segment())) {
+                refused = assertThrows(IllegalStateException.class, mem::close);
+                // nothing changed: still open, still readable and writable, the memfd still there
+                assertFalse(mem.isClosed(), backing + ": a refused close leaves the memory open");
+                assertEquals(0x1234L, mem.lpLong(BASE + 4096));
+                mem.spLong(BASE + 8192, 0x5678L);
+                assertEquals(0x5678L, mem.segment().get(SegmentPhysicalMemory.LONG_LE, 8192));
+                assertEquals(fd, mem.fd());
+                if (fd.isPresent()) {
+                    assertTrue(readLinkOrEmpty(Path.of("/proc/self/fd/" + fd.getAsInt())).contains("memfd:vcmm-held"),
+                        "the memfd stays open after a refused close");
+                }
+            }
+            assertTrue(refused.getMessage().contains("held-" + backing) && refused.getMessage().contains("busy"),
+                refused.getMessage());
+            mem.close(); // the obstacle is gone: now it closes
+            assertTrue(mem.isClosed());
+            assertThrows(IllegalStateException.class, () -> mem.lpLong(BASE + 4096));
+            mem.close(); // idempotent after success
+        }
     }
 
     @Test

@@ -1150,6 +1150,16 @@ class VcmmProperties {
             System.arraycopy(src, off, page, (int) (pa & (PAGE - 1)), n); // n never crosses a page: pieces are per page
         }
 
+        /** Zero on handoff: a new allocation's chunks read as zero, whatever a previous owner left in them. */
+        void handedOff(PhysMem pm) {
+            for (PhysMem.Chunk c : pm.chunks()) {
+                for (long page = c.pa(); page < c.end(); page += PAGE) {
+                    memory.remove(page);
+                }
+            }
+            checkPhysical(pm.physicalAddress(0), (int) Math.min(PAGE, pm.length()));
+        }
+
         byte[] modelRead(long pa, int n) {
             byte[] page = memory.get(pa & -PAGE);
             int from = (int) (pa & (PAGE - 1));
@@ -1316,6 +1326,7 @@ class VcmmProperties {
                 count("Buffer out of memory");
                 return;
             }
+            handedOff(pm);
             MPm m = new MPm(pm);
             own(owner, owner == null ? null : owner.pms, m, pms);
             long align = len >= 2 * MIB ? 2 * MIB : PAGE;
@@ -1567,6 +1578,7 @@ class VcmmProperties {
                     trace.add("  handler: no memory for " + r.r + ": " + e.getClass().getSimpleName());
                     return false;
                 }
+                handedOff(pm);
                 MPm m = new MPm(pm);
                 pms.add(m);
                 vcmm.back(r.r, pm, 0);
@@ -1669,6 +1681,7 @@ class VcmmProperties {
                     }
                 }
             }
+            handedOff(pm);
             own(owner, owner == null ? null : owner.pms, new MPm(pm), pms);
         }
 
