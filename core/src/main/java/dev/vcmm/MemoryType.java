@@ -282,18 +282,19 @@ public final class MemoryType implements AutoCloseable {
     }
 
     /**
-     * Closes the allocator and the memory. Idempotent. Allocations still live become invalid; every later
-     * operation on this memory type fails with an {@link IllegalStateException} naming it.
+     * Closes the memory, then the allocator. Idempotent once it succeeded. Allocations still live become invalid;
+     * every later operation on this memory type fails with an {@link IllegalStateException} naming it. Retryable:
+     * if the memory refuses to close (e.g. a native call still holds a view of it), the exception propagates, the
+     * memory type stays open and unchanged, and a later close may succeed. Must not race with other calls.
      */
     @Override
-    public void close() {
-        if (closed.compareAndSet(false, true)) {
-            try {
-                allocator.close();
-            } finally {
-                memory.close();
-            }
+    public synchronized void close() {
+        if (closed.get()) {
+            return;
         }
+        memory.close(); // the step that may refuse: first, so that a refusal leaves everything open
+        allocator.close();
+        closed.set(true);
     }
 
     @Override

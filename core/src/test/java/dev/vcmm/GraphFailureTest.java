@@ -112,4 +112,18 @@ class GraphFailureTest {
             "a low VCM programmed into the high table could never be reached");
         vcmm.assoc(low, gpu, AssociationMode.USE_LOW).activate();
     }
+
+    @Test
+    void shouldLeaveAMemoryTypeOpenWhenItsMemoryRefusesToCloseAndCloseItOnRetry() {
+        dev.vcmm.testing.StallingMemory.Backend backend = new dev.vcmm.testing.StallingMemory.Backend();
+        MemoryType t = MemoryType.builder("sram").base(0x9000_0000L).size(16 * MIB).backend(backend).build();
+        backend.memory().refuseCloseOnce();
+        assertThrows(IllegalStateException.class, t::close);
+        assertFalse(t.isClosed(), "a refused close changes nothing");
+        t.physAlloc(MIB, ChunkPolicy.VCMM).free(); // still usable
+        t.close();
+        assertTrue(t.isClosed());
+        assertTrue(backend.memory().isClosed());
+        t.close(); // idempotent
+    }
 }

@@ -155,5 +155,18 @@ public final class StallingMemory implements PhysicalMemory {
 
     @Override public void fill(long pa, long length, byte value) { delegate.fill(pa, length, value); }
     @Override public boolean isClosed() { return delegate.isClosed(); }
-    @Override public void close() { delegate.close(); }
+    private final AtomicBoolean refuseClose = new AtomicBoolean();
+
+    /** The next {@link #close()} throws {@link IllegalStateException} (a view is held) and changes nothing. */
+    public void refuseCloseOnce() {
+        refuseClose.set(true);
+    }
+
+    @Override
+    public void close() {
+        if (refuseClose.compareAndSet(true, false)) {
+            throw new IllegalStateException("busy: a view of the memory is held (test); close again");
+        }
+        delegate.close();
+    }
 }
