@@ -38,9 +38,11 @@ import java.util.concurrent.TimeUnit;
  *       page table, IOTLB invalidation and the device's DMA fence).</li>
  *   <li>{@code mapUnmapPages64k}: the floor: the same 16 pages mapped and unmapped one by one in a warm
  *       arm64-4k {@link PageTable} of its own, no graph.</li>
- *   <li>{@code allocFree64k}: {@code physAlloc} of 64 KiB in 4 KiB chunks + {@code free}.</li>
- *   <li>{@code allocFreeRaw16}: the allocator floor of {@code allocFree64k}: 16 {@link BlockAllocator#alloc(int)} of
- *       order 0 and their frees, straight on the memory type's allocator.</li>
+ *   <li>{@code allocFree64k}: {@code physAlloc} of 64 KiB in 4 KiB chunks + {@code free}, in the shipped
+ *       configuration: the memory type zeroes on handoff.</li>
+ *   <li>{@code allocFreeRaw16}: the allocator floor of {@code allocFree64k}, like for like: 16
+ *       {@link BlockAllocator#alloc(int)} of order 0, each page zeroed through the memory as physAlloc zeroes it,
+ *       and their frees, straight on the memory type's allocator.</li>
  * </ul>
  * Setup prints the heap bytes per live buffer (after a GC, before and after making them). Results are ns per
  * operation. The 1,000,000 case backs 64 GiB of sparse simulated memory and needs about 2 GiB of heap.
@@ -160,13 +162,14 @@ public class GraphScaleBenchmark {
         ddr.physAlloc(BUFFER, ChunkPolicy.PAGES_4K).free();
     }
 
-    /** The allocator floor of {@link #allocFree64k}: 16 order-0 allocs and frees on the allocator itself. */
+    /** The allocator floor of {@link #allocFree64k}: 16 order-0 allocs (zeroed, as handoff does) and frees. */
     @Benchmark
     public long allocFreeRaw16() {
         BlockAllocator a = ddr.allocator();
         long sum = 0;
         for (int i = 0; i < 16; i++) {
             raw[i] = a.alloc(0);
+            ddr.memory().zero(raw[i], PAGE);
         }
         for (int i = 0; i < 16; i++) {
             sum += raw[i];
