@@ -230,6 +230,22 @@ final class ReverseMap {
         return byMemory.size();
     }
 
+    /** @return the non-zero frame entries of every frame table (a full scan: for tests) */
+    long liveFrameEntries() {
+        long n = 0;
+        for (FrameTable t : tables) {
+            for (int i = 0; i < t.leaves.length(); i++) {
+                long[] leaf = t.leaves.get(i);
+                if (leaf != null) {
+                    for (long e : leaf) {
+                        n += e != 0 ? 1 : 0;
+                    }
+                }
+            }
+        }
+        return n;
+    }
+
     private FrameTable table(MemoryType type) {
         for (FrameTable t : tables) {
             if (t.type == type) {

@@ -642,6 +642,11 @@ public final class Vcmm implements AutoCloseable {
     /** A test-only failure point inside {@link #unback}, between the page tables and the IOTLBs ({@code null} outside tests). */
     static volatile Runnable unbackHook;
 
+    /** @return the reverse map (for tests) */
+    ReverseMap reverseMap() {
+        return reverse;
+    }
+
     private void register(Reservation r, PhysMem memory, long offset) {
         reverse.register(r, memory);
     }

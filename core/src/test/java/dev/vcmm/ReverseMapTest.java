@@ -140,6 +140,19 @@ class ReverseMapTest {
                 assertEquals(List.of(), vcmm.whoMaps(pm.physicalAddress(0)), "empty after everything is unbacked");
             }
         }
+        assertEquals(0, vcmm.reverseMap().registeredCount(), "no allocation left registered");
+        for (List<PhysMem> ps : mems) {
+            for (PhysMem pm : ps) {
+                pm.free();
+            }
+        }
+        for (List<Reservation> rs : res) {
+            for (Reservation r : rs) {
+                r.unreserve();
+            }
+        }
+        assertEquals(0, vcmm.memoryType("ddr").stats().allocatedBytes(), "the allocator is whole");
+        assertEquals(0, vcmm.reverseMap().liveFrameEntries(), "every frame entry was cleared");
     }
 
     private static void await(CyclicBarrier b) {
