@@ -127,6 +127,22 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     private final ConcurrentLinkedQueue<ThreadCache> cacheRegistry = new ConcurrentLinkedQueue<>();
     private final AtomicBoolean closed = new AtomicBoolean();
 
+    /** Test-only pause point: null in production. */
+    static volatile PausePoint pausePoint;
+
+    /** A test's callback at a named place inside an operation. */
+    @FunctionalInterface
+    interface PausePoint {
+        void reached(String where, int order, long index);
+    }
+
+    private static void pause(String where, int order, long index) {
+        PausePoint p = pausePoint;
+        if (p != null) {
+            p.reached(where, order, index);
+        }
+    }
+
     private LockFreeBuddyAllocator(MemorySpec spec) {
         this.name = spec.name();
         this.layout = new BuddyLayout(spec.base(), spec.size(), spec.maxOrder());
@@ -399,6 +415,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             return;
         }
         cacheRegistry.clear();
+        pause("close", -1, -1);
         arena.close();
     }
 
@@ -434,6 +451,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                 LONG.getAndAdd(meta, stripe, 1L);
                 try {
                     for (int j = order + 1; j <= maxOrder; j++) {
+                        pause("search", j, -1);
                         index = claimAny(j);
                         if (index >= 0) {
                             return layout.address(splitDown(j, index, order, -1), order);
@@ -579,6 +597,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         if ((old & bit) != 0) {
             throw new IllegalStateException(corrupt("block already free", k, index));
         }
+        pause("published", k, index);
         if (old == 0) {
             setHint(k, 0, index >>> 6);
         }
@@ -605,6 +624,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                     index >>>= 1;
                 }
             } else if (LONG.compareAndSet(meta, addr, v, v | bit)) { // linearization: the block is free
+                pause("published", k, index);
                 if (v == 0) {
                     setHint(k, 0, index >>> 6);
                 }
