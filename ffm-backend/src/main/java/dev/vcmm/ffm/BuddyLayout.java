@@ -17,12 +17,23 @@ import dev.vcmm.spi.BlockAllocator;
  *
  * <h2>Metadata segment</h2>
  * <pre>
- *  0          64         ...  960        1024          1088
- *  +----------+----------+-----+----------+-------------+----------------------------------------
- *  | transit  | transit  | ... | transit  | drain epoch | order 0 | order 1 | ... | order maxOrder
- *  | stripe 0 | stripe 1 |     | stripe 15|             |         |         |     |
- *  +----------+----------+-----+----------+-------------+----------------------------------------
- *  every header word has its own 64-byte cache line: threads moving blocks touch only their stripe
+ *  0            64           64 + S        64 + 16 S
+ *  +------------+------------+-----+------------+----------------------------------------
+ *  | cache      | events     | ... | events     | order 0 | order 1 | ... | order maxOrder
+ *  | credit     | stripe 0   |     | stripe 15  |         |         |     |
+ *  +------------+------------+-----+------------+----------------------------------------
+ *  cache credit: bytes of the thread-cache budget handed to caches (one word, own line)
+ *  events stripe s (S = maxOrder + 1 words rounded up to whole 64-byte lines; a thread uses stripe
+ *  threadId mod 16, so threads moving blocks touch only their own lines):
+ *  +-----------------------+-----------------------+-----+-----------------------+
+ *  | event word of order 0 | event word of order 1 | ... | event word of maxOrder|
+ *  +-----------------------+-----------------------+-----+-----------------------+
+ *  event word:  63                                24 23                      0
+ *              +-----------------------------------+-------------------------+
+ *              | brackets ended (wraps at 2^40)    | brackets open now       |
+ *              +-----------------------------------+-------------------------+
+ *  opening a bracket adds 1; closing it adds 2^24 - 1: the word only ever grows, so a sum of event
+ *  words that did not change between two reads proves that no bracket opened or closed in between.
  *
  *  order k region (each array starts on a 64-byte line):
  *  +----------------------------+-----------------+-----------------+-----+----------------------------+
@@ -39,11 +50,16 @@ import dev.vcmm.spi.BlockAllocator;
 final class BuddyLayout {
 
     static final int CACHE_LINE = 64;
-    /** Stripes of the in-transit counter, each on its own cache line, picked by thread id. */
-    static final int TRANSIT_STRIPES = 16;
-    static final long IN_TRANSIT_OFFSET = 0;
-    static final long DRAIN_EPOCH_OFFSET = TRANSIT_STRIPES * CACHE_LINE;
-    static final int HEADER_LENGTH = (TRANSIT_STRIPES + 1) * CACHE_LINE;
+    /** The bytes of thread-cache budget currently handed out to caches. */
+    static final long CACHE_CREDIT_OFFSET = 0;
+    /** Stripes of the event words, picked by thread id; each stripe starts on its own cache line. */
+    static final int EVENT_STRIPES = 16;
+    static final long EVENTS_OFFSET = CACHE_LINE;
+    /** An event word's low bits count open brackets; closing one adds {@code EVENT_CLOSE}. */
+    static final int EVENT_OPEN_BITS = 24;
+    static final long EVENT_OPEN_MASK = (1L << EVENT_OPEN_BITS) - 1;
+    static final long EVENT_OPEN = 1;
+    static final long EVENT_CLOSE = (1L << EVENT_OPEN_BITS) - 1;
 
     final long base;
     final long end;
@@ -56,6 +72,8 @@ final class BuddyLayout {
     /** words[k]: number of 64-bit words in the free (and allocated) bitmap of order k. */
     final long[] words;
     final long totalBytes;
+    /** Bytes between the starts of two event stripes: {@code maxOrder + 1} words rounded up to whole lines. */
+    final long stripeBytes;
 
     BuddyLayout(long base, long size, int requestedMaxOrder) {
         this.base = base;
@@ -66,7 +84,8 @@ final class BuddyLayout {
         this.layerOffset = new long[maxOrder + 1][];
         this.allocOffset = new long[maxOrder + 1];
         this.words = new long[maxOrder + 1];
-        long offset = HEADER_LENGTH;
+        this.stripeBytes = alignLine((maxOrder + 1L) * Long.BYTES);
+        long offset = EVENTS_OFFSET + EVENT_STRIPES * stripeBytes;
         for (int k = 0; k <= maxOrder; k++) {
             int shift = BlockAllocator.PAGE_SHIFT + k;
             long blocks = ((end - origin) + (1L << shift) - 1) >>> shift;
@@ -92,6 +111,11 @@ final class BuddyLayout {
 
     private static long alignLine(long offset) {
         return (offset + CACHE_LINE - 1) & -CACHE_LINE;
+    }
+
+    /** @return the byte offset of the event word of order {@code k} in {@code stripe}. */
+    long eventWord(int stripe, int k) {
+        return EVENTS_OFFSET + stripe * stripeBytes + ((long) k << 3);
     }
 
     /** @return the index of the order-{@code k} block starting at {@code pa}. */
