@@ -40,9 +40,15 @@ import dev.vcmm.spi.BlockAllocator;
  *  | FREE bitmap (layer 0)      | hint layer 1    | hint layer 2    | ... | ALLOCATED bitmap           |
  *  | bit i: block (k, i) free   | bit j: word j of| bit j: word j of|     | bit i: block (k, i) handed |
  *  | in the shared pool         | layer 0 may be  | layer 1 may be  |     | out with order k           |
- *  | words(k) longs             | non-zero        | non-zero        |     | words(k) longs             |
+ *  | words(k) longs, padded to  | non-zero        | non-zero        |     | as the FREE bitmap         |
  *  +----------------------------+-----------------+-----------------+-----+----------------------------+
- *                                 ceil(words/64)    ...until one word
+ *   64 words; stored spread     ceil(words/64)    ...until one word
+ *
+ *  spread storage of a group of 64 bitmap words (one hint word's worth), word index w = 8a + b:
+ *    line 0: w0  w8  w16 ... w56      a thread that follows hint bit 0 touches line 0 only, one that
+ *    line 1: w1  w9  w17 ... w57      follows hint bit 1 touches line 1 only, and so on
+ *    ...
+ *    line 7: w7  w15 w23 ... w63
  * </pre>
  * A 64 GiB pool with 4 KiB..1 GiB orders needs about 4 MiB of metadata for the free bitmaps, as much
  * again for the allocated bitmaps, and 1/64 of that for hints: {@code ~ size / 4096 / 2} bytes in all.
@@ -71,6 +77,8 @@ final class BuddyLayout {
     final long[] allocOffset;
     /** words[k]: number of 64-bit words in the free (and allocated) bitmap of order k. */
     final long[] words;
+    /** paddedWords[k]: words[k] rounded up to a whole group of 64 words: the arrays' physical length. */
+    final long[] paddedWords;
     final long totalBytes;
     /** Bytes between the starts of two event stripes: {@code maxOrder + 1} words rounded up to whole lines. */
     final long stripeBytes;
@@ -84,6 +92,7 @@ final class BuddyLayout {
         this.layerOffset = new long[maxOrder + 1][];
         this.allocOffset = new long[maxOrder + 1];
         this.words = new long[maxOrder + 1];
+        this.paddedWords = new long[maxOrder + 1];
         this.stripeBytes = alignLine((maxOrder + 1L) * Long.BYTES);
         long offset = EVENTS_OFFSET + EVENT_STRIPES * stripeBytes;
         for (int k = 0; k <= maxOrder; k++) {
@@ -91,6 +100,7 @@ final class BuddyLayout {
             long blocks = ((end - origin) + (1L << shift) - 1) >>> shift;
             long w = (blocks + 63) >>> 6;
             words[k] = w;
+            paddedWords[k] = (w + 63) & -64L;
             int layers = 1;
             for (long n = w; n > 1; n = (n + 63) >>> 6) {
                 layers++;
@@ -99,12 +109,12 @@ final class BuddyLayout {
             long n = w;
             for (int layer = 0; layer < layers; layer++) {
                 offsets[layer] = offset;
-                offset = alignLine(offset + n * Long.BYTES);
+                offset = alignLine(offset + (layer == 0 ? paddedWords[k] : n) * Long.BYTES);
                 n = (n + 63) >>> 6;
             }
             layerOffset[k] = offsets;
             allocOffset[k] = offset;
-            offset = alignLine(offset + w * Long.BYTES);
+            offset = alignLine(offset + paddedWords[k] * Long.BYTES);
         }
         this.totalBytes = offset;
     }
@@ -128,13 +138,23 @@ final class BuddyLayout {
         return origin + (index << (BlockAllocator.PAGE_SHIFT + k));
     }
 
+    /**
+     * @return the physical position of logical bitmap word {@code w}: within each group of 64 words (the
+     * words one hint word covers), word {@code 8a + b} is stored at {@code 8b + a}, so the 8 consecutive
+     * words of 8 neighbouring hint bits lie on 8 different cache lines. Threads that pick different hint
+     * bits then never share a line of the free or allocated bitmaps. An involution on each group.
+     */
+    static long spreadWord(long w) {
+        return (w & ~63L) | ((w & 7) << 3) | ((w >>> 3) & 7);
+    }
+
     /** @return the byte offset of the free-bitmap word holding block {@code index} of order {@code k}. */
     long freeWord(int k, long index) {
-        return layerOffset[k][0] + ((index >>> 6) << 3);
+        return layerOffset[k][0] + (spreadWord(index >>> 6) << 3);
     }
 
     /** @return the byte offset of the allocated-bitmap word holding block {@code index} of order {@code k}. */
     long allocWord(int k, long index) {
-        return allocOffset[k] + ((index >>> 6) << 3);
+        return allocOffset[k] + (spreadWord(index >>> 6) << 3);
     }
 }

@@ -138,7 +138,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     /** A thread's cache may park at most this fraction (1/n) of the pool in orders above {@link #CACHE_SMALL_ORDER}. */
     static final int CACHE_POOL_SHARE = 64;
 
-    /** Searches of orders up to this one spread threads over the bitmap words. */
+    /** Searches of orders up to this one spread threads over the bitmap words of one hint word. */
     static final int SPREAD_MAX_ORDER = 3;
 
     /** How many times a failing alloc searches again before it gives up proving its failure. */
@@ -479,7 +479,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             long allocOff = layout.allocOffset[k];
             long freeCount = 0;
             long allocCount = 0;
-            for (long w = 0, n = layout.words[k]; w < n; w++) {
+            for (long w = 0, n = layout.paddedWords[k]; w < n; w++) { // every physical word, in any order
                 freeCount += Long.bitCount((long) LONG.getVolatile(meta, freeOff + (w << 3)));
                 allocCount += Long.bitCount((long) LONG.getVolatile(meta, allocOff + (w << 3)));
             }
@@ -561,6 +561,27 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             }
         }
         return NONE;
+    }
+
+    /** @return the calling thread's spread key: 32 well-mixed bits of its id. */
+    private static long spreadKey() {
+        return (Thread.currentThread().threadId() * 0x9E3779B97F4A7C15L) >>> 32;
+    }
+
+    /**
+     * @return the position of the lowest set bit of the hint word {@code h}, or with {@code spread >= 0} of
+     * the set bit ranked by the thread's key: threads with different keys pick different bitmap words, which
+     * {@link BuddyLayout#spreadWord} places on different cache lines
+     */
+    private static int pick(long h, long spread) {
+        if (spread < 0 || (h & (h - 1)) == 0) {
+            return Long.numberOfTrailingZeros(h);
+        }
+        int rank = (int) ((spread * Long.bitCount(h)) >>> 32); // in [0, bitCount)
+        for (int i = 0; i < rank; i++) {
+            h &= h - 1;
+        }
+        return Long.numberOfTrailingZeros(h);
     }
 
     /**
@@ -703,8 +724,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     }
 
     /**
-     * Claims a set bit of the free bitmap of order {@code k}, descending the hint layers: the lowest one,
-     * or for orders up to {@link #SPREAD_MAX_ORDER} the one under the hint bit ranked by the thread's hash.
+     * Claims the lowest set bit of the free bitmap of order {@code k}, descending the hint layers.
      *
      * @return the block index, or -1 if no free block was reachable
      */
@@ -724,9 +744,9 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                     clearHint(k, layer, w); // a stale hint led here: repair it and start over
                     continue descend;
                 }
-                w = (w << 6) + pick(h, spread);
+                w = (w << 6) + (layer == 1 ? pick(h, spread) : Long.numberOfTrailingZeros(h));
             }
-            long addr = offsets[0] + (w << 3);
+            long addr = offsets[0] + (BuddyLayout.spreadWord(w) << 3);
             for (;;) {
                 long v = (long) LONG.getVolatile(meta, addr);
                 if (v == 0) {
@@ -745,23 +765,6 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         }
     }
 
-    /** @return the calling thread's spread key: 32 well-mixed bits of its id. */
-    private static long spreadKey() {
-        return (Thread.currentThread().threadId() * 0x9E3779B97F4A7C15L) >>> 32;
-    }
-
-    /** @return the position of the lowest set bit of {@code h}, or with {@code spread >= 0} of its ranked one. */
-    private static int pick(long h, long spread) {
-        if (spread < 0 || (h & (h - 1)) == 0) {
-            return Long.numberOfTrailingZeros(h);
-        }
-        int rank = (int) ((spread * Long.bitCount(h)) >>> 32); // in [0, bitCount)
-        for (int i = 0; i < rank; i++) {
-            h &= h - 1;
-        }
-        return Long.numberOfTrailingZeros(h);
-    }
-
     /**
      * Sets bit {@code index} of the free bitmap of {@code k}; the caller owns the block, its buddy is not
      * free, and the caller holds a bracket on an order at or above {@code k} (or runs alone, seeding).
@@ -777,12 +780,17 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     }
 
     /**
-     * Returns block {@code (k, index)} to the shared pool, merging with free buddies as far as they go,
-     * inside a bracket on the order the block has at each step.
+     * Returns block {@code (k, index)} to the shared pool, merging with free buddies as far as they go.
+     *
+     * <p>Brackets: a publish into a word that is already non-empty needs none. It cannot make its order go
+     * from empty to non-empty, and the word's hint path is already set (or a bracket that will set it is
+     * open), so the block is reachable from the instant of its CAS; a failing search that read the order
+     * empty before that CAS would have had to see the word's first block arrive, which was bracketed. A
+     * publish into an empty word, and a merge (whose combined block is in transit), run inside a bracket
+     * on the order the block has at that step, opened before the CAS.
      */
     private void freeShared(int k, long index) {
-        long ev = eventWord(k);
-        open(ev); // before the CAS that makes the block free: a search overlapping it cannot prove a failure
+        long ev = -1;
         try {
             for (;;) {
                 long addr = layout.freeWord(k, index);
@@ -793,24 +801,34 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                     throw new IllegalStateException(corrupt("block already free", k, index));
                 }
                 if (k < maxOrder && (v & buddyBit) != 0) {
-                    long up = ev + Long.BYTES; // the same stripe's word of order k + 1
+                    long up = eventWord(k + 1);
                     open(up); // the merged block, in transit, is a free block of order k + 1
                     if (LONG.compareAndSet(meta, addr, v, v & ~buddyBit)) { // linearization: the buddy is ours
-                        close(ev);
+                        if (ev >= 0) {
+                            close(ev);
+                        }
                         ev = up;
                         k++;
                         index >>>= 1;
                     } else {
                         close(up);
                     }
-                } else if (LONG.compareAndSet(meta, addr, v, v | bit)) { // linearization: the block is free
+                    continue;
+                }
+                if (v == 0 && ev < 0) {
+                    ev = eventWord(k);
+                    open(ev); // the order may go from empty to non-empty: announce it before the CAS
+                }
+                if (LONG.compareAndSet(meta, addr, v, v | bit)) { // linearization: the block is free
                     pause("published", k, index);
                     setHint(k, 0, index >>> 6);
                     return;
                 }
             }
         } finally {
-            close(ev);
+            if (ev >= 0) {
+                close(ev);
+            }
         }
     }
 
@@ -855,7 +873,8 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                 if ((old & bit) == 0) {
                     return;
                 }
-                if ((long) LONG.getVolatile(meta, offsets[layer] + (w << 3)) != 0) {
+                long word = layer == 0 ? BuddyLayout.spreadWord(w) : w;
+                if ((long) LONG.getVolatile(meta, offsets[layer] + (word << 3)) != 0) {
                     setHint(k, layer, w);
                     return;
                 }

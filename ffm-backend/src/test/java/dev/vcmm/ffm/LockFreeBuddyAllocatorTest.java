@@ -47,13 +47,15 @@ class LockFreeBuddyAllocatorTest {
             assertTrue(a.metadataBytes() < 12 * MIB, () -> "metadata " + a.metadataBytes());
             AllocatorStats s = a.stats();
             assertEquals(64, s.freeBlocksByOrder()[18]);
-            assertTrue(a.allocAt(base + 64 * GIB - 4096, 0), "last page");
-            long first = a.alloc(0);
-            assertEquals(base + 64 * GIB - 8192, first, "best fit: the free buddy of the last page, not a split of a 1 GiB block");
+            long k64 = orderSize(4);
+            assertTrue(a.allocAt(base + 64 * GIB - k64, 4), "last 64 KiB block");
+            long first = a.alloc(4);
+            assertEquals(base + 64 * GIB - 2 * k64, first,
+                "best fit above the spread orders: the free buddy of the last block, not a split of a 1 GiB block");
             assertEquals(base, a.alloc(18), "address order among equals: the lowest 1 GiB block");
             a.free(base, 18);
-            a.free(base + 64 * GIB - 4096, 0);
-            a.free(first, 0);
+            a.free(base + 64 * GIB - k64, 4);
+            a.free(first, 4);
             assertEquals(64, a.stats().freeBlocksByOrder()[18]);
         }
     }
