@@ -40,7 +40,7 @@ import dev.vcmm.spi.BlockAllocator;
  *  | FREE bitmap (layer 0)      | hint layer 1    | hint layer 2    | ... | ALLOCATED bitmap           |
  *  | bit i: block (k, i) free   | bit j: word j of| bit j: word j of|     | bit i: block (k, i) handed |
  *  | in the shared pool         | layer 0 may be  | layer 1 may be  |     | out with order k           |
- *  | words(k) longs, padded to  | non-zero        | non-zero        |     | as the FREE bitmap         |
+ *  | words(k) longs, padded to  | non-zero        | non-zero        |     | words(k) longs, plain order|
  *  +----------------------------+-----------------+-----------------+-----+----------------------------+
  *   64 words; stored spread     ceil(words/64)    ...until one word
  *
@@ -142,7 +142,7 @@ final class BuddyLayout {
      * @return the physical position of logical bitmap word {@code w}: within each group of 64 words (the
      * words one hint word covers), word {@code 8a + b} is stored at {@code 8b + a}, so the 8 consecutive
      * words of 8 neighbouring hint bits lie on 8 different cache lines. Threads that pick different hint
-     * bits then never share a line of the free or allocated bitmaps. An involution on each group.
+     * bits then never share a line of the free bitmap. An involution on each group; free bitmaps only.
      */
     static long spreadWord(long w) {
         return (w & ~63L) | ((w & 7) << 3) | ((w >>> 3) & 7);
@@ -153,8 +153,13 @@ final class BuddyLayout {
         return layerOffset[k][0] + (spreadWord(index >>> 6) << 3);
     }
 
-    /** @return the byte offset of the allocated-bitmap word holding block {@code index} of order {@code k}. */
+    /**
+     * @return the byte offset of the allocated-bitmap word holding block {@code index} of order {@code k}.
+     * Stored in plain order, not spread: a thread's private 2 MiB arena then owns one whole line of the
+     * order-0 allocated bitmap, which keeps the cached path (the default) free of false sharing; spreading
+     * it too put neighbouring arenas on one line and cost 2-threaded cache hits several times.
+     */
     long allocWord(int k, long index) {
-        return allocOffset[k] + (spreadWord(index >>> 6) << 3);
+        return allocOffset[k] + ((index >>> 6) << 3);
     }
 }

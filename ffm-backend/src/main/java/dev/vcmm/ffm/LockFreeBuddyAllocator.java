@@ -59,11 +59,12 @@ import java.util.concurrent.atomic.AtomicLong;
  *       non-zero and cleared lazily by a search that descends into an empty word (which re-reads the word
  *       and restores the hint if it filled meanwhile). A hint can therefore be missing for a non-empty
  *       word, but only while some thread is inside a bracket (below) on that order.</li>
- *   <li><b>Spread searches.</b> For the small orders (up to {@value #SPREAD_MAX_ORDER}) a search does not
- *       always take the lowest free block: where a hint word has several bits set it follows the one
- *       ranked by a hash of the thread's id, as per-CPU free lists do, so that threads on the shared path
- *       take and return blocks in different bitmap words instead of all contending for the lowest one.
- *       Larger orders keep address order (best fit, lowest address), which keeps large blocks whole.</li>
+ *   <li><b>Spread searches.</b> For the small orders (up to {@value #SPREAD_MAX_ORDER}) a search follows, at
+ *       the last hint layer, the set bit ranked by a hash of the thread's id rather than the lowest, and the
+ *       64 bitmap words under one hint word are stored transposed ({@link BuddyLayout#spreadWord}), so that
+ *       threads on the shared path take and return blocks on different cache lines of the free bitmap, as
+ *       per-CPU free lists keep CPUs apart. Larger orders keep address order (best fit, lowest address),
+ *       which keeps large blocks whole.</li>
  *   <li><b>Allocated bitmaps</b>, one bit per block per order, record what was handed out and with which
  *       order; a double free or a wrong order is reported before anything changes.</li>
  *   <li><b>Thread caches</b> (optional, {@link MemorySpec#threadCacheCapacity()} &gt; 0) keep free blocks of
