@@ -197,6 +197,7 @@ class LockFreeBuddyRaceTest {
             }
             assertEquals(size, a.stats().freeBytes(), "every ended thread's cache is back in the shared pool");
             assertEquals(0, a.stats().cachedBytes());
+            assertEquals(0, a.registeredCaches(), "the registry keeps nothing of 10,000 ended virtual threads");
         }
     }
 
