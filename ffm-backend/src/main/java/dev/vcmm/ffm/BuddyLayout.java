@@ -41,6 +41,7 @@ import dev.vcmm.spi.BlockAllocator;
  *  | bit i: block (k, i) free   | bit j: word j of| bit j: word j of|     | bit i: block (k, i) handed |
  *  | in the shared pool         | layer 0 may be  | layer 1 may be  |     | out with order k           |
  *  | words(k) longs, padded to  | non-zero        | non-zero        |     | words(k) longs, plain order|
+ *  |                            |                 |                 |     | (spread when caches off)   |
  *  +----------------------------+-----------------+-----------------+-----+----------------------------+
  *   64 words; stored spread     ceil(words/64)    ...until one word
  *
@@ -83,7 +84,11 @@ final class BuddyLayout {
     /** Bytes between the starts of two event stripes: {@code maxOrder + 1} words rounded up to whole lines. */
     final long stripeBytes;
 
-    BuddyLayout(long base, long size, int requestedMaxOrder) {
+    /** Whether the allocated bitmaps are stored spread like the free bitmaps (thread caches off). */
+    final boolean spreadAllocated;
+
+    BuddyLayout(long base, long size, int requestedMaxOrder, boolean spreadAllocated) {
+        this.spreadAllocated = spreadAllocated;
         this.base = base;
         this.end = base + size;
         int fit = 63 - Long.numberOfLeadingZeros(size >>> BlockAllocator.PAGE_SHIFT);
@@ -155,11 +160,13 @@ final class BuddyLayout {
 
     /**
      * @return the byte offset of the allocated-bitmap word holding block {@code index} of order {@code k}.
-     * Stored in plain order, not spread: a thread's private 2 MiB arena then owns one whole line of the
-     * order-0 allocated bitmap, which keeps the cached path (the default) free of false sharing; spreading
-     * it too put neighbouring arenas on one line and cost 2-threaded cache hits several times.
+     * With thread caches on it is stored in plain order: a thread's private 2 MiB arena then owns one
+     * whole line of the order-0 allocated bitmap (spreading it put neighbouring arenas on one line and cost
+     * 2-threaded cache hits several times). With caches off it is spread like the free bitmap, so threads
+     * that took blocks from different free-bitmap lines also mark them on different lines.
      */
     long allocWord(int k, long index) {
-        return allocOffset[k] + ((index >>> 6) << 3);
+        long w = index >>> 6;
+        return allocOffset[k] + ((spreadAllocated ? spreadWord(w) : w) << 3);
     }
 }

@@ -176,7 +176,7 @@ class LockFreeBuddyAllocatorTest {
 
     @Test
     void shouldKeepBuddiesInOneWordForAnUnalignedBase() {
-        BuddyLayout layout = new BuddyLayout(0x8000_3000L, 5 * MIB, 9);
+        BuddyLayout layout = new BuddyLayout(0x8000_3000L, 5 * MIB, 9, false);
         assertEquals(0, layout.origin & (4 * MIB - 1));
         for (int k = 0; k <= 9; k++) {
             long i = layout.index(0x8000_3000L, k);

@@ -225,4 +225,52 @@ class LockFreeBuddyRaceTest {
         assertThrows(IllegalStateException.class, () -> a.alloc(0));
         a.close(); // idempotent
     }
+
+    /**
+     * Defect 4 under churn: in an empty pool every alloc(0) splits the one top block down to 4 KiB and every
+     * free merges it back, so one thread's block is in transit most of the time. Two threads started at a
+     * barrier each hold at most one page of a 16 MiB pool: an alloc that returns NONE is never
+     * linearizable. Failed on the allocator before issue 11 (4 NONEs in one of two runs: chains outlasting
+     * its 128 retries); a plain loop on a 1 GiB pool showed the same for a first version of the fix that
+     * did not search while the other thread had a bracket open.
+     */
+    @Test
+    void shouldNeverFailWhileAnotherThreadSplitsAndMergesTheWholePool() throws Exception {
+        try (LockFreeBuddyAllocator a = create(16 * MIB, 12, 0)) {
+            int rounds = Boolean.getBoolean("vcmm.long") ? 2_000_000 : 200_000;
+            java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(2);
+            java.util.concurrent.atomic.AtomicInteger inside = new java.util.concurrent.atomic.AtomicInteger();
+            java.util.concurrent.atomic.LongAdder overlaps = new java.util.concurrent.atomic.LongAdder();
+            java.util.concurrent.atomic.LongAdder nones = new java.util.concurrent.atomic.LongAdder();
+            AtomicReference<Throwable> failure = new AtomicReference<>();
+            Runnable churn = () -> {
+                try {
+                    start.await();
+                    for (int i = 0; i < rounds; i++) {
+                        if (inside.getAndIncrement() > 0) {
+                            overlaps.increment();
+                        }
+                        long pa = a.alloc(0);
+                        inside.decrementAndGet();
+                        if (pa == NONE) {
+                            nones.increment();
+                        } else {
+                            a.free(pa, 0);
+                        }
+                    }
+                } catch (Throwable e) {
+                    failure.set(e);
+                }
+            };
+            Thread t1 = Thread.ofPlatform().start(churn);
+            Thread t2 = Thread.ofPlatform().start(churn);
+            t1.join();
+            t2.join();
+            assertEquals(null, failure.get());
+            assertTrue(overlaps.sum() > 0, "the two threads' allocs never overlapped");
+            assertEquals(0, nones.sum(), () -> "NONE " + nones.sum() + " times with at most 2 of 4096 pages held ("
+                + overlaps.sum() + " overlapping allocs, " + a.unprovenFailures() + " unproven)");
+            assertEquals(16 * MIB, a.stats().freeBytes());
+        }
+    }
 }
