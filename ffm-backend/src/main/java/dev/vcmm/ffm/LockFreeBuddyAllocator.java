@@ -97,9 +97,10 @@ import java.util.concurrent.atomic.AtomicLong;
  * moved by a chain that started and finished during the scan from an order not yet read to one already
  * read. Every operation that can make a free block of order {@code m} appear, move, or become unreachable
  * therefore runs inside a <em>bracket</em> on an event word of order {@code m} (its thread's stripe; see
- * {@link BuddyLayout}): a free brackets its CAS and hint publication at its order, moving the bracket up
- * one order per merge; a split from order {@code j} brackets order {@code j - 1} from before the claim
- * until every half is published; a hint repair brackets its order. Outside all brackets of an order, every
+ * {@link BuddyLayout}): a free into an empty word brackets its CAS and hint publication at its order, a
+ * merge brackets the order of the block it carries, moving up one order per step; a split from order
+ * {@code j} brackets order {@code j - 1} from before the claim until every half is published; a hint
+ * repair brackets its order. A free into a non-empty word needs no bracket (see {@link #freeShared}). Outside all brackets of an order, every
  * free block of it is in its bitmap and reachable through the hints. A failing alloc of order {@code k}
  * then proves its failure: it sums the event words of orders {@code k..maxOrder} (none open), searches,
  * and sums them again; equal sums mean that no bracket opened or closed during the search, so the free
@@ -109,7 +110,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * created meanwhile. Otherwise it searches again, up to {@value #VALIDATION_ROUNDS} rounds.
  *
  * <p>Successful operations pay for the proof with two uncontended atomic adds on the thread's own stripe
- * per free that reaches the shared pool (and per split); a successful alloc without a split pays nothing.
+ * per split, per merge step and per free into an empty word; an alloc without a split and a free into a
+ * non-empty word pay nothing.
  *
  * <p>See {@link BuddyLayout} for the metadata layout drawn word by word.
  *
