@@ -593,11 +593,14 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
      * @return a block found on the way, or {@link #NONE} once a search saw no bracket and no cache change
      */
     private long allocProven(int order) {
+        boolean steal = cacheOrders > 0;
         for (int round = 0; round < VALIDATION_ROUNDS; round++) {
             long registry = 0;
             long cachesBefore = 0;
             if (cacheOrders > 0) {
-                stealAll();
+                if (steal) { // the first round, and rounds after one that saw a cached block: not every round
+                    stealAll();
+                }
                 registry = registryChanges.get();
                 cachesBefore = cachesQuiet(order);
             }
@@ -606,10 +609,12 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             if (pa != NONE) {
                 return pa;
             }
+            long cachesAfter = cacheOrders == 0 ? 0 : cachesQuiet(order);
             if (before >= 0 && cachesBefore >= 0 && eventSum(order) == before
-                && (cacheOrders == 0 || (cachesQuiet(order) == cachesBefore && registryChanges.get() == registry))) {
+                && (cacheOrders == 0 || (cachesAfter == cachesBefore && registryChanges.get() == registry))) {
                 return NONE; // linearization: the end of the search, when no block of order or above was free
             }
+            steal = cachesBefore < 0 || cachesAfter < 0;
             backOff(round);
         }
         unprovenFailures.incrementAndGet();
