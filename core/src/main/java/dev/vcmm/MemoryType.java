@@ -45,6 +45,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  */
 public final class MemoryType implements AutoCloseable {
 
+    /** The default blocks per small order in each thread's allocator cache (see {@link Builder#threadCacheCapacity}). */
+    public static final int DEFAULT_THREAD_CACHE_CAPACITY = 64;
+
     private final MemorySpec spec;
     private final Set<MemoryAttribute> attributes;
     private final String backendName;
@@ -482,7 +485,7 @@ public final class MemoryType implements AutoCloseable {
         private boolean sizeSet;
         private final EnumSet<MemoryAttribute> attributes = EnumSet.noneOf(MemoryAttribute.class);
         private int maxOrder = MemorySpec.DEFAULT_MAX_ORDER;
-        private int threadCacheCapacity;
+        private int threadCacheCapacity = DEFAULT_THREAD_CACHE_CAPACITY;
         private MemoryBackend backend;
         private boolean zeroOnHandoff = true;
 
@@ -527,7 +530,14 @@ public final class MemoryType implements AutoCloseable {
             return this;
         }
 
-        /** Sets the blocks per small order kept in each thread's cache; default 0 (off: every free reaches the shared pool). */
+        /**
+         * Sets the blocks per small order kept in each thread's cache; default
+         * {@value MemoryType#DEFAULT_THREAD_CACHE_CAPACITY}. With vcmm-ffm-backend all caches together hold at
+         * most 1/32 of the pool, an allocation that would fail takes blocks back from every thread's cache
+         * (idle ones included) first, and caches of ended threads come back on their own. 0 turns caches off:
+         * every free then reaches the shared pool and coalesces at once, which keeps statistics exact at every
+         * step (the cli's scenarios and alloc demo do that).
+         */
         public Builder threadCacheCapacity(int threadCacheCapacity) {
             this.threadCacheCapacity = threadCacheCapacity;
             return this;

@@ -35,7 +35,12 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <ul>
  *   <li>{@code lockfree}: {@link LockFreeBuddyAllocator} with per-thread caches of
  *       {@value #THREAD_CACHE_CAPACITY} blocks per small order ({@code threadCacheCapacity} =
- *       {@value #THREAD_CACHE_CAPACITY}): the configuration we ship.</li>
+ *       {@value #THREAD_CACHE_CAPACITY}) and the default total cache budget (1/32 of the pool): the
+ *       configuration we ship.</li>
+ *   <li>{@code locked-cache}: {@link LockedBuddyAllocator#cached}, the same textbook locked allocator behind
+ *       per-thread caches of {@value #THREAD_CACHE_CAPACITY} blocks per order up to 32 KiB, refilled and
+ *       flushed in half-cache batches under one lock acquisition: the like-for-like baseline of
+ *       {@code lockfree} (its caches are unbounded in total and cannot be stolen from).</li>
  *   <li>{@code lockfree-nocache}: the same with {@code threadCacheCapacity = 0}, every operation on the
  *       shared lock-free structure; the difference to {@code lockfree} is what the caches buy.</li>
  *   <li>{@code locked}: {@link LockedBuddyAllocator}, a textbook buddy allocator behind one monitor, the
@@ -87,13 +92,15 @@ public class BuddyBenchmark {
     @State(Scope.Benchmark)
     public static class Pool {
 
-        @Param({"lockfree", "lockfree-nocache", "locked", "netty", "netty-cache"})
+        @Param({"lockfree", "locked-cache", "lockfree-nocache", "locked", "netty", "netty-cache"})
         public String impl;
 
         /** null for the netty variants. */
         BlockAllocator buddy;
         /** non-null for the lock-free variants, to release thread caches. */
         LockFreeBuddyAllocator lockFree;
+        /** non-null for {@code locked-cache}, to release thread caches. */
+        LockedBuddyAllocator.Cached lockedCached;
         /** non-null for the netty variants. */
         PooledByteBufAllocator netty;
 
@@ -110,6 +117,7 @@ public class BuddyBenchmark {
                 // thread's cached 4 KiB blocks have their own 64-byte line of the allocated bitmap
                 case "lockfree-cache1024" -> buddy = lockFree = LockFreeBuddyAllocator.create(spec(1024));
                 case "locked" -> buddy = LockedBuddyAllocator.create(spec(0));
+                case "locked-cache" -> buddy = lockedCached = LockedBuddyAllocator.cached(spec(0), THREAD_CACHE_CAPACITY);
                 case "netty" -> netty = new PooledByteBufAllocator(true);
                 case "netty-cache" -> netty = new PooledByteBufAllocator(true,
                     PooledByteBufAllocator.defaultNumHeapArena(), PooledByteBufAllocator.defaultNumDirectArena(),
@@ -145,9 +153,7 @@ public class BuddyBenchmark {
                 buddy.free(background[i], 0);
                 background[i] = BlockAllocator.NONE;
             }
-            if (lockFree != null) {
-                lockFree.releaseThreadCache(); // the freed blocks go to the shared pool, not this thread's cache
-            }
+            releaseThreadCache(); // the freed blocks go to the shared pool, not this thread's cache
         }
 
         /** Registers a thread-scoped state that uses the pool until its own trial teardown. */
@@ -178,15 +184,22 @@ public class BuddyBenchmark {
                     buddy.free(pa, 0);
                 }
             }
-            if (lockFree != null) {
-                lockFree.releaseThreadCache(); // the background frees above went to this thread's cache
-            }
+            releaseThreadCache(); // the background frees above went to this thread's cache
             // everything was returned: a whole pool proves the run did no lost or double frees
             var stats = buddy.stats();
             if (stats.allocatedBytes() != 0 || stats.cachedBytes() != 0 || stats.freeBytes() != POOL_SIZE) {
                 System.err.println("WARNING " + impl + ": pool not whole after the trial: " + stats);
             }
             buddy.close();
+        }
+
+        /** Returns the calling thread's cached blocks, for the cached variants. */
+        void releaseThreadCache() {
+            if (lockFree != null) {
+                lockFree.releaseThreadCache();
+            } else if (lockedCached != null) {
+                lockedCached.releaseThreadCache();
+            }
         }
 
         private static MemorySpec spec(int threadCacheCapacity) {
@@ -229,9 +242,7 @@ public class BuddyBenchmark {
 
         @TearDown(Level.Trial)
         public void tearDown(Pool pool) {
-            if (pool.lockFree != null) {
-                pool.lockFree.releaseThreadCache();
-            }
+            pool.releaseThreadCache();
             pool.leave();
         }
     }
@@ -283,9 +294,7 @@ public class BuddyBenchmark {
                     pool.buddy.free(ring[i], ringOrder[i]);
                 }
             }
-            if (pool.lockFree != null) {
-                pool.lockFree.releaseThreadCache();
-            }
+            pool.releaseThreadCache();
             pool.leave();
         }
     }

@@ -196,4 +196,29 @@ class LockedBuddyAllocatorTest {
             assertEquals(fresh, a.stats(), "everything must coalesce back");
         }
     }
+
+    @Test
+    void shouldCacheSmallBlocksPerThreadAndGiveThemBackOnRelease() throws Exception {
+        var spec = new dev.vcmm.spi.MemorySpec("t", 0, 4 * MIB, false, 10, 0);
+        try (var a = LockedBuddyAllocator.cached(spec, 8)) {
+            long p = a.alloc(0);
+            assertNotEquals(NONE, p);
+            assertEquals(4 * 4096, a.stats().allocatedBytes(), "a batch of half the cache, held as allocated inside");
+            a.free(p, 0);
+            long[] q = new long[1];
+            Thread other = Thread.ofPlatform().start(() -> {
+                q[0] = a.alloc(0);
+                a.free(q[0], 0);
+                a.releaseThreadCache();
+            });
+            other.join();
+            assertNotEquals(NONE, q[0]);
+            assertNotEquals(p, q[0], "another thread does not see this thread's cache");
+            long big = a.alloc(3);
+            assertNotEquals(NONE, big, "32 KiB blocks are served");
+            a.free(big, 3);
+            a.releaseThreadCache();
+            assertEquals(4 * MIB, a.stats().freeBytes(), "everything back and coalesced");
+        }
+    }
 }

@@ -17,21 +17,39 @@ import dev.vcmm.spi.BlockAllocator;
  *
  * <h2>Metadata segment</h2>
  * <pre>
- *  0          64         ...  960        1024          1088
- *  +----------+----------+-----+----------+-------------+----------------------------------------
- *  | transit  | transit  | ... | transit  | drain epoch | order 0 | order 1 | ... | order maxOrder
- *  | stripe 0 | stripe 1 |     | stripe 15|             |         |         |     |
- *  +----------+----------+-----+----------+-------------+----------------------------------------
- *  every header word has its own 64-byte cache line: threads moving blocks touch only their stripe
+ *  0            64           64 + S        64 + 16 S
+ *  +------------+------------+-----+------------+----------------------------------------
+ *  | cache      | events     | ... | events     | order 0 | order 1 | ... | order maxOrder
+ *  | credit     | stripe 0   |     | stripe 15  |         |         |     |
+ *  +------------+------------+-----+------------+----------------------------------------
+ *  cache credit: bytes of the thread-cache budget handed to caches (one word, own line)
+ *  events stripe s (S = maxOrder + 1 words rounded up to whole 64-byte lines; a thread uses stripe
+ *  threadId mod 16, so threads moving blocks touch only their own lines):
+ *  +-----------------------+-----------------------+-----+-----------------------+
+ *  | event word of order 0 | event word of order 1 | ... | event word of maxOrder|
+ *  +-----------------------+-----------------------+-----+-----------------------+
+ *  event word:  63                                24 23                      0
+ *              +-----------------------------------+-------------------------+
+ *              | brackets ended (wraps at 2^40)    | brackets open now       |
+ *              +-----------------------------------+-------------------------+
+ *  opening a bracket adds 1; closing it adds 2^24 - 1: the word only ever grows, so a sum of event
+ *  words that did not change between two reads proves that no bracket opened or closed in between.
  *
  *  order k region (each array starts on a 64-byte line):
  *  +----------------------------+-----------------+-----------------+-----+----------------------------+
  *  | FREE bitmap (layer 0)      | hint layer 1    | hint layer 2    | ... | ALLOCATED bitmap           |
  *  | bit i: block (k, i) free   | bit j: word j of| bit j: word j of|     | bit i: block (k, i) handed |
  *  | in the shared pool         | layer 0 may be  | layer 1 may be  |     | out with order k           |
- *  | words(k) longs             | non-zero        | non-zero        |     | words(k) longs             |
+ *  | words(k) longs, padded to  | non-zero        | non-zero        |     | words(k) longs, plain order|
+ *  |                            |                 |                 |     | (spread when caches off)   |
  *  +----------------------------+-----------------+-----------------+-----+----------------------------+
- *                                 ceil(words/64)    ...until one word
+ *   64 words; stored spread     ceil(words/64)    ...until one word
+ *
+ *  spread storage of a group of 64 bitmap words (one hint word's worth), word index w = 8a + b:
+ *    line 0: w0  w8  w16 ... w56      a thread that follows hint bit 0 touches line 0 only, one that
+ *    line 1: w1  w9  w17 ... w57      follows hint bit 1 touches line 1 only, and so on
+ *    ...
+ *    line 7: w7  w15 w23 ... w63
  * </pre>
  * A 64 GiB pool with 4 KiB..1 GiB orders needs about 4 MiB of metadata for the free bitmaps, as much
  * again for the allocated bitmaps, and 1/64 of that for hints: {@code ~ size / 4096 / 2} bytes in all.
@@ -39,11 +57,16 @@ import dev.vcmm.spi.BlockAllocator;
 final class BuddyLayout {
 
     static final int CACHE_LINE = 64;
-    /** Stripes of the in-transit counter, each on its own cache line, picked by thread id. */
-    static final int TRANSIT_STRIPES = 16;
-    static final long IN_TRANSIT_OFFSET = 0;
-    static final long DRAIN_EPOCH_OFFSET = TRANSIT_STRIPES * CACHE_LINE;
-    static final int HEADER_LENGTH = (TRANSIT_STRIPES + 1) * CACHE_LINE;
+    /** The bytes of thread-cache budget currently handed out to caches. */
+    static final long CACHE_CREDIT_OFFSET = 0;
+    /** Stripes of the event words, picked by thread id; each stripe starts on its own cache line. */
+    static final int EVENT_STRIPES = 16;
+    static final long EVENTS_OFFSET = CACHE_LINE;
+    /** An event word's low bits count open brackets; closing one adds {@code EVENT_CLOSE}. */
+    static final int EVENT_OPEN_BITS = 24;
+    static final long EVENT_OPEN_MASK = (1L << EVENT_OPEN_BITS) - 1;
+    static final long EVENT_OPEN = 1;
+    static final long EVENT_CLOSE = (1L << EVENT_OPEN_BITS) - 1;
 
     final long base;
     final long end;
@@ -55,9 +78,17 @@ final class BuddyLayout {
     final long[] allocOffset;
     /** words[k]: number of 64-bit words in the free (and allocated) bitmap of order k. */
     final long[] words;
+    /** paddedWords[k]: words[k] rounded up to a whole group of 64 words: the arrays' physical length. */
+    final long[] paddedWords;
     final long totalBytes;
+    /** Bytes between the starts of two event stripes: {@code maxOrder + 1} words rounded up to whole lines. */
+    final long stripeBytes;
 
-    BuddyLayout(long base, long size, int requestedMaxOrder) {
+    /** Whether the allocated bitmaps are stored spread like the free bitmaps (thread caches off). */
+    final boolean spreadAllocated;
+
+    BuddyLayout(long base, long size, int requestedMaxOrder, boolean spreadAllocated) {
+        this.spreadAllocated = spreadAllocated;
         this.base = base;
         this.end = base + size;
         int fit = 63 - Long.numberOfLeadingZeros(size >>> BlockAllocator.PAGE_SHIFT);
@@ -66,12 +97,15 @@ final class BuddyLayout {
         this.layerOffset = new long[maxOrder + 1][];
         this.allocOffset = new long[maxOrder + 1];
         this.words = new long[maxOrder + 1];
-        long offset = HEADER_LENGTH;
+        this.paddedWords = new long[maxOrder + 1];
+        this.stripeBytes = alignLine((maxOrder + 1L) * Long.BYTES);
+        long offset = EVENTS_OFFSET + EVENT_STRIPES * stripeBytes;
         for (int k = 0; k <= maxOrder; k++) {
             int shift = BlockAllocator.PAGE_SHIFT + k;
             long blocks = ((end - origin) + (1L << shift) - 1) >>> shift;
             long w = (blocks + 63) >>> 6;
             words[k] = w;
+            paddedWords[k] = (w + 63) & -64L;
             int layers = 1;
             for (long n = w; n > 1; n = (n + 63) >>> 6) {
                 layers++;
@@ -80,18 +114,23 @@ final class BuddyLayout {
             long n = w;
             for (int layer = 0; layer < layers; layer++) {
                 offsets[layer] = offset;
-                offset = alignLine(offset + n * Long.BYTES);
+                offset = alignLine(offset + (layer == 0 ? paddedWords[k] : n) * Long.BYTES);
                 n = (n + 63) >>> 6;
             }
             layerOffset[k] = offsets;
             allocOffset[k] = offset;
-            offset = alignLine(offset + w * Long.BYTES);
+            offset = alignLine(offset + paddedWords[k] * Long.BYTES);
         }
         this.totalBytes = offset;
     }
 
     private static long alignLine(long offset) {
         return (offset + CACHE_LINE - 1) & -CACHE_LINE;
+    }
+
+    /** @return the byte offset of the event word of order {@code k} in {@code stripe}. */
+    long eventWord(int stripe, int k) {
+        return EVENTS_OFFSET + stripe * stripeBytes + ((long) k << 3);
     }
 
     /** @return the index of the order-{@code k} block starting at {@code pa}. */
@@ -104,13 +143,30 @@ final class BuddyLayout {
         return origin + (index << (BlockAllocator.PAGE_SHIFT + k));
     }
 
-    /** @return the byte offset of the free-bitmap word holding block {@code index} of order {@code k}. */
-    long freeWord(int k, long index) {
-        return layerOffset[k][0] + ((index >>> 6) << 3);
+    /**
+     * @return the physical position of logical bitmap word {@code w}: within each group of 64 words (the
+     * words one hint word covers), word {@code 8a + b} is stored at {@code 8b + a}, so the 8 consecutive
+     * words of 8 neighbouring hint bits lie on 8 different cache lines. Threads that pick different hint
+     * bits then never share a line of the free bitmap. An involution on each group; free bitmaps only.
+     */
+    static long spreadWord(long w) {
+        return (w & ~63L) | ((w & 7) << 3) | ((w >>> 3) & 7);
     }
 
-    /** @return the byte offset of the allocated-bitmap word holding block {@code index} of order {@code k}. */
+    /** @return the byte offset of the free-bitmap word holding block {@code index} of order {@code k}. */
+    long freeWord(int k, long index) {
+        return layerOffset[k][0] + (spreadWord(index >>> 6) << 3);
+    }
+
+    /**
+     * @return the byte offset of the allocated-bitmap word holding block {@code index} of order {@code k}.
+     * With thread caches on it is stored in plain order: a thread's private 2 MiB arena then owns one
+     * whole line of the order-0 allocated bitmap (spreading it put neighbouring arenas on one line and cost
+     * 2-threaded cache hits several times). With caches off it is spread like the free bitmap, so threads
+     * that took blocks from different free-bitmap lines also mark them on different lines.
+     */
     long allocWord(int k, long index) {
-        return allocOffset[k] + ((index >>> 6) << 3);
+        long w = index >>> 6;
+        return allocOffset[k] + ((spreadAllocated ? spreadWord(w) : w) << 3);
     }
 }

@@ -47,13 +47,15 @@ class LockFreeBuddyAllocatorTest {
             assertTrue(a.metadataBytes() < 12 * MIB, () -> "metadata " + a.metadataBytes());
             AllocatorStats s = a.stats();
             assertEquals(64, s.freeBlocksByOrder()[18]);
-            assertTrue(a.allocAt(base + 64 * GIB - 4096, 0), "last page");
-            long first = a.alloc(0);
-            assertEquals(base + 64 * GIB - 8192, first, "best fit: the free buddy of the last page, not a split of a 1 GiB block");
+            long k64 = orderSize(4);
+            assertTrue(a.allocAt(base + 64 * GIB - k64, 4), "last 64 KiB block");
+            long first = a.alloc(4);
+            assertEquals(base + 64 * GIB - 2 * k64, first,
+                "best fit above the spread orders: the free buddy of the last block, not a split of a 1 GiB block");
             assertEquals(base, a.alloc(18), "address order among equals: the lowest 1 GiB block");
             a.free(base, 18);
-            a.free(base + 64 * GIB - 4096, 0);
-            a.free(first, 0);
+            a.free(base + 64 * GIB - k64, 4);
+            a.free(first, 4);
             assertEquals(64, a.stats().freeBlocksByOrder()[18]);
         }
     }
@@ -94,41 +96,71 @@ class LockFreeBuddyAllocatorTest {
                 a.free(p, 0);
             });
             t.join();
-            assertEquals(8 * 4096, a.stats().cachedBytes());
-            a.releaseThreadCache();
-            assertEquals(4 * MIB, a.stats().freeBytes());
+            AllocatorStats s = a.stats(); // a slow path: it gives back the caches of ended threads
+            assertEquals(0, s.cachedBytes());
+            assertEquals(4 * MIB, s.freeBytes());
+            assertEquals(0, a.registeredCaches(), "the registry keeps no cache of a dead thread");
         }
     }
 
     @Test
-    void shouldAskLiveThreadsToDrainWhenThePoolRunsDry() throws Exception {
-        try (LockFreeBuddyAllocator a = create(0, 64 * 4096, 6, 16)) {
+    void shouldTakeBlocksBackFromALiveIdleThreadsCacheWithoutItsHelp() throws Exception {
+        MemorySpec spec = new MemorySpec("t", 0, 64 * 4096, false, 6, 16);
+        try (LockFreeBuddyAllocator a = LockFreeBuddyAllocator.create(spec, 64 * 4096)) {
             CountDownLatch cached = new CountDownLatch(1);
-            CountDownLatch poked = new CountDownLatch(1);
-            CountDownLatch drained = new CountDownLatch(1);
-            AtomicReference<Throwable> failure = new AtomicReference<>();
+            CountDownLatch finish = new CountDownLatch(1);
             Thread holder = Thread.ofPlatform().start(() -> {
+                long p = a.alloc(0);
+                a.free(p, 0); // 8 blocks parked here
+                cached.countDown();
                 try {
-                    long p = a.alloc(0);
-                    a.free(p, 0); // 8 blocks parked here
-                    cached.countDown();
-                    poked.await();
-                    long q = a.alloc(0); // obeys the drain request first
-                    a.free(q, 0);
-                    drained.countDown();
-                } catch (Throwable e) {
-                    failure.set(e);
+                    finish.await(); // idle: never touches the allocator again until the end
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
                 }
             });
             cached.await();
             assertEquals(8 * 4096, a.stats().cachedBytes());
-            assertEquals(NONE, a.alloc(6), "the whole pool is not free while blocks are parked in another cache");
-            poked.countDown();
-            drained.await();
+            assertEquals(0, a.alloc(6), "the whole pool, taken back from the idle holder's cache");
+            assertEquals(0, a.stats().cachedBytes());
+            finish.countDown();
             holder.join();
-            assertNull(failure.get());
-            a.releaseThreadCache();
-            assertEquals(0, a.alloc(6), "after the drain the pool is whole again");
+            a.free(0, 6);
+        }
+    }
+
+    @Test
+    void shouldBoundTheBytesOfAllCachesTogether() throws Exception {
+        MemorySpec spec = new MemorySpec("t", 0, 4 * MIB, false, 9, 16);
+        try (LockFreeBuddyAllocator a = LockFreeBuddyAllocator.create(spec, 64 * 1024)) {
+            CountDownLatch done = new CountDownLatch(8);
+            CountDownLatch finish = new CountDownLatch(1);
+            List<Thread> threads = new ArrayList<>();
+            for (int t = 0; t < 8; t++) {
+                threads.add(Thread.ofPlatform().start(() -> {
+                    long[] p = new long[16];
+                    for (int i = 0; i < p.length; i++) {
+                        p[i] = a.alloc(i & 3);
+                    }
+                    for (int i = 0; i < p.length; i++) {
+                        a.free(p[i], i & 3);
+                    }
+                    done.countDown();
+                    try {
+                        finish.await();
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }));
+            }
+            done.await();
+            long cached = a.stats().cachedBytes();
+            finish.countDown();
+            for (Thread t : threads) {
+                t.join();
+            }
+            assertTrue(cached <= 64 * 1024, () -> "cached " + cached + " > budget 65536");
+            assertEquals(4 * MIB, a.stats().freeBytes());
         }
     }
 
@@ -144,7 +176,7 @@ class LockFreeBuddyAllocatorTest {
 
     @Test
     void shouldKeepBuddiesInOneWordForAnUnalignedBase() {
-        BuddyLayout layout = new BuddyLayout(0x8000_3000L, 5 * MIB, 9);
+        BuddyLayout layout = new BuddyLayout(0x8000_3000L, 5 * MIB, 9, false);
         assertEquals(0, layout.origin & (4 * MIB - 1));
         for (int k = 0; k <= 9; k++) {
             long i = layout.index(0x8000_3000L, k);
@@ -290,16 +322,30 @@ class LockFreeBuddyAllocatorTest {
     void shouldCarveEachThreadsSmallBlocksFromItsOwnArena() throws Exception {
         try (LockFreeBuddyAllocator a = create(0, GIB, 18, 64)) {
             long[] first = new long[2];
+            CountDownLatch finish = new CountDownLatch(1);
+            List<Thread> threads = new ArrayList<>();
             for (int t = 0; t < 2; t++) { // one after the other, the first keeping its cache and arena
                 int id = t;
-                Thread.ofPlatform().start(() -> {
+                CountDownLatch done = new CountDownLatch(1);
+                threads.add(Thread.ofPlatform().start(() -> {
                     first[id] = a.alloc(0);
                     a.free(first[id], 0);
-                }).join();
+                    done.countDown();
+                    try {
+                        finish.await(); // alive, so its cache is not reclaimed
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }));
+                done.await();
             }
             assertTrue(Math.abs(first[0] - first[1]) >= LockFreeBuddyAllocator.ARENA_SIZE,
                 "different 2 MiB arenas, so no shared allocated-bitmap line: 0x" + Long.toHexString(first[0]) + " 0x" + Long.toHexString(first[1]));
             assertTrue(a.stats().cachedBytes() >= 2 * LockFreeBuddyAllocator.ARENA_SIZE - 8192, "two arenas parked");
+            finish.countDown();
+            for (Thread t : threads) {
+                t.join();
+            }
             a.releaseThreadCache(); // reclaims the caches and arenas of the two terminated threads
             AllocatorStats s = a.stats();
             assertEquals(0, s.cachedBytes());

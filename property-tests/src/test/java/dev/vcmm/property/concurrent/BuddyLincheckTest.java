@@ -39,6 +39,12 @@ import java.util.concurrent.atomic.AtomicReference;
  *   <li>{@link CountingPool}: a pool of max order 0 (no splits or merges, hence no chain in transit), so
  *       {@code alloc(0)} succeeds iff fewer than all blocks are held, and a thread frees only blocks it
  *       holds.</li>
+ *   <li>{@link SplittingPool} and {@link CachedSplittingPool} (issue 11, defect 4 and 5): the same count
+ *       rule on a pool of 8 pages with max order 3, so every alloc splits and every free merges, with thread
+ *       caches off and on. {@code alloc(0)} must fail iff all 8 pages are held: a {@code NONE} while a page
+ *       sits in transit, behind an unpublished hint, or in another thread's cache is a linearizability
+ *       violation. With caches on, a thread's free parks the page in its own cache, so an alloc on another
+ *       thread succeeds only by taking it back from there.</li>
  * </ul>
  */
 class BuddyLincheckTest {
@@ -75,6 +81,32 @@ class BuddyLincheckTest {
             .actorsAfter(2)
             .sequentialSpecification(CountingPoolSpec.class)
             .check(CountingPool.class);
+    }
+
+    @Test
+    void allocFailsOnlyWhenEveryPageIsHeldWithSplitsAndMerges() {
+        new StressOptions()
+            .iterations(iterations())
+            .invocationsPerIteration(invocations())
+            .threads(3)
+            .actorsPerThread(4)
+            .actorsBefore(4)
+            .actorsAfter(2)
+            .sequentialSpecification(SplittingPoolSpec.class)
+            .check(SplittingPool.class);
+    }
+
+    @Test
+    void allocFailsOnlyWhenEveryPageIsHeldWithThreadCaches() {
+        new StressOptions()
+            .iterations(iterations())
+            .invocationsPerIteration(invocations())
+            .threads(3)
+            .actorsPerThread(4)
+            .actorsBefore(4)
+            .actorsAfter(2)
+            .sequentialSpecification(SplittingPoolSpec.class)
+            .check(CachedSplittingPool.class);
     }
 
     /** Closes the previous scenario's allocator when the next one is built: Lincheck runs invocations one by one. */
@@ -255,6 +287,108 @@ class BuddyLincheckTest {
 
         @Override public boolean equals(Object o) {
             return o instanceof CountingPoolSpec s && Arrays.equals(held, s.held);
+        }
+
+        @Override public int hashCode() {
+            return Arrays.hashCode(held);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------ splitting pool
+
+    static final long SP_BASE = 0x40_0000L;
+    static final int SP_PAGES = 8;
+
+    /** alloc(0) and free of a held page on 8 pages of max order 3: splits and merges at every step; no caches. */
+    public static class SplittingPool {
+        final BlockAllocator a;
+        @SuppressWarnings("unchecked")
+        private final ArrayDeque<Long>[] held = new ArrayDeque[MAX_THREADS];
+
+        public SplittingPool() {
+            this(open(new MemorySpec("lincheck", SP_BASE, SP_PAGES * BlockAllocator.PAGE_SIZE, false, 3, 0)));
+        }
+
+        SplittingPool(BlockAllocator a) {
+            this.a = a;
+            for (int t = 0; t < MAX_THREADS; t++) {
+                held[t] = new ArrayDeque<>();
+            }
+        }
+
+        @Operation
+        public boolean alloc(@Param(gen = ThreadIdGen.class) int thread) {
+            long pa = a.alloc(0);
+            if (pa == BlockAllocator.NONE) {
+                return false;
+            }
+            held[thread].push(pa);
+            return true;
+        }
+
+        @Operation
+        public boolean free(@Param(gen = ThreadIdGen.class) int thread) {
+            Long pa = held[thread].poll();
+            if (pa == null) {
+                return false;
+            }
+            a.free(pa, 0);
+            return true;
+        }
+
+        @Validate
+        public void statsMatchHeldPages() {
+            long n = Arrays.stream(held).mapToLong(ArrayDeque::size).sum();
+            AllocatorStats s = a.stats();
+            if (s.allocatedBytes() != n * BlockAllocator.PAGE_SIZE
+                || s.freeBytes() + s.cachedBytes() != (SP_PAGES - n) * BlockAllocator.PAGE_SIZE) {
+                throw new AssertionError(n + " pages held but " + s);
+            }
+        }
+    }
+
+    /** {@link SplittingPool} with thread caches of 2 blocks per order and a budget of the whole pool. */
+    public static class CachedSplittingPool extends SplittingPool {
+        public CachedSplittingPool() {
+            super(openCached());
+        }
+
+        private static BlockAllocator openCached() {
+            MemorySpec spec = new MemorySpec("lincheck", SP_BASE, SP_PAGES * BlockAllocator.PAGE_SIZE, false, 3, 2);
+            BlockAllocator a = dev.vcmm.ffm.LockFreeBuddyAllocator.create(spec, spec.size());
+            BlockAllocator old = PREVIOUS.getAndSet(a);
+            if (old != null) {
+                old.close();
+            }
+            return a;
+        }
+    }
+
+    /** The sequential specification of both splitting pools: how many pages each thread holds. */
+    public static class SplittingPoolSpec {
+        private final int[] held = new int[MAX_THREADS];
+        private int total;
+
+        public boolean alloc(int thread) {
+            if (total == SP_PAGES) {
+                return false;
+            }
+            held[thread]++;
+            total++;
+            return true;
+        }
+
+        public boolean free(int thread) {
+            if (held[thread] == 0) {
+                return false;
+            }
+            held[thread]--;
+            total--;
+            return true;
+        }
+
+        @Override public boolean equals(Object o) {
+            return o instanceof SplittingPoolSpec s && Arrays.equals(held, s.held);
         }
 
         @Override public int hashCode() {
