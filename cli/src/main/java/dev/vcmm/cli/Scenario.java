@@ -43,8 +43,10 @@ record Scenario(String name, String description, int frames, long seed, List<Chu
      *
      * @param fragment bytes at the start of the memory type to fragment before each run: taken as 4K pages and
      *                 every other page given back, as a long-running system leaves memory; 0 for none
+     * @param zeroOnHandoff whether memory is zeroed when it is handed to a new owner (the default; false trades
+     *                 that isolation for speed, see {@code MemoryType.Builder.zeroOnHandoff})
      */
-    record MemorySpec(String name, long base, long size, boolean secure, long fragment) {
+    record MemorySpec(String name, long base, long size, boolean secure, long fragment, boolean zeroOnHandoff) {
     }
 
     /** A device; {@code format} is {@code null} for a one-to-one device, the IOTLB is ignored for one. */

@@ -140,7 +140,7 @@ final class ScenarioParser {
         }
 
         private Scenario.MemorySpec memoryType(JsonNode n, String path) {
-            keys(n, path, "name", "base", "size", "secure", "fragment");
+            keys(n, path, "name", "base", "size", "secure", "fragment", "zeroOnHandoff");
             String name = unique(n, path, memory.keySet(), "memory type");
             long base = size(n, path, "base", null, 0);
             long size = size(n, path, "size", null, 1L << 20);
@@ -157,7 +157,8 @@ final class ScenarioParser {
                 throw error(path + ".fragment", "fragment=" + fragment + " must be a multiple of 8K and at most half the size ("
                     + size / 2 + ")");
             }
-            Scenario.MemorySpec m = new Scenario.MemorySpec(name, base, size, bool(n, path, "secure", false), fragment);
+            Scenario.MemorySpec m = new Scenario.MemorySpec(name, base, size, bool(n, path, "secure", false), fragment,
+                bool(n, path, "zeroOnHandoff", true));
             memory.put(name, m);
             return m;
         }

@@ -225,7 +225,8 @@ final class ScenarioRunner {
             Vcmm.Builder b = Vcmm.builder();
             for (Scenario.MemorySpec m : scenario.memoryTypes()) {
                 // thread caches off: every allocation and free goes to the shared pool, so runs are repeatable
-                b.memoryType(MemoryType.builder(m.name()).base(m.base()).size(m.size()).secure(m.secure()).threadCacheCapacity(0));
+                b.memoryType(MemoryType.builder(m.name()).base(m.base()).size(m.size()).secure(m.secure()).threadCacheCapacity(0)
+                    .zeroOnHandoff(m.zeroOnHandoff()));
             }
             b.pageTableMemory(scenario.pageTableMemory());
             List<PhysMem> fragments = new ArrayList<>();

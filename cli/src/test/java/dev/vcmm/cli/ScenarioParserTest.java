@@ -59,6 +59,16 @@ class ScenarioParserTest {
         assertEquals(3840L * 4, s.workload().get(1).stride(), "a strided step takes the row pitch by default");
         assertEquals(s.buffer("frame").size() / 1024, s.workload().get(4).accesses(), "a random step moves one buffer by default");
         assertEquals(512L << 20, s.memoryTypes().getFirst().fragment());
+        assertTrue(s.memoryTypes().getFirst().zeroOnHandoff(), "memory is zeroed on handoff unless a scenario opts out");
+    }
+
+    @Test
+    void shouldReadZeroOnHandoffAndRefuseANonBoolean() throws Exception {
+        ObjectNode root = (ObjectNode) MAPPER.readTree(Scenario.defaultText());
+        at(root, "memoryTypes", 0).put("zeroOnHandoff", false);
+        assertTrue(!ScenarioParser.parse(root.toString(), "test.json").memoryTypes().getFirst().zeroOnHandoff());
+        String m = error(r -> at(r, "memoryTypes", 0).put("zeroOnHandoff", "no"));
+        assertStarts("memoryTypes[0].zeroOnHandoff", m);
     }
 
     @Test
