@@ -3,6 +3,8 @@ package dev.vcmm.pagetable;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 /**
  * The registry of built-in formats, by the names the CLI spells.
@@ -11,11 +13,19 @@ import java.util.Map;
  */
 public final class PageTableFormats {
 
+    /** {@code arm64-16k}: 16 KiB granule, 48-bit TTBR0 inputs, 48-bit outputs. */
+    public static final Arm64VmsaFormat ARM64_16K = Arm64VmsaFormat.stage1(16384, 48, 48, Arm64VmsaFormat.Range.TTBR0);
+    /** {@code arm64-64k}: 64 KiB granule, 48-bit TTBR0 inputs, 48-bit outputs. */
+    public static final Arm64VmsaFormat ARM64_64K = Arm64VmsaFormat.stage1(65536, 48, 48, Arm64VmsaFormat.Range.TTBR0);
+
+    /** The spelling of a configured arm64 stage 1 format: granule, then optional input size, output size, range. */
+    private static final Pattern ARM64 = Pattern.compile("arm64-(4|16|64)k(?:-va(\\d{1,2}))?(?:-pa(\\d{1,2}))?(-ttbr1)?");
+
     private static final Map<String, PageTableFormat> BY_NAME = new LinkedHashMap<>();
 
     static {
-        for (PageTableFormat f : List.<PageTableFormat>of(Arm64Lpae4kFormat.INSTANCE, Armv7ShortFormat.INSTANCE,
-            X86_64Format.INSTANCE, RiscvSv39Format.INSTANCE, RiscvSv48Format.INSTANCE)) {
+        for (PageTableFormat f : List.<PageTableFormat>of(Arm64Lpae4kFormat.INSTANCE, ARM64_16K, ARM64_64K,
+            Armv7ShortFormat.INSTANCE, X86_64Format.INSTANCE, RiscvSv39Format.INSTANCE, RiscvSv48Format.INSTANCE)) {
             BY_NAME.put(f.name(), f);
         }
     }
@@ -34,9 +44,50 @@ public final class PageTableFormats {
      */
     public static PageTableFormat byName(String name) {
         PageTableFormat f = BY_NAME.get(name);
-        if (f == null) {
-            throw new IllegalArgumentException("format=" + name + " is unknown; known formats: " + String.join(", ", BY_NAME.keySet()));
+        if (f != null) {
+            return f;
         }
-        return f;
+        Matcher m = name == null ? null : ARM64.matcher(name);
+        if (m != null && m.matches()) {
+            int granule = Integer.parseInt(m.group(1)) << 10;
+            int vaBits = m.group(2) == null ? 48 : Integer.parseInt(m.group(2));
+            int paBits = m.group(3) == null ? 48 : Integer.parseInt(m.group(3));
+            Arm64VmsaFormat.Range range = m.group(4) == null ? Arm64VmsaFormat.Range.TTBR0 : Arm64VmsaFormat.Range.TTBR1;
+            if (granule == 4096 && vaBits == 48 && paBits == 48 && range == Arm64VmsaFormat.Range.TTBR0) {
+                return Arm64Lpae4kFormat.INSTANCE;
+            }
+            try {
+                return Arm64VmsaFormat.stage1(granule, vaBits, paBits, range);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("format=" + name + ": " + e.getMessage(), e);
+            }
+        }
+        throw new IllegalArgumentException("format=" + name + " is unknown; known formats: " + String.join(", ", BY_NAME.keySet())
+            + " (arm64 formats also as arm64-{4,16,64}k[-vaN][-paN][-ttbr1])");
+    }
+
+    /**
+     * @return the format called {@code name} with {@code vaBits}-bit inputs: {@code name} itself for 48 bits or
+     * a format without a choice of input size
+     * @throws IllegalArgumentException naming the argument if the format has no such input size
+     */
+    public static PageTableFormat byName(String name, int vaBits) {
+        PageTableFormat f = byName(name);
+        if (f.vaBits() == vaBits) {
+            return f;
+        }
+        if (!(f instanceof Arm64Lpae4kFormat) && !(f instanceof Arm64VmsaFormat)) {
+            throw new IllegalArgumentException("va-bits=" + vaBits + ": format " + name + " has a fixed " + f.vaBits()
+                + "-bit input size");
+        }
+        if (f instanceof Arm64VmsaFormat a && !name.equals("arm64-" + (a.granule() >> 10) + "k")) {
+            throw new IllegalArgumentException("va-bits=" + vaBits + " given with format " + name + ", which names its size");
+        }
+        int granule = f instanceof Arm64VmsaFormat a ? (int) a.granule() : 4096;
+        try {
+            return Arm64VmsaFormat.stage1(granule, vaBits, 48, Arm64VmsaFormat.Range.TTBR0);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("va-bits=" + vaBits + ": " + e.getMessage(), e);
+        }
     }
 }

@@ -48,7 +48,8 @@ public final class Walker {
         long table = root;
         boolean allowsWrite = true; // hierarchical limits: the AND over the table descriptors walked
         boolean allowsUser = true;
-        boolean allowsExecute = true;
+        boolean allowsUserExecute = true;
+        boolean allowsPrivilegedExecute = true;
         for (int level = 0; level < format.levels(); level++) {
             long index = (va >>> format.levelShift(level)) & ((1L << format.levelBits(level)) - 1);
             long address = table + index * entryBytes;
@@ -60,20 +61,20 @@ public final class Walker {
             Descriptor d = format.decode(level, raw, va);
             switch (d) {
                 case Descriptor.Invalid invalid -> {
-                    return new WalkResult.PageFault(va, level, FaultReason.TRANSLATION,
+                    return new WalkResult.PageFault(va, level, invalid.reason(),
                         invalid.why() + String.format(" (entry 0x%x at 0x%x)", raw, address));
                 }
                 case Descriptor.Table t -> {
                     table = t.tablePa();
                     allowsWrite &= t.allowsWrite();
                     allowsUser &= t.allowsUser();
-                    allowsExecute &= t.allowsExecute();
+                    allowsUserExecute &= t.allowsUserExecute();
+                    allowsPrivilegedExecute &= t.allowsPrivilegedExecute();
                 }
                 case Descriptor.Leaf leaf -> {
                     Attributes a = leaf.attributes();
-                    if (!(allowsWrite && allowsUser && allowsExecute)) {
-                        a = new Attributes(a.read(), a.write() && allowsWrite, a.execute() && allowsExecute,
-                            a.user() && allowsUser, a.cache());
+                    if (!(allowsWrite && allowsUser && allowsUserExecute && allowsPrivilegedExecute)) {
+                        a = limit(a, allowsWrite, allowsUser, allowsUserExecute, allowsPrivilegedExecute);
                     }
                     if (access != null && !a.allows(access, fromUser)) {
                         return new WalkResult.PageFault(va, level, FaultReason.PERMISSION,
@@ -84,5 +85,18 @@ public final class Walker {
             }
         }
         return new WalkResult.PageFault(va, format.levels() - 1, FaultReason.TRANSLATION, "table descriptor at the last level");
+    }
+
+    /**
+     * The leaf's attributes as the table descriptors above it limit them. A leaf's {@code execute} is for the
+     * privilege of the mapping (a user mapping's execute is EL0's, UXN; a privileged one's is PXN), so the
+     * execute limit is the one of that privilege (Arm UXNTable for a user leaf, PXNTable for a privileged one;
+     * x86 XD limits both). {@link Attributes} judges privileged access to a user leaf by the same execute bit,
+     * so a user leaf that loses user access (Arm APTable=x1, x86 U/S=0 above) keeps its execute as it was.
+     */
+    static Attributes limit(Attributes a, boolean allowsWrite, boolean allowsUser, boolean allowsUserExecute,
+                            boolean allowsPrivilegedExecute) {
+        boolean execute = a.execute() && (a.user() ? allowsUserExecute : allowsPrivilegedExecute);
+        return new Attributes(a.read(), a.write() && allowsWrite, execute, a.user() && allowsUser, a.cache());
     }
 }
