@@ -25,7 +25,8 @@ public final class PageTableFormats {
 
     static {
         for (PageTableFormat f : List.<PageTableFormat>of(Arm64Lpae4kFormat.INSTANCE, ARM64_16K, ARM64_64K,
-            Armv7ShortFormat.INSTANCE, X86_64Format.INSTANCE, RiscvSv39Format.INSTANCE, RiscvSv48Format.INSTANCE)) {
+            Armv7ShortFormat.INSTANCE, X86_64Format.INSTANCE, X86_64FiveLevelFormat.INSTANCE, RiscvSv39Format.INSTANCE,
+            RiscvSv48Format.INSTANCE, RiscvSv57Format.INSTANCE)) {
             BY_NAME.put(f.name(), f);
         }
     }

@@ -4,18 +4,18 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The codec shared by the RISC-V Sv39 and Sv48 page-table formats ({@link RiscvSv39Format},
- * {@link RiscvSv48Format}): they differ only in the number of levels, hence in the virtual-address width
+ * The codec shared by the RISC-V Sv39, Sv48 and Sv57 page-table formats ({@link RiscvSv39Format},
+ * {@link RiscvSv48Format}, {@link RiscvSv57Format}): they differ only in the number of levels, hence in the virtual-address width
  * and the largest leaf; the PTE is the same 64-bit word.
  *
  * <p><b>Thread-safety:</b> immutable, a stateless codec.
  *
  * <p>Source: The RISC-V Instruction Set Manual, Volume II: Privileged Architecture (20211203 and later),
  * 4.3.1 "Addressing and Memory Protection" (PTE attributes), 4.3.2 "Virtual Address Translation Process",
- * 4.4 "Sv39", 4.5 "Sv48", and the "Svpbmt" chapter (page-based memory types, bits 62:61).
+ * 4.4 "Sv39", 4.5 "Sv48", 4.6 "Sv57", and the "Svpbmt" chapter (page-based memory types, bits 62:61).
  *
  * <pre>
- * Sv39/Sv48 page table entry (Figure "Sv39 page table entry"; Sv48 has the same layout)
+ * Sv39/Sv48/Sv57 page table entry (Figure "Sv39 page table entry"; Sv48 and Sv57 have the same layout)
  *  63  62 61 60      54 53                       10 9   8 7 6 5 4 3 2 1 0
  * +---+------+----------+---------------------------+-----+-+-+-+-+-+-+-+-+
  * | N | PBMT | reserved |  PPN = physical addr >> 12 | RSW |D|A|G|U|X|W|R|V|
@@ -43,7 +43,7 @@ import java.util.List;
  * platform's attributes for the region, cacheable main memory), {@link CachePolicy#NON_CACHEABLE} as NC,
  * {@link CachePolicy#DEVICE} as IO; {@link CachePolicy#WRITE_THROUGH} has no encoding and is refused.
  */
-abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39Format, RiscvSv48Format {
+abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39Format, RiscvSv48Format, RiscvSv57Format {
 
     static final long RISCV_PTE_V = 1L;
     static final long RISCV_PTE_R = 1L << 1;
