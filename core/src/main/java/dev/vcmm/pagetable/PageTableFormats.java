@@ -21,11 +21,14 @@ public final class PageTableFormats {
     /** The spelling of a configured arm64 stage 1 format: granule, then optional input size, output size, range. */
     private static final Pattern ARM64 = Pattern.compile("arm64-(4|16|64)k(?:-va(\\d{1,2}))?(?:-pa(\\d{1,2}))?(-ttbr1)?");
 
+    /** The spelling of an arm64 stage 2 format with an IPA size other than the default 40 bits. */
+    private static final Pattern ARM64_S2 = Pattern.compile("arm64-s2-4k-ipa(\\d{1,2})");
+
     private static final Map<String, PageTableFormat> BY_NAME = new LinkedHashMap<>();
 
     static {
         for (PageTableFormat f : List.<PageTableFormat>of(Arm64Lpae4kFormat.INSTANCE, ARM64_16K, ARM64_64K,
-            Armv7ShortFormat.INSTANCE, X86_64Format.INSTANCE, X86_64FiveLevelFormat.INSTANCE, RiscvSv39Format.INSTANCE,
+            Arm64Stage2Format.INSTANCE, Armv7ShortFormat.INSTANCE, X86_64Format.INSTANCE, X86_64FiveLevelFormat.INSTANCE, RiscvSv39Format.INSTANCE,
             RiscvSv48Format.INSTANCE, RiscvSv57Format.INSTANCE)) {
             BY_NAME.put(f.name(), f);
         }
@@ -63,8 +66,16 @@ public final class PageTableFormats {
                 throw new IllegalArgumentException("format=" + name + ": " + e.getMessage(), e);
             }
         }
+        Matcher s2 = name == null ? null : ARM64_S2.matcher(name);
+        if (s2 != null && s2.matches()) {
+            try {
+                return Arm64Stage2Format.withIpaBits(Integer.parseInt(s2.group(1)));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("format=" + name + ": " + e.getMessage(), e);
+            }
+        }
         throw new IllegalArgumentException("format=" + name + " is unknown; known formats: " + String.join(", ", BY_NAME.keySet())
-            + " (arm64 formats also as arm64-{4,16,64}k[-vaN][-paN][-ttbr1])");
+            + " (arm64 formats also as arm64-{4,16,64}k[-vaN][-paN][-ttbr1] and arm64-s2-4k-ipaN)");
     }
 
     /**
@@ -76,6 +87,13 @@ public final class PageTableFormats {
         PageTableFormat f = byName(name);
         if (f.vaBits() == vaBits) {
             return f;
+        }
+        if (f instanceof Arm64Stage2Format && name.equals(Arm64Stage2Format.INSTANCE.name())) {
+            try {
+                return Arm64Stage2Format.withIpaBits(vaBits);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("va-bits=" + vaBits + ": " + e.getMessage(), e);
+            }
         }
         if (!(f instanceof Arm64Lpae4kFormat) && !(f instanceof Arm64VmsaFormat)) {
             throw new IllegalArgumentException("va-bits=" + vaBits + ": format " + name + " has a fixed " + f.vaBits()
