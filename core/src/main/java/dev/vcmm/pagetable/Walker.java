@@ -99,4 +99,82 @@ public final class Walker {
         boolean execute = a.execute() && (a.user() ? allowsUserExecute : allowsPrivilegedExecute);
         return new Attributes(a.read(), a.write() && allowsWrite, execute, a.user() && allowsUser, a.cache());
     }
+
+    /** What {@link #forEachLeaf} reports: every leaf entry, and every entry that would fault though it is not zero. */
+    public interface LeafVisitor {
+
+        /**
+         * One entry of a leaf, in table-index order (the lower half before the upper).
+         *
+         * @param va         the first input address the entry maps (sign-extended or upper-range as the format is)
+         * @param pa         the output address of that byte
+         * @param span       the bytes this entry maps
+         * @param leaf       the leaf it belongs to (a run's whole size for contiguous runs)
+         * @param attributes its permissions as the table descriptors above limit them
+         */
+        void leaf(long va, long pa, long span, LeafSize leaf, Attributes attributes);
+
+        /**
+         * A non-zero entry that a walk through it would fault on (a reserved encoding, AF=0, a table outside
+         * the memory). Zero entries are not reported.
+         */
+        default void fault(long va, long span, int level, FaultReason reason, String detail) {
+        }
+    }
+
+    /**
+     * Visits every mapping the tables at {@code root} hold, reading only the memory, as {@link #translate}
+     * would find them one address at a time: the hardware view of a table someone else may have built.
+     * Hierarchical limits are applied as in {@link #translate}.
+     */
+    public static void forEachLeaf(PageTableFormat format, PhysicalMemory memory, long root, LeafVisitor visitor) {
+        visit(format, memory, root, 0, 0, true, true, true, true, java.util.Objects.requireNonNull(visitor, "visitor"));
+    }
+
+    private static void visit(PageTableFormat format, PhysicalMemory memory, long table, int level, long vaPrefix,
+                              boolean allowsWrite, boolean allowsUser, boolean allowsUserExecute,
+                              boolean allowsPrivilegedExecute, LeafVisitor visitor) {
+        int entryBytes = format.entryBytes();
+        int n = 1 << format.levelBits(level);
+        int shift = format.levelShift(level);
+        long span = 1L << shift;
+        for (int i = 0; i < n; i++) {
+            long va = inputAddress(format, vaPrefix | (long) i << shift);
+            long address = table + (long) i * entryBytes;
+            if (address < memory.base() || address > memory.base() + memory.size() - entryBytes) {
+                visitor.fault(va, span * (n - i), level, FaultReason.ADDRESS_SIZE,
+                    String.format("table entry at 0x%x is outside physical memory", address));
+                return;
+            }
+            long raw = entryBytes == 8 ? memory.laLong(address) : Integer.toUnsignedLong(memory.laInt(address));
+            if (raw == 0) {
+                continue;
+            }
+            switch (format.decode(level, raw, va)) {
+                case Descriptor.Invalid invalid -> {
+                    if (!invalid.equals(Descriptor.INVALID)) {
+                        visitor.fault(va, span, level, invalid.reason(), invalid.why() + String.format(" (entry 0x%x)", raw));
+                    }
+                }
+                case Descriptor.Table t -> {
+                    if (level + 1 < format.levels()) {
+                        visit(format, memory, t.tablePa(), level + 1, vaPrefix | (long) i << shift,
+                            allowsWrite && t.allowsWrite(), allowsUser && t.allowsUser(),
+                            allowsUserExecute && t.allowsUserExecute(), allowsPrivilegedExecute && t.allowsPrivilegedExecute(),
+                            visitor);
+                    }
+                }
+                case Descriptor.Leaf leaf -> visitor.leaf(va, leaf.pa(), span, leaf.leaf(),
+                    limit(leaf.attributes(), allowsWrite, allowsUser, allowsUserExecute, allowsPrivilegedExecute));
+            }
+        }
+    }
+
+    /** @return {@code v} (in {@code [0, 2^vaBits)}) as the format spells it: as is, or with bits 63:vaBits set */
+    private static long inputAddress(PageTableFormat format, long v) {
+        if (format.isValidVa(v)) {
+            return v;
+        }
+        return format.vaBits() >= 64 ? v : v | -(1L << format.vaBits());
+    }
 }
