@@ -27,9 +27,10 @@ public final class PageTableFormats {
     private static final Map<String, PageTableFormat> BY_NAME = new LinkedHashMap<>();
 
     static {
-        for (PageTableFormat f : List.<PageTableFormat>of(Arm64Lpae4kFormat.INSTANCE, ARM64_16K, ARM64_64K,
-            Arm64Stage2Format.INSTANCE, Armv7ShortFormat.INSTANCE, X86_64Format.INSTANCE, X86_64FiveLevelFormat.INSTANCE, RiscvSv39Format.INSTANCE,
-            RiscvSv48Format.INSTANCE, RiscvSv57Format.INSTANCE)) {
+        // the first five in the order they always had (messages list the known names in this order)
+        for (PageTableFormat f : List.<PageTableFormat>of(Arm64Lpae4kFormat.INSTANCE, Armv7ShortFormat.INSTANCE,
+            X86_64Format.INSTANCE, RiscvSv39Format.INSTANCE, RiscvSv48Format.INSTANCE, ARM64_16K, ARM64_64K,
+            Arm64Stage2Format.INSTANCE, X86_64FiveLevelFormat.INSTANCE, RiscvSv57Format.INSTANCE)) {
             BY_NAME.put(f.name(), f);
         }
     }
