@@ -116,7 +116,7 @@ final class PagetableCommand implements Command {
               --pt-size   size of the page-table memory tables are allocated from (default %s)
               --out       the image file to write (written whole, or not at all)
             exit status: 0 written; 1 the work failed (page-table memory too small, I/O); 2 bad usage
-            """.formatted(String.join(", ", PageTableFormats.all().stream().map(PageTableFormat::name).toList()),
+            """.formatted(String.join(", ", PageTableFormats.everyFormat().stream().map(PageTableFormat::name).toList()),
             DEFAULT_PT_BASE, "64M");
     }
 

@@ -77,7 +77,7 @@ class PagetableDumpTest {
      */
     @Test
     void shouldGiveBackTheMappingsOfEveryFormatAfterPartialUnmaps() throws Exception {
-        List<PageTableFormat> formats = new ArrayList<>(PageTableFormats.all());
+        List<PageTableFormat> formats = new ArrayList<>(PageTableFormats.everyFormat());
         formats.add(PageTableFormats.byName("arm64-64k", 42));
         formats.add(PageTableFormats.byName("arm64-4k-va39"));
         formats.add(PageTableFormats.byName("arm64-s2-4k-ipa44"));

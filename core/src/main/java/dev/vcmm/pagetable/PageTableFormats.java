@@ -25,12 +25,17 @@ public final class PageTableFormats {
     private static final Pattern ARM64_S2 = Pattern.compile("arm64-s2-4k-ipa(\\d{1,2})");
 
     private static final Map<String, PageTableFormat> BY_NAME = new LinkedHashMap<>();
+    private static final List<PageTableFormat> FOUR_K_PRIVILEGED;
 
     static {
         // the first five in the order they always had (messages list the known names in this order)
         for (PageTableFormat f : List.<PageTableFormat>of(Arm64Lpae4kFormat.INSTANCE, Armv7ShortFormat.INSTANCE,
-            X86_64Format.INSTANCE, RiscvSv39Format.INSTANCE, RiscvSv48Format.INSTANCE, ARM64_16K, ARM64_64K,
-            Arm64Stage2Format.INSTANCE, X86_64FiveLevelFormat.INSTANCE, RiscvSv57Format.INSTANCE)) {
+            X86_64Format.INSTANCE, RiscvSv39Format.INSTANCE, RiscvSv48Format.INSTANCE, X86_64FiveLevelFormat.INSTANCE,
+            RiscvSv57Format.INSTANCE)) {
+            BY_NAME.put(f.name(), f);
+        }
+        FOUR_K_PRIVILEGED = List.copyOf(BY_NAME.values());
+        for (PageTableFormat f : List.<PageTableFormat>of(ARM64_16K, ARM64_64K, Arm64Stage2Format.INSTANCE)) {
             BY_NAME.put(f.name(), f);
         }
     }
@@ -38,8 +43,21 @@ public final class PageTableFormats {
     private PageTableFormats() {
     }
 
-    /** @return every built-in format, in a stable order. */
+    /**
+     * @return the built-in formats whose smallest page is 4 KiB and that express privileged read-write
+     * mappings, in a stable order: what callers written before the 16K/64K granules and stage 2 assume of
+     * "every format" (they map 4 KiB {@link Attributes#RW} pages in each). {@link #everyFormat()} adds the rest.
+     */
     public static List<PageTableFormat> all() {
+        return FOUR_K_PRIVILEGED;
+    }
+
+    /**
+     * @return every built-in format by its registered name, in a stable order: {@link #all()}, then
+     * {@code arm64-16k}, {@code arm64-64k} (smallest pages of 16 and 64 KiB) and {@code arm64-s2-4k} (stage 2:
+     * no privileged-only mappings). Sized variants ({@code arm64-64k-va42}, ...) are reached by {@link #byName}.
+     */
+    public static List<PageTableFormat> everyFormat() {
         return List.copyOf(BY_NAME.values());
     }
 

@@ -61,7 +61,7 @@ class PageTableProperties {
      * concatenated tables, a narrower root): arm64 at 39-bit 4K, 36-bit 16K and 42-bit 64K, stage 2 at 32 and 44 bits.
      */
     static Stream<String> formats() {
-        return Stream.concat(PageTableFormats.all().stream().map(PageTableFormat::name),
+        return Stream.concat(PageTableFormats.everyFormat().stream().map(PageTableFormat::name),
             Stream.of("arm64-4k-va39", "arm64-16k-va36", "arm64-64k-va42", "arm64-s2-4k-ipa32", "arm64-s2-4k-ipa44"));
     }
 
