@@ -3,7 +3,7 @@ package dev.vcmm.pagetable;
 /**
  * {@code riscv-sv57}: RISC-V Sv57 virtual memory (satp.MODE=10), 57-bit sign-extended virtual addresses,
  * 56-bit physical addresses, five levels; 4 KiB pages, 2 MiB megapages, 1 GiB gigapages, 512 GiB terapages
- * and 256 TiB petapages, with Svpbmt memory types. The format of RISC-V harts with Sv57 and of the RISC-V
+ * and 256 TiB petapages, with Svpbmt memory types and Svnapot 64 KiB pages. The format of RISC-V harts with Sv57 and of the RISC-V
  * IOMMU's first-stage tables in Sv57 mode.
  *
  * <p><b>Thread-safety:</b> immutable, a stateless codec.
@@ -30,10 +30,15 @@ package dev.vcmm.pagetable;
  *   PPN[4] is 8 bits (PA[55:48]), PPN[3..0] 9 bits each; a superpage leaf at level L needs the PPN fields
  *   below it zero ("misaligned superpage" page fault otherwise)
  *   Pointer PTE: V=1 R=W=X=0, U=A=D=0, PBMT=0. Leaf: V=1, R/W/X/U from the attributes, A=D=1, G=0.
+ *
+ * Svnapot 64 KiB page ("Svnapot" chapter, "Page-based NAPOT PTE encoding"): 16 identical level-4 PTEs with
+ *   N (bit 63) = 1 and PPN[3:0] = 1000; PA = PPN[43:4] << 16 | VA[15:0]. N in a pointer PTE, above the last
+ *   level or with another PPN[3:0] is reserved: a page fault.
  * </pre>
  *
  * <p>The codec, its decoding rules and the attribute mapping are those of {@code RiscvSvFormat}: execute-only
- * is expressible, write-without-read and write-through are refused; Svnapot is not used (N=1 faults).
+ * is expressible, write-without-read and write-through are refused. Unlike {@code riscv-sv39} and
+ * {@code riscv-sv48} (which keep refusing N=1), Sv57 writes and reads Svnapot 64 KiB pages.
  */
 public final class RiscvSv57Format extends RiscvSvFormat {
 
@@ -41,6 +46,6 @@ public final class RiscvSv57Format extends RiscvSvFormat {
     public static final RiscvSv57Format INSTANCE = new RiscvSv57Format();
 
     private RiscvSv57Format() {
-        super("riscv-sv57", 5);
+        super("riscv-sv57", 5, true);
     }
 }

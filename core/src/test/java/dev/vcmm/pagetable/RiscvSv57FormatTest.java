@@ -25,6 +25,7 @@ class RiscvSv57FormatTest {
         assertEquals(56, F.paBits());
         assertEquals(new LeafSize(1L << 48, 0, 1), F.leafSizes().get(0), "256 TiB petapage at the root");
         assertEquals(new LeafSize(1L << 39, 1, 1), F.leafSizes().get(1), "512 GiB terapage");
+        assertEquals(new LeafSize(64L << 10, 4, 16), F.leafSizes().get(4), "Svnapot 64 KiB: 16 last-level PTEs");
         assertTrue(F.isValidVa(0xFF00_0000_0000_0000L));
         assertFalse(F.isValidVa(0x0100_0000_0000_0000L), "bits 63:57 must equal bit 56");
     }
@@ -54,6 +55,41 @@ class RiscvSv57FormatTest {
             assertEquals(FaultReason.TRANSLATION, fault.reason());
             assertEquals(0, fault.level());
             memory.spLong(t.root() + 8, 0x0000_4000_0000_00DBL);
+        } finally {
+            memory.close();
+        }
+    }
+
+    /*
+     * Svnapot 64 KiB page, pa 0x1234_0000, rw- privileged PMA: PPN = 0x12340 with PPN[3:0] replaced by 1000 ->
+     * 0x12348; << 10 = 0x48D_2000; V R W A D = 0xC7; N = bit 63. All 16 PTEs are this value.
+     */
+    static final long NAPOT64K_RW = 0x8000_0000_048D_20C7L;
+
+    @Test
+    void shouldWriteSixteenIdenticalNapotPtes() {
+        PhysicalMemory memory = HeapPhysicalMemory.create(PageTableConformanceTest.PT_BASE, PageTableConformanceTest.PT_SIZE);
+        try (PageTable t = PageTable.create(F, memory, new TestBlockAllocator(PageTableConformanceTest.PT_BASE, PageTableConformanceTest.PT_SIZE))) {
+            long va = 0x0000_0000_0005_0000L; // VPN[0] = VA[20:12] = 0x50..0x5F; every upper VPN 0
+            t.map(va, 0x1234_0000L, 64 << 10, Attributes.RW);
+            long table = t.root();
+            for (int level = 0; level < 4; level++) {
+                table = (memory.lpLong(table) >>> 10) << 12;
+            }
+            for (int i = 0; i < 16; i++) {
+                assertEquals(NAPOT64K_RW, memory.lpLong(table + (0x50 + i) * 8), "PTE " + i);
+            }
+            WalkResult.Translation tr = (WalkResult.Translation) t.translate(va + 0xABCD);
+            assertEquals(0x1234_ABCDL, tr.pa());
+            assertEquals(64 << 10, tr.leafSize());
+            // PPN[3:0] other than 1000 with N = 1 is reserved: a page fault
+            memory.spLong(table + 0x50 * 8, NAPOT64K_RW ^ (0b1100L << 10));
+            assertEquals(FaultReason.TRANSLATION, ((WalkResult.PageFault) t.translate(va)).reason());
+            memory.spLong(table + 0x50 * 8, NAPOT64K_RW);
+            // a partial unmap splits the NAPOT page into 4 KiB pages
+            assertEquals(4096, t.unmap(va + 0x3000, 4096));
+            assertEquals(0x1234_4000L, ((WalkResult.Translation) t.translate(va + 0x4000)).pa());
+            assertEquals(4096, ((WalkResult.Translation) t.translate(va + 0x4000)).leafSize());
         } finally {
             memory.close();
         }
