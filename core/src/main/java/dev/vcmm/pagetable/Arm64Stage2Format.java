@@ -11,12 +11,12 @@ import java.util.List;
  *
  * <p><b>Thread-safety:</b> immutable, a stateless codec.
  *
- * <p>Source: Arm Architecture Reference Manual for A-profile (DDI 0487 K.a), chapter D8: D8.1 "Address
+ * <p>Source: Arm Architecture Reference Manual for A-profile (DDI 0487 K.a), chapter D8: D8 "Address
  * translation" ("Concatenated translation tables for the initial stage 2 lookup": up to 16 tables at the
  * initial level replace one level of lookup, the table then aligned to its whole size; VTCR_EL2.SL0 names the
- * initial level), D8.2 "Stage 2 block and page descriptor" layout, D8.3 "Stage 2 memory type and Cacheability
- * attributes when FEAT_S2FWB is disabled" (MemAttr[3:0]), D8.4 "Stage 2 data access permissions" (S2AP) and
- * "Stage 2 instruction execution permissions" (XN, without FEAT_XNX), D8.5 (AF), D8.6 (Contiguous bit).
+ * initial level), D8 "Stage 2 block and page descriptor" layout, D8 "Stage 2 memory type and Cacheability
+ * attributes when FEAT_S2FWB is disabled" (MemAttr[3:0]), D8 "Stage 2 data access permissions" (S2AP) and
+ * "Stage 2 instruction execution permissions" (XN, without FEAT_XNX), D8 (AF), D8 (Contiguous bit).
  *
  * <pre>
  * Geometry: the fewest levels whose root has at most 2^13 entries (16 concatenated 512-entry tables):
@@ -175,7 +175,7 @@ public final class Arm64Stage2Format implements PageTableFormat {
         return leaves;
     }
 
-    /** An IPA above the VTCR_EL2.T0SZ size is a level-0 translation fault (D8.1); there is no upper range. */
+    /** An IPA above the VTCR_EL2.T0SZ size is a level-0 translation fault (D8); there is no upper range. */
     @Override
     public boolean isValidVa(long va) {
         return (va >>> ipaBits) == 0;

@@ -13,12 +13,12 @@ import java.util.List;
  * <p><b>Thread-safety:</b> immutable, a stateless codec.
  *
  * <p>Source: Arm Architecture Reference Manual for A-profile (DDI 0487 K.a), chapter D8 "The AArch64 Virtual
- * Memory System Architecture": D8.1 "Address translation" (TxSZ and the initial lookup level per granule,
- * Tables "Translation granule 4KB/16KB/64KB, stage 1 ... initial lookup level"), D8.2 "Translation table
- * descriptor formats" ("Table descriptor", "Block descriptor", "Page descriptor" for each granule), D8.3
- * "Memory attributes" (AttrIndx, SH), D8.4 "Access permissions" (AP[2:1], PXN, UXN, and the hierarchical
- * APTable, UXNTable/XNTable, PXNTable), D8.5 "The Access flag", D8.6 "The Contiguous bit" (entries per run:
- * 4KB 16 at every level; 16KB 32 at level 2 and 128 at level 3; 64KB 32 at levels 2 and 3) and D8.14
+ * Memory System Architecture": D8 "Address translation" (TxSZ and the initial lookup level per granule,
+ * Tables "Translation granule 4KB/16KB/64KB, stage 1 ... initial lookup level"), D8 "Translation table
+ * descriptor formats" ("Table descriptor", "Block descriptor", "Page descriptor" for each granule), D8
+ * "Memory attributes" (AttrIndx, SH), D8 "Access permissions" (AP[2:1], PXN, UXN, and the hierarchical
+ * APTable, UXNTable/XNTable, PXNTable), D8 "The Access flag", D8 "The Contiguous bit" (entries per run:
+ * 4KB 16 at every level; 16KB 32 at level 2 and 128 at level 3; 64KB 32 at levels 2 and 3) and D8
  * "Address size faults" (an output address above the IPS size).
  *
  * <pre>
@@ -40,7 +40,7 @@ import java.util.List;
  * |NST|APTab |UXNTab |PXNTab| ignored| res0 | next-level table address [47:g]|  ignored    | 1| 1|
  * +---+------+-------+------+--------+------+--------------------------------+-------------+--+--+
  *   APTable: 00 no limit, 01 no EL0 access below, 10 no write below, 11 no write and no EL0 access below
- *   UXNTable: no EL0 execution below; PXNTable: no privileged execution below (D8.4.2 "Hierarchical
+ *   UXNTable: no EL0 execution below; PXNTable: no privileged execution below (D8 "Hierarchical
  *   control of data/instruction access permissions"). Written as 0: the leaf alone decides. NSTable is
  *   ignored (only the Non-secure state is modelled).
  *
@@ -51,8 +51,8 @@ import java.util.List;
  * +-------+------+---+---+----+---+--+----+-----------------+-------+-------+--+---+----+----+--+-------+--+--+
  *   n = log2 of the leaf's entry span (g for a page, 21/30 for 4K blocks, 25 for 16K, 29 for 64K)
  *   AP[2:1] (bits 7:6): 00 EL1 RW, 01 EL1 RW + EL0 RW, 10 EL1 RO, 11 EL1 RO + EL0 RO
- *   AF (bit 10) = 0: an Access flag fault on any access (D8.5; no FEAT_HAFDBS hardware update modelled)
- *   OA bits at or above IPS: an Address size fault (D8.14)
+ *   AF (bit 10) = 0: an Access flag fault on any access (D8; no FEAT_HAFDBS hardware update modelled)
+ *   OA bits at or above IPS: an Address size fault (D8)
  * </pre>
  *
  * <p>Attributes are encoded exactly as {@link Arm64Lpae4kFormat} encodes them (MAIR layout {@link
@@ -121,7 +121,7 @@ public final class Arm64VmsaFormat implements PageTableFormat {
             int arm = startLevel + level;
             long span = 1L << levelShift(level);
             boolean leafLevel = arm == 3 || switch (granuleShift) {
-                case 12 -> arm == 1 || arm == 2;   // D8.2: 4K blocks at levels 1 and 2
+                case 12 -> arm == 1 || arm == 2;   // D8: 4K blocks at levels 1 and 2
                 default -> arm == 2;               // 16K and 64K blocks at level 2 only (48-bit OA)
             };
             if (!leafLevel) {
@@ -138,7 +138,7 @@ public final class Arm64VmsaFormat implements PageTableFormat {
         this.leaves = List.copyOf(all);
     }
 
-    /** D8.6 "The Contiguous bit": entries per run that this format writes, 0 where it writes none. */
+    /** D8 "The Contiguous bit": entries per run that this format writes, 0 where it writes none. */
     private static int contiguousEntries(int granuleShift, int armLevel) {
         return switch (granuleShift) {
             case 12 -> armLevel >= 2 ? 16 : 0;   // level 1's 16 x 1 GiB is decoded, not written
@@ -251,7 +251,7 @@ public final class Arm64VmsaFormat implements PageTableFormat {
         return leaves;
     }
 
-    /** TTBR0: bits 63:vaBits all zero; TTBR1: all one (D8.1 "VA ranges", selected by VA[55] and TxSZ). */
+    /** TTBR0: bits 63:vaBits all zero; TTBR1: all one (D8 "VA ranges", selected by VA[55] and TxSZ). */
     @Override
     public boolean isValidVa(long va) {
         long top = va >> vaBits;

@@ -35,7 +35,7 @@ public sealed interface Descriptor {
     /**
      * A pointer to a next-level table, with the hierarchical limits it places on every leaf below it: x86
      * R/W, U/S and XD in a PML5E, PML4E, PDPTE or PDE (SDM Vol. 3A 4.6); Arm APTable, UXNTable and PXNTable
-     * (Arm ARM D8.4 "Hierarchical control of ... access permissions"). The walker ANDs them into the leaf's
+     * (Arm ARM D8 "Hierarchical control of ... access permissions"). The walker ANDs them into the leaf's
      * permissions.
      *
      * @param tablePa                 physical address of the next-level table

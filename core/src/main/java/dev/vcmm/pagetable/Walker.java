@@ -7,7 +7,9 @@ import dev.vcmm.spi.PhysicalMemory;
  * starting at a root table address, exactly as an MMU or SMMU would. It consults nothing but the
  * memory, the root and the format's decoder (never a mapper's bookkeeping), so it is what every test
  * believes. Permissions are the leaf's, limited by what the table descriptors above it allow
- * ({@link Descriptor.Table#allowsWrite()} and its siblings), as x86 ANDs R/W and U/S along the walk.
+ * ({@link Descriptor.Table#allowsWrite()} and its siblings), as x86 ANDs R/W and U/S along the walk and Arm
+ * applies APTable, UXNTable and PXNTable. Faults carry the class the manuals name: translation, access flag
+ * (an Arm descriptor with AF=0), permission, address size ({@link FaultReason}), with the level.
  *
  * <p><b>Thread-safety:</b> stateless and thread-safe. Each descriptor is read once with acquire
  * semantics, like a hardware walk's single-copy-atomic reads; a walk racing with a map or unmap of the

@@ -7,8 +7,8 @@ package dev.vcmm.pagetable;
  *
  * <p><b>Thread-safety:</b> immutable, a stateless codec.
  *
- * <p>Source: Intel SDM Vol. 3A, 4.5 "4-Level Paging and 5-Level Paging": 4.5.1 (a linear address is
- * canonical when bits 63:57 equal bit 56), 4.5.2 (the walk starts at the PML5 table named by CR3[51:12] and
+ * <p>Source: Intel SDM Vol. 3A, 4.5 "4-Level Paging and 5-Level Paging": 4.5 (a linear address is
+ * canonical when bits 63:57 equal bit 56), 4.5 (the walk starts at the PML5 table named by CR3[51:12] and
  * indexes it with linear-address bits 56:48), Table 4-14 "Format of a PML5 Entry (PML5E) that References a
  * PML4 Table"; every other entry is as in 4-level paging ({@link X86_64Format}).
  *

@@ -158,7 +158,7 @@ public sealed class X86_64Format implements PageTableFormat permits X86_64FiveLe
     }
 
     /**
-     * Canonical (SDM Vol. 1, 3.3.7.1; Vol. 3A 4.5.1): bits 63:vaBits-1 all equal, for 4-level paging
+     * Canonical (SDM Vol. 1, 3.3.7.1; Vol. 3A 4.5): bits 63:vaBits-1 all equal, for 4-level paging
      * {@code [0, 2^47)} and {@code [2^64 - 2^47, 2^64)}, for 5-level {@code 2^56} in place of {@code 2^47}.
      */
     @Override

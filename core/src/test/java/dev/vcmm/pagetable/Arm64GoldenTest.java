@@ -12,9 +12,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Golden descriptors of the VMSAv8-64 stage 1 formats ({@code arm64-4k}, {@code arm64-16k}, {@code arm64-64k}
- * and sized variants), each derived by hand from the Arm ARM (DDI 0487 K.a) D8.2 descriptor figures, D8.3
- * (AttrIndx into MAIR: 0 WB, 1 NC, 2 Device-nGnRE, 3 WT; SH = 11 for normal memory, 00 for Device), D8.4
- * (AP[2:1] at bits 7:6, PXN bit 53, UXN bit 54) and D8.6 (Contiguous bit 52), not from the codec. The walk
+ * and sized variants), each derived by hand from the Arm ARM (DDI 0487 K.a) D8 descriptor figures, D8
+ * (AttrIndx into MAIR: 0 WB, 1 NC, 2 Device-nGnRE, 3 WT; SH = 11 for normal memory, 00 for Device), D8
+ * (AP[2:1] at bits 7:6, PXN bit 53, UXN bit 54) and D8 (Contiguous bit 52), not from the codec. The walk
  * below reads the tables with index fields written from the manual's VA diagrams, not from the format's
  * geometry, so a shared bug in the geometry fails too.
  *
@@ -46,7 +46,7 @@ class Arm64GoldenTest {
     /**
      * Reads the descriptor that maps {@code va} by hand: {@code fields[i] = {shift, width}} of the VA index at
      * each level, and the table-address field [47:g] as {@code addrMask}. Checks every table descriptor on the
-     * way is the next table's address with bits 1:0 = 11 and nothing else (D8.2 "Table descriptor").
+     * way is the next table's address with bits 1:0 = 11 and nothing else (D8 "Table descriptor").
      */
     private long leafRaw(PageTable t, long va, int[][] fields, long addrMask, int leafLevel) {
         long table = t.root();
@@ -120,12 +120,12 @@ class Arm64GoldenTest {
     /* 32 MiB block (level 2), pa 0x4200_0000, user r-x, NC: 0x7C5 as the 2 MiB block above, OA[47:25], PXN only. */
     static final long BLOCK32M_RXU_NC = 0x0020_0000_4200_07C5L;
     /*
-     * Entry 5 of a 2 MiB run of 128 16 KiB pages (D8.6: 128 entries at level 3), run pa 0x1240_0000, entry pa
+     * Entry 5 of a 2 MiB run of 128 16 KiB pages (D8: 128 entries at level 3), run pa 0x1240_0000, entry pa
      * 0x1240_0000 + 5 * 0x4000 = 0x1241_4000, privileged RO WT: 0x78F, Cont, PXN|UXN.
      */
     static final long CONT2M_ENTRY5_RO_WT = 0x0070_0000_1241_478FL;
     /*
-     * Entry 31 of a 1 GiB run of 32 32 MiB blocks (D8.6: 32 entries at level 2), run pa 0x8000_0000, entry pa
+     * Entry 31 of a 1 GiB run of 32 32 MiB blocks (D8: 32 entries at level 2), run pa 0x8000_0000, entry pa
      * 0x8000_0000 + 31 * 0x200_0000 = 0xBE00_0000, privileged RW WB: [1:0] 01, SH 0x300, AF 0x400 -> 0x701,
      * Cont 0x0010_..., PXN|UXN 0x0060_...
      */
@@ -214,7 +214,7 @@ class Arm64GoldenTest {
 
     // ---------------------------------------------------------------- fault kinds and hierarchical limits
 
-    /** D8.5: a page with AF = 0 raises an Access flag fault at its level, not a translation fault. */
+    /** D8: a page with AF = 0 raises an Access flag fault at its level, not a translation fault. */
     @Test
     void shouldRaiseAnAccessFlagFaultForAfZero() {
         for (PageTableFormat f : new PageTableFormat[] {Arm64Lpae4kFormat.INSTANCE, PageTableFormats.byName("arm64-16k"),
@@ -235,7 +235,7 @@ class Arm64GoldenTest {
     }
 
     /**
-     * D8.4.2: APTable = 10 forbids writes below, 01 EL0 access; UXNTable forbids EL0 execution, PXNTable
+     * D8: APTable = 10 forbids writes below, 01 EL0 access; UXNTable forbids EL0 execution, PXNTable
      * privileged execution. Set by hand in the level-0 table descriptor of a 4K table whose leaf is user RWX.
      */
     @Test
@@ -259,7 +259,7 @@ class Arm64GoldenTest {
         t.close();
     }
 
-    /** An output address at or above the IPS size is an Address size fault (D8.14). */
+    /** An output address at or above the IPS size is an Address size fault (D8). */
     @Test
     void shouldRaiseAnAddressSizeFaultForAnOutputAboveIps() {
         PageTable t = open(PageTableFormats.byName("arm64-64k-pa40"));

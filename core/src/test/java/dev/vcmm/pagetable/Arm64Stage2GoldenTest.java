@@ -8,10 +8,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
 /**
- * Golden descriptors of {@code arm64-s2-4k}, derived by hand from the Arm ARM (DDI 0487 K.a) D8.2 stage 2
- * block/page layout: bits 1:0 (01 block, 11 page), MemAttr[3:0] at 5:2 (D8.3, FEAT_S2FWB off: 1111 Normal WB,
+ * Golden descriptors of {@code arm64-s2-4k}, derived by hand from the Arm ARM (DDI 0487 K.a) D8 stage 2
+ * block/page layout: bits 1:0 (01 block, 11 page), MemAttr[3:0] at 5:2 (D8, FEAT_S2FWB off: 1111 Normal WB,
  * 1010 WT, 0101 NC, 0001 Device-nGnRE), S2AP at 7:6 (01 read, 10 write), SH 9:8 (11 for normal), AF 10,
- * Contiguous 52, XN 54; and from D8.1's concatenation rule: a 40-bit IPA walks from level 1 with two
+ * Contiguous 52, XN 54; and from D8's concatenation rule: a 40-bit IPA walks from level 1 with two
  * concatenated 512-entry tables, IPA[39:30] indexing the 1024-entry root.
  */
 class Arm64Stage2GoldenTest {

@@ -10,9 +10,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Golden walk of {@link X86_64FiveLevelFormat}, derived by hand from Intel SDM Vol. 3A 4.5: linear-address
- * bits 56:48 index the PML5 table (4.5.2), a PML5E (Table 4-14) is address[51:12] | P | R/W | U/S as written,
+ * bits 56:48 index the PML5 table (4.5), a PML5E (Table 4-14) is address[51:12] | P | R/W | U/S as written,
  * and the leaves are those of 4-level paging one level further down (PDPTE 1 GiB at level 2, PDE 2 MiB at
- * level 3, PTE 4 KiB at level 4). Canonical: bits 63:57 equal bit 56 (4.5.1).
+ * level 3, PTE 4 KiB at level 4). Canonical: bits 63:57 equal bit 56 (4.5).
  */
 class X86_64FiveLevelFormatTest {
 
