@@ -23,16 +23,22 @@ import java.security.SecureRandom;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
+import java.util.TreeMap;
 
 /**
  * {@code vcmm pagetable}: builds a page table of one hardware format for the given mappings and writes the
  * page-table memory as a raw little-endian image that an emulator or firmware can load at {@code --pt-base}.
  * Prints one JSON line: {@code {"format":..., "base":"0x...", "root":"0x...", "bytes":N}} (addresses as
- * hex strings, since 64-bit values do not survive every JSON reader as numbers).
+ * hex strings, since 64-bit values do not survive every JSON reader as numbers). Maps and unmaps ({@code --map},
+ * {@code --unmap}, and {@code map}/{@code unmap} lines of {@code --map-file}) apply in the order given, so a table
+ * shaped by partial unmaps (split blocks and runs) can be exported; {@code vcmm pagetable dump} ({@link
+ * PagetableDump}) reads such an image back.
  *
  * <p>Exit status: 0 when the image is written; 2 for bad usage, with the usage text: an unknown or incomplete
- * option, a bad number, an unknown format, a {@code --map-file} that cannot be read, a mapping that is malformed,
- * misaligned, overlaps another or does not fit the format's addresses, a bad {@code --pt-base}/{@code --pt-size};
+ * option, a bad number, an unknown format or {@code --va-bits}, a {@code --map-file} that cannot be read, a mapping
+ * that is malformed, misaligned, overlaps a live one or does not fit the format's addresses or permissions, an
+ * unmap of nothing, a bad {@code --pt-base}/{@code --pt-size};
  * 1 when the work fails: the page-table memory runs out, or the image cannot be written. The image is written to
  * a temporary file beside {@code --out} and renamed over it, so {@code --out} is never left half-written.
  *
@@ -48,10 +54,33 @@ final class PagetableCommand implements Command {
     /** Names temporary files; a collision only costs another try. */
     private static final SecureRandom RANDOM = new SecureRandom();
 
-    /** One {@code VA:PA:SIZE[:PERMS]} request and where it came from, for messages. */
-    record Mapping(String source, String text, long va, long pa, long size, Attributes attributes) {
-        String describe() {
+    /** One request of the table's history, applied in order: a map or an unmap, and where it came from. */
+    sealed interface Step permits Mapping, Unmap {
+        /** @return the request as messages name it */
+        String describe();
+
+        long va();
+
+        long size();
+    }
+
+    /**
+     * One {@code VA:PA:SIZE[:PERMS]} request and where it came from, for messages.
+     *
+     * @param attributes the permissions given, or null for the format's default (see {@link #defaultAttributes})
+     */
+    record Mapping(String source, String text, long va, long pa, long size, Attributes attributes) implements Step {
+        @Override
+        public String describe() {
             return "mapping " + source + " '" + text + "'";
+        }
+    }
+
+    /** One {@code VA:SIZE} unmap request and where it came from, for messages. */
+    record Unmap(String source, String text, long va, long size) implements Step {
+        @Override
+        public String describe() {
+            return "unmap " + source + " '" + text + "'";
         }
     }
 
@@ -70,29 +99,38 @@ final class PagetableCommand implements Command {
         return "build a page table in a hardware format and write its memory as a raw image";
     }
 
-    private static String usage() {
+    static String usage() {
         return """
-            usage: vcmm pagetable --format F --map VA:PA:SIZE[:PERMS] [--map ...] [--map-file FILE]
-                                  [--pt-base PA] [--pt-size SIZE] --out FILE
-              --format    one of: %s
+            usage: vcmm pagetable --format F [--va-bits N] --map VA:PA:SIZE[:PERMS] [--map ...] [--unmap VA:SIZE ...]
+                                  [--map-file FILE] [--pt-base PA] [--pt-size SIZE] --out FILE
+                   vcmm pagetable dump --format F [--va-bits N] --image FILE --pt-base PA --root PA [--json]
+              --format    one of: %s;
+                          also arm64-{4,16,64}k[-vaN][-paN][-ttbr1] and arm64-s2-4k-ipaN
+              --va-bits   input-address bits of an arm64 format (4k 39-48, 16k 36-48, 64k 42-48; s2: 32-48)
               --map       a mapping; numbers in hex (0x...) or decimal, K/M/G suffixes allowed;
-                          PERMS like rw-, r-x, rwx, with a trailing u for user access (default rw-)
-              --map-file  one mapping per line in the same syntax; '#' starts a comment
+                          PERMS like rw-, r-x, rwx, with a trailing u for user access
+                          (default rw-; rw-u for arm64-s2-4k, whose mappings apply at every exception level)
+              --unmap     unmap a range (it may split blocks and runs); maps and unmaps apply in the order given
+              --map-file  one request per line: [map] VA:PA:SIZE[:PERMS] or unmap VA:SIZE; '#' starts a comment
               --pt-base   physical address of the page-table memory, the image's first byte (default 0x%x)
               --pt-size   size of the page-table memory tables are allocated from (default %s)
               --out       the image file to write (written whole, or not at all)
             exit status: 0 written; 1 the work failed (page-table memory too small, I/O); 2 bad usage
-            """.formatted(String.join(", ", PageTableFormats.all().stream().map(PageTableFormat::name).toList()),
+            """.formatted(String.join(", ", PageTableFormats.everyFormat().stream().map(PageTableFormat::name).toList()),
             DEFAULT_PT_BASE, "64M");
     }
 
     @Override
     public int run(List<String> args, PrintStream out, PrintStream err) {
+        if (!args.isEmpty() && args.getFirst().equals("dump")) {
+            return PagetableDump.run(args.subList(1, args.size()), out, err);
+        }
         String formatName = null;
+        Integer vaBits = null;
         String outFile = null;
         long ptBase = DEFAULT_PT_BASE;
         long ptSize = DEFAULT_PT_SIZE;
-        List<Mapping> mappings = new ArrayList<>();
+        List<Step> mappings = new ArrayList<>();
         PageTableFormat format;
         try {
             for (int i = 0; i < args.size(); i++) {
@@ -111,6 +149,8 @@ final class PagetableCommand implements Command {
                     case "--pt-base" -> ptBase = parseNumber(value, "--pt-base");
                     case "--pt-size" -> ptSize = parseNumber(value, "--pt-size");
                     case "--map" -> mappings.add(parseMapping("#" + (mappings.size() + 1) + " (--map)", value));
+                    case "--unmap" -> mappings.add(parseUnmap("#" + (mappings.size() + 1) + " (--unmap)", value));
+                    case "--va-bits" -> vaBits = parseVaBits(value);
                     case "--map-file" -> readMapFile(Path.of(value), mappings);
                     default -> throw new UsageException("unknown option " + opt);
                 }
@@ -124,7 +164,7 @@ final class PagetableCommand implements Command {
             if (mappings.isEmpty()) {
                 throw new UsageException("give at least one --map or --map-file");
             }
-            format = PageTableFormats.byName(formatName);
+            format = vaBits == null ? PageTableFormats.byName(formatName) : PageTableFormats.byName(formatName, vaBits);
             checkMappings(format, mappings);
         } catch (IllegalArgumentException e) { // UsageException is one
             return usageError(err, e.getMessage());
@@ -136,11 +176,14 @@ final class PagetableCommand implements Command {
             return usageError(err, "--pt-base=0x" + Long.toHexString(ptBase) + " --pt-size=" + ptSize + ": " + e.getMessage());
         }
         try (ptMemory; PageTable table = PageTable.create(format, ptMemory.memory(), ptMemory.allocator())) {
-            for (Mapping m : mappings) {
+            for (Step step : mappings) {
                 try {
-                    table.map(m.va(), m.pa(), m.size(), m.attributes());
-                } catch (IllegalArgumentException | AlreadyMappedException e) { // the mapping itself, not the run
-                    return usageError(err, m.describe() + ": " + e.getMessage());
+                    switch (step) {
+                        case Mapping m -> table.map(m.va(), m.pa(), m.size(), attributesOf(format, m));
+                        case Unmap u -> table.unmap(u.va(), u.size());
+                    }
+                } catch (IllegalArgumentException | AlreadyMappedException e) { // the request itself, not the run
+                    return usageError(err, step.describe() + ": " + e.getMessage());
                 }
             }
             long[] end = {ptBase};
@@ -161,37 +204,87 @@ final class PagetableCommand implements Command {
     }
 
     /** Prints {@code message} and the usage text. @return 2, the exit code of bad usage */
-    private static int usageError(PrintStream err, String message) {
+    static int usageError(PrintStream err, String message) {
         err.println("vcmm pagetable: " + message);
         err.print(usage());
         return 2;
     }
 
-    /** Checks every mapping against the format and against each other before anything is built. */
-    static void checkMappings(PageTableFormat format, List<Mapping> mappings) {
+    /**
+     * Checks every request against the format, and replays them in order on a model of the live ranges before
+     * anything is built: a map must not overlap what is live at that point; an unmap must be aligned, fit the
+     * format and unmap something (an unmap of nothing is refused as a likely typo).
+     */
+    static void checkMappings(PageTableFormat format, List<? extends Step> steps) {
         long minLeaf = format.leafSizes().getLast().size();
-        for (int i = 0; i < mappings.size(); i++) {
-            Mapping m = mappings.get(i);
-            if (((m.va() | m.pa() | m.size()) & (minLeaf - 1)) != 0) {
-                throw new IllegalArgumentException(m.describe() + ": VA, PA and SIZE must be multiples of "
-                    + minLeaf + " bytes, the smallest " + format.name() + " page");
+        TreeMap<Long, Live> live = new TreeMap<>(Long::compareUnsigned); // disjoint live ranges by start
+        for (Step step : steps) {
+            long pa = step instanceof Mapping m ? m.pa() : 0;
+            if (((step.va() | pa | step.size()) & (minLeaf - 1)) != 0) {
+                throw new IllegalArgumentException(step.describe() + ": VA" + (step instanceof Mapping ? ", PA" : "")
+                    + " and SIZE must be multiples of " + minLeaf + " bytes, the smallest " + format.name() + " page");
             }
-            long last = m.va() + m.size() - 1;
-            if (!format.isValidVa(m.va()) || !format.isValidVa(last) || Long.compareUnsigned(last, m.va()) < 0) {
-                throw new IllegalArgumentException(m.describe() + ": the virtual range does not fit the "
+            long last = step.va() + step.size() - 1;
+            if (!format.isValidVa(step.va()) || !format.isValidVa(last) || Long.compareUnsigned(last, step.va()) < 0) {
+                throw new IllegalArgumentException(step.describe() + ": the virtual range does not fit the "
                     + format.vaBits() + "-bit input addresses of " + format.name());
             }
-            if (!fitsUnsigned(m.pa(), m.size(), format.paBits())) {
-                throw new IllegalArgumentException(m.describe() + ": the physical range does not fit the "
-                    + format.paBits() + "-bit output addresses of " + format.name());
-            }
-            for (int j = 0; j < i; j++) {
-                Mapping o = mappings.get(j);
-                long oLast = o.va() + o.size() - 1;
-                if (Long.compareUnsigned(m.va(), oLast) <= 0 && Long.compareUnsigned(o.va(), last) <= 0) {
-                    throw new IllegalArgumentException(m.describe() + " overlaps " + o.describe());
+            switch (step) {
+                case Mapping m -> {
+                    if (!fitsUnsigned(m.pa(), m.size(), format.paBits())) {
+                        throw new IllegalArgumentException(m.describe() + ": the physical range does not fit the "
+                            + format.paBits() + "-bit output addresses of " + format.name());
+                    }
+                    format.checkAttributes(attributesOf(format, m)); // names the format and what it cannot express
+                    Map.Entry<Long, Live> before = live.floorEntry(last);
+                    if (before != null && Long.compareUnsigned(before.getValue().last(), m.va()) >= 0) {
+                        throw new IllegalArgumentException(m.describe() + " overlaps " + before.getValue().owner().describe());
+                    }
+                    live.put(m.va(), new Live(last, m));
+                }
+                case Unmap u -> {
+                    boolean any = false;
+                    for (Map.Entry<Long, Live> e = live.floorEntry(last);
+                         e != null && Long.compareUnsigned(e.getValue().last(), u.va()) >= 0; e = live.floorEntry(last)) {
+                        any = true;
+                        live.remove(e.getKey());
+                        Live l = e.getValue();
+                        if (Long.compareUnsigned(last, l.last()) < 0) {
+                            live.put(last + 1, new Live(l.last(), l.owner())); // the part after the hole stays
+                        }
+                        if (Long.compareUnsigned(e.getKey(), u.va()) < 0) {
+                            live.put(e.getKey(), new Live(u.va() - 1, l.owner())); // and the part before it
+                            break;
+                        }
+                    }
+                    if (!any) {
+                        throw new IllegalArgumentException(u.describe() + ": nothing is mapped there (requests apply in"
+                            + " order; an unmap of nothing is refused as a likely mistake)");
+                    }
                 }
             }
+        }
+    }
+
+    /** A live range of the model {@link #checkMappings} replays: its last byte and the map that made it. */
+    private record Live(long last, Mapping owner) {
+    }
+
+    /** @return the permissions of {@code m}: as given, or the format's default */
+    static Attributes attributesOf(PageTableFormat format, Mapping m) {
+        return m.attributes() != null ? m.attributes() : defaultAttributes(format);
+    }
+
+    /**
+     * @return {@code rw-} (privileged read-write, write-back), or {@code rw-u} where the format has no privileged-only
+     * mappings (Arm stage 2: its permissions apply at every exception level)
+     */
+    static Attributes defaultAttributes(PageTableFormat format) {
+        try {
+            format.checkAttributes(Attributes.RW);
+            return Attributes.RW;
+        } catch (IllegalArgumentException e) {
+            return Attributes.RW.withUser(true);
         }
     }
 
@@ -260,7 +353,7 @@ final class PagetableCommand implements Command {
         }
     }
 
-    private static void readMapFile(Path file, List<Mapping> mappings) {
+    private static void readMapFile(Path file, List<Step> mappings) {
         List<String> lines;
         try {
             lines = Files.readAllLines(file);
@@ -271,8 +364,13 @@ final class PagetableCommand implements Command {
             String line = lines.get(n);
             int hash = line.indexOf('#');
             String text = (hash >= 0 ? line.substring(0, hash) : line).strip();
-            if (!text.isEmpty()) {
-                mappings.add(parseMapping(file.getFileName() + ":" + (n + 1), text));
+            String source = file.getFileName() + ":" + (n + 1);
+            if (text.startsWith("unmap ") || text.startsWith("unmap\t")) {
+                mappings.add(parseUnmap(source, text.substring(6).strip()));
+            } else if (text.startsWith("map ") || text.startsWith("map\t")) {
+                mappings.add(parseMapping(source, text.substring(4).strip()));
+            } else if (!text.isEmpty()) {
+                mappings.add(parseMapping(source, text));
             }
         }
     }
@@ -290,10 +388,41 @@ final class PagetableCommand implements Command {
             if (size <= 0) {
                 throw new IllegalArgumentException("SIZE must be positive");
             }
-            Attributes attributes = parts.length == 4 ? Attributes.parse(parts[3]) : Attributes.RW;
+            Attributes attributes = parts.length == 4 ? Attributes.parse(parts[3]) : null; // null: the format's default
             return new Mapping(source, text, va, pa, size, attributes);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("mapping " + source + " '" + text + "': " + e.getMessage(), e);
+        }
+    }
+
+    /** Parses {@code VA:SIZE}. */
+    static Unmap parseUnmap(String source, String text) {
+        String[] parts = text.split(":", -1);
+        if (parts.length != 2) {
+            throw new IllegalArgumentException("unmap " + source + " '" + text + "': expected VA:SIZE");
+        }
+        try {
+            long va = parseNumber(parts[0], "VA");
+            long size = parseNumber(parts[1], "SIZE");
+            if (size <= 0) {
+                throw new IllegalArgumentException("SIZE must be positive");
+            }
+            return new Unmap(source, text, va, size);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("unmap " + source + " '" + text + "': " + e.getMessage(), e);
+        }
+    }
+
+    /** Parses {@code --va-bits}: a decimal number of input-address bits. */
+    static int parseVaBits(String text) {
+        try {
+            int bits = Integer.parseInt(text.strip());
+            if (bits < 1 || bits > 64) {
+                throw new NumberFormatException();
+            }
+            return bits;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("--va-bits=" + text + " is not a number of bits (e.g. 39, 42, 48)");
         }
     }
 

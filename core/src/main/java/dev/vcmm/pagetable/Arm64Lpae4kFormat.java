@@ -21,7 +21,8 @@ import java.util.List;
  * +---+------+------+------+--------+------+----------------------------------+-------------+--+--+
  * |NST|APTab |UXNTab|PXNTab| ignored| res0 | next-level table address [47:12] |  ignored    | 1| 1|
  * +---+------+------+------+--------+------+----------------------------------+-------------+--+--+
- *   written as 0: no hierarchical restriction (the leaf alone decides)
+ *   written as 0: no hierarchical restriction (the leaf alone decides); read back as the walker's limits:
+ *   APTable 01 no EL0, 1x no write; UXNTable no EL0 execute; PXNTable no privileged execute (D8)
  *
  * Block (level 1: OA[47:30], level 2: OA[47:21]) and page (level 3: OA[47:12]) descriptors
  *  63   59 58  55 54  53  52  51 50 49  48 47                   n n-1  16 15 12 11  10 9  8 7  6 5  4    2  1  0
@@ -193,8 +194,10 @@ public final class Arm64Lpae4kFormat implements PageTableFormat {
             return Descriptor.INVALID;
         }
         boolean tableOrPage = (raw & ARM64_PTE_TYPE_TABLE_OR_PAGE) != 0;
-        if (level < 3 && tableOrPage) {
-            return new Descriptor.Table(raw & ARM64_PTE_ADDR_MASK);
+        if (level < 3 && tableOrPage) { // D8: APTable[62:61], UXNTable 60, PXNTable 59 limit every leaf below
+            return new Descriptor.Table(raw & ARM64_PTE_ADDR_MASK, (raw & Arm64VmsaFormat.ARM64_TABLE_APTABLE_RDONLY) == 0,
+                (raw & Arm64VmsaFormat.ARM64_TABLE_APTABLE_NO_EL0) == 0, (raw & Arm64VmsaFormat.ARM64_TABLE_UXNTABLE) == 0,
+                (raw & Arm64VmsaFormat.ARM64_TABLE_PXNTABLE) == 0);
         }
         if (level == 3 && !tableOrPage) {
             return new Descriptor.Invalid("reserved descriptor 0b01 at level 3");
@@ -203,7 +206,7 @@ public final class Arm64Lpae4kFormat implements PageTableFormat {
             return new Descriptor.Invalid("block descriptor at level 0 (reserved for 4KB granule, 48-bit OA)");
         }
         if ((raw & ARM64_PTE_AF) == 0) {
-            return new Descriptor.Invalid("access flag clear (access flag fault)");
+            return new Descriptor.Invalid("access flag clear (access flag fault)", FaultReason.ACCESS_FLAG); // D8
         }
         boolean cont = (raw & ARM64_PTE_CONT) != 0;
         LeafSize leaf = switch (level) {

@@ -13,25 +13,53 @@ public sealed interface Descriptor {
     /**
      * An entry that maps nothing: invalid, or a reserved encoding the hardware treats as a translation fault.
      *
-     * @param why a short reason, e.g. {@code invalid} or {@code reserved encoding 0b01 at level 3}
+     * @param why    a short reason, e.g. {@code invalid} or {@code reserved encoding 0b01 at level 3}
+     * @param reason the fault the hardware raises for it: {@link FaultReason#TRANSLATION} for an invalid or
+     *               reserved entry, {@link FaultReason#ACCESS_FLAG} for an Arm descriptor with AF=0, or
+     *               {@link FaultReason#ADDRESS_SIZE} for an output address wider than the configured size
      */
-    record Invalid(String why) implements Descriptor {
+    record Invalid(String why, FaultReason reason) implements Descriptor {
+
+        /** Requires both fields. */
+        public Invalid {
+            java.util.Objects.requireNonNull(why, "why");
+            java.util.Objects.requireNonNull(reason, "reason");
+        }
+
+        /** An entry that raises a translation fault. */
+        public Invalid(String why) {
+            this(why, FaultReason.TRANSLATION);
+        }
     }
 
     /**
-     * A pointer to a next-level table, with the hierarchical limits it places on every leaf below it (x86
-     * R/W, U/S and XD in a PML4E, PDPTE or PDE): the walker ANDs them into the leaf's permissions.
+     * A pointer to a next-level table, with the hierarchical limits it places on every leaf below it: x86
+     * R/W, U/S and XD in a PML5E, PML4E, PDPTE or PDE (SDM Vol. 3A 4.6); Arm APTable, UXNTable and PXNTable
+     * (Arm ARM D8 "Hierarchical control of ... access permissions"). The walker ANDs them into the leaf's
+     * permissions.
      *
-     * @param tablePa       physical address of the next-level table
-     * @param allowsWrite   {@code false} if no leaf below may be written
-     * @param allowsUser    {@code false} if no leaf below may be reached from the unprivileged level
-     * @param allowsExecute {@code false} if no leaf below may be executed
+     * @param tablePa                 physical address of the next-level table
+     * @param allowsWrite             {@code false} if no leaf below may be written
+     * @param allowsUser              {@code false} if no leaf below may be reached from the unprivileged level
+     * @param allowsUserExecute       {@code false} if no leaf below may be executed at the unprivileged level
+     * @param allowsPrivilegedExecute {@code false} if no leaf below may be executed at the privileged level
      */
-    record Table(long tablePa, boolean allowsWrite, boolean allowsUser, boolean allowsExecute) implements Descriptor {
+    record Table(long tablePa, boolean allowsWrite, boolean allowsUser, boolean allowsUserExecute,
+                 boolean allowsPrivilegedExecute) implements Descriptor {
+
+        /** A table descriptor whose execute limit applies at every privilege (x86 XD). */
+        public Table(long tablePa, boolean allowsWrite, boolean allowsUser, boolean allowsExecute) {
+            this(tablePa, allowsWrite, allowsUser, allowsExecute, allowsExecute);
+        }
 
         /** A table descriptor that limits nothing: formats without hierarchical permissions. */
         public Table(long tablePa) {
-            this(tablePa, true, true, true);
+            this(tablePa, true, true, true, true);
+        }
+
+        /** @return whether this descriptor limits nothing */
+        public boolean limitsNothing() {
+            return allowsWrite && allowsUser && allowsUserExecute && allowsPrivilegedExecute;
         }
     }
 

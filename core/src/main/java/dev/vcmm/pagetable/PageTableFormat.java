@@ -36,7 +36,11 @@ public interface PageTableFormat {
     /** @return the number of virtual-address bits that index tables of {@code level}. */
     int levelBits(int level);
 
-    /** @return the bytes of a table of {@code level}: {@code entryBytes() << levelBits(level)}. */
+    /**
+     * @return the bytes of table memory to allocate for a table of {@code level}: {@code entryBytes() <<
+     * levelBits(level)}, or more where a format pads a small root to the table allocator's smallest slot (the
+     * arm64 formats' roots of a few entries); the walk reads only the first {@code 2^levelBits(level)} entries
+     */
     default long tableBytes(int level) {
         return (long) entryBytes() << levelBits(level);
     }

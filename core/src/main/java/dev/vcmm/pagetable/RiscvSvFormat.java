@@ -4,18 +4,18 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The codec shared by the RISC-V Sv39 and Sv48 page-table formats ({@link RiscvSv39Format},
- * {@link RiscvSv48Format}): they differ only in the number of levels, hence in the virtual-address width
+ * The codec shared by the RISC-V Sv39, Sv48 and Sv57 page-table formats ({@link RiscvSv39Format},
+ * {@link RiscvSv48Format}, {@link RiscvSv57Format}): they differ only in the number of levels, hence in the virtual-address width
  * and the largest leaf; the PTE is the same 64-bit word.
  *
  * <p><b>Thread-safety:</b> immutable, a stateless codec.
  *
  * <p>Source: The RISC-V Instruction Set Manual, Volume II: Privileged Architecture (20211203 and later),
  * 4.3.1 "Addressing and Memory Protection" (PTE attributes), 4.3.2 "Virtual Address Translation Process",
- * 4.4 "Sv39", 4.5 "Sv48", and the "Svpbmt" chapter (page-based memory types, bits 62:61).
+ * 4.4 "Sv39", 4.5 "Sv48", 4.6 "Sv57", and the "Svpbmt" chapter (page-based memory types, bits 62:61).
  *
  * <pre>
- * Sv39/Sv48 page table entry (Figure "Sv39 page table entry"; Sv48 has the same layout)
+ * Sv39/Sv48/Sv57 page table entry (Figure "Sv39 page table entry"; Sv48 and Sv57 have the same layout)
  *  63  62 61 60      54 53                       10 9   8 7 6 5 4 3 2 1 0
  * +---+------+----------+---------------------------+-----+-+-+-+-+-+-+-+-+
  * | N | PBMT | reserved |  PPN = physical addr >> 12 | RSW |D|A|G|U|X|W|R|V|
@@ -31,7 +31,7 @@ import java.util.List;
  * </pre>
  *
  * <p>Decoding follows the translation process of 4.3.2: V=0, R=0 with W=1, any reserved bit or encoding
- * (bits 60:54, N without Svnapot, PBMT=3, U/A/D/PBMT in a pointer PTE) and a pointer at the last level are
+ * (bits 60:54, N without Svnapot or outside a 64 KiB NAPOT leaf, PBMT=3, U/A/D/PBMT in a pointer PTE) and a pointer at the last level are
  * page faults ({@link Descriptor.Invalid}); so is a leaf above the last level whose PPN is not aligned to its
  * superpage ("misaligned superpage", step 6). A/D are modelled as under Svade (no hardware update): a leaf
  * with A=0 faults on every access ({@link Descriptor.Invalid}) and one with D=0 faults on stores (decoded as
@@ -43,7 +43,7 @@ import java.util.List;
  * platform's attributes for the region, cacheable main memory), {@link CachePolicy#NON_CACHEABLE} as NC,
  * {@link CachePolicy#DEVICE} as IO; {@link CachePolicy#WRITE_THROUGH} has no encoding and is refused.
  */
-abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39Format, RiscvSv48Format {
+abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39Format, RiscvSv48Format, RiscvSv57Format {
 
     static final long RISCV_PTE_V = 1L;
     static final long RISCV_PTE_R = 1L << 1;
@@ -60,6 +60,8 @@ abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39
     static final int RISCV_PTE_PBMT_SHIFT = 61;
     static final long RISCV_PTE_PBMT_MASK = 3L << RISCV_PTE_PBMT_SHIFT;  // [62:61]
     static final long RISCV_PTE_N = 1L << 63;
+    /** Svnapot: PPN[3:0] of a 64 KiB NAPOT PTE (the only size defined, "Svnapot" chapter, Table "Page-based NAPOT PTE encoding"). */
+    static final long RISCV_NAPOT_64K_PPN = 0b1000;
 
     static final int PBMT_PMA = 0;
     static final int PBMT_NC = 1;
@@ -72,15 +74,26 @@ abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39
     private final int vaBits;
     private final LeafSize[] leafByLevel;
     private final List<LeafSize> leaves;
+    /** The Svnapot 64 KiB leaf (16 identical last-level PTEs), or null where the format does not use Svnapot. */
+    private final LeafSize napot64k;
 
     RiscvSvFormat(String name, int levels) {
+        this(name, levels, false);
+    }
+
+    /** @param napot whether the format writes and reads Svnapot 64 KiB pages (N=1, PPN[3:0] = 1000) */
+    RiscvSvFormat(String name, int levels, boolean napot) {
         this.name = name;
         this.levels = levels;
         this.vaBits = PAGE_SHIFT + 9 * levels;
         this.leafByLevel = new LeafSize[levels];
+        this.napot64k = napot ? new LeafSize(64L << 10, levels - 1, 16) : null;
         List<LeafSize> all = new ArrayList<>();
         for (int level = 0; level < levels; level++) {
             leafByLevel[level] = new LeafSize(1L << levelShift(level), level, 1);
+            if (napot && level == levels - 1) {
+                all.add(napot64k);
+            }
             all.add(leafByLevel[level]);
         }
         this.leaves = List.copyOf(all);
@@ -155,6 +168,10 @@ abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39
     public final long leafEntry(LeafSize leaf, long leafPa, int i, Attributes a) {
         long entryPa = leafPa + i * leaf.entrySpan();
         long raw = toPpnField(entryPa) | RISCV_PTE_V | RISCV_PTE_A | RISCV_PTE_D;
+        if (leaf.isRun()) { // Svnapot: all 16 PTEs alike, PPN[3:0] = 1000 names the 64 KiB size, N = 1
+            raw = toPpnField(leafPa) | (RISCV_NAPOT_64K_PPN << RISCV_PTE_PPN_SHIFT) | RISCV_PTE_N | RISCV_PTE_V
+                | RISCV_PTE_A | RISCV_PTE_D;
+        }
         if (a.read()) {
             raw |= RISCV_PTE_R;
         }
@@ -192,7 +209,7 @@ abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39
 
     @Override
     public final boolean isRunEntry(int level, long raw) {
-        return false; // Svnapot runs are not used
+        return napot64k != null && (raw & (RISCV_PTE_N | RISCV_PTE_V)) == (RISCV_PTE_N | RISCV_PTE_V); // a pre-filter
     }
 
     @Override
@@ -206,8 +223,10 @@ abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39
         if ((raw & RISCV_PTE_RESERVED_MASK) != 0) {
             return new Descriptor.Invalid("reserved bits 60:54 set at level " + level);
         }
-        if ((raw & RISCV_PTE_N) != 0) {
-            return new Descriptor.Invalid("N (Svnapot) set at level " + level + "; NAPOT is not used by " + name);
+        if ((raw & RISCV_PTE_N) != 0 && (napot64k == null || level != levels - 1 || !isLeaf(raw)
+            || ((raw >>> RISCV_PTE_PPN_SHIFT) & 0xF) != RISCV_NAPOT_64K_PPN)) {
+            return new Descriptor.Invalid("N (Svnapot) set at level " + level + (napot64k == null
+                ? "; NAPOT is not used by " + name : " in other than a last-level leaf with PPN[3:0] = 1000 (reserved)"));
         }
         int pbmt = (int) ((raw & RISCV_PTE_PBMT_MASK) >>> RISCV_PTE_PBMT_SHIFT);
         if (pbmt == 3) {
@@ -223,9 +242,12 @@ abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39
             }
             return new Descriptor.Table(pa);
         }
-        LeafSize leaf = leafByLevel[level];
+        boolean napot = (raw & RISCV_PTE_N) != 0; // checked above: a 64 KiB NAPOT leaf
+        LeafSize leaf = napot ? napot64k : leafByLevel[level];
         long span = leaf.size();
-        if ((pa & (span - 1)) != 0) {
+        if (napot) {
+            pa &= -span; // PPN[3:0] = 1000 is the size encoding; the address bits 15:12 come from the VA
+        } else if ((pa & (span - 1)) != 0) {
             return new Descriptor.Invalid("misaligned superpage: PPN 0x" + Long.toHexString(pa >>> PAGE_SHIFT)
                 + " of a " + leaf + " leaf");
         }

@@ -5,7 +5,9 @@ import java.util.List;
 /**
  * {@code x86-64}: Intel 64 4-level paging (CR4.PAE=1, IA32_EFER.LME=1, CR4.LA57=0) with IA32_EFER.NXE=1,
  * 48-bit canonical linear addresses, MAXPHYADDR 52; 4 KiB pages, 2 MiB pages (PDE.PS=1) and 1 GiB pages
- * (PDPTE.PS=1). The format of the CPU and of the first-level tables of Intel VT-d scalable mode.
+ * (PDPTE.PS=1). The format of the CPU and of the first-level tables of Intel VT-d scalable mode. Its one
+ * subclass, {@link X86_64FiveLevelFormat}, is the same codec with a PML5 table on top (CR4.LA57=1); levels
+ * below count from the root, so the leaf levels there are one higher.
  *
  * <p><b>Thread-safety:</b> immutable, a stateless codec.
  *
@@ -65,7 +67,7 @@ import java.util.List;
  * XD, and the {@link Walker} ANDs them into the leaf's permissions, as the CPU does. The tables this format
  * writes are permissive, so the leaf alone decides. Not modelled: CR0.WP=0, SMEP, SMAP, protection keys.
  */
-public final class X86_64Format implements PageTableFormat {
+public sealed class X86_64Format implements PageTableFormat permits X86_64FiveLevelFormat {
 
     /** The single instance. */
     public static final X86_64Format INSTANCE = new X86_64Format();
@@ -94,27 +96,40 @@ public final class X86_64Format implements PageTableFormat {
     static final int PAT_IDX_UC_MINUS = 2;
     static final int PAT_IDX_UC = 3;
 
-    private static final LeafSize PAGE_1G = new LeafSize(1L << 30, 1, 1);
-    private static final LeafSize PAGE_2M = new LeafSize(2L << 20, 2, 1);
-    private static final LeafSize PAGE_4K = new LeafSize(4L << 10, 3, 1);
-    private static final List<LeafSize> LEAVES = List.of(PAGE_1G, PAGE_2M, PAGE_4K);
+    private final String name;
+    private final int levels;
+    private final LeafSize page1g;
+    private final LeafSize page2m;
+    private final LeafSize page4k;
+    private final List<LeafSize> leaves;
 
     private X86_64Format() {
+        this("x86-64", 4);
+    }
+
+    /** A paging mode of {@code levels} levels (4, or 5 with CR4.LA57); the 1 GiB leaf is at level {@code levels - 3}. */
+    X86_64Format(String name, int levels) {
+        this.name = name;
+        this.levels = levels;
+        this.page1g = new LeafSize(1L << 30, levels - 3, 1);
+        this.page2m = new LeafSize(2L << 20, levels - 2, 1);
+        this.page4k = new LeafSize(4L << 10, levels - 1, 1);
+        this.leaves = List.of(page1g, page2m, page4k);
     }
 
     @Override
-    public String name() {
-        return "x86-64";
+    public final String name() {
+        return name;
     }
 
     @Override
-    public int levels() {
-        return 4;
+    public final int levels() {
+        return levels;
     }
 
     @Override
-    public int vaBits() {
-        return 48;
+    public final int vaBits() {
+        return 12 + 9 * levels;
     }
 
     @Override
@@ -129,7 +144,7 @@ public final class X86_64Format implements PageTableFormat {
 
     @Override
     public int levelShift(int level) {
-        return 39 - 9 * level;
+        return 12 + 9 * (levels - 1 - level);
     }
 
     @Override
@@ -139,13 +154,17 @@ public final class X86_64Format implements PageTableFormat {
 
     @Override
     public List<LeafSize> leafSizes() {
-        return LEAVES;
+        return leaves;
     }
 
-    /** Canonical (SDM Vol. 1, 3.3.7.1): bits 63:47 all equal, {@code [0, 2^47)} and {@code [2^64 - 2^47, 2^64)}. */
+    /**
+     * Canonical (SDM Vol. 1, 3.3.7.1; Vol. 3A 4.5): bits 63:vaBits-1 all equal, for 4-level paging
+     * {@code [0, 2^47)} and {@code [2^64 - 2^47, 2^64)}, for 5-level {@code 2^56} in place of {@code 2^47}.
+     */
     @Override
     public boolean isValidVa(long va) {
-        return (va << 16) >> 16 == va;
+        int unused = 64 - vaBits();
+        return (va << unused) >> unused == va;
     }
 
     @Override
@@ -165,7 +184,7 @@ public final class X86_64Format implements PageTableFormat {
     public long leafEntry(LeafSize leaf, long leafPa, int i, Attributes a) {
         long entryPa = leafPa + i * leaf.entrySpan();
         long raw = (entryPa & X86_PTE_ADDR_MASK) | X86_PTE_P | X86_PTE_A | X86_PTE_D;
-        if (leaf.level() < 3) {
+        if (leaf.level() < levels - 1) {
             raw |= X86_PTE_PS;
         }
         if (a.write()) {
@@ -188,7 +207,7 @@ public final class X86_64Format implements PageTableFormat {
 
     @Override
     public boolean isTable(int level, long raw) {
-        return level < 3 && (raw & (X86_PTE_P | X86_PTE_PS)) == X86_PTE_P; // what decode calls a table
+        return level < levels - 1 && (raw & (X86_PTE_P | X86_PTE_PS)) == X86_PTE_P; // what decode calls a table
     }
 
     @Override
@@ -207,20 +226,16 @@ public final class X86_64Format implements PageTableFormat {
             return Descriptor.INVALID;
         }
         boolean ps = (raw & X86_PTE_PS) != 0;
-        if (level == 0 && ps) {
-            return new Descriptor.Invalid("reserved bit 7 (PS) set in a PML4E");
+        if (level < levels - 3 && ps) { // PS is reserved in a PML4E (Table 4-15) and a PML5E (Table 4-14)
+            return new Descriptor.Invalid("reserved bit 7 (PS) set in a " + (level == levels - 4 ? "PML4E" : "PML5E"));
         }
-        if (level < 3 && !ps) {
+        if (level < levels - 1 && !ps) {
             return new Descriptor.Table(raw & X86_PTE_ADDR_MASK, (raw & X86_PTE_RW) != 0, (raw & X86_PTE_US) != 0,
                 (raw & X86_PTE_XD) == 0); // 4.6: R/W and U/S are ANDed, XD ORed, along the walk
         }
-        LeafSize leaf = switch (level) {
-            case 1 -> PAGE_1G;
-            case 2 -> PAGE_2M;
-            default -> PAGE_4K;
-        };
+        LeafSize leaf = level == levels - 3 ? page1g : level == levels - 2 ? page2m : page4k;
         long span = leaf.size();
-        if (level < 3) {
+        if (level < levels - 1) {
             long reserved = (span - 1) & X86_PTE_ADDR_MASK & ~X86_PTE_PAT_LARGE; // bits 29:13 or 20:13
             if ((raw & reserved) != 0) {
                 return new Descriptor.Invalid("reserved address bits set in a " + leaf + " page entry");
@@ -240,7 +255,7 @@ public final class X86_64Format implements PageTableFormat {
     }
 
     @Override
-    public String toString() {
-        return name();
+    public final String toString() {
+        return name;
     }
 }

@@ -56,8 +56,13 @@ class PageTableProperties {
         record Unmap(long vaPage, long pages, int align) implements Op { }
     }
 
+    /**
+     * Every registered format, and sized variants whose geometry differs (a root at another level, a root of
+     * concatenated tables, a narrower root): arm64 at 39-bit 4K, 36-bit 16K and 42-bit 64K, stage 2 at 32 and 44 bits.
+     */
     static Stream<String> formats() {
-        return PageTableFormats.all().stream().map(PageTableFormat::name);
+        return Stream.concat(PageTableFormats.everyFormat().stream().map(PageTableFormat::name),
+            Stream.of("arm64-4k-va39", "arm64-16k-va36", "arm64-64k-va42", "arm64-s2-4k-ipa32", "arm64-s2-4k-ipa44"));
     }
 
     static boolean longRun() {
@@ -147,7 +152,7 @@ class PageTableProperties {
                 long[] range = apply(table, model, supported, op, trace, window);
                 check(table, model, range[0], range[1], rnd, trace, window);
                 assertEquals(table.heldBytes(), allocator.stats().allocatedBytes(), "table memory held == allocated");
-                if (format.tableBytes(format.levels() - 1) >= PAGE) {
+                if (format.tableBytes(format.levels() - 1) >= PAGE && format.tableBytes(0) >= PAGE) { // no slab page
                     assertEquals(table.tableBytes(), table.heldBytes(), "whole-page tables: held == in use");
                 }
             }
@@ -170,11 +175,12 @@ class PageTableProperties {
         switch (op) {
             case Op.Map m -> {
                 long align = ALIGNS[m.align()];
-                long va = (m.vaPage() * PAGE) & -align;
-                long length = Math.min(m.pages() * PAGE, window - va);
-                long pa = (m.paPage() * PAGE) & -align;
+                long unit = unit(table);
+                long va = (m.vaPage() * PAGE) & -align & -unit;
+                long length = Math.min(roundUp(m.pages() * PAGE, unit), window - va);
+                long pa = (m.paPage() * PAGE) & -align & -unit;
                 if (!m.samePhase()) {
-                    pa += PAGE; // different phase: only small leaves fit
+                    pa += unit; // different phase: only small leaves fit
                 }
                 pa = Math.min(pa, window - length);
                 Attributes a = supported.get(m.attributes() % supported.size());
@@ -194,13 +200,26 @@ class PageTableProperties {
             }
             case Op.Unmap u -> {
                 long align = ALIGNS[u.align()];
-                long va = (u.vaPage() * PAGE) & -align;
-                long length = Math.min(u.pages() * PAGE, window - va);
+                long unit = unit(table);
+                long va = (u.vaPage() * PAGE) & -align & -unit;
+                long length = Math.min(roundUp(u.pages() * PAGE, unit), window - va);
                 long expected = removeFromModel(model, va, va + length);
                 assertEquals(expected, table.unmap(va, length), () -> "bytes unmapped after " + trace);
                 return new long[] {va, va + length};
             }
         }
+    }
+
+    /**
+     * @return the format's smallest page: operations are generated in 4 KiB units and rounded to it, so 16 KiB and
+     * 64 KiB granules see the same shapes of sequence
+     */
+    static long unit(PageTable table) {
+        return Math.max(PAGE, table.format().leafSizes().getLast().size());
+    }
+
+    static long roundUp(long bytes, long unit) {
+        return (bytes + unit - 1) & -unit;
     }
 
     static boolean overlaps(TreeMap<Long, Seg> model, long start, long end) {

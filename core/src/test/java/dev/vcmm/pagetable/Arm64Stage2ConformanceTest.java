@@ -1,0 +1,14 @@
+package dev.vcmm.pagetable;
+
+/** Stage 2 mappings apply at every exception level: the suite maps them with user access. */
+class Arm64Stage2ConformanceTest extends PageTableConformanceTest {
+    @Override
+    protected PageTableFormat format() {
+        return Arm64Stage2Format.INSTANCE;
+    }
+
+    @Override
+    Attributes rw() {
+        return Attributes.RW.withUser(true);
+    }
+}

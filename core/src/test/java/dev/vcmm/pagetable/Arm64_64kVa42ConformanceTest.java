@@ -1,0 +1,8 @@
+package dev.vcmm.pagetable;
+
+class Arm64_64kVa42ConformanceTest extends PageTableConformanceTest {
+    @Override
+    protected PageTableFormat format() {
+        return PageTableFormats.byName("arm64-64k-va42");
+    }
+}
