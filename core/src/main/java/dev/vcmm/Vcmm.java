@@ -1,6 +1,7 @@
 package dev.vcmm;
 
 import dev.vcmm.pagetable.Attributes;
+import dev.vcmm.pagetable.LeafSize;
 import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.pagetable.WalkResult;
@@ -183,6 +184,12 @@ public final class Vcmm implements AutoCloseable {
         if ((kind == DeviceKind.ONE_TO_ONE) != (format == null)) {
             throw new IllegalArgumentException("device=" + name + ": kind=" + kind
                 + (format == null ? " needs a page-table format" : " takes no page-table format, got " + format.name()));
+        }
+        if (format != null && format.leafSizes().getLast().size() != Vcm.GRANULE) {
+            throw new IllegalArgumentException("device=" + name + ": format " + format.name() + " maps "
+                + LeafSize.humanSize(format.leafSizes().getLast().size()) + " pages at the least, and the graph backs"
+                + " reservations in 4 KiB granules; use a 4K-granule format for a device (the 16K and 64K granules are"
+                + " available to PageTable directly)");
         }
         graph.lock();
         try {

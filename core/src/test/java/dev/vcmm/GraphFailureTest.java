@@ -126,4 +126,12 @@ class GraphFailureTest {
         assertTrue(backend.memory().isClosed());
         t.close(); // idempotent
     }
+
+    @Test
+    void shouldRefuseADeviceWhoseSmallestPageIsLargerThanTheGraphsGranule() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+            () -> vcmm.device("gpu16k", dev.vcmm.pagetable.PageTableFormats.byName("arm64-16k")));
+        assertTrue(e.getMessage().contains("4 KiB granules"), e.getMessage());
+        assertTrue(vcmm.devices().isEmpty(), "nothing registered");
+    }
 }
