@@ -1033,15 +1033,22 @@ public final class PageTable implements AutoCloseable {
 
     /**
      * Retires a table already unlinked from its parent (the entry that pointed at it is cleared, by a
-     * compare-and-set or, in close, by a store followed by this method's volatile operations): bumps the
-     * generation (which also invalidates the walk cache) and pushes it on the retired list. Lock-free.
+     * compare-and-set or, in close, by a volatile store): bumps the generation (which also invalidates the
+     * walk cache), then frees it at once if no walk that began before is running, else pushes it on the
+     * retired list. Lock-free.
      */
     private void retire(long pa, int level) {
         long tag = (long) GENERATION.getAndAdd(this, 1L); // walks announcing a stamp > tag began after the unlink
         long bytes = format.tableBytes(level);
+        tableCount.decrementAndGet();
+        if (tag < oldestWalk()) {
+            // the common case: no walk that began before the unlink is running (the scan comes after the unlink,
+            // as in reclaimOnce), so none can read the table: free it now, no list, no allocation
+            tables.free(pa, bytes);
+            return;
+        }
         Retired r = new Retired(pa, bytes, tag);
         retiredBytes.addAndGet(bytes);
-        tableCount.decrementAndGet();
         Retired head;
         do {
             head = retired;
