@@ -17,15 +17,39 @@ import java.util.concurrent.atomic.AtomicLong;
  * Tables are allocated from a page-table memory through a {@link BlockAllocator}; descriptors are encoded
  * by the format, so the memory holds exactly what hardware would walk from {@link #root()}.
  *
- * <p><b>Thread-safety:</b> {@link #map} and {@link #unmap} of <em>disjoint</em> ranges may run in parallel
- * from any threads with no lock: a new table is zeroed, then installed with one compare-and-set (the
- * thread that loses the race frees its table), and a block being split is replaced by a fully built table
- * with one compare-and-set. Leaf entries of a range belong to the one caller mapping it and are written
- * with plain stores followed by one release fence. The walk cache (the last-level tables of recent spans)
- * is shared by all threads without a lock: its entries are immutable and checked against a generation
- * that every table free bumps first. Calls on <em>overlapping</em> ranges at the same time
- * are a caller error with no defined outcome beyond this: every entry is written whole (no torn
- * descriptor) and no table is freed twice. {@link #close()} must not race with other calls.
+ * <p><b>Thread-safety:</b> {@link #walk} and {@link #translate} are lock-free and may run from any
+ * threads at any time, including while the table is mapped, unmapped or closed. {@link #map} and
+ * {@link #unmap} of <em>disjoint</em> ranges may run in parallel from any threads; they are lock-free and
+ * never wait for walks: a new table is zeroed, then installed with one compare-and-set (the thread that
+ * loses the race frees its table at once: no one else ever saw it); a block being split is replaced by a
+ * fully built table with one compare-and-set; a table whose span is unmapped is unlinked with one
+ * compare-and-set and <em>retired</em>, and its memory goes back to the allocator only after every walk
+ * that could have read the pointer to it has ended (an epoch grace period, see "Table reclamation" in
+ * {@code docs/architecture.md}). Leaf entries of a range belong to the one caller mapping it and are
+ * written with plain stores followed by one release fence. The walk cache (the last-level tables of recent
+ * spans) is shared by all threads without a lock: its entries are immutable and checked against a
+ * generation that every retire bumps first. Calls on <em>overlapping</em> ranges at the same time are a
+ * caller error with no defined outcome beyond this: every entry is written whole (no torn descriptor) and
+ * no table is freed twice.
+ *
+ * <p>What is <em>not</em> lock-free, exactly: {@link #close()} must not race with {@code map} or
+ * {@code unmap} (it may race with walks, which then fault); the table allocator's slab of sub-page tables
+ * (Armv7's 1 KiB tables) locks one {@link java.util.concurrent.ConcurrentHashMap} bin when it takes a new
+ * slab page; and the {@link BlockAllocator} underneath is whatever the memory type provides (lock-free for
+ * the FFM backend's buddy). Nothing in this class spins or blocks on another thread.
+ *
+ * <p><b>Walk after close:</b> a walk that starts after {@link #close()}, or overlaps it, returns a
+ * {@link WalkResult.PageFault} with reason {@link FaultReason#TRANSLATION} whose detail says the table is
+ * closed; it never reads freed table memory, so it never answers another table's mapping, even when a new
+ * table has been made from the same page-table memory. A walk that ended before close began answered from
+ * the live table.
+ *
+ * <p><b>Retired memory:</b> retired tables wait on a lock-free list until the walks that could see them have
+ * ended; whoever comes next reclaims them (a later map, unmap or close, or the walk that leaves last), with
+ * one scan of the walk announcements and no waiting. The list is bounded: past {@link #RETIRED_LIMIT}
+ * bytes an unmap leaves the tables of spans it empties linked and empty (reused by later maps, freed by a
+ * later unmap or by close) instead of retiring them, so a walk stalled for ever holds back at most that
+ * much, plus what one map of a block over empty tables retires.
  *
  * <p><b>Speed:</b> a one-page map or unmap whose table is in the walk cache reads and writes its one entry
  * and nothing else (about 8 ns for map + unmap on the benchmark machine); longer ranges cost about a
@@ -42,16 +66,36 @@ public final class PageTable implements AutoCloseable {
 
     private static final VarHandle GENERATION;
     private static final VarHandle CLOSED;
+    private static final VarHandle RETIRED;
+    private static final VarHandle OVERFLOW_WALKS;
+    private static final VarHandle FINISHED;
+    private static final VarHandle RECLAIM_REQUESTS;
+    private static final VarHandle ANNOUNCE = MethodHandles.arrayElementVarHandle(long[].class);
 
     static {
         try {
             MethodHandles.Lookup lookup = MethodHandles.lookup();
             GENERATION = lookup.findVarHandle(PageTable.class, "generation", long.class);
             CLOSED = lookup.findVarHandle(PageTable.class, "closed", boolean.class);
+            RETIRED = lookup.findVarHandle(PageTable.class, "retired", Retired.class);
+            OVERFLOW_WALKS = lookup.findVarHandle(PageTable.class, "overflowWalks", long.class);
+            FINISHED = lookup.findVarHandle(PageTable.class, "finished", boolean.class);
+            RECLAIM_REQUESTS = lookup.findVarHandle(PageTable.class, "reclaimRequests", int.class);
         } catch (ReflectiveOperationException e) {
             throw new ExceptionInInitializerError(e);
         }
     }
+
+    /**
+     * Bytes of retired tables past which an unmap stops unlinking the tables of spans it empties (it clears
+     * their entries and leaves them linked): the bound on memory a stalled walk can hold back.
+     */
+    public static final long RETIRED_LIMIT = 1L << 20;
+
+    /** Walk announcement slots: a power of two, a few per CPU so that concurrent walks rarely probe. */
+    private static final int SLOTS = Math.min(64, Integer.highestOneBit(Math.max(8, 4 * Runtime.getRuntime().availableProcessors()) * 2 - 1));
+    /** Longs between two slots: one cache line each, so walks of different threads do not share a line. */
+    private static final int SLOT_STRIDE = 8;
 
     /** Entries of the walk cache, a power of two: consecutive last-level spans take different entries. */
     private static final int HINTS = 8;
@@ -80,10 +124,32 @@ public final class PageTable implements AutoCloseable {
     /** The run leaf of the last level (arm64's 64 KiB contiguous run, armv7's large page), or null. */
     private final LeafSize lastLevelRun;
     private final AtomicLong tableCount = new AtomicLong();
-    /** Bumped by every table free; read by the walk cache. A field of its own (not an AtomicLong): one load less. */
+    /**
+     * Bumped by every table retire; read by the walk cache, and the epoch walks announce. A field of its own
+     * (not an AtomicLong): one load less.
+     */
     private volatile long generation;
-    /** Walks through {@link #walk} in flight. */
-    private final AtomicLong walkers = new AtomicLong();
+    /**
+     * Walk announcements, one slot per {@link #SLOT_STRIDE} longs: 0 when free, else 1 + the
+     * {@link #generation} the walk read before its first descriptor. Claimed by compare-and-set, cleared by a
+     * volatile store; read by {@link #reclaim}.
+     */
+    private final long[] announce = new long[SLOTS * SLOT_STRIDE];
+    /** Walks that found every slot taken: while any runs, nothing is reclaimed (they may have seen anything). */
+    private volatile long overflowWalks;
+    /** Retired tables waiting for their grace period: a Treiber stack, taken whole by a reclaimer. */
+    private volatile Retired retired;
+    /** Bytes on {@link #retired} (and being reclaimed): decremented only when the memory is freed. */
+    private final AtomicLong retiredBytes = new AtomicLong();
+    /** Set by {@link #close()} once every table is retired: reclaiming the last then closes the table allocator. */
+    private volatile boolean closeRetired;
+    /** The table allocator has been closed (once). */
+    private volatile boolean finished;
+    /**
+     * Reclaim requests not yet served: the thread that raises it from 0 reclaims, and passes again as long
+     * as requests came in meanwhile (the "work in progress" counter of drain loops). No one waits on it.
+     */
+    private volatile int reclaimRequests;
     private final int lastTableShift;
     /** The walk cache, direct-mapped by span; see {@link WalkHint}. */
     private final WalkHint[] hints = new WalkHint[HINTS];
@@ -145,20 +211,24 @@ public final class PageTable implements AutoCloseable {
         return memory;
     }
 
-    /** @return the number of tables in use, the root included. */
+    /** @return the number of tables linked in the table, the root included (retired tables are not counted). */
     public long tableCount() {
         return tableCount.get();
     }
 
-    /** @return the bytes of table memory in use (sum of the tables' sizes), the root included. */
+    /**
+     * @return the bytes of table memory in use (sum of the linked tables' sizes), the root included; retired
+     * tables waiting for their grace period are in {@link #retiredBytes()} instead
+     */
     public long tableBytes() {
-        return tables.bytesInUse();
+        return tables.bytesInUse() - retiredBytes.get();
     }
 
     /**
      * @return the bytes of table memory held from the block allocator: {@link #tableBytes()} plus, for
      * formats whose tables are smaller than a page, the free slots of the pages they are carved from and at
-     * most one empty page kept for reuse. {@link #close()} gives all of it back.
+     * most one empty page kept for reuse, plus {@link #retiredBytes()}. {@link #close()} gives all of it back,
+     * at once or when the last walk that could see the table leaves.
      */
     public long heldBytes() {
         return tables.bytesHeld();
@@ -197,25 +267,80 @@ public final class PageTable implements AutoCloseable {
      * A hardware walk of {@code va} that this table knows is in flight: a table is not given back to the
      * allocator while a walk that may have read its pointer is running (the grace period an IOMMU driver
      * gets from its TLB and walk-cache synchronisation), so a concurrent walk never reads a reused table.
+     * Lock-free: the walk announces itself in a slot of its own (one compare-and-set and one fence), reads
+     * the tables, and clears the slot; it never waits for a mapper, and a mapper never waits for it.
+     *
+     * <p>A walk that starts after {@link #close()} or overlaps it returns a {@link WalkResult.PageFault}
+     * (reason {@link FaultReason#TRANSLATION}, detail "... is closed") and never reads freed table memory.
      *
      * @param access   the access to check, or {@code null} for none
      * @param fromUser whether the access is unprivileged
-     * @return the walk's result, as {@link Walker} gives it
+     * @return the walk's result, as {@link Walker} gives it, or the closed fault
      */
     public WalkResult walk(long va, Access access, boolean fromUser) {
-        walkers.incrementAndGet(); // before reading any entry: a free after this sees us and waits
+        int slot = enter();
         try {
-            return access == null
+            if (closed) { // volatile read after the announcement: close() sets closed, then scans (Dekker)
+                return closedFault(va);
+            }
+            WalkResult r = access == null
                 ? Walker.translate(format, memory, root, va)
                 : Walker.translate(format, memory, root, va, access, fromUser);
+            // a close that overlapped the walk may have cleared entries under it: answer as closed
+            return closed ? closedFault(va) : r;
         } finally {
-            walkers.decrementAndGet();
+            leave(slot);
         }
     }
 
-    /** @return the hardware walk of {@code va} in this table (no permission check). */
+    /** @return the hardware walk of {@code va} in this table (no permission check); as {@link #walk}. */
     public WalkResult translate(long va) {
-        return Walker.translate(format, memory, root, va);
+        return walk(va, null, false);
+    }
+
+    private WalkResult.PageFault closedFault(long va) {
+        return new WalkResult.PageFault(va, 0, FaultReason.TRANSLATION,
+            format.name() + " page table at root 0x" + Long.toHexString(root) + " is closed");
+    }
+
+    /**
+     * Announces a walk: claims a free slot with 1 + the current generation. Every table retired from now on
+     * gets a tag at least that generation, so the reclaimer keeps it while this slot holds the value.
+     *
+     * @return the slot's index in {@link #announce}, or -1 if the walk counted itself in {@link #overflowWalks}
+     */
+    private int enter() {
+        long stamp = generation + 1; // read before the claim: an older stamp only keeps more tables, never fewer
+        int start = (int) Thread.currentThread().threadId();
+        for (int i = 0; i < SLOTS; i++) {
+            int index = ((start + i) & (SLOTS - 1)) * SLOT_STRIDE;
+            if ((long) ANNOUNCE.getOpaque(announce, index) == 0 && ANNOUNCE.compareAndSet(announce, index, 0L, stamp)) {
+                // the claim is a volatile write; the walk's descriptor reads are acquire loads, which the JMM
+                // lets move before a volatile write: the fence keeps them after it (store-load, Dekker with
+                // the unlink compare-and-set and the scan in reclaim())
+                VarHandle.fullFence();
+                return index;
+            }
+        }
+        OVERFLOW_WALKS.getAndAdd(this, 1L); // a full fence as well
+        return -1;
+    }
+
+    /** Ends a walk; if a table was retired while it ran, reclaims what no walk holds any more. */
+    private void leave(int slot) {
+        long stamp;
+        if (slot >= 0) {
+            stamp = (long) ANNOUNCE.getOpaque(announce, slot);
+            // volatile, not release: paired with the reclaimer's push-then-scan, so that either its scan sees
+            // this slot free or this walk sees its retired table below (Dekker); the walk's reads come first
+            ANNOUNCE.setVolatile(announce, slot, 0L);
+        } else {
+            stamp = Long.MIN_VALUE + 1;
+            OVERFLOW_WALKS.getAndAdd(this, -1L);
+        }
+        if (retiredBytes.get() != 0 && stamp - 1 < generation) {
+            reclaim(); // something was retired after this walk began: it may have been the one holding it
+        }
     }
 
     /**
@@ -260,6 +385,9 @@ public final class PageTable implements AutoCloseable {
             throw e;
         }
         VarHandle.releaseFence(); // publish the plainly written leaves as a whole
+        if (retired != null) {
+            reclaim(); // empty tables this map replaced, and what earlier walks held back
+        }
         return length;
     }
 
@@ -457,6 +585,9 @@ public final class PageTable implements AutoCloseable {
         }
         n += unmapLevel(0, root, v, bodyLast);
         VarHandle.releaseFence();
+        if (retired != null) {
+            reclaim(); // what this call retired, and what earlier walks held back
+        }
         return n;
     }
 
@@ -481,16 +612,22 @@ public final class PageTable implements AutoCloseable {
     }
 
     /**
-     * Frees every table, the root last. Idempotent. The mappings are gone with it; the physical memory they
-     * pointed at is not touched. Must not race with other calls.
+     * Closes the table: walks fault from now on, every table is unlinked from its parent (each entry
+     * cleared before its child is retired, so no freed table points at another) and retired, the root last.
+     * Returns at once, without waiting for walks in flight: the memory goes back to the allocator as soon as
+     * the walks that could see it have ended (by this call if none is running, else by the last of them to
+     * leave), and then {@link #heldBytes()} is 0. Idempotent. The mappings are gone with it; the physical
+     * memory they pointed at is not touched. May race with walks; must not race with map or unmap.
      */
     @Override
     public void close() {
         if (!CLOSED.compareAndSet(this, false, true)) {
             return;
         }
-        freeSubtree(0, root);
-        tables.close();
+        GENERATION.getAndAdd(this, 1L); // the walk cache is stale
+        retireSubtree(0, root);
+        closeRetired = true;
+        reclaim();
     }
 
     /** @return whether {@link #close()} was called. */
@@ -593,7 +730,7 @@ public final class PageTable implements AutoCloseable {
                     }
                     continue;
                 }
-                freeTable(fresh, level + 1); // lost the race: use the winner's table
+                freeUnpublished(fresh, level + 1); // lost the race: no one saw it; use the winner's table
                 raw = la(address);
             }
             if (format.isTable(level, raw)) {
@@ -667,7 +804,7 @@ public final class PageTable implements AutoCloseable {
                     long raw = lp(address);
                     if (raw != 0 && format.decode(level, raw, v) instanceof Descriptor.Table t) {
                         if (cas(address, raw, value)) {
-                            freeSubtree(level + 1, t.tablePa());
+                            retireSubtree(level + 1, t.tablePa()); // unlinked by the CAS: walks may still be in it
                         }
                         continue;
                     }
@@ -710,18 +847,19 @@ public final class PageTable implements AutoCloseable {
                 if (format.isTable(level, raw)) {
                     long next = format.tableAddress(level, raw);
                     boolean whole = v == entryStart && segLast == entryLast;
-                    if (whole && level + 1 == levels - 1) {
+                    if (whole && level + 1 == levels - 1 && mayRetire()) {
                         // a whole last-level table: out with one CAS (a walker sees all of it or none of it),
-                        // then count what it mapped and free it; no need to clear it, tables are zeroed when allocated
+                        // then count what it mapped and retire it; no need to clear it, tables are zeroed when
+                        // allocated, and a walk that read the pointer before the CAS may still read it
                         if (!cas(address, raw, 0)) {
                             continue; // changed under us (an overlapping call): read it again
                         }
                         total += countLive(next) * format.entrySpan(level + 1);
-                        freeTable(next, level + 1);
+                        retire(next, level + 1);
                     } else {
                         total += unmapLevel(level + 1, next, v, segLast);
-                        if (whole && cas(address, raw, 0)) {
-                            freeTable(next, level + 1); // its whole span is unmapped: give the table back
+                        if (whole && mayRetire() && cas(address, raw, 0)) {
+                            retire(next, level + 1); // its whole span is unmapped: give the table back after the walks
                         }
                     }
                 } else if (format.decode(level, raw, v) instanceof Descriptor.Leaf leaf) {
@@ -841,7 +979,7 @@ public final class PageTable implements AutoCloseable {
             }
         }
         if (!cas(address, raw, tableEntryOrFree(level, fresh))) { // release: the filled table is visible first
-            freeTable(fresh, next); // another thread split it first
+            freeUnpublished(fresh, next); // another thread split it first: no one saw ours
         }
     }
 
@@ -868,32 +1006,159 @@ public final class PageTable implements AutoCloseable {
         try {
             return format.tableEntry(level, fresh);
         } catch (RuntimeException e) {
-            freeTable(fresh, level + 1);
+            freeUnpublished(fresh, level + 1);
             throw e;
         }
     }
 
-    private void freeTable(long pa, int level) {
-        GENERATION.getAndAdd(this, 1L); // invalidates the walk cache before the memory can be reused
-        // the entry that pointed here is already cleared: wait for walks that may have read it (Dekker with walk())
-        while (walkers.get() != 0) {
-            Thread.onSpinWait();
-        }
+    /** Frees a table no walk ever saw (it lost an install race, or its descriptor was refused): no grace period. */
+    private void freeUnpublished(long pa, int level) {
         tables.free(pa, format.tableBytes(level));
         tableCount.decrementAndGet();
     }
 
-    private void freeSubtree(int level, long table) {
+    /** A retired table: freed when no walk that began before {@link #tag} bumped the generation is running. */
+    private static final class Retired {
+        final long pa;
+        final long bytes;
+        final long tag;
+        Retired next;
+
+        Retired(long pa, long bytes, long tag) {
+            this.pa = pa;
+            this.bytes = bytes;
+            this.tag = tag;
+        }
+    }
+
+    /**
+     * Retires a table already unlinked from its parent (the entry that pointed at it is cleared, by a
+     * compare-and-set or, in close, by a volatile store): bumps the generation (which also invalidates the
+     * walk cache), then frees it at once if no walk that began before is running, else pushes it on the
+     * retired list. Lock-free.
+     */
+    private void retire(long pa, int level) {
+        long tag = (long) GENERATION.getAndAdd(this, 1L); // walks announcing a stamp > tag began after the unlink
+        long bytes = format.tableBytes(level);
+        tableCount.decrementAndGet();
+        if (tag < oldestWalk()) {
+            // the common case: no walk that began before the unlink is running (the scan comes after the unlink,
+            // as in reclaimOnce), so none can read the table: free it now, no list, no allocation
+            tables.free(pa, bytes);
+            return;
+        }
+        Retired r = new Retired(pa, bytes, tag);
+        retiredBytes.addAndGet(bytes);
+        Retired head;
+        do {
+            head = retired;
+            r.next = head;
+        } while (!RETIRED.compareAndSet(this, head, r));
+    }
+
+    /** Retires {@code table} and every table below it, clearing each entry before retiring the table it named. */
+    private void retireSubtree(int level, long table) {
         if (level < levels - 1) {
             int n = 1 << format.levelBits(level);
             for (int i = 0; i < n; i++) {
-                long raw = lp(table + (long) i * entryBytes);
+                long address = table + (long) i * entryBytes;
+                long raw = lp(address);
                 if (raw != 0 && format.decode(level, raw, 0) instanceof Descriptor.Table t) {
-                    freeSubtree(level + 1, t.tablePa());
+                    sv(address, 0); // a freed parent keeps no pointer to a freed child
+                    retireSubtree(level + 1, t.tablePa());
                 }
             }
         }
-        freeTable(table, level);
+        retire(table, level);
+    }
+
+    /**
+     * Frees the retired tables that no running walk can reach; called by map, unmap and close after they
+     * retire, and by a walk that leaves after a retire. One thread reclaims at a time: a call made while
+     * another thread reclaims returns at once and makes that thread pass once more (so the walk that leaves
+     * last is always seen by some later scan). No one waits: a descheduled reclaimer delays only the
+     * reclamation itself, never a map, an unmap or a walk.
+     */
+    private void reclaim() {
+        if ((int) RECLAIM_REQUESTS.getAndAdd(this, 1) != 0) {
+            return; // the running reclaimer passes again, after this call's effects (a slot cleared, a push)
+        }
+        int missed = 1;
+        do {
+            reclaimOnce();
+            missed = (int) RECLAIM_REQUESTS.getAndAdd(this, -missed) - missed;
+        } while (missed != 0);
+    }
+
+    /**
+     * One pass with no waiting: takes the whole list, reads every announcement once, frees the tables
+     * retired before the oldest running walk began and puts the rest back.
+     */
+    private void reclaimOnce() {
+        Retired list = (Retired) RETIRED.getAndSet(this, (Retired) null);
+        if (list != null) {
+            long oldest = oldestWalk(); // read after taking the list: every table on it was unlinked before
+            Retired keep = null;
+            Retired keepTail = null;
+            long freed = 0;
+            for (Retired r = list; r != null; ) {
+                Retired next = r.next;
+                if (r.tag < oldest) {
+                    tables.free(r.pa, r.bytes);
+                    freed += r.bytes;
+                } else {
+                    r.next = keep;
+                    keep = r;
+                    if (keepTail == null) {
+                        keepTail = r;
+                    }
+                }
+                r = next;
+            }
+            if (keep != null) {
+                Retired head;
+                do {
+                    head = retired;
+                    keepTail.next = head;
+                } while (!RETIRED.compareAndSet(this, head, keep));
+            }
+            if (freed != 0) {
+                retiredBytes.addAndGet(-freed);
+            }
+        }
+        if (closeRetired && retiredBytes.get() == 0 && FINISHED.compareAndSet(this, false, true)) {
+            tables.close(); // the last table of a closed table is back: return the slab pages
+        }
+    }
+
+    /** @return the generation the oldest running walk announced (Long.MAX_VALUE if none, MIN_VALUE if unknown) */
+    private long oldestWalk() {
+        if (overflowWalks != 0) {
+            return Long.MIN_VALUE;
+        }
+        long oldest = Long.MAX_VALUE;
+        long[] a = announce;
+        for (int i = 0; i < SLOTS; i++) {
+            long stamp = (long) ANNOUNCE.getVolatile(a, i * SLOT_STRIDE);
+            if (stamp != 0 && stamp - 1 < oldest) {
+                oldest = stamp - 1;
+            }
+        }
+        return oldest;
+    }
+
+    /** Reclaims what it can, then says whether one more table may be retired within {@link #RETIRED_LIMIT}. */
+    private boolean mayRetire() {
+        if (retiredBytes.get() < RETIRED_LIMIT) {
+            return true;
+        }
+        reclaim();
+        return retiredBytes.get() < RETIRED_LIMIT;
+    }
+
+    /** @return the bytes of retired tables waiting for walks that could see them to end (at most about {@link #RETIRED_LIMIT}) */
+    public long retiredBytes() {
+        return retiredBytes.get();
     }
 
     // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ import dev.vcmm.spi.PhysicalMemory;
  */
 public final class Walker {
 
+    /** Test-only: see {@link PausePoint}. Null outside tests. */
+    static PausePoint pausePoint;
+
     private Walker() {
     }
 
@@ -60,6 +63,10 @@ public final class Walker {
                     String.format("table entry at 0x%x is outside physical memory", address));
             }
             long raw = entryBytes == 8 ? memory.laLong(address) : Integer.toUnsignedLong(memory.laInt(address));
+            PausePoint pause = pausePoint;
+            if (pause != null) {
+                pause.reached(PausePoint.WALK_READ, level, va);
+            }
             Descriptor d = format.decode(level, raw, va);
             switch (d) {
                 case Descriptor.Invalid invalid -> {

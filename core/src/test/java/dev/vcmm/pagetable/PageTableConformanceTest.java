@@ -226,38 +226,101 @@ public abstract class PageTableConformanceTest {
         }
     }
 
+    /**
+     * Every leaf kind (blocks of every level, contiguous runs, Armv7 supersections and large pages) is split
+     * hitlessly: walkers started at a barrier with the split probe several addresses of the part that stays
+     * mapped, round after round, and never miss; a counter proves that walks overlapped the split (a walk
+     * that began after the split began and ended before it ended).
+     */
     @Test
-    void shouldSplitHitlesslyWhileAWalkerReads() throws Exception {
-        LeafSize block = null;
-        for (LeafSize l : f.leafSizes()) {
-            if (!l.isRun() && l.level() < f.levels() - 1) {
-                block = l; // the smallest single-entry block
+    void shouldSplitEveryLeafKindHitlesslyUnderConcurrentWalkers() throws Exception {
+        final int walkers = 2;
+        final int minRounds = 20;
+        final int maxRounds = 3000;
+        final int wantedOverlaps = 20;
+        for (LeafSize leaf : f.leafSizes()) {
+            if (leaf.size() == minLeaf()) {
+                continue;
             }
-        }
-        if (block == null) {
-            return;
-        }
-        LeafSize b = block;
-        for (int round = 0; round < 20; round++) {
-            long va = vaFor(b);
-            long pa = paFor(b);
-            table.map(va, pa, b.size(), rw());
-            long keep = va + b.size() - minLeaf();
+            long va = vaFor(leaf);
+            long pa = paFor(leaf);
+            long hole = va + leaf.size() / 2 + minLeaf();
+            long[] offsets = {42, leaf.size() / 4 + 7, leaf.size() / 2, hole - va - 1, hole - va + minLeaf(), leaf.size() - 1};
+            java.util.concurrent.CyclicBarrier barrier = new java.util.concurrent.CyclicBarrier(walkers + 1);
+            AtomicBoolean splitting = new AtomicBoolean();
+            AtomicBoolean roundOver = new AtomicBoolean();
             AtomicBoolean stop = new AtomicBoolean();
+            java.util.concurrent.atomic.AtomicLong overlaps = new java.util.concurrent.atomic.AtomicLong();
+            java.util.concurrent.atomic.AtomicLong walks = new java.util.concurrent.atomic.AtomicLong();
             AtomicReference<String> miss = new AtomicReference<>();
-            Thread reader = Thread.ofPlatform().start(() -> {
-                while (!stop.get()) {
-                    WalkResult r = table.translate(keep);
-                    if (!(r instanceof WalkResult.Translation t) || t.pa() != pa + b.size() - minLeaf()) {
-                        miss.compareAndSet(null, r.toString());
+            List<Thread> threads = new ArrayList<>();
+            for (int w = 0; w < walkers; w++) {
+                int first = w;
+                threads.add(Thread.ofPlatform().start(() -> {
+                    try {
+                        for (;;) {
+                            barrier.await(); // round start
+                            if (stop.get()) {
+                                return;
+                            }
+                            long n = 0;
+                            for (int k = first; !roundOver.get(); k++) {
+                                long off = offsets[k % offsets.length];
+                                boolean before = splitting.get();
+                                WalkResult r = table.translate(va + off);
+                                boolean after = splitting.get();
+                                n++;
+                                if (before && after) {
+                                    overlaps.incrementAndGet();
+                                }
+                                if (!(r instanceof WalkResult.Translation t) || t.pa() != pa + off) {
+                                    miss.compareAndSet(null, leaf + " +0x" + Long.toHexString(off) + ": " + r);
+                                }
+                            }
+                            walks.addAndGet(n);
+                            barrier.await(); // round end
+                        }
+                    } catch (Exception e) {
+                        miss.compareAndSet(null, e.toString());
+                    }
+                }));
+            }
+            int rounds = 0;
+            try {
+                while (rounds < minRounds || (overlaps.get() < wantedOverlaps && rounds < maxRounds)) {
+                    rounds++;
+                    table.map(va, pa, leaf.size(), rw());
+                    roundOver.set(false);
+                    barrier.await();
+                    long until = System.nanoTime() + 20_000; // let the walkers get going
+                    while (System.nanoTime() < until) {
+                        Thread.onSpinWait();
+                    }
+                    splitting.set(true);
+                    assertEquals(minLeaf(), table.unmap(hole, minLeaf()), leaf::toString);
+                    splitting.set(false);
+                    roundOver.set(true);
+                    barrier.await();
+                    assertEquals(leaf.size() - minLeaf(), table.unmap(va, leaf.size()), leaf::toString);
+                    if (miss.get() != null) {
+                        break;
                     }
                 }
-            });
-            table.unmap(va, minLeaf());
-            stop.set(true);
-            reader.join();
-            assertNull(miss.get(), "the part that stays mapped never disappears");
-            table.unmap(va, b.size());
+            } finally {
+                stop.set(true);
+                roundOver.set(true);
+                for (Thread t : threads) {
+                    t.interrupt(); // a walker at a barrier, or on its way to one, leaves with an exception
+                    t.join();
+                }
+            }
+            String failure = miss.get();
+            if (failure != null && !failure.startsWith("java.lang.InterruptedException")
+                && !failure.startsWith("java.util.concurrent.BrokenBarrierException")) {
+                throw new AssertionError("the part that stays mapped disappeared: " + failure);
+            }
+            int r = rounds;
+            assertTrue(overlaps.get() > 0, () -> leaf + ": no walk overlapped a split in " + r + " rounds of " + walks.get() + " walks");
         }
         assertEquals(0, unmapAll());
         assertEquals(1, table.tableCount());
