@@ -40,17 +40,20 @@ class PageTableOnePageTest {
 
     private static final long PT_BASE = 0x1000_0000L;
     private static final long PT_SIZE = 16L << 20;
-    private static final long PAGE = 4096;
     private static final long VA = 0x40_0000L; // 4 MiB: inside every format's input space, 2 MiB aligned
     private static final long PA = 0x2000_0000L;
 
     private PhysicalMemory memory;
     private LockFreeBuddyAllocator allocator;
     private PageTable table;
+    /** The format's smallest page, and attributes it can express (stage 2 has no privileged-only mappings). */
+    private long pg;
+    private Attributes rw;
+    private Attributes ro;
 
     static Stream<Arguments> cases() {
         List<Arguments> all = new ArrayList<>();
-        for (PageTableFormat f : PageTableFormats.all()) {
+        for (PageTableFormat f : PageTableFormats.everyFormat()) {
             all.add(Arguments.of(f.name(), true));
             all.add(Arguments.of(f.name(), false));
         }
@@ -62,8 +65,13 @@ class PageTableOnePageTest {
         memory = segment ? SegmentPhysicalMemory.open(spec) : HeapPhysicalMemory.create(PT_BASE, PT_SIZE);
         assertEquals(segment, memory.segment() != null);
         allocator = LockFreeBuddyAllocator.create(spec);
-        table = PageTable.create(PageTableFormats.byName(format), memory, allocator);
-        table.map(VA, PA, PAGE, Attributes.RW); // warms the walk cache for [VA, VA + 1 MiB)
+        PageTableFormat f = PageTableFormats.byName(format);
+        pg = f.leafSizes().getLast().size();
+        boolean user = format.contains("-s2");
+        rw = Attributes.RW.withUser(user);
+        ro = Attributes.RO.withUser(user);
+        table = PageTable.create(f, memory, allocator);
+        table.map(VA, PA, pg, rw); // warms the walk cache for [VA, VA + 1 MiB)
         return table;
     }
 
@@ -86,16 +94,16 @@ class PageTableOnePageTest {
     void shouldMapAndUnmapOnePageInAWarmTable(String format, boolean segment) {
         open(format, segment);
         for (int i = 1; i < 64; i++) {
-            assertEquals(PAGE, table.map(VA + i * PAGE, PA + i * 3 * PAGE, PAGE, Attributes.RW));
+            assertEquals(pg, table.map(VA + i * pg, PA + i * 3 * pg, pg, rw));
         }
         for (int i = 0; i < 64; i++) {
-            assertEquals(PA + i * 3 * PAGE + 42, at(VA + i * PAGE + 42).pa());
+            assertEquals(PA + i * 3 * pg + 42, at(VA + i * pg + 42).pa());
         }
         for (int i = 1; i < 63; i += 2) {
-            assertEquals(PAGE, table.unmap(VA + i * PAGE, PAGE));
-            assertEquals(0, table.unmap(VA + i * PAGE, PAGE), "a page already unmapped unmaps nothing");
-            assertFalse(table.translate(VA + i * PAGE).isMapped());
-            assertEquals(PA + (i + 1) * 3 * PAGE, at(VA + (i + 1) * PAGE).pa(), "its neighbour stays");
+            assertEquals(pg, table.unmap(VA + i * pg, pg));
+            assertEquals(0, table.unmap(VA + i * pg, pg), "a page already unmapped unmaps nothing");
+            assertFalse(table.translate(VA + i * pg).isMapped());
+            assertEquals(PA + (i + 1) * 3 * pg, at(VA + (i + 1) * pg).pa(), "its neighbour stays");
         }
     }
 
@@ -103,10 +111,10 @@ class PageTableOnePageTest {
     @MethodSource("cases")
     void shouldRefuseAMapOverALivePageAndChangeNothing(String format, boolean segment) {
         open(format, segment);
-        AlreadyMappedException e = assertThrows(AlreadyMappedException.class, () -> table.map(VA, PA + PAGE, PAGE, Attributes.RO));
+        AlreadyMappedException e = assertThrows(AlreadyMappedException.class, () -> table.map(VA, PA + pg, pg, ro));
         assertEquals(VA, e.va());
         assertEquals(PA, at(VA).pa());
-        assertEquals(Attributes.RW, at(VA).attributes());
+        assertEquals(rw, at(VA).attributes());
     }
 
     @ParameterizedTest(name = "{0} segment={1}")
@@ -115,16 +123,16 @@ class PageTableOnePageTest {
         open(format, segment);
         PageTableFormat f = table.format();
         LeafSize page = f.leafSizes().getLast();
-        long va = VA + PAGE;
-        assertThrows(UnsupportedSizeException.class, () -> table.map(va + 8, PA, PAGE, Attributes.RW));
-        assertThrows(UnsupportedSizeException.class, () -> table.map(va, PA + 8, PAGE, Attributes.RW));
-        assertThrows(UnsupportedSizeException.class, () -> table.unmap(va + 8, PAGE));
-        assertThrows(AddressRangeException.class, () -> table.map(va, -PAGE, PAGE, Attributes.RW));
-        assertThrows(AddressRangeException.class, () -> table.map(va, f.leafPaLimit(page), PAGE, Attributes.RW),
+        long va = VA + pg;
+        assertThrows(UnsupportedSizeException.class, () -> table.map(va + 8, PA, pg, rw));
+        assertThrows(UnsupportedSizeException.class, () -> table.map(va, PA + 8, pg, rw));
+        assertThrows(UnsupportedSizeException.class, () -> table.unmap(va + 8, pg));
+        assertThrows(AddressRangeException.class, () -> table.map(va, -pg, pg, rw));
+        assertThrows(AddressRangeException.class, () -> table.map(va, f.leafPaLimit(page), pg, rw),
             "the first address a page cannot reach");
-        assertEquals(PAGE, table.map(va, f.leafPaLimit(page) - PAGE, PAGE, Attributes.RW), "the last one it can");
-        assertEquals(f.leafPaLimit(page) - PAGE, at(va).pa());
-        assertEquals(PAGE, table.unmap(va, PAGE));
+        assertEquals(pg, table.map(va, f.leafPaLimit(page) - pg, pg, rw), "the last one it can");
+        assertEquals(f.leafPaLimit(page) - pg, at(va).pa());
+        assertEquals(pg, table.unmap(va, pg));
         assertFalse(table.translate(va).isMapped());
         assertEquals(PA, at(VA).pa(), "the warm page is untouched");
     }
@@ -141,23 +149,23 @@ class PageTableOnePageTest {
                 Attributes a = new Attributes((bits & 1) != 0, (bits & 2) != 0, (bits & 4) != 0, (bits & 8) != 0, c);
                 Attributes same = new Attributes(a.read(), a.write(), a.execute(), a.user(), a.cache());
                 assertNotSame(a, same);
-                long va = VA + i * PAGE;
-                long pa = PA + i * 5 * PAGE;
+                long va = VA + i * pg;
+                long pa = PA + i * 5 * pg;
                 boolean expressible = isExpressible(f, a);
                 if (!expressible) {
-                    assertThrows(UnsupportedAttributeException.class, () -> table.map(va, pa, PAGE, a), a::toString);
+                    assertThrows(UnsupportedAttributeException.class, () -> table.map(va, pa, pg, a), a::toString);
                     assertFalse(table.translate(va).isMapped(), "a refused map leaves nothing");
                     continue;
                 }
                 supported++;
-                table.map(va, pa, PAGE, a);
-                table.map(va + (1L << 20) - 64 * PAGE, pa + PAGE, PAGE, same); // equal, not the same object
+                table.map(va, pa, pg, a);
+                table.map(va + 128 * pg, pa + pg, pg, same); // equal, not the same object
                 // the walker decodes what the format encodes: the same attributes the general path gives
                 // for a range of two pages (never the fast path) in a table of its own
                 Attributes decoded = at(va).attributes();
-                assertEquals(decoded, at(va + (1L << 20) - 64 * PAGE).attributes());
+                assertEquals(decoded, at(va + 128 * pg).attributes());
                 assertEquals(pa, at(va).pa());
-                assertEquals(pa + PAGE, at(va + (1L << 20) - 64 * PAGE).pa());
+                assertEquals(pa + pg, at(va + 128 * pg).pa());
                 assertEquals(decoded, generalPathAttributes(f, a), a::toString);
             }
         }
@@ -177,7 +185,7 @@ class PageTableOnePageTest {
         try (HeapPhysicalMemory m = HeapPhysicalMemory.create(PT_BASE, PT_SIZE);
              LockFreeBuddyAllocator alloc = LockFreeBuddyAllocator.create(PT_BASE, PT_SIZE);
              PageTable t = PageTable.create(f, m, alloc)) {
-            t.map(VA, PA, 2 * PAGE, a);
+            t.map(VA, PA, 2 * f.leafSizes().getLast().size(), a);
             return ((WalkResult.Translation) t.translate(VA)).attributes();
         }
     }
@@ -193,15 +201,15 @@ class PageTableOnePageTest {
         }
         long va = VA + run.size();
         long pa = PA + 4 * run.size();
-        table.map(va, pa, run.size(), Attributes.RW);
+        table.map(va, pa, run.size(), rw);
         assertEquals(run.size(), at(va).leafSize());
-        long page = va + 3 * PAGE;
-        assertEquals(PAGE, table.unmap(page, PAGE));
+        long page = va + 3 * pg;
+        assertEquals(pg, table.unmap(page, pg));
         assertFalse(table.translate(page).isMapped());
-        for (long off = 0; off < run.size(); off += PAGE) {
+        for (long off = 0; off < run.size(); off += pg) {
             if (va + off != page) {
                 assertEquals(pa + off, at(va + off).pa(), "the rest of the run stays mapped");
-                assertEquals(PAGE, at(va + off).leafSize(), "as single pages");
+                assertEquals(pg, at(va + off).leafSize(), "as single pages");
             }
         }
     }
@@ -211,16 +219,16 @@ class PageTableOnePageTest {
     void shouldRefuseEverythingOnceClosed(String format, boolean segment) {
         open(format, segment);
         table.close();
-        assertThrows(IllegalStateException.class, () -> table.map(VA + PAGE, PA, PAGE, Attributes.RW));
-        assertThrows(IllegalStateException.class, () -> table.unmap(VA, PAGE));
+        assertThrows(IllegalStateException.class, () -> table.map(VA + pg, PA, pg, rw));
+        assertThrows(IllegalStateException.class, () -> table.unmap(VA, pg));
     }
 
     @ParameterizedTest(name = "{0} segment={1}")
     @MethodSource("cases")
     void shouldRefuseNullAttributes(String format, boolean segment) {
         open(format, segment);
-        assertThrows(NullPointerException.class, () -> table.map(VA + PAGE, PA, PAGE, null));
-        assertFalse(table.translate(VA + PAGE).isMapped());
+        assertThrows(NullPointerException.class, () -> table.map(VA + pg, PA, pg, null));
+        assertFalse(table.translate(VA + pg).isMapped());
     }
 
     /**
@@ -233,7 +241,7 @@ class PageTableOnePageTest {
     @MethodSource("cases")
     void shouldKeepOnePageCallsOfManyThreadsApart(String format, boolean segment) throws Exception {
         open(format, segment);
-        assertEquals(PAGE, table.unmap(VA, PAGE));
+        assertEquals(pg, table.unmap(VA, pg));
         int threads = 4;
         long shared = 2L << 20;                 // two 1 MiB (armv7) or one 2 MiB table, shared by all threads
         long own = 4L << 20;                    // then one 4 MiB region per thread
@@ -248,26 +256,26 @@ class PageTableOnePageTest {
                     java.util.Random rnd = new java.util.Random(id);
                     long mine = VA + shared + id * own;
                     for (int round = 0; round < 3000; round++) {
-                        long page = (long) (rnd.nextInt((int) (shared / PAGE / threads)) * threads + id) * PAGE;
+                        long page = (long) (rnd.nextInt((int) (shared / pg / threads)) * threads + id) * pg;
                         long va = VA + page;
                         long pa = PA + page + ((long) round << 24 & 0x3F000000L);
-                        assertEquals(PAGE, table.map(va, pa, PAGE, Attributes.RW));
+                        assertEquals(pg, table.map(va, pa, pg, rw));
                         if (!(table.translate(va + 8) instanceof WalkResult.Translation tr) || tr.pa() != pa + 8) {
                             throw new AssertionError("thread " + id + " lost 0x" + Long.toHexString(va));
                         }
-                        assertEquals(PAGE, table.unmap(va, PAGE));
+                        assertEquals(pg, table.unmap(va, pg));
                         assertFalse(table.translate(va).isMapped());
                         if (round % 100 == id) { // a table of its own made and freed: every cache entry goes stale
-                            assertEquals(own, table.map(mine, PA + PAGE, own, Attributes.RW));
+                            assertEquals(own, table.map(mine, PA + pg, own, rw));
                             assertEquals(own, table.unmap(mine, own));
-                            assertEquals(16 * PAGE, table.map(mine, PA, 16 * PAGE, Attributes.RW)); // a table, cached
-                            assertEquals(16 * PAGE, table.unmap(mine, own)); // freed whole, its cache entry stale
-                            long again = mine + (16 + rnd.nextInt(64)) * PAGE; // free in the freed table too
-                            assertEquals(PAGE, table.map(again, PA, PAGE, Attributes.RW));
+                            assertEquals(16 * pg, table.map(mine, PA, 16 * pg, rw)); // a table, cached
+                            assertEquals(16 * pg, table.unmap(mine, own)); // freed whole, its cache entry stale
+                            long again = mine + (16 + rnd.nextInt(64)) * pg; // free in the freed table too
+                            assertEquals(pg, table.map(again, PA, pg, rw));
                             if (!(table.translate(again) instanceof WalkResult.Translation t2) || t2.pa() != PA) {
                                 throw new AssertionError("thread " + id + " lost 0x" + Long.toHexString(again) + " in a new table");
                             }
-                            assertEquals(PAGE, table.unmap(again, PAGE));
+                            assertEquals(pg, table.unmap(again, pg));
                         }
                     }
                 } catch (Throwable e) {
