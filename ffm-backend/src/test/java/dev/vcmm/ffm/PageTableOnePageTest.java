@@ -243,8 +243,8 @@ class PageTableOnePageTest {
         open(format, segment);
         assertEquals(pg, table.unmap(VA, pg));
         int threads = 4;
-        long shared = 2L << 20;                 // two 1 MiB (armv7) or one 2 MiB table, shared by all threads
-        long own = 4L << 20;                    // then one 4 MiB region per thread
+        long shared = 512 * pg;                 // 4 KiB pages: two 1 MiB (armv7) or one 2 MiB table, shared by all threads
+        long own = 1024 * pg;                   // then one region per thread (4 MiB of 4 KiB pages)
         java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
         java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(threads);
         List<Thread> workers = new ArrayList<>();
