@@ -82,6 +82,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     /** A block's page info: {@code (order + 1) << ORDER_SHIFT | byteSize}. */
     private static final int ORDER_SHIFT = 48;
     private static final long SIZE_MASK = (1L << ORDER_SHIFT) - 1;
+    /** Set in a block's page info when it is freed: a later free of it is a double free. */
+    private static final long FREED = 1L << 62;
     private static final VarHandle INFO = MethodHandles.arrayElementVarHandle(long[].class);
     private static final VarHandle BITS = MethodHandles.arrayElementVarHandle(long[].class);
 
@@ -98,8 +100,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     /** The whole memfd, mapped once; every small and block segment is a slice of it. */
     private final MemorySegment all;
     /**
-     * Per 4 KiB page: for the first page of a live-or-was buddy block, {@code (order + 1) << 48 | byteSize}; for a slab page
-     * {@code -(1 + class)}; else 0. Written with release, read with acquire.
+     * Per 4 KiB page: for the first page of a live buddy block, {@code (order + 1) << 48 | byteSize}, with {@link #FREED}
+     * set once it is freed (until a block starting there is allocated again); for a slab page {@code -(1 + class)};
+     * else 0. Written with release or CAS, read with acquire.
      */
     private final long[] pageInfo;
     /** Per slab page, 4 longs: bit {@code i} set iff object {@code i} is allocated. */
@@ -491,13 +494,12 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         if (info == 0 || (off & (PAGE - 1)) != 0 || (info & SIZE_MASK) != Math.max(1, byteSize)) {
             throw notMine(off, byteSize);
         }
-        int order = (int) (info >>> ORDER_SHIFT) - 1;
-        try {
-            buddy.free(off, order); // the buddy's allocated bit decides: exactly one of two racing frees wins
-        } catch (IllegalStateException e) {
+        if ((info & FREED) != 0 || !INFO.compareAndSet(pageInfo, (int) (off >>> PAGE_SHIFT), info, info | FREED)) {
+            // the CAS decides between racing frees of one block: exactly one wins
             throw new IllegalStateException("double free: the block at offset " + off + " (byteSize=" + byteSize
-                + ") of pool '" + name + "' is not allocated", e);
+                + ") of pool '" + name + "' is not allocated");
         }
+        buddy.free(off, (int) ((info >>> ORDER_SHIFT) & 0x3fff) - 1);
     }
 
     private void freeBig(long address, long byteSize) {
