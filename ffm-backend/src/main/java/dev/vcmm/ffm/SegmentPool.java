@@ -19,7 +19,6 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
-import java.util.concurrent.atomic.LongAdder;
 
 /**
  * vcmm as an embedded allocator: {@link MemorySegment}s out of one memfd, recycled, handed out in the FFM idiom
@@ -71,6 +70,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     /** By default at most this share (1/n) of the pool sits in cached large mappings. */
     public static final int DEFAULT_CACHE_SHARE = 4;
 
+    /** Segments from this size are zeroed with {@link SegmentPhysicalMemory#zero}, which skips pages never touched. */
+    private static final long ZERO_SKIP_HOLES = 1L << 20;
     private static final int CLASSES = 8; // 16 << 0 .. 16 << 7
     private static final int PAGE_SHIFT = BlockAllocator.PAGE_SHIFT;
     private static final long PAGE = BlockAllocator.PAGE_SIZE;
@@ -113,8 +114,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     /** Cached large mappings, by chunk count. */
     private final ConcurrentHashMap<Integer, ConcurrentLinkedQueue<Big>> bigCache = new ConcurrentHashMap<>();
     private final AtomicLong cachedBytes = new AtomicLong();
-    private final LongAdder allocatedBytes = new LongAdder();
-    private final LongAdder liveSegments = new LongAdder();
+    /** Per-thread counts of allocated bytes and segments (a free counts on the freeing thread), summed by stats. */
+    private final ThreadLocal<Counts> counts = ThreadLocal.withInitial(this::newCounts);
+    private final ConcurrentLinkedQueue<Counts> allCounts = new ConcurrentLinkedQueue<>();
     private final AtomicLong mappings = new AtomicLong();
     private final AtomicLong trimmedBytes = new AtomicLong();
     private final AtomicInteger state = new AtomicInteger();
@@ -258,8 +260,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             if (zero && byteSize > 0) {
                 zero(s);
             }
-            allocatedBytes.add(byteSize);
-            liveSegments.increment();
+            counts.get().add(byteSize, 1);
         }
         return s;
     }
@@ -267,8 +268,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private void zero(MemorySegment s) {
         long size = s.byteSize();
         long address = s.address();
-        if (size < SegmentPhysicalMemory.SKIP_HOLES_THRESHOLD) {
-            s.fill((byte) 0);
+        if (size < ZERO_SKIP_HOLES) {
+            s.fill((byte) 0); // a plain fill: below this, an lseek costs more than the fill it could save
         } else if (address - poolAddress >= 0 && address - poolAddress < capacity) {
             memory.zero(address - poolAddress, size); // skips the pages never touched
         } else {
@@ -469,8 +470,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         } else {
             freeBig(address, byteSize);
         }
-        allocatedBytes.add(-byteSize);
-        liveSegments.decrement();
+        counts.get().add(-byteSize, -1);
     }
 
     private void freeSmall(long off, long byteSize, int c) {
@@ -634,8 +634,47 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     /** @return counters and the resident size (walking the memfd's data extents with {@code lseek}) */
     public Stats stats() {
         checkOpen();
-        return new Stats(capacity, allocatedBytes.sum(), liveSegments.sum(), cachedBytes.get(), residentBytes(),
-            mappings.get(), trimmedBytes.get());
+        long bytes = 0;
+        long live = 0;
+        for (Counts c : allCounts) {
+            bytes += (long) Counts.BYTES.getOpaque(c);
+            live += (long) Counts.SEGMENTS.getOpaque(c);
+        }
+        return new Stats(capacity, bytes, live, cachedBytes.get(), residentBytes(), mappings.get(), trimmedBytes.get());
+    }
+
+    private Counts newCounts() {
+        Counts c = new Counts();
+        allCounts.add(c);
+        return c;
+    }
+
+    /**
+     * One thread's counts: written only by that thread (opaque stores, no fence), read by {@link #stats()} with
+     * opaque loads. The race is benign: a sum over threads is exact once the threads' operations happen-before the
+     * read (e.g. after a join), and otherwise a best-effort snapshot, as documented on {@link #stats()}. Counts of
+     * terminated threads stay in the list (a few words per thread that ever used the pool).
+     */
+    private static final class Counts {
+        static final VarHandle BYTES;
+        static final VarHandle SEGMENTS;
+
+        static {
+            try {
+                BYTES = MethodHandles.lookup().findVarHandle(Counts.class, "bytes", long.class);
+                SEGMENTS = MethodHandles.lookup().findVarHandle(Counts.class, "segments", long.class);
+            } catch (ReflectiveOperationException e) {
+                throw new ExceptionInInitializerError(e);
+            }
+        }
+
+        long bytes;
+        long segments;
+
+        void add(long b, long n) {
+            BYTES.setOpaque(this, bytes + b);
+            SEGMENTS.setOpaque(this, segments + n);
+        }
     }
 
     private long residentBytes() {
