@@ -22,7 +22,7 @@ final class PoolArena implements Arena {
     private final Arena scope;
     private final Thread owner;
     /** (address, size) pairs of the segments to free at close. Confined: owner only; shared: under {@code this}. */
-    private long[] live = new long[32];
+    private long[] live = new long[8];
     private int count;
     private boolean closed;
 
