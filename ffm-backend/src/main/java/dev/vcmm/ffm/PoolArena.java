@@ -93,8 +93,18 @@ final class PoolArena implements Arena {
         if (pool.isClosed()) {
             return; // the pool's close ended everything
         }
+        RuntimeException first = null;
         for (int i = 0; i < n; i += 2) {
-            pool.release(l[i], l[i + 1]);
+            try {
+                pool.release(l[i], l[i + 1]);
+            } catch (RuntimeException e) { // a bug, not an input error (pool.free refuses arena segments): free the rest
+                if (first == null) {
+                    first = e;
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
         }
     }
 

@@ -100,6 +100,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private final HostMapping poolMapping;
     /** The whole memfd, mapped once; every small and block segment is a slice of it. */
     private final MemorySegment all;
+    /** {@link #all}'s scope: a segment of this pool below the chunk size has exactly this one. */
+    private final MemorySegment.Scope poolScope;
     /**
      * Per 4 KiB page: for the first page of a live buddy block, {@code (order + 1) << 48 | byteSize}, with {@link #FREED}
      * set once it is freed (until a block starting there is allocated again); for a slab page {@code -(1 + class)};
@@ -155,6 +157,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         this.poolAddress = at;
         this.poolMapping = m;
         this.all = ((FfmHostMapping) m).segment();
+        this.poolScope = all.scope();
         int pages = Math.toIntExact(capacity >>> PAGE_SHIFT);
         this.pageInfo = new long[pages];
         this.slabBits = new long[pages * 4];
@@ -445,7 +448,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * thread may free it.
      *
      * @throws IllegalArgumentException if the segment is not one this pool handed out (another pool's, a slice
-     *                                  of one, an arena's segment); nothing changed
+     *                                  of one, a segment of one of this pool's arenas); nothing changed
      * @throws IllegalStateException    if it was freed already, or the pool is closed; nothing changed
      */
     public void free(MemorySegment segment) {
@@ -454,7 +457,16 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         if (!segment.isNative()) {
             throw new IllegalArgumentException("segment=" + segment + " is a heap segment, not from pool '" + name + "'");
         }
-        release(segment.address(), segment.byteSize());
+        long address = segment.address();
+        if (segment.scope() != poolScope) { // identity: every slice of a mapping shares its scope object
+            Big b = bigs.get(address);
+            if (b == null || segment.scope() != b.view.scope()) {
+                throw new IllegalArgumentException("segment at 0x" + Long.toHexString(address) + " byteSize="
+                    + segment.byteSize() + " is not from pool '" + name + "' (another pool's or allocator's, or a pool"
+                    + " arena's: closing the arena frees those)");
+            }
+        }
+        release(address, segment.byteSize());
     }
 
     /** Frees by address and size: {@link #free}'s body, and an arena's bulk free. */

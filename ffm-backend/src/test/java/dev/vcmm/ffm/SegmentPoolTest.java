@@ -129,6 +129,7 @@ class SegmentPoolTest {
             a.allocate(5 * MIB);
             assertEquals(3, pool.stats().liveSegments());
             assertTrue(s.scope().isAlive());
+            assertThrows(IllegalArgumentException.class, () -> pool.free(s)); // the arena's close frees it
             Arena owned = a;
             var wrong = CompletableFuture.supplyAsync(() -> {
                 try {

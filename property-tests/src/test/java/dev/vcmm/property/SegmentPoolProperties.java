@@ -246,9 +246,9 @@ class SegmentPoolProperties {
                     if (inArena.isEmpty()) {
                         return;
                     }
-                    // an arena's segment is freed by the arena's close only; a free of it is a double free later:
-                    // here we only check that a slice of it is refused
+                    // an arena's segment is freed by the arena's close only: the pool refuses it, and slices of it
                     Live l = inArena.get(f.live() % inArena.size());
+                    refused(() -> pool.free(l.segment), IllegalArgumentException.class, null);
                     if (l.size >= 2) {
                         refused(() -> pool.free(l.segment.asSlice(1)), IllegalArgumentException.class, null);
                     }
