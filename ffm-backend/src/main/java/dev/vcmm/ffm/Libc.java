@@ -79,6 +79,12 @@ final class Libc {
     private static final MethodHandle CLOSE;
     /** {@code off_t lseek(int fd, off_t offset, int whence)}, errno captured. */
     private static final MethodHandle LSEEK;
+    /** {@code fallocate(2)}; null where the C library lacks it. */
+    private static final MethodHandle FALLOCATE;
+    /** {@code FALLOC_FL_KEEP_SIZE}: the file keeps its length. */
+    static final int FALLOC_FL_KEEP_SIZE = 0x01;
+    /** {@code FALLOC_FL_PUNCH_HOLE}: deallocate the range (it then reads as zeros); needs KEEP_SIZE. */
+    static final int FALLOC_FL_PUNCH_HOLE = 0x02;
     /** {@code char *strerror(int errnum)}. */
     private static final MethodHandle STRERROR;
 
@@ -94,6 +100,8 @@ final class Libc {
             FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT), errno) : null;
         LSEEK = linux ? downcall(libc, "lseek", FunctionDescriptor.of(ValueLayout.JAVA_LONG,
             ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT), errno) : null;
+        FALLOCATE = linux ? downcall(libc, "fallocate", FunctionDescriptor.of(ValueLayout.JAVA_INT,
+            ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG), errno) : null;
         STRERROR = linux ? downcall(libc, "strerror",
             FunctionDescriptor.of(ValueLayout.ADDRESS, ValueLayout.JAVA_INT)) : null;
         HAS_MEMFD = MEMFD_CREATE != null && FTRUNCATE != null && CLOSE != null && STRERROR != null;
@@ -208,6 +216,31 @@ final class Libc {
             throw e;
         } catch (Throwable t) {
             throw new AssertionError("lseek downcall", t);
+        }
+    }
+
+    /** @return whether {@link #punchHole} can be called */
+    static boolean hasPunchHole() {
+        return FALLOCATE != null && HAS_MEMFD;
+    }
+
+    /**
+     * {@code fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)}: gives the pages of the range
+     * back to the system; on a tmpfs memfd they then read as zeros, also through existing mappings.
+     *
+     * @throws UncheckedIOException naming the call and errno if the kernel refuses
+     */
+    static void punchHole(int fd, long offset, long length) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CAPTURE_LAYOUT);
+            int rc = (int) FALLOCATE.invokeExact(state, fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+            if (rc != 0) {
+                throw failure(String.format("fallocate(%d, PUNCH_HOLE|KEEP_SIZE, 0x%x, 0x%x)", fd, offset, length), errno(state));
+            }
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError("fallocate downcall", t);
         }
     }
 

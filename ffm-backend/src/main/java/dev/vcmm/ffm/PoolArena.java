@@ -1,0 +1,123 @@
+package dev.vcmm.ffm;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+
+/**
+ * An {@link Arena} over a {@link SegmentPool}: {@link SegmentPool#newArena()} (confined) and
+ * {@link SegmentPool#newSharedArena()} (shared).
+ *
+ * <p><b>Thread-safety:</b> a confined arena may be used (allocate, close, and access its segments) only by the thread
+ * that created it; another thread gets a {@link WrongThreadException} and changes nothing. A shared arena may be
+ * used by any thread; its allocations are serialised by its monitor (not lock-free), and its close is a handshake
+ * with every thread, as {@link Arena#ofShared()}'s. Segments are zeroed and scoped to the arena (they are
+ * {@link MemorySegment#reinterpret(Arena, java.util.function.Consumer) reinterpreted} into a JDK arena of the same
+ * kind), so an access after close fails in FFM's own liveness check with an {@link IllegalStateException}. Close
+ * ends that scope first, then frees every segment to the pool in one pass. Close is idempotent.
+ */
+final class PoolArena implements Arena {
+
+    private final SegmentPool pool;
+    private final Arena scope;
+    private final Thread owner;
+    /** (address, size) pairs of the segments to free at close. Confined: owner only; shared: under {@code this}. */
+    private long[] live = new long[8];
+    private int count;
+    private boolean closed;
+
+    PoolArena(SegmentPool pool, boolean shared) {
+        this.pool = pool;
+        this.scope = shared ? Arena.ofShared() : Arena.ofConfined();
+        this.owner = shared ? null : Thread.currentThread();
+    }
+
+    @Override
+    public MemorySegment allocate(long byteSize, long byteAlignment) {
+        if (owner == null) {
+            synchronized (this) {
+                return allocateLocked(byteSize, byteAlignment);
+            }
+        }
+        checkOwner("allocate in");
+        return allocateLocked(byteSize, byteAlignment);
+    }
+
+    private MemorySegment allocateLocked(long byteSize, long byteAlignment) {
+        if (closed) {
+            throw new IllegalStateException("already closed: " + this);
+        }
+        MemorySegment s = pool.allocate(byteSize, byteAlignment);
+        if (count == live.length) {
+            live = Arrays.copyOf(live, count * 2);
+        }
+        live[count] = s.address();
+        live[count + 1] = byteSize;
+        count += 2;
+        return s.reinterpret(scope, null);
+    }
+
+    @Override
+    public MemorySegment.Scope scope() {
+        return scope.scope();
+    }
+
+    /**
+     * Ends every segment of the arena and frees them all to the pool. Idempotent.
+     *
+     * @throws WrongThreadException  if a confined arena is closed by another thread than its owner; nothing changed
+     * @throws IllegalStateException if a segment is in use by a native call (FFM refuses the close); nothing changed
+     */
+    @Override
+    public void close() {
+        if (owner == null) {
+            synchronized (this) {
+                closeLocked();
+            }
+            return;
+        }
+        checkOwner("close");
+        closeLocked();
+    }
+
+    private void closeLocked() {
+        if (closed) {
+            return;
+        }
+        scope.close(); // first: no access can reach the memory once it is back in the pool
+        closed = true;
+        long[] l = live;
+        int n = count;
+        live = null;
+        count = 0;
+        if (pool.isClosed()) {
+            return; // the pool's close ended everything
+        }
+        RuntimeException first = null;
+        for (int i = 0; i < n; i += 2) {
+            try {
+                pool.release(l[i], l[i + 1]);
+            } catch (RuntimeException e) { // a bug, not an input error (pool.free refuses arena segments): free the rest
+                if (first == null) {
+                    first = e;
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    private void checkOwner(String what) {
+        if (Thread.currentThread() != owner) {
+            throw new WrongThreadException("cannot " + what + " a confined arena of " + pool + " from thread "
+                + Thread.currentThread().getName() + ": it belongs to " + owner.getName());
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "PoolArena{" + (owner == null ? "shared" : "confined to " + owner.getName()) + ", segments=" + count / 2
+            + (closed ? ", closed" : "") + ", " + pool + '}';
+    }
+}

@@ -1,0 +1,794 @@
+package dev.vcmm.ffm;
+
+import dev.vcmm.spi.BlockAllocator;
+import dev.vcmm.spi.HostMapper;
+import dev.vcmm.spi.HostMapping;
+import dev.vcmm.spi.MemorySpec;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SegmentAllocator;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
+
+/**
+ * vcmm as an embedded allocator: {@link MemorySegment}s out of one memfd, recycled, handed out in the FFM idiom
+ * ({@link SegmentAllocator}, and {@link Arena}s through {@link #newArena()} and {@link #newSharedArena()}).
+ *
+ * <p><b>Thread-safety:</b> {@link #allocate}, {@link #allocateUninitialized} and {@link #free} may be called from
+ * any thread, and a segment may be freed by another thread than the one that allocated it (no owner is
+ * consulted, no message is sent). What is lock-free and what is not:
+ * <ul>
+ *   <li>Small segments (at most {@value #SLAB_MAX} bytes) and buddy blocks (up to {@link #chunkSize()}) are
+ *       allocated and freed lock-free: slab free lists are Treiber stacks with a 24-bit stamp against ABA (a
+ *       thread would have to be stopped across exactly 2<sup>24</sup> operations of one class to be fooled),
+ *       blocks come from the {@link LockFreeBuddyAllocator} (see its contract), allocation marks are atomic bit
+ *       operations. A failing allocation is the buddy's linearizable "none".</li>
+ *   <li>Large segments (above the chunk size) are lock-free when a recycled mapping of the right chunk count is
+ *       cached (a poll of a {@link ConcurrentLinkedQueue}); a miss makes system calls ({@code mmap}) and a
+ *       release closes a shared arena (a handshake with every thread): neither is lock-free.</li>
+ *   <li>{@link #trim()} and {@link #close()} are not lock-free; close must not race with other operations on the
+ *       pool (a racing one fails with an {@link IllegalStateException}, from the pool or from FFM's closed
+ *       arena, never with a crash). {@link #stats()} reads counters one by one: it is a snapshot only when no
+ *       other thread is operating.</li>
+ * </ul>
+ *
+ * <h2>Design</h2>
+ * <pre>
+ *  size &lt;= 2 KiB       slab object: size classes 16, 32 .. 2048 bytes carved from 4 KiB buddy pages
+ *  size &lt;= chunk      buddy block: a plain slice of the pool's one mapping of the memfd (physically contiguous)
+ *  size &gt;  chunk      n = ceil(size / chunk) scattered chunks mapped virtually contiguous (HOST machinery:
+ *                     {@link MmapHostMapper}), recycled through a per-n cache: steady state makes no system call
+ * </pre>
+ * The pool maps the whole memfd once, aligned to the chunk size, so every block is aligned to its size in the
+ * process too. Segments are zeroed by default, as {@link Arena#allocate} zeroes; {@link #allocateUninitialized}
+ * skips it. Bad input (a double free, a segment not from this pool or a slice of one, overflowing sizes,
+ * alignments that are not powers of two, use after close) throws and changes nothing: {@link IllegalArgumentException}
+ * for arguments, {@link IllegalStateException} for state. One exception: a slab object is recognised by its start
+ * and size class, so a slice that starts at a small object and rounds to the same class frees it.
+ *
+ * <p>Not done yet: slab pages are never returned to the buddy; there is no decay (only {@link #trim()}); no
+ * leak detection; no live counters.
+ */
+public final class SegmentPool implements SegmentAllocator, AutoCloseable {
+
+    /** The largest size served by a slab; classes are the powers of two from {@value #SLAB_MIN} to this. */
+    public static final long SLAB_MAX = 2048;
+    /** The smallest slab class. */
+    public static final long SLAB_MIN = 16;
+    /** The default chunk: the largest buddy block, and the unit of large segments (a huge page). */
+    public static final long DEFAULT_CHUNK_SIZE = 2L << 20;
+    /** By default at most this share (1/n) of the pool sits in cached large mappings. */
+    public static final int DEFAULT_CACHE_SHARE = 4;
+
+    /** Segments from this size are zeroed with {@link SegmentPhysicalMemory#zero}, which skips pages never touched. */
+    private static final long ZERO_SKIP_HOLES = 1L << 20;
+    private static final int CLASSES = 8; // 16 << 0 .. 16 << 7
+    private static final int PAGE_SHIFT = BlockAllocator.PAGE_SHIFT;
+    private static final long PAGE = BlockAllocator.PAGE_SIZE;
+    /** Slab free-list head: low 40 bits the object's 16-byte granule + 1 (0: empty), high 24 bits a stamp. */
+    private static final long LINK_MASK = (1L << 40) - 1;
+    private static final int STAMP_SHIFT = 40;
+    private static final int HEAD_STRIDE = 16; // longs: each head on its own 128-byte pair of lines
+    private static final ValueLayout.OfLong LINK = ValueLayout.JAVA_LONG_UNALIGNED;
+    private static final ValueLayout.OfLong ZERO_WORD = ValueLayout.JAVA_LONG_UNALIGNED;
+    /** A block's page info: {@code (order + 1) << ORDER_SHIFT | byteSize}. */
+    private static final int ORDER_SHIFT = 48;
+    private static final long SIZE_MASK = (1L << ORDER_SHIFT) - 1;
+    /** Set in a block's page info when it is freed: a later free of it is a double free. */
+    private static final long FREED = 1L << 62;
+    private static final VarHandle INFO = MethodHandles.arrayElementVarHandle(long[].class);
+    private static final VarHandle BITS = MethodHandles.arrayElementVarHandle(long[].class);
+
+    private final String name;
+    private final long capacity;
+    private final long chunkSize;
+    private final int chunkOrder;
+    private final long cacheBudget;
+    private final SegmentPhysicalMemory memory;
+    private final LockFreeBuddyAllocator buddy;
+    private final MmapHostMapper mapper = new MmapHostMapper();
+    private final long poolAddress;
+    private final HostMapping poolMapping;
+    /** The whole memfd, mapped once; every small and block segment is a slice of it. */
+    private final MemorySegment all;
+    /** {@link #all}'s scope: a segment of this pool below the chunk size has exactly this one. */
+    private final MemorySegment.Scope poolScope;
+    /**
+     * Per 4 KiB page: for the first page of a live buddy block, {@code (order + 1) << 48 | byteSize}, with {@link #FREED}
+     * set once it is freed (until a block starting there is allocated again); for a slab page {@code -(1 + class)};
+     * else 0. Written with release or CAS, read with acquire.
+     */
+    private final long[] pageInfo;
+    /** Per slab page, 4 longs: bit {@code i} set iff object {@code i} is allocated. */
+    private final long[] slabBits;
+    private final AtomicLongArray heads = new AtomicLongArray(CLASSES * HEAD_STRIDE);
+    /** Large mappings by address, live or cached. */
+    private final ConcurrentHashMap<Long, Big> bigs = new ConcurrentHashMap<>();
+    /** Cached large mappings, by chunk count. */
+    private final ConcurrentHashMap<Integer, ConcurrentLinkedQueue<Big>> bigCache = new ConcurrentHashMap<>();
+    private final AtomicLong cachedBytes = new AtomicLong();
+    /** Per-thread counts of allocated bytes and segments (a free counts on the freeing thread), summed by stats. */
+    private final ThreadLocal<Counts> counts = ThreadLocal.withInitial(this::newCounts);
+    private final ConcurrentLinkedQueue<Counts> allCounts = new ConcurrentLinkedQueue<>();
+    private final AtomicLong mappings = new AtomicLong();
+    private final AtomicLong trimmedBytes = new AtomicLong();
+    private final AtomicInteger state = new AtomicInteger();
+    private volatile boolean closed;
+
+    private SegmentPool(String name, long capacity, long chunkSize, long cacheBudget) {
+        this.name = name;
+        this.capacity = capacity;
+        this.chunkSize = chunkSize;
+        this.chunkOrder = Long.numberOfTrailingZeros(chunkSize) - PAGE_SHIFT;
+        this.cacheBudget = cacheBudget;
+        String why = mapper.unavailableReason();
+        if (why != null) {
+            throw new UnsupportedOperationException("a SegmentPool needs HOST mappings: " + why);
+        }
+        this.memory = SegmentPhysicalMemory.open(name, 0, capacity);
+        LockFreeBuddyAllocator b = null;
+        long at = 0;
+        HostMapping m = null;
+        try {
+            b = LockFreeBuddyAllocator.create(new MemorySpec(name, 0, capacity, false, chunkOrder, 64));
+            at = mapper.reserve(capacity, chunkSize);
+            m = mapper.map(at, capacity, HostMapper.PROT_READ | HostMapper.PROT_WRITE, memory,
+                List.of(new HostMapper.Run(0, 0, capacity)));
+        } catch (RuntimeException | Error e) {
+            if (b != null) {
+                b.close();
+            }
+            if (at != 0) {
+                mapper.release(at, capacity);
+            }
+            memory.close();
+            throw e;
+        }
+        this.buddy = b;
+        this.poolAddress = at;
+        this.poolMapping = m;
+        this.all = ((FfmHostMapping) m).segment();
+        this.poolScope = all.scope();
+        int pages = Math.toIntExact(capacity >>> PAGE_SHIFT);
+        this.pageInfo = new long[pages];
+        this.slabBits = new long[pages * 4];
+    }
+
+    /**
+     * Opens a pool of {@code capacity} bytes with 2 MiB chunks; memory is taken from the system only as it is
+     * touched.
+     *
+     * @throws IllegalArgumentException if capacity is not a positive multiple of 2 MiB, or above 2^43
+     */
+    public static SegmentPool open(long capacity) {
+        return open("pool", capacity, DEFAULT_CHUNK_SIZE, capacity / DEFAULT_CACHE_SHARE);
+    }
+
+    /**
+     * @param name        for messages and the memfd's name
+     * @param capacity    bytes, a positive multiple of {@code chunkSize}, at most 2^43
+     * @param chunkSize   the largest buddy block and the unit of large segments: a power of two from 64 KiB to 1 GiB
+     * @param cacheBudget the most bytes of large mappings kept for reuse, in {@code [0, capacity]}
+     */
+    public static SegmentPool open(String name, long capacity, long chunkSize, long cacheBudget) {
+        Objects.requireNonNull(name, "name");
+        if (chunkSize < (64 << 10) || chunkSize > (1L << 30) || Long.bitCount(chunkSize) != 1) {
+            throw new IllegalArgumentException("chunkSize=" + chunkSize + " must be a power of two in [64 KiB, 1 GiB]");
+        }
+        if (capacity <= 0 || capacity % chunkSize != 0 || capacity > (1L << 43)) {
+            throw new IllegalArgumentException("capacity=" + capacity + " must be a positive multiple of chunkSize="
+                + chunkSize + " up to 2^43");
+        }
+        if (cacheBudget < 0 || cacheBudget > capacity) {
+            throw new IllegalArgumentException("cacheBudget=" + cacheBudget + " must be in [0, capacity=" + capacity + "]");
+        }
+        return new SegmentPool(name, capacity, chunkSize, cacheBudget);
+    }
+
+    /** @return the pool's bytes */
+    public long capacity() {
+        return capacity;
+    }
+
+    /** @return the largest physically contiguous block; larger segments are made of chunks of this size */
+    public long chunkSize() {
+        return chunkSize;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // allocation
+
+    /**
+     * Allocates {@code byteSize} zeroed bytes aligned to {@code byteAlignment}.
+     *
+     * @throws IllegalArgumentException if byteSize is negative, or byteAlignment is not a positive power of two,
+     *                                  or above {@link #chunkSize()}
+     * @throws IllegalStateException    if the pool is closed
+     * @throws OutOfMemoryError         if the pool has no room (as {@link Arena#allocate} does)
+     */
+    @Override
+    public MemorySegment allocate(long byteSize, long byteAlignment) {
+        return orFail(tryAllocate(byteSize, byteAlignment, true), byteSize, byteAlignment);
+    }
+
+    /** As {@link #allocate(long, long)}, but the bytes are whatever they were: faster, for memory written before read. */
+    public MemorySegment allocateUninitialized(long byteSize, long byteAlignment) {
+        return orFail(tryAllocate(byteSize, byteAlignment, false), byteSize, byteAlignment);
+    }
+
+    private MemorySegment orFail(MemorySegment s, long byteSize, long byteAlignment) {
+        if (s == null) {
+            throw new OutOfMemoryError("pool '" + name + "' has no room for byteSize=" + byteSize + " byteAlignment="
+                + byteAlignment + " (" + stats() + "); free segments, or open a larger pool");
+        }
+        return s;
+    }
+
+    /**
+     * Allocates, or returns null when the pool has no room (an expected outcome on the lock-free path).
+     *
+     * @param zero whether to zero the bytes
+     * @return the segment, of exactly {@code byteSize} bytes, or {@code null}
+     * @throws IllegalArgumentException as {@link #allocate(long, long)}
+     * @throws IllegalStateException    if the pool is closed
+     */
+    public MemorySegment tryAllocate(long byteSize, long byteAlignment, boolean zero) {
+        checkOpen();
+        if (byteSize < 0 || byteAlignment <= 0 || (byteAlignment & (byteAlignment - 1)) != 0 || byteAlignment > chunkSize) {
+            throw new IllegalArgumentException("byteSize=" + byteSize + " byteAlignment=" + byteAlignment
+                + ": the size must be non-negative and the alignment a power of two in [1, chunkSize=" + chunkSize + "]");
+        }
+        if (byteSize > capacity) {
+            return null;
+        }
+        long need = Math.max(byteSize, byteAlignment);
+        MemorySegment s;
+        if (need <= SLAB_MAX) {
+            s = allocateSmall(byteSize, need);
+        } else if (need <= chunkSize) {
+            s = allocateBlock(byteSize, need);
+        } else {
+            s = allocateBig(byteSize);
+        }
+        if (s != null) {
+            if (zero && byteSize > 0) {
+                zero(s);
+            }
+            counts.get().add(byteSize, 1);
+        }
+        return s;
+    }
+
+    private void zero(MemorySegment s) {
+        long size = s.byteSize();
+        long address = s.address();
+        if (size < ZERO_SKIP_HOLES) {
+            zeroLoop(s, size); // below this, an lseek costs more than the fill it could save
+        } else if (address - poolAddress >= 0 && address - poolAddress < capacity) {
+            memory.zero(address - poolAddress, size); // skips the pages never touched
+        } else {
+            Big b = bigs.get(address);
+            for (int i = 0; i < b.chunks.length; i++) {
+                long len = Math.min(chunkSize, size - i * chunkSize);
+                if (len <= 0) {
+                    break;
+                }
+                memory.zero(b.chunks[i], len);
+            }
+        }
+    }
+
+    /**
+     * Zeroes with a counted loop of long stores, as the JDK's {@code Arena.allocate} does: C2 vectorizes it, and it
+     * measured 3-4x faster than {@link MemorySegment#fill} (which calls {@code Unsafe.setMemory}): 20 ns against
+     * 76 ns for 4 KiB, 0.41 us against 1.17 us for 64 KiB, on pool memory (2 vCPU, Temurin 25).
+     */
+    private static void zeroLoop(MemorySegment s, long size) {
+        long words = size & ~7L;
+        for (long i = 0; i < words; i += 8) {
+            s.set(ZERO_WORD, i, 0L);
+        }
+        for (long i = words; i < size; i++) {
+            s.set(ValueLayout.JAVA_BYTE, i, (byte) 0);
+        }
+    }
+
+    private static int classOf(long need) {
+        return need <= SLAB_MIN ? 0 : 64 - Long.numberOfLeadingZeros(need - 1) - 4;
+    }
+
+    private MemorySegment allocateSmall(long byteSize, long need) {
+        int c = classOf(need);
+        long off = popSlab(c);
+        if (off < 0) {
+            off = refillSlab(c);
+            if (off < 0) {
+                return null;
+            }
+        }
+        long page = off >>> PAGE_SHIFT;
+        int obj = (int) ((off & (PAGE - 1)) >>> (4 + c));
+        long bit = 1L << (obj & 63);
+        long old = (long) BITS.getAndBitwiseOr(slabBits, (int) (page * 4 + (obj >>> 6)), bit);
+        if ((old & bit) != 0) {
+            throw new AssertionError("slab object at offset " + off + " handed out twice");
+        }
+        return all.asSlice(off, byteSize);
+    }
+
+    /** @return the offset of a free object of class {@code c}, or -1 if the list is empty */
+    private long popSlab(int c) {
+        int at = c * HEAD_STRIDE;
+        while (true) {
+            long h = heads.get(at); // volatile: acquires the link written before the push's release CAS
+            long link = h & LINK_MASK;
+            if (link == 0) {
+                return -1;
+            }
+            long off = (link - 1) << 4;
+            // benign race: the object may have been popped (and written) since h was read; then the stamp differs
+            // and the CAS fails, whatever was read
+            long next = all.get(LINK, off) & LINK_MASK;
+            long stamp = (h >>> STAMP_SHIFT) + 1;
+            if (heads.compareAndSet(at, h, (stamp << STAMP_SHIFT) | next)) {
+                return off;
+            }
+        }
+    }
+
+    private void pushSlab(int c, long firstOff, long lastOff) {
+        int at = c * HEAD_STRIDE;
+        long link = (firstOff >>> 4) + 1;
+        while (true) {
+            long h = heads.get(at);
+            all.set(LINK, lastOff, h & LINK_MASK); // plain; published by the CAS below (release)
+            long stamp = (h >>> STAMP_SHIFT) + 1;
+            if (heads.compareAndSet(at, h, (stamp << STAMP_SHIFT) | link)) {
+                return;
+            }
+        }
+    }
+
+    /** Carves a buddy page into objects of class {@code c}; keeps the first, pushes the rest. */
+    private long refillSlab(int c) {
+        long pa = buddy.alloc(0);
+        if (pa == BlockAllocator.NONE) {
+            return -1;
+        }
+        INFO.setRelease(pageInfo, (int) (pa >>> PAGE_SHIFT), (long) -(1 + c));
+        long size = SLAB_MIN << c;
+        long n = PAGE / size;
+        if (n > 1) {
+            for (long i = 1; i < n - 1; i++) {
+                all.set(LINK, pa + i * size, ((pa + (i + 1) * size) >>> 4) + 1);
+            }
+            pushSlab(c, pa + size, pa + (n - 1) * size);
+        }
+        return pa;
+    }
+
+    private MemorySegment allocateBlock(long byteSize, long need) {
+        int order = Math.max(0, 64 - Long.numberOfLeadingZeros(need - 1) - PAGE_SHIFT);
+        long pa = buddy.alloc(order);
+        if (pa == BlockAllocator.NONE) {
+            return null;
+        }
+        // 0 bytes are recorded as 1: info 0 means "no block starts here"
+        INFO.setRelease(pageInfo, (int) (pa >>> PAGE_SHIFT), ((long) (order + 1) << ORDER_SHIFT) | Math.max(1, byteSize));
+        return all.asSlice(pa, byteSize);
+    }
+
+    private MemorySegment allocateBig(long byteSize) {
+        int n = Math.toIntExact((byteSize + chunkSize - 1) / chunkSize);
+        ConcurrentLinkedQueue<Big> q = bigCache.get(n);
+        Big b = q == null ? null : q.poll();
+        if (b != null) {
+            cachedBytes.addAndGet(-b.length);
+        } else {
+            b = newBig(n);
+            if (b == null) {
+                return null;
+            }
+        }
+        b.size = byteSize; // volatile: the free that finds it reads it
+        return b.view.asSlice(0, byteSize);
+    }
+
+    private Big newBig(int n) {
+        long length = n * chunkSize;
+        long[] chunks = new long[n];
+        int got = 0;
+        long at = 0;
+        try {
+            for (; got < n; got++) {
+                long pa = buddy.alloc(chunkOrder);
+                if (pa == BlockAllocator.NONE) {
+                    if (releaseCached(length) && got == 0) {
+                        return newBig(n); // the cache gave chunks back: try once more
+                    }
+                    freeChunks(chunks, got);
+                    return null;
+                }
+                chunks[got] = pa;
+            }
+            java.util.Arrays.sort(chunks);
+            List<HostMapper.Run> runs = new ArrayList<>();
+            long runStart = chunks[0];
+            long runOff = 0;
+            for (int i = 1; i <= n; i++) {
+                if (i == n || chunks[i] != chunks[i - 1] + chunkSize) {
+                    long len = chunks[i - 1] + chunkSize - runStart;
+                    runs.add(new HostMapper.Run(runOff, runStart, len));
+                    runOff += len;
+                    if (i < n) {
+                        runStart = chunks[i];
+                    }
+                }
+            }
+            at = mapper.reserve(length, chunkSize);
+            HostMapping m = mapper.map(at, length, HostMapper.PROT_READ | HostMapper.PROT_WRITE, memory, runs);
+            Big b = new Big(at, length, chunks, m, ((FfmHostMapping) m).segment());
+            bigs.put(at, b);
+            mappings.incrementAndGet();
+            return b;
+        } catch (RuntimeException | Error e) {
+            if (at != 0) {
+                mapper.release(at, length);
+            }
+            freeChunks(chunks, got);
+            throw e;
+        }
+    }
+
+    private void freeChunks(long[] chunks, int count) {
+        for (int i = 0; i < count; i++) {
+            buddy.free(chunks[i], chunkOrder);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // free
+
+    /**
+     * Frees a segment this pool allocated (not one of an {@link Arena} of it: closing the arena frees those). Any
+     * thread may free it.
+     *
+     * @throws IllegalArgumentException if the segment is not one this pool handed out (another pool's, a slice
+     *                                  of one, a segment of one of this pool's arenas); nothing changed
+     * @throws IllegalStateException    if it was freed already, or the pool is closed; nothing changed
+     */
+    public void free(MemorySegment segment) {
+        Objects.requireNonNull(segment, "segment");
+        checkOpen();
+        if (!segment.isNative()) {
+            throw new IllegalArgumentException("segment=" + segment + " is a heap segment, not from pool '" + name + "'");
+        }
+        long address = segment.address();
+        if (segment.scope() != poolScope) { // identity: every slice of a mapping shares its scope object
+            Big b = bigs.get(address);
+            if (b == null || segment.scope() != b.view.scope()) {
+                throw new IllegalArgumentException("segment at 0x" + Long.toHexString(address) + " byteSize="
+                    + segment.byteSize() + " is not from pool '" + name + "' (another pool's or allocator's, or a pool"
+                    + " arena's: closing the arena frees those)");
+            }
+        }
+        release(address, segment.byteSize());
+    }
+
+    /** Frees by address and size: {@link #free}'s body, and an arena's bulk free. */
+    void release(long address, long byteSize) {
+        long off = address - poolAddress;
+        if (off >= 0 && off < capacity) {
+            long info = (long) INFO.getAcquire(pageInfo, (int) (off >>> PAGE_SHIFT));
+            if (info < 0) {
+                freeSmall(off, byteSize, (int) (-info - 1));
+            } else {
+                freeBlock(off, byteSize, info);
+            }
+        } else {
+            freeBig(address, byteSize);
+        }
+        counts.get().add(-byteSize, -1);
+    }
+
+    private void freeSmall(long off, long byteSize, int c) {
+        long size = SLAB_MIN << c;
+        // a small request with a larger alignment lives in a larger class: any size up to the class is accepted
+        if ((off & (size - 1)) != 0 || byteSize > size) {
+            throw notMine(off, byteSize);
+        }
+        long page = off >>> PAGE_SHIFT;
+        int obj = (int) ((off & (PAGE - 1)) >>> (4 + c));
+        long bit = 1L << (obj & 63);
+        long old = (long) BITS.getAndBitwiseAnd(slabBits, (int) (page * 4 + (obj >>> 6)), ~bit);
+        if ((old & bit) == 0) {
+            throw new IllegalStateException("double free: the " + size + "-byte object at offset " + off + " of pool '"
+                + name + "' is not allocated");
+        }
+        pushSlab(c, off, off);
+    }
+
+    private void freeBlock(long off, long byteSize, long info) {
+        if (info == 0 || (off & (PAGE - 1)) != 0 || (info & SIZE_MASK) != Math.max(1, byteSize)) {
+            throw notMine(off, byteSize);
+        }
+        if ((info & FREED) != 0 || !INFO.compareAndSet(pageInfo, (int) (off >>> PAGE_SHIFT), info, info | FREED)) {
+            // the CAS decides between racing frees of one block: exactly one wins
+            throw new IllegalStateException("double free: the block at offset " + off + " (byteSize=" + byteSize
+                + ") of pool '" + name + "' is not allocated");
+        }
+        buddy.free(off, (int) ((info >>> ORDER_SHIFT) & 0x3fff) - 1);
+    }
+
+    private void freeBig(long address, long byteSize) {
+        Big b = bigs.get(address);
+        if (b == null) {
+            throw new IllegalArgumentException("segment at 0x" + Long.toHexString(address) + " byteSize=" + byteSize
+                + " is not from pool '" + name + "' (another pool's, a slice, or never allocated)");
+        }
+        long live = b.size;
+        if (live == 0) {
+            throw new IllegalStateException("double free: the large segment at 0x" + Long.toHexString(address)
+                + " of pool '" + name + "' is not allocated");
+        }
+        if (live != byteSize) {
+            throw new IllegalArgumentException("segment at 0x" + Long.toHexString(address) + " byteSize=" + byteSize
+                + " is a slice of the large segment of " + live + " bytes: free the segment allocate returned");
+        }
+        if (!Big.SIZE.compareAndSet(b, live, 0L)) {
+            throw new IllegalStateException("double free: the large segment at 0x" + Long.toHexString(address)
+                + " was freed concurrently");
+        }
+        if (cachedBytes.addAndGet(b.length) <= cacheBudget) {
+            bigCache.computeIfAbsent(b.chunks.length, k -> new ConcurrentLinkedQueue<>()).offer(b);
+        } else {
+            cachedBytes.addAndGet(-b.length);
+            releaseBig(b, false);
+        }
+    }
+
+    private void releaseBig(Big b, boolean punch) {
+        bigs.remove(b.address);
+        b.mapping.close(); // ends every view (a handshake), then PROT_NONE
+        mapper.release(b.address, b.length);
+        for (long pa : b.chunks) {
+            if (punch) {
+                punch(pa, chunkSize);
+            }
+            buddy.free(pa, chunkOrder);
+        }
+    }
+
+    /** Releases cached large mappings until at least {@code bytes} were given back, or the cache is empty. */
+    private boolean releaseCached(long bytes) {
+        long done = 0;
+        for (ConcurrentLinkedQueue<Big> q : bigCache.values()) {
+            Big b;
+            while (done < bytes && (b = q.poll()) != null) {
+                cachedBytes.addAndGet(-b.length);
+                releaseBig(b, false);
+                done += b.length;
+            }
+        }
+        return done > 0;
+    }
+
+    private IllegalArgumentException notMine(long off, long byteSize) {
+        return new IllegalArgumentException("segment at offset " + off + " byteSize=" + byteSize + " of pool '" + name
+            + "' is not a segment this pool handed out (a slice of one, or never allocated)");
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // arenas, trim, stats, close
+
+    /** @return a new confined arena of this pool: zeroed segments, scoped to it, all freed at its close */
+    public Arena newArena() {
+        checkOpen();
+        return new PoolArena(this, false);
+    }
+
+    /** @return a new shared arena of this pool (its close is a handshake with every thread, as {@link Arena#ofShared()}) */
+    public Arena newSharedArena() {
+        checkOpen();
+        return new PoolArena(this, true);
+    }
+
+    /**
+     * Gives memory back to the system now: releases every cached large mapping, and punches every whole free
+     * chunk out of the memfd ({@code fallocate(PUNCH_HOLE)}; the pages then read as zeros). Slab pages and free
+     * blocks smaller than a chunk stay resident. While it runs, an allocation of a chunk may fail transiently
+     * (each chunk is taken for the time of its punch).
+     *
+     * @return the bytes punched
+     * @throws IllegalStateException if the pool is closed
+     */
+    public long trim() {
+        checkOpen();
+        for (ConcurrentLinkedQueue<Big> q : bigCache.values()) {
+            Big b;
+            while ((b = q.poll()) != null) {
+                cachedBytes.addAndGet(-b.length);
+                releaseBig(b, false);
+            }
+        }
+        buddy.releaseThreadCache();
+        long punched = 0;
+        for (long pa = 0; pa < capacity; pa += chunkSize) {
+            if (buddy.allocAt(pa, chunkOrder)) {
+                try {
+                    punch(pa, chunkSize);
+                    punched += chunkSize;
+                } finally {
+                    buddy.free(pa, chunkOrder);
+                }
+            }
+        }
+        trimmedBytes.addAndGet(punched);
+        return punched;
+    }
+
+    private void punch(long pa, long length) {
+        int fd = memory.fd().orElseThrow();
+        if (Libc.hasPunchHole()) {
+            Libc.punchHole(fd, pa, length);
+        }
+    }
+
+    /**
+     * What the pool holds.
+     *
+     * @param capacity       the pool's bytes
+     * @param allocatedBytes bytes of live segments, as asked for
+     * @param liveSegments   live segments
+     * @param cachedBytes    bytes of large mappings kept for reuse
+     * @param residentBytes  bytes of the memfd backed by pages (data, not holes)
+     * @param mappings       large mappings ever made (each a few system calls)
+     * @param trimmedBytes   bytes punched by {@link #trim()} so far
+     */
+    public record Stats(long capacity, long allocatedBytes, long liveSegments, long cachedBytes, long residentBytes,
+                        long mappings, long trimmedBytes) {
+    }
+
+    /** @return counters and the resident size (walking the memfd's data extents with {@code lseek}) */
+    public Stats stats() {
+        checkOpen();
+        long bytes = 0;
+        long live = 0;
+        for (Counts c : allCounts) {
+            bytes += (long) Counts.BYTES.getOpaque(c);
+            live += (long) Counts.SEGMENTS.getOpaque(c);
+        }
+        return new Stats(capacity, bytes, live, cachedBytes.get(), residentBytes(), mappings.get(), trimmedBytes.get());
+    }
+
+    private Counts newCounts() {
+        Counts c = new Counts();
+        allCounts.add(c);
+        return c;
+    }
+
+    /**
+     * One thread's counts: written only by that thread (opaque stores, no fence), read by {@link #stats()} with
+     * opaque loads. The race is benign: a sum over threads is exact once the threads' operations happen-before the
+     * read (e.g. after a join), and otherwise a best-effort snapshot, as documented on {@link #stats()}. Counts of
+     * terminated threads stay in the list (a few words per thread that ever used the pool).
+     */
+    private static final class Counts {
+        static final VarHandle BYTES;
+        static final VarHandle SEGMENTS;
+
+        static {
+            try {
+                BYTES = MethodHandles.lookup().findVarHandle(Counts.class, "bytes", long.class);
+                SEGMENTS = MethodHandles.lookup().findVarHandle(Counts.class, "segments", long.class);
+            } catch (ReflectiveOperationException e) {
+                throw new ExceptionInInitializerError(e);
+            }
+        }
+
+        long bytes;
+        long segments;
+
+        void add(long b, long n) {
+            BYTES.setOpaque(this, bytes + b);
+            SEGMENTS.setOpaque(this, segments + n);
+        }
+    }
+
+    private long residentBytes() {
+        int fd = memory.fd().orElse(-1);
+        if (fd < 0 || !Libc.hasSeekData()) {
+            return -1;
+        }
+        long resident = 0;
+        long at = 0;
+        while (at < capacity) {
+            long data = Libc.seekData(fd, at, Libc.SEEK_DATA);
+            if (data < 0 || data >= capacity) {
+                break;
+            }
+            long hole = Libc.seekData(fd, data, Libc.SEEK_HOLE);
+            resident += Math.min(hole, capacity) - data;
+            at = hole;
+        }
+        return resident;
+    }
+
+    /** @return whether {@link #close()} has run */
+    public boolean isClosed() {
+        return closed;
+    }
+
+    /**
+     * Unmaps everything and closes the memfd. Idempotent. Every segment of the pool ends: an access after it fails
+     * with FFM's {@link IllegalStateException} ("Already closed"). Must not race with other operations.
+     */
+    @Override
+    public void close() {
+        if (!state.compareAndSet(0, 1)) {
+            return;
+        }
+        closed = true;
+        for (Big b : bigs.values()) {
+            b.mapping.close();
+            mapper.release(b.address, b.length);
+        }
+        bigs.clear();
+        bigCache.clear();
+        poolMapping.close();
+        mapper.release(poolAddress, capacity);
+        buddy.close();
+        memory.close();
+    }
+
+    void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("already closed: pool '" + name + "'");
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "SegmentPool{name=" + name + ", capacity=" + capacity + ", chunkSize=" + chunkSize
+            + (closed ? ", closed" : "") + '}';
+    }
+
+    /** A large segment's mapping: scattered chunks mapped contiguously. */
+    private static final class Big {
+        static final VarHandle SIZE;
+
+        static {
+            try {
+                SIZE = MethodHandles.lookup().findVarHandle(Big.class, "size", long.class);
+            } catch (ReflectiveOperationException e) {
+                throw new ExceptionInInitializerError(e);
+            }
+        }
+
+        final long address;
+        final long length;
+        final long[] chunks;
+        final HostMapping mapping;
+        final MemorySegment view;
+        /** The live segment's byte size; 0 while cached. */
+        volatile long size;
+
+        Big(long address, long length, long[] chunks, HostMapping mapping, MemorySegment view) {
+            this.address = address;
+            this.length = length;
+            this.chunks = chunks;
+            this.mapping = mapping;
+            this.view = view;
+        }
+    }
+}
