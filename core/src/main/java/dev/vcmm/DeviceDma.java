@@ -72,11 +72,6 @@ final class DeviceDma {
         this.burstBytes = options.burstBytes();
     }
 
-    /** @return the largest burst in bytes */
-    int burstBytes() {
-        return burstBytes;
-    }
-
     Iotlb iotlb() {
         return iotlb;
     }
@@ -140,11 +135,6 @@ final class DeviceDma {
         if (fence.synchronize()) {
             syncWaits.incrementAndGet();
         }
-    }
-
-    /** @return the bursts (and fenced walks) of this device in flight now */
-    long burstsInFlight() {
-        return fence.inFlight();
     }
 
     /** @return the fence bursts and fenced translations enter */
@@ -268,8 +258,7 @@ final class DeviceDma {
                         }
                         eGeneration = generation;
                         if (e != null) {
-                            long pa = e.pa(va);
-                            type = device.vcmm().memoryTypeAt(pa);
+                            type = device.vcmm().memoryTypeAt(e.pa(va));
                         }
                     }
                     if (fault == null) {
