@@ -34,7 +34,7 @@ import java.util.Arrays;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Issue #5: a device reads 1 MiB of physical memory through its IOTLB model and the hardware walker
+ * A device reads 1 MiB of physical memory through its IOTLB model and the hardware walker
  * ({@link Device#read(long, byte[], int, int)}), against a plain {@link MemorySegment#copy} of the same bytes.
  *
  * <p>Setup: a {@link Vcmm} on the ffm backend (memfd-backed {@link SegmentPhysicalMemory}), one {@code arm64-4k}

@@ -34,7 +34,7 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Issue #6: HOST VCMs as an allocator. Physical memory is a sparse memfd; a HOST reservation maps its chunks
+ * HOST VCMs as an allocator. Physical memory is a sparse memfd; a HOST reservation maps its chunks
  * with one {@code mmap(MAP_FIXED|MAP_SHARED)} per physically contiguous run, so the pool is fragmented first
  * (every other chunk-sized block held by a bystander) and every chunk is a run of its own: the worst case.
  * Single-threaded; average time per operation in microseconds.

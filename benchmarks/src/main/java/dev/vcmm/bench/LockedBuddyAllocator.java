@@ -125,7 +125,7 @@ public final class LockedBuddyAllocator implements BlockAllocator {
      * Creates the cached locked baseline: this allocator behind per-thread caches of {@code capacity} blocks
      * for each order up to 3 (32 KiB), refilled and flushed half a cache at a time under one lock
      * acquisition, as tcmalloc's and jemalloc's thread caches sit in front of a locked central heap. The
-     * like-for-like baseline of a cached {@code LockFreeBuddyAllocator} (issue 11).
+     * like-for-like baseline of a cached {@code LockFreeBuddyAllocator}.
      */
     public static Cached cached(MemorySpec spec, int capacity) {
         return new Cached(create(spec), capacity);

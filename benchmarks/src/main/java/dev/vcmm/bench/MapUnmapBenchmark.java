@@ -29,7 +29,7 @@ import java.util.HashMap;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Issue #3: map + unmap in a page table of each hardware format, against the physical limit (plain
+ * Map + unmap in a page table of each hardware format, against the physical limit (plain
  * stores of as many 8-byte words into a MemorySegment) and two naive page tables: Agrona's primitive
  * {@code Long2LongHashMap} (the fair baseline: no boxing, no allocation) and a boxed
  * {@code HashMap<Long, Long>}.

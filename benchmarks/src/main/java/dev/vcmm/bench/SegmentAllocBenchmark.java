@@ -29,7 +29,7 @@ import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Issue 18: {@link SegmentPool} as a general allocator against Netty's pool, {@code malloc} through FFM and the
+ * {@link SegmentPool} as a general allocator against Netty's pool, {@code malloc} through FFM and the
  * JDK's confined {@link Arena}, all in the same run.
  *
  * <p>{@code allocFree}: one allocation of {@code size} bytes and its free, on one thread, ns/op.
