@@ -3,6 +3,7 @@ package dev.vcmm;
 import dev.vcmm.pagetable.Arm64Lpae4kFormat;
 import dev.vcmm.pagetable.Armv7ShortFormat;
 import dev.vcmm.pagetable.WalkResult;
+import dev.vcmm.testing.TestGraphs;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -26,10 +27,7 @@ class ClientTest {
 
     @BeforeEach
     void open() {
-        vcmm = Vcmm.builder()
-            .memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(128 * MIB))
-            .memoryType(MemoryType.builder("pt").base(0x1000_0000L).size(16 * MIB))
-            .pageTableMemory("pt").build();
+        vcmm = TestGraphs.ddrAndTables(128 * MIB);
         gpu = vcmm.device("gpu", Arm64Lpae4kFormat.INSTANCE);
         cam = vcmm.device("cam", Armv7ShortFormat.INSTANCE);
     }

@@ -5,6 +5,7 @@ import dev.vcmm.pagetable.Arm64Lpae4kFormat;
 import dev.vcmm.pagetable.Armv7ShortFormat;
 import dev.vcmm.pagetable.FaultReason;
 import dev.vcmm.pagetable.X86_64Format;
+import dev.vcmm.testing.TestGraphs;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -45,12 +46,7 @@ class DeviceDmaTest {
 
     @BeforeEach
     void open() {
-        vcmm = Vcmm.builder()
-            .memoryType(MemoryType.builder("ddr").base(DDR).size(256 * MIB))
-            .memoryType(MemoryType.builder("pt").base(0x1000_0000L).size(16 * MIB))
-            .memoryType(MemoryType.builder("secure").base(0x2000_0000L).size(16 * MIB).secure(true))
-            .pageTableMemory("pt")
-            .build();
+        vcmm = TestGraphs.graph().ddr(DDR, 256 * MIB).pageTables(16 * MIB).secure(16 * MIB).build();
     }
 
     @AfterEach

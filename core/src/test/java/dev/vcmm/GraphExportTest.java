@@ -1,6 +1,7 @@
 package dev.vcmm;
 
 import dev.vcmm.pagetable.Arm64Lpae4kFormat;
+import dev.vcmm.testing.TestGraphs;
 import org.junit.jupiter.api.Test;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -10,7 +11,7 @@ class GraphExportTest {
 
     @Test
     void shouldDrawEveryObjectAndEdge() {
-        try (Vcmm vcmm = Vcmm.builder().memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(64L << 20)).build()) {
+        try (Vcmm vcmm = TestGraphs.graph().ddr(64L << 20).build()) {
             Device gpu = vcmm.device("gpu", Arm64Lpae4kFormat.INSTANCE);
             Device idle = vcmm.device("idle \"quoted\"", Arm64Lpae4kFormat.INSTANCE);
             Vcm vcm = vcmm.createVcm(0x1000_0000L, 16L << 20);
@@ -33,7 +34,7 @@ class GraphExportTest {
 
     @Test
     void shouldSnapshotAndPrintStatistics() {
-        try (Vcmm vcmm = Vcmm.builder().memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(64L << 20)).build()) {
+        try (Vcmm vcmm = TestGraphs.graph().ddr(64L << 20).build()) {
             Device gpu = vcmm.device("gpu", Arm64Lpae4kFormat.INSTANCE);
             Vcm vcm = vcmm.createVcm(0x1000_0000L, 16L << 20);
             vcmm.assoc(vcm, gpu).activate();

@@ -3,6 +3,7 @@ package dev.vcmm;
 import dev.vcmm.spi.HostMapper;
 import dev.vcmm.spi.HostMapping;
 import dev.vcmm.spi.PhysicalMemory;
+import dev.vcmm.testing.TestGraphs;
 import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
@@ -23,8 +24,8 @@ class HostVcmCoreTest {
 
     static final long MIB = 1L << 20;
 
-    static Vcmm.Builder builder() {
-        return Vcmm.builder().memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(64 * MIB));
+    static TestGraphs.Builder builder() {
+        return TestGraphs.graph().ddr(64 * MIB);
     }
 
     @Test

@@ -1,6 +1,7 @@
 package dev.vcmm;
 
 import dev.vcmm.pagetable.Arm64Lpae4kFormat;
+import dev.vcmm.testing.TestGraphs;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -24,11 +25,7 @@ class ReverseMapTest {
 
     @BeforeEach
     void open() {
-        vcmm = Vcmm.builder()
-            .memoryType(MemoryType.builder("ddr").base(DDR).size(256 * MIB))
-            .memoryType(MemoryType.builder("pt").base(0x1000_0000L).size(64 * MIB))
-            .pageTableMemory("pt")
-            .build();
+        vcmm = TestGraphs.graph().ddr(DDR, 256 * MIB).pageTables(64 * MIB).build();
     }
 
     @AfterEach

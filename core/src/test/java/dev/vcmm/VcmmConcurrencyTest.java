@@ -5,6 +5,7 @@ import dev.vcmm.pagetable.Armv7ShortFormat;
 import dev.vcmm.pagetable.RiscvSv39Format;
 import dev.vcmm.pagetable.WalkResult;
 import dev.vcmm.pagetable.X86_64Format;
+import dev.vcmm.testing.TestGraphs;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -62,11 +63,7 @@ class VcmmConcurrencyTest {
 
     @BeforeEach
     void open() {
-        vcmm = Vcmm.builder()
-            .memoryType(MemoryType.builder("pt").base(0x1000_0000L).size(32 * MIB))
-            .memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(256 * MIB))
-            .pageTableMemory("pt")
-            .build();
+        vcmm = TestGraphs.graph().pageTables(32 * MIB).ddr(256 * MIB).build();
     }
 
     @AfterEach

@@ -1,6 +1,7 @@
 package dev.vcmm;
 
 import dev.vcmm.pagetable.X86_64Format;
+import dev.vcmm.testing.TestGraphs;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -20,10 +21,7 @@ class VcmmGraphRegressionTest {
 
     @BeforeEach
     void open() {
-        vcmm = Vcmm.builder()
-            .memoryType(MemoryType.builder("pt").base(0x1000_0000L).size(16 * MIB))
-            .memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(64 * MIB))
-            .build();
+        vcmm = TestGraphs.graph().pageTables(16 * MIB).ddr(64 * MIB).build();
     }
 
     @AfterEach

@@ -3,6 +3,7 @@ package dev.vcmm;
 import dev.vcmm.pagetable.Arm64Lpae4kFormat;
 import dev.vcmm.spi.BlockAllocator;
 import dev.vcmm.spi.PhysicalMemory;
+import dev.vcmm.testing.TestGraphs;
 import org.junit.jupiter.api.Test;
 
 import java.util.Arrays;
@@ -125,11 +126,7 @@ class ZeroOnHandoffTest {
 
     @Test
     void shouldNeverShowADeviceOrTheCpuAPreviousOwnersDmaAndKeepMemoryThatStillBacksAReservation() {
-        try (Vcmm vcmm = Vcmm.builder()
-                .memoryType(MemoryType.builder("ddr").base(BASE).size(16 * MIB))
-                .memoryType(MemoryType.builder("pt").base(0x1000_0000L).size(4 * MIB))
-                .pageTableMemory("pt")
-                .build()) {
+        try (Vcmm vcmm = TestGraphs.graph().ddr(BASE, 16 * MIB).pageTables(4 * MIB).build()) {
             Device gpu = vcmm.device("gpu", Arm64Lpae4kFormat.INSTANCE);
             Vcm vcm = vcmm.createVcm(0x4000_0000L, 64 * MIB);
             vcmm.assoc(vcm, gpu).activate();

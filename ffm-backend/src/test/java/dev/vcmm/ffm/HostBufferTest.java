@@ -4,6 +4,7 @@ import dev.vcmm.ChunkPolicy;
 import dev.vcmm.MemoryType;
 import dev.vcmm.Vcmm;
 import dev.vcmm.VcmmBusyException;
+import dev.vcmm.testing.TestGraphs;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -28,11 +29,7 @@ class HostBufferTest {
 
     @BeforeEach
     void open() {
-        vcmm = Vcmm.builder()
-            .memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(64 * MIB))
-            .memoryType(MemoryType.builder("pt").base(0x1000_0000L).size(16 * MIB))
-            .pageTableMemory("pt")
-            .build();
+        vcmm = TestGraphs.ddrAndTables(64 * MIB);
         assumeTrue(vcmm.hostUnavailableReason().isEmpty(), () -> "HOST VCMs unavailable: " + vcmm.hostUnavailableReason());
         ddr = vcmm.memoryType("ddr");
     }

@@ -16,6 +16,7 @@ import dev.vcmm.spi.MemoryBackend;
 import dev.vcmm.spi.BlockAllocator;
 import dev.vcmm.spi.MemorySpec;
 import dev.vcmm.spi.PhysicalMemory;
+import dev.vcmm.testing.TestGraphs;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -55,12 +56,7 @@ class HostVcmTest {
 
     @BeforeEach
     void open() {
-        vcmm = Vcmm.builder()
-            .memoryType(MemoryType.builder("ddr").base(DDR).size(256 * MIB))
-            .memoryType(MemoryType.builder("pt").base(0x1000_0000L).size(16 * MIB))
-            .memoryType(MemoryType.builder("secure").base(0x2000_0000L).size(16 * MIB).secure(true))
-            .pageTableMemory("pt")
-            .build();
+        vcmm = TestGraphs.graph().ddr(DDR, 256 * MIB).pageTables(16 * MIB).secure(16 * MIB).build();
     }
 
     @AfterEach
@@ -306,7 +302,7 @@ class HostVcmTest {
     @Test
     void shouldRefuseChunksSmallerThanOrMisalignedToTheHostPage() {
         vcmm.close();
-        vcmm = Vcmm.builder().memoryType(MemoryType.builder("ddr").base(DDR).size(64 * MIB))
+        vcmm = TestGraphs.graph().ddr(DDR, 64 * MIB)
             .hostMapper(new MmapHostMapper(64 * KIB)) // as an arm64 kernel with 64K pages would be
             .build();
         Vcm host = vcmm.createHostVcm(4 * MIB);
@@ -334,7 +330,7 @@ class HostVcmTest {
             () -> r.back(vcmm.physAlloc("secure", MIB, CHUNKS_64K)));
         assertTrue(e.getMessage().contains("secure"), e.getMessage());
 
-        try (Vcmm onFiles = Vcmm.builder().memoryType(MemoryType.builder("ddr").base(DDR).size(16 * MIB)).backend(new TempFileBackend()).build()) {
+        try (Vcmm onFiles = TestGraphs.graph().ddr(DDR, 16 * MIB).backend(new TempFileBackend()).build()) {
             Vcm h = onFiles.createHostVcm(4 * MIB);
             Reservation fr = h.reserve(MIB, ReservationAttributes.RW);
             e = assertThrows(IllegalArgumentException.class, () -> fr.back(onFiles.physAlloc("ddr", MIB, CHUNKS_64K)));

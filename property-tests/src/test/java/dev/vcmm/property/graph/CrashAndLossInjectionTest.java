@@ -19,6 +19,7 @@ import dev.vcmm.pagetable.Armv7ShortFormat;
 import dev.vcmm.pagetable.RiscvSv39Format;
 import dev.vcmm.pagetable.WalkResult;
 import dev.vcmm.pagetable.X86_64Format;
+import dev.vcmm.testing.TestGraphs;
 import dev.vcmm.spi.AllocatorStats;
 import org.junit.jupiter.api.Test;
 
@@ -66,6 +67,8 @@ class CrashAndLossInjectionTest {
     static final long MIB = 1L << 20;
     static final int CLIENTS = 6;
     static final int DMA_THREADS = 3;
+    /** The devices, in pick order. */
+    static final List<String> DEVICES = List.of("a64", "a64b", "v7", "x86", "sv39");
 
     /** What one client made; holds no reference to the {@link Client}, so a dropped client can be reclaimed. */
     static final class Made {
@@ -122,21 +125,23 @@ class CrashAndLossInjectionTest {
 
         Round(long seed) {
             this.rnd = new Random(seed);
-            this.vcmm = Vcmm.builder()
-                .memoryType(MemoryType.builder("pt").base(0x0100_0000L).size(16 * MIB))
-                .memoryType(MemoryType.builder("ddr").base(0x4000_0000L).size(64 * MIB))
-                .memoryType(MemoryType.builder("sram").base(0x3000_0000L).size(4 * MIB))
-                .pageTableMemory("pt")
+            this.vcmm = TestGraphs.graph()
+                .pageTables(0x0100_0000L, 16 * MIB)
+                .ddr(0x4000_0000L, 64 * MIB)
+                .memory("sram", 0x3000_0000L, 4 * MIB)
+                .device("a64", Arm64Lpae4kFormat.INSTANCE)
+                .device("a64b", Arm64Lpae4kFormat.INSTANCE)
+                .device("v7", Armv7ShortFormat.INSTANCE)
+                .device("x86", DeviceKind.IOMMU, X86_64Format.INSTANCE, true)
+                .device("sv39", RiscvSv39Format.INSTANCE)
                 .build();
+            for (String name : DEVICES) {
+                devices.add(vcmm.device(name));
+            }
         }
 
         void run(Map<String, Long> totals) throws Exception {
             try {
-                devices.add(vcmm.device("a64", Arm64Lpae4kFormat.INSTANCE));
-                devices.add(vcmm.device("a64b", Arm64Lpae4kFormat.INSTANCE));
-                devices.add(vcmm.device("v7", Armv7ShortFormat.INSTANCE));
-                devices.add(vcmm.device("x86", DeviceKind.IOMMU, X86_64Format.INSTANCE, true));
-                devices.add(vcmm.device("sv39", RiscvSv39Format.INSTANCE));
                 for (int i = 0; i < CLIENTS; i++) {
                     build(i);
                 }

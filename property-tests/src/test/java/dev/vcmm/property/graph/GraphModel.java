@@ -1,0 +1,470 @@
+package dev.vcmm.property.graph;
+
+import dev.vcmm.Association;
+import dev.vcmm.AssociationMode;
+import dev.vcmm.Client;
+import dev.vcmm.Device;
+import dev.vcmm.PhysMem;
+import dev.vcmm.Reservation;
+import dev.vcmm.ReservationAttributes;
+import dev.vcmm.Vcm;
+import dev.vcmm.pagetable.Access;
+import dev.vcmm.pagetable.FaultReason;
+import dev.vcmm.pagetable.PageTableFormat;
+import dev.vcmm.pagetable.UnsupportedAttributeException;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+
+import static dev.vcmm.property.graph.GraphShape.PAGE;
+
+/**
+ * The reference model of the VCMM graph: a few plain maps and lists that say what the graph should be after each
+ * step. VCM -> reservations (address, length, attributes, backing {@code (allocation, offset)}), VCM -> associations,
+ * device -> association per slot (low, high), the live and the dead objects of each kind (the dead ones for use after
+ * free), clients and what they own, crashed devices and their counters, and a byte model of physical memory.
+ *
+ * <p>It changes only through the {@code *InModel} transitions and the {@code add*} methods; it never calls the system
+ * (the handles it keeps are for identity and for the checks to compare). Not thread-safe: one per run.
+ */
+final class GraphModel {
+
+    final List<MVcm> vcms = new ArrayList<>();
+    final List<Vcm> deadVcms = new ArrayList<>();
+    final List<MRes> reservations = new ArrayList<>();
+    final List<MRes> deadReservations = new ArrayList<>();
+    final List<MPm> pms = new ArrayList<>();
+    final List<MPm> deadPms = new ArrayList<>();
+    final List<MAssoc> assocs = new ArrayList<>();
+    final List<MAssoc> deadAssocs = new ArrayList<>();
+    /** Per device, the association programmed in its low (0) and high (1) slot. */
+    final Map<Device, MAssoc[]> slots = new IdentityHashMap<>();
+    final List<MClient> clients = new ArrayList<>();
+    final List<MClient> closedClients = new ArrayList<>();
+    final Set<Device> crashed = new HashSet<>();
+    /** The associations a crash deactivated, to activate again after the reset. */
+    final Map<Device, List<MAssoc>> activeAtCrash = new IdentityHashMap<>();
+    final Map<Device, MCounters> counters = new IdentityHashMap<>();
+    /** Bytes of physical memory by 4 KiB page (the key is its address); a page never written is zeros. */
+    final Map<Long, byte[]> memory = new HashMap<>();
+    final List<Long> writtenPages = new ArrayList<>();
+    /** The chunks of every allocation that ever backed a reservation. */
+    final Set<PhysMem.Chunk> everMapped = new HashSet<>();
+
+    GraphModel(List<Device> devices) {
+        for (Device d : devices) {
+            slots.put(d, new MAssoc[2]);
+            counters.put(d, new MCounters());
+        }
+    }
+
+    /** @return a live object by {@code i} modulo their count; with {@code i % 10 == 9} a dead one, if there is one */
+    static <T> T pick(List<T> live, List<T> dead, int i) {
+        if (i % 10 == 9 && !dead.isEmpty()) {
+            return dead.get(i / 10 % dead.size());
+        }
+        return live.isEmpty() ? null : live.get(i % live.size());
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // transitions
+
+    void addVcm(MVcm v) {
+        vcms.add(v);
+    }
+
+    void freeInModel(MVcm v) {
+        vcms.remove(v);
+        deadVcms.add(v.vcm);
+    }
+
+    void addAssoc(MAssoc a) {
+        assocs.add(a);
+        a.vcm.assocs.add(a);
+    }
+
+    void removeAssocInModel(MAssoc a) {
+        assocs.remove(a);
+        a.vcm.assocs.remove(a);
+        deadAssocs.add(a);
+    }
+
+    void activateInModel(MAssoc a) {
+        a.active = true;
+        for (int s : a.slots()) {
+            slots.get(a.device)[s] = a;
+        }
+    }
+
+    void deactivateInModel(MAssoc a) {
+        MAssoc[] s = slots.get(a.device);
+        for (int i = 0; i < 2; i++) {
+            if (s[i] == a) {
+                s[i] = null;
+            }
+        }
+        a.active = false;
+    }
+
+    void addReservation(MRes r) {
+        reservations.add(r);
+        r.vcm.res.put(r.address, r);
+    }
+
+    void unreserveInModel(MRes r) {
+        reservations.remove(r);
+        r.vcm.res.remove(r.address);
+        deadReservations.add(r);
+    }
+
+    void mappedInModel(MRes r, MPm m, long offset) {
+        r.pm = m;
+        r.offset = offset;
+        m.backs.add(r);
+        everMapped.addAll(m.pm.chunks());
+    }
+
+    /** @return the orphaned allocation whose last backing this was, now freed in the model; else null */
+    MPm unbackInModel(MRes r) {
+        MPm m = r.pm;
+        m.backs.remove(r);
+        r.pm = null;
+        r.offset = -1;
+        if (m.orphan && m.backs.isEmpty()) {
+            pms.remove(m);
+            deadPms.add(m);
+            return m;
+        }
+        return null;
+    }
+
+    void physFreeInModel(MPm m) {
+        pms.remove(m);
+        deadPms.add(m);
+    }
+
+    /** The VCMM frees an orphaned VCM (its client released) as soon as nothing uses it. */
+    void sweepOrphanVcms() {
+        for (MVcm v : List.copyOf(vcms)) {
+            if (v.orphan && v.res.isEmpty() && v.assocs.isEmpty()) {
+                freeInModel(v);
+            }
+        }
+    }
+
+    /** @return the associations of {@code d} the crash deactivated (the caller notes their mappings as gone) */
+    List<MAssoc> crashInModel(Device d) {
+        List<MAssoc> wereActive = activeAtCrash.computeIfAbsent(d, k -> new ArrayList<>());
+        List<MAssoc> now = new ArrayList<>();
+        for (MAssoc a : assocs) {
+            if (a.device == d && a.active) {
+                wereActive.add(a);
+                now.add(a);
+                deactivateInModel(a);
+            }
+        }
+        crashed.add(d);
+        counters.get(d).crashes++;
+        return now;
+    }
+
+    /** @return the associations the crash of {@code d} deactivated; the device is up again */
+    List<MAssoc> resetInModel(Device d) {
+        crashed.remove(d);
+        List<MAssoc> wereActive = activeAtCrash.getOrDefault(d, List.of());
+        activeAtCrash.remove(d);
+        return wereActive;
+    }
+
+    /** @return the reservations of the VCMs active on {@code d}, each in the slot it goes through */
+    List<MRes> reachable(Device d) {
+        List<MRes> out = new ArrayList<>();
+        MAssoc[] s = slots.get(d);
+        for (int i = 0; i < 2; i++) {
+            if (s[i] != null && (i == 0 || s[1] != s[0])) {
+                for (MRes r : s[i].vcm.res.values()) {
+                    if (slotFor(d, r.address) == i || s[1] == s[0]) {
+                        out.add(r);
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // physical memory, byte by byte
+
+    void modelWrite(long pa, byte[] src, int off, int n) {
+        byte[] page = memory.computeIfAbsent(pa & -PAGE, k -> {
+            writtenPages.add(k);
+            return new byte[(int) PAGE];
+        });
+        System.arraycopy(src, off, page, (int) (pa & (PAGE - 1)), n); // n never crosses a page: pieces are per page
+    }
+
+    byte[] modelRead(long pa, int n) {
+        byte[] page = memory.get(pa & -PAGE);
+        int from = (int) (pa & (PAGE - 1));
+        return page == null ? new byte[n] : Arrays.copyOfRange(page, from, from + n);
+    }
+
+    /** Zero on handoff: a new allocation's chunks read as zero, whatever a previous owner left in them. */
+    void handedOffInModel(PhysMem pm) {
+        for (PhysMem.Chunk c : pm.chunks()) {
+            for (long page = c.pa(); page < c.end(); page += PAGE) {
+                memory.remove(page);
+            }
+        }
+    }
+
+    /**
+     * What the model says a DMA does: the pieces it moves, each {@code {position in the buffer, pa, bytes}} within
+     * one 4 KiB page, up to the first page that faults (a leaf is whole pages of one reservation, so a leaf's pages
+     * all fault or none does: the DMA stops at the same byte as one moving leaf by leaf).
+     */
+    record Prediction(int done, FaultReason reason, long faultAddress, List<long[]> pieces) { }
+
+    Prediction predict(Device d, long address, int length, Access access) {
+        List<long[]> pieces = new ArrayList<>();
+        int pos = 0;
+        while (pos < length) {
+            long va = address + pos;
+            int n = (int) Math.min(length - pos, PAGE - (va & (PAGE - 1)));
+            MAssoc as = slots.get(d)[slotFor(d, va)];
+            FaultReason why = null;
+            long pa = -1;
+            if (as == null) {
+                why = FaultReason.TRANSLATION;
+            } else if (d.format() != null && !d.format().isValidVa(va)) {
+                why = FaultReason.ADDRESS_SIZE;
+            } else {
+                MRes r = as.vcm.at(va);
+                if (r == null || r.pm == null) {
+                    why = FaultReason.TRANSLATION;
+                } else if (!(access == Access.READ ? r.attributes.read() : r.attributes.write())) {
+                    why = FaultReason.PERMISSION;
+                } else {
+                    pa = r.pa(va);
+                    if (GraphShape.isSecurePa(pa) && !d.isSecure()) {
+                        why = FaultReason.SECURE;
+                    }
+                }
+            }
+            if (why != null) {
+                return new Prediction(pos, why, va, pieces);
+            }
+            pieces.add(new long[] {pos, pa, n});
+            pos += n;
+        }
+        return new Prediction(length, null, 0, pieces);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // what the hardware can express
+
+    /** @return the slot (0 low, 1 high) a device uses for {@code a}: the top bit of the format's input address */
+    static int slotFor(Device d, long a) {
+        PageTableFormat f = d.format();
+        if (f == null) {
+            return 0;
+        }
+        boolean high = f.isValidVa(-1L) ? a < 0 : ((a >>> (f.vaBits() - 1)) & 1) != 0;
+        return high ? 1 : 0;
+    }
+
+    static boolean canExpress(PageTableFormat f, ReservationAttributes a) {
+        try {
+            f.checkAttributes(a.toPageAttributes());
+            return true;
+        } catch (UnsupportedAttributeException e) {
+            return false;
+        }
+    }
+
+    static boolean canMap(PageTableFormat f, MRes r) {
+        return f.isValidVa(r.address) && f.isValidVa(r.address + r.length - 1);
+    }
+
+    /** @return the offset of {@code pa} in {@code pm}, or -1 */
+    static long offsetOf(PhysMem pm, long pa) {
+        long off = 0;
+        for (PhysMem.Chunk c : pm.chunks()) {
+            if (pa >= c.pa() && pa < c.end()) {
+                return off + (pa - c.pa());
+            }
+            off += c.size();
+        }
+        return -1;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // the objects
+
+    static final class MVcm {
+        final Vcm vcm;
+        final boolean oneToOne;
+        final long start;
+        final long length;
+        final TreeMap<Long, MRes> res = new TreeMap<>(Long::compareUnsigned);
+        final List<MAssoc> assocs = new ArrayList<>();
+        /** Its owning client was released while others used it: freed once empty. */
+        boolean orphan;
+
+        MVcm(Vcm vcm, boolean oneToOne, long start, long length) {
+            this.vcm = vcm;
+            this.oneToOne = oneToOne;
+            this.start = start;
+            this.length = length;
+        }
+
+        Set<PageTableFormat> formats() {
+            Set<PageTableFormat> out = new HashSet<>();
+            for (MAssoc a : assocs) {
+                if (a.device.format() != null) {
+                    out.add(a.device.format());
+                }
+            }
+            return out;
+        }
+
+        MRes at(long a) {
+            Map.Entry<Long, MRes> e = res.floorEntry(a);
+            return e != null && e.getValue().contains(a) ? e.getValue() : null;
+        }
+
+        boolean covers(long a, long len) {
+            return Long.compareUnsigned(a, start) >= 0 && Long.compareUnsigned(a - start, length) < 0
+                && Long.compareUnsigned(len, length - (a - start)) <= 0;
+        }
+
+        boolean overlaps(long a, long len) {
+            for (MRes r : res.values()) {
+                if (Long.compareUnsigned(r.address, a + len - 1) <= 0 && Long.compareUnsigned(a, r.address + r.length - 1) <= 0) {
+                    return true;
+                }
+            }
+            return false;
+        }
+
+        /** @return whether a free range holds {@code len} bytes at a multiple of {@code align} */
+        boolean fits(long len, long align) {
+            long cursor = start;
+            List<long[]> gaps = new ArrayList<>();
+            for (MRes r : res.values()) {
+                gaps.add(new long[] {cursor, r.address - cursor});
+                cursor = r.address + r.length;
+            }
+            gaps.add(new long[] {cursor, start + length - cursor});
+            for (long[] g : gaps) {
+                long pad = -g[0] & (align - 1);
+                if (Long.compareUnsigned(g[1], pad) >= 0 && Long.compareUnsigned(g[1] - pad, len) >= 0) {
+                    return true;
+                }
+            }
+            return false;
+        }
+
+        @Override
+        public String toString() {
+            return vcm.name();
+        }
+    }
+
+    static final class MRes {
+        final Reservation r;
+        final MVcm vcm;
+        final long address;
+        final long length;
+        final ReservationAttributes attributes;
+        MPm pm;
+        long offset = -1;
+
+        MRes(Reservation r, MVcm vcm, long address, long length, ReservationAttributes attributes) {
+            this.r = r;
+            this.vcm = vcm;
+            this.address = address;
+            this.length = length;
+            this.attributes = attributes;
+        }
+
+        boolean contains(long a) {
+            return Long.compareUnsigned(a, address) >= 0 && Long.compareUnsigned(a - address, length) < 0;
+        }
+
+        long pa(long a) {
+            return pm.pm.physicalAddress(offset + (a - address));
+        }
+    }
+
+    static final class MPm {
+        final PhysMem pm;
+        final Set<MRes> backs = new LinkedHashSet<>();
+        /** Its owning client was released while it still backed reservations: the last unback frees it. */
+        boolean orphan;
+
+        MPm(PhysMem pm) {
+            this.pm = pm;
+        }
+    }
+
+    static final class MAssoc {
+        final Association a;
+        final MVcm vcm;
+        final Device device;
+        final AssociationMode mode;
+        boolean active;
+
+        MAssoc(Association a, MVcm vcm, Device device, AssociationMode mode) {
+            this.a = a;
+            this.vcm = vcm;
+            this.device = device;
+            this.mode = mode;
+        }
+
+        int[] slots() {
+            return switch (mode) {
+                case WHOLE -> new int[] {0, 1};
+                case USE_LOW -> new int[] {0};
+                case USE_HIGH -> new int[] {1};
+            };
+        }
+    }
+
+    /** A client and what it created: released (in the model as in {@link Client}) when closed. */
+    static final class MClient {
+        final Client client;
+        final Set<MVcm> vcms = new LinkedHashSet<>();
+        final Set<MRes> res = new LinkedHashSet<>();
+        final Set<MPm> pms = new LinkedHashSet<>();
+        final Set<MAssoc> assocs = new LinkedHashSet<>();
+        boolean closed;
+
+        MClient(Client client) {
+            this.client = client;
+        }
+
+        @Override
+        public String toString() {
+            return client.name();
+        }
+    }
+
+    /** The DMA counters of a device, as the model expects them. */
+    static final class MCounters {
+        long faults;
+        long retries;
+        long failed;
+        long bytesRead;
+        long bytesWritten;
+        long crashes;
+    }
+}
