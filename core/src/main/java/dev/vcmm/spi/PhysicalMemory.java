@@ -6,7 +6,7 @@ import java.nio.ByteBuffer;
 /**
  * Simulated physical memory of one memory type: the narrow interface through which the core reads and
  * writes page tables and data, so that it can run over an off-heap segment (ffm-backend) or a plain
- * heap array ({@link HeapPhysicalMemory}) alike.
+ * heap array ({@link dev.vcmm.heap.HeapPhysicalMemory}) alike.
  *
  * <p><b>Thread-safety:</b> implementations are thread-safe; every method may be called from any
  * thread. Word accesses follow the access mode their prefix names (see the package documentation):

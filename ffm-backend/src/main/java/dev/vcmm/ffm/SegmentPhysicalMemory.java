@@ -40,7 +40,7 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * object owns; the file is tmpfs, so a page is allocated on its first touch and the kernel reserves
  * nothing up front. A read touches too: a read fault on a hole of a shmem mapping allocates a zeroed
  * page (measured: 1024 reads 16 MiB apart cost 4 MiB of {@code RssShmem}), unlike
- * {@link dev.vcmm.spi.HeapPhysicalMemory}, which allocates only on writes. The fd stays
+ * {@link dev.vcmm.heap.HeapPhysicalMemory}, which allocates only on writes. The fd stays
  * open until {@link #close()} so that a later stage can map the same pages a second time
  * ({@code mmap(MAP_FIXED | MAP_SHARED)} of {@link #fd()}), as aliasing hardware would. Elsewhere, a
  * sparse temporary file extended with {@link RandomAccessFile#setLength}, mapped and deleted at once

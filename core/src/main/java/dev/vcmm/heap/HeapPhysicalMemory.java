@@ -1,5 +1,9 @@
-package dev.vcmm.spi;
+package dev.vcmm.heap;
 
+import dev.vcmm.spi.BlockAllocator;
+import dev.vcmm.spi.MemorySpec;
+import dev.vcmm.spi.PhysicalMemory;
+import dev.vcmm.spi.PhysicalRange;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
