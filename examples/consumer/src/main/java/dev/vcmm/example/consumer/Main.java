@@ -43,25 +43,27 @@ public final class Main {
      * @param args ignored
      */
     public static void main(String[] args) {
+        // before anything calls a restricted method: the JDK grants access to a module it warned about
+        Module ffm = ModuleLayer.boot().findModule("dev.vcmm.ffm").orElse(null);
+        Module core = Vcmm.class.getModule();
+        Module self = Main.class.getModule();
+        check(ffm != null, "module dev.vcmm.ffm is not resolved: put vcmm-ffm-backend on the module path");
+        System.out.printf("modules: %s, %s (bound as a service provider), %s%n", core.getName(), ffm.getName(), self.getName());
+        System.out.printf("native access: %s=%b, %s=%b, %s=%b%n", ffm.getName(), ffm.isNativeAccessEnabled(),
+                core.getName(), core.isNativeAccessEnabled(), self.getName(), self.isNativeAccessEnabled());
+        check("dev.vcmm.core".equals(core.getName()), "vcmm's core is not on the module path as a named module");
+        check(ffm.isNativeAccessEnabled(), "run with --enable-native-access=dev.vcmm.ffm");
+        check(!core.isNativeAccessEnabled() && !self.isNativeAccessEnabled(),
+                "native access is granted more widely than to dev.vcmm.ffm");
+
         try (Vcmm vcmm = Vcmm.builder()
                 .memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(256 * MIB))
                 .build()) {
             MemoryType ddr = vcmm.memoryType("ddr");
-            Module backendModule = ddr.memory().getClass().getModule();
-            Module coreModule = Vcmm.class.getModule();
-            Module self = Main.class.getModule();
-            System.out.printf("memory type %s: %d MiB at 0x%x, backend %s from module %s%n",
-                    ddr.name(), ddr.size() / MIB, ddr.base(), ddr.backendName(), backendModule.getName());
-            System.out.printf("native access: %s=%b, %s=%b, %s=%b%n",
-                    backendModule.getName(), backendModule.isNativeAccessEnabled(),
-                    coreModule.getName(), coreModule.isNativeAccessEnabled(),
-                    self.getName(), self.isNativeAccessEnabled());
-            check("ffm".equals(ddr.backendName()), "the ffm backend was not bound: put dev.vcmm.ffm on the module path");
-            check("dev.vcmm.ffm".equals(backendModule.getName()) && "dev.vcmm.core".equals(coreModule.getName()),
-                    "vcmm is not on the module path as named modules");
-            check(backendModule.isNativeAccessEnabled(), "run with --enable-native-access=dev.vcmm.ffm");
-            check(!coreModule.isNativeAccessEnabled() && !self.isNativeAccessEnabled(),
-                    "native access is granted more widely than to dev.vcmm.ffm");
+            Module memoryModule = ddr.memory().getClass().getModule();
+            System.out.printf("memory type %s: %d MiB at 0x%x, backend %s, memory from module %s%n",
+                    ddr.name(), ddr.size() / MIB, ddr.base(), ddr.backendName(), memoryModule.getName());
+            check("ffm".equals(ddr.backendName()) && memoryModule == ffm, "the ffm backend was not chosen");
 
             Device dsp = vcmm.device("dsp", Arm64Lpae4kFormat.INSTANCE);
             Vcm space = vcmm.createVcm(0x1000_0000L, 64 * MIB);
