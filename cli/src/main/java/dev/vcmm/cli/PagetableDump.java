@@ -6,7 +6,7 @@ import dev.vcmm.pagetable.LeafSize;
 import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.pagetable.PageTableFormats;
 import dev.vcmm.pagetable.Walker;
-import dev.vcmm.spi.HeapPhysicalMemory;
+import dev.vcmm.heap.HeapPhysicalMemory;
 
 import java.io.IOException;
 import java.io.PrintStream;

@@ -5,7 +5,7 @@ import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.pagetable.PageTableFormats;
 import dev.vcmm.pagetable.Walker;
 import dev.vcmm.pagetable.WalkResult;
-import dev.vcmm.spi.HeapPhysicalMemory;
+import dev.vcmm.heap.HeapPhysicalMemory;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 

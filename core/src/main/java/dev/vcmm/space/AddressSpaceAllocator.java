@@ -95,17 +95,17 @@ public final class AddressSpaceAllocator {
         this.freeBytes = length;
     }
 
-    /** @return the first address of the space (unsigned) */
+    /** {@return the first address of the space (unsigned)} */
     public long start() {
         return start;
     }
 
-    /** @return the number of bytes in the space */
+    /** {@return the number of bytes in the space} */
     public long length() {
         return length;
     }
 
-    /** @return the unit of every address and length */
+    /** {@return the unit of every address and length} */
     public long granule() {
         return granule;
     }
@@ -196,6 +196,8 @@ public final class AddressSpaceAllocator {
     }
 
     /**
+     * Tells whether a range is wholly free.
+     *
      * @param address first address (unsigned), a multiple of the granule, inside the space
      * @param length  bytes: positive, a multiple of the granule, the range ending inside the space
      * @return {@code true} if every byte of {@code [address, address + length)} is free
@@ -207,24 +209,24 @@ public final class AddressSpaceAllocator {
         return node != null && node.length - (offset - node.start) >= length;
     }
 
-    /** @return the number of free bytes */
+    /** {@return the number of free bytes} */
     public long freeBytes() {
         return freeBytes;
     }
 
-    /** @return the number of reserved bytes; {@code freeBytes() + allocatedBytes() == length()} */
+    /** {@return the number of reserved bytes; {@code freeBytes() + allocatedBytes() == length()}} */
     public long allocatedBytes() {
         return length - freeBytes;
     }
 
-    /** @return the number of maximal free ranges (neighbouring free ranges are always merged) */
+    /** {@return the number of maximal free ranges (neighbouring free ranges are always merged)} */
     public int freeRangeCount() {
         return freeRangeCount;
     }
 
     /**
-     * @return the length of the longest free range, or 0 if the space is full. An allocation of at most this
-     *         length with {@code alignment == granule} succeeds.
+     * {@return the length of the longest free range, or 0 if the space is full} An allocation of at most
+     * this length with {@code alignment == granule} succeeds.
      */
     public long largestFreeRange() {
         return root == null ? 0 : root.max;

@@ -24,13 +24,17 @@ public record AllocatorStats(long totalBytes, long freeBytes, long cachedBytes, 
         freeBlocksByOrder = freeBlocksByOrder.clone();
     }
 
-    /** @return the number of free blocks of each order, a copy. */
+    /** {@return the number of free blocks of each order, a copy} */
     @Override
     public long[] freeBlocksByOrder() {
         return freeBlocksByOrder.clone();
     }
 
-    /** @return the number of free bytes in blocks of {@code order}. */
+    /**
+     * {@return the number of free bytes in blocks of {@code order}}
+     *
+     * @param order block order, {@code [0, freeBlocksByOrder().length)}
+     */
     public long freeBytesOfOrder(int order) {
         return freeBlocksByOrder[order] * BlockAllocator.orderSize(order);
     }
@@ -39,6 +43,7 @@ public record AllocatorStats(long totalBytes, long freeBytes, long cachedBytes, 
      * Linux's "unusable free space index" for {@code order}: the share of free bytes that sits in blocks
      * too small to serve a request of that order, {@code (free - free in blocks >= order) / free}.
      *
+     * @param order the order of the request
      * @return a figure in {@code [0, 1]}; 0 when nothing is free
      */
     public double unusableFreeIndex(int order) {

@@ -25,13 +25,19 @@ public interface BlockAllocator extends AutoCloseable {
     /** The smallest block, 4 KiB. */
     long PAGE_SIZE = 1L << PAGE_SHIFT;
 
-    /** @return the number of bytes in a block of {@code order}. */
+    /**
+     * {@return the number of bytes in a block of {@code order}}
+     *
+     * @param order block order: 0 is 4 KiB, each order doubles
+     */
     static long orderSize(int order) {
         return 1L << (PAGE_SHIFT + order);
     }
 
     /**
-     * @return the smallest order whose block holds {@code bytes} bytes (0 for anything up to 4 KiB).
+     * {@return the smallest order whose block holds {@code bytes} bytes (0 for anything up to 4 KiB)}
+     *
+     * @param bytes a length in bytes
      * @throws IllegalArgumentException if {@code bytes} is not positive
      */
     static int orderFor(long bytes) {
@@ -44,18 +50,19 @@ public interface BlockAllocator extends AutoCloseable {
         return 64 - Long.numberOfLeadingZeros(bytes - 1) - PAGE_SHIFT;
     }
 
-    /** @return the physical address of the first byte managed. */
+    /** {@return the physical address of the first byte managed} */
     long base();
 
-    /** @return the number of bytes managed, a multiple of 4 KiB. */
+    /** {@return the number of bytes managed, a multiple of 4 KiB} */
     long size();
 
-    /** @return the largest order this allocator hands out (bounded by the pool's size). */
+    /** {@return the largest order this allocator hands out (bounded by the pool's size)} */
     int maxOrder();
 
     /**
      * Takes a free block of {@code order}.
      *
+     * @param order block order, {@code [0, maxOrder()]}
      * @return its physical address, naturally aligned, or {@link #NONE} if no block of the order is free
      * @throws IllegalArgumentException if {@code order} is outside {@code [0, maxOrder()]}
      * @throws IllegalStateException    if the allocator is closed
@@ -65,6 +72,8 @@ public interface BlockAllocator extends AutoCloseable {
     /**
      * Takes the specific block {@code [pa, pa + orderSize(order))} if all of it is free.
      *
+     * @param pa    physical address of the block, aligned to its size
+     * @param order block order, {@code [0, maxOrder()]}
      * @return {@code true} if the block is now the caller's; {@code false} if any part of it is in use
      * @throws IllegalArgumentException if the order is out of range, or {@code pa} is outside the pool or
      *                                  not aligned to the order
@@ -75,6 +84,8 @@ public interface BlockAllocator extends AutoCloseable {
     /**
      * Returns a block taken by {@link #alloc(int)} or {@link #allocAt(long, int)} with the same order.
      *
+     * @param pa    physical address of the block
+     * @param order the order it was taken with
      * @throws IllegalArgumentException if the order is out of range, or {@code pa} is outside the pool or
      *                                  not aligned to the order
      * @throws IllegalStateException    if the block is not allocated with that order (double free, wrong
@@ -82,10 +93,10 @@ public interface BlockAllocator extends AutoCloseable {
      */
     void free(long pa, int order);
 
-    /** @return a snapshot of the allocator's statistics; exact when no operation runs concurrently. */
+    /** {@return a snapshot of the allocator's statistics; exact when no operation runs concurrently} */
     AllocatorStats stats();
 
-    /** @return {@code true} once {@link #close()} has been called. */
+    /** {@return {@code true} once {@link #close()} has been called} */
     boolean isClosed();
 
     /** Releases the metadata. Idempotent; every later call fails with an {@link IllegalStateException}. */

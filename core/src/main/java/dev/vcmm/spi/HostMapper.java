@@ -33,21 +33,22 @@ public interface HostMapper {
     record Run(long offset, long pa, long length) {
     }
 
-    /** @return a short name, e.g. {@code mmap} */
+    /** {@return a short name, e.g. {@code mmap}} */
     String name();
 
-    /** @return the preference among available mappers; the highest wins */
+    /** {@return the preference among available mappers; the highest wins} */
     int priority();
 
-    /** @return {@code null} if this mapper works here, else why not (e.g. "no mmap on Windows") */
+    /** {@return {@code null} if this mapper works here, else why not (e.g. "no mmap on Windows")} */
     String unavailableReason();
 
-    /** @return the host's page size in bytes (4096 on x86-64 Linux), queried from the system */
+    /** {@return the host's page size in bytes (4096 on x86-64 Linux), queried from the system} */
     long pageSize();
 
     /**
      * Checks that pages of {@code memory} can be mapped into the process.
      *
+     * @param memory the memory whose pages would be mapped
      * @throws IllegalArgumentException saying why not (e.g. the memory is a Java heap array, or a file
      *                                  whose descriptor is gone)
      */
@@ -56,6 +57,7 @@ public interface HostMapper {
     /**
      * Reserves {@code length} bytes of address space with no access and no memory committed.
      *
+     * @param length    bytes, a positive multiple of {@link #pageSize()}
      * @param alignment a power of two, at least {@link #pageSize()}
      * @return the address of the first byte, aligned to {@code alignment}
      * @throws java.io.UncheckedIOException if the system refuses
@@ -66,7 +68,11 @@ public interface HostMapper {
      * Maps runs of {@code memory} over the reserved range {@code [address, address + length)}, which has
      * no access now; the runs cover it exactly, in order.
      *
-     * @param prot a combination of {@link #PROT_READ}, {@link #PROT_WRITE}, {@link #PROT_EXEC}
+     * @param address first byte of the range, page-aligned, inside a range from {@link #reserve}
+     * @param length  bytes, a multiple of {@link #pageSize()}
+     * @param prot    a combination of {@link #PROT_READ}, {@link #PROT_WRITE}, {@link #PROT_EXEC}
+     * @param memory  the memory the runs are in
+     * @param runs    the physical runs to map, one after the other from {@code address}
      * @return the mapping; closing it returns the range to no access
      * @throws IllegalArgumentException     if {@code memory} is not mappable
      * @throws java.io.UncheckedIOException if the system refuses; the range has no access again
@@ -76,6 +82,8 @@ public interface HostMapper {
     /**
      * Gives a reserved range back to the system. Any mapping inside it must be closed first.
      *
+     * @param address the address {@link #reserve} returned
+     * @param length  the length it was reserved with
      * @throws java.io.UncheckedIOException if the system refuses
      */
     void release(long address, long length);

@@ -11,13 +11,13 @@ package dev.vcmm.spi;
  */
 public interface HostMapping extends AutoCloseable {
 
-    /** @return the address of the first byte */
+    /** {@return the address of the first byte} */
     long address();
 
-    /** @return the length in bytes */
+    /** {@return the length in bytes} */
     long length();
 
-    /** @return whether {@link #close()} has completed */
+    /** {@return whether {@link #close()} has completed} */
     boolean isClosed();
 
     /**

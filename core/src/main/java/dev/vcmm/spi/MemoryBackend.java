@@ -9,19 +9,26 @@ package dev.vcmm.spi;
  */
 public interface MemoryBackend {
 
-    /** @return a short name, e.g. {@code ffm} or {@code heap}. */
+    /** {@return a short name, e.g. {@code ffm} or {@code heap}} */
     String name();
 
-    /** @return the preference of this backend; the highest available wins. */
+    /** {@return the preference of this backend; the highest available wins} */
     int priority();
 
     /**
      * Opens the simulated physical memory for {@code spec}; the caller owns it and closes it.
      *
+     * @param spec the memory type's range, name and options
+     * @return the memory, all zero
      * @throws IllegalArgumentException if the backend cannot hold a memory of that size
      */
     PhysicalMemory openMemory(MemorySpec spec);
 
-    /** Opens a block allocator managing {@code [spec.base(), spec.base() + spec.size())}; the caller closes it. */
+    /**
+     * Opens a block allocator managing {@code [spec.base(), spec.base() + spec.size())}; the caller closes it.
+     *
+     * @param spec the memory type's range, name and options
+     * @return the allocator, with every block free
+     */
     BlockAllocator openAllocator(MemorySpec spec);
 }

@@ -6,7 +6,7 @@ import java.nio.ByteBuffer;
 /**
  * Simulated physical memory of one memory type: the narrow interface through which the core reads and
  * writes page tables and data, so that it can run over an off-heap segment (ffm-backend) or a plain
- * heap array ({@link HeapPhysicalMemory}) alike.
+ * heap array ({@link dev.vcmm.heap.HeapPhysicalMemory}) alike.
  *
  * <p><b>Thread-safety:</b> implementations are thread-safe; every method may be called from any
  * thread. Word accesses follow the access mode their prefix names (see the package documentation):
@@ -22,46 +22,88 @@ import java.nio.ByteBuffer;
  */
 public interface PhysicalMemory extends AutoCloseable {
 
-    /** @return the physical address of the first byte. */
+    /** {@return the physical address of the first byte} */
     long base();
 
-    /** @return the number of bytes, a multiple of 4096. */
+    /** {@return the number of bytes, a multiple of 4096} */
     long size();
 
-    /** @return the plain value of the 64-bit little-endian word at {@code pa}. */
+    /**
+     * {@return the plain value of the 64-bit little-endian word at {@code pa}}
+     *
+     * @param pa physical address of the word, 8-byte aligned
+     */
     long lpLong(long pa);
 
-    /** @return the value of the 64-bit word at {@code pa}, read with acquire semantics. */
+    /**
+     * {@return the value of the 64-bit word at {@code pa}, read with acquire semantics}
+     *
+     * @param pa physical address of the word, 8-byte aligned
+     */
     long laLong(long pa);
 
-    /** Stores a 64-bit little-endian word at {@code pa} with no ordering. */
+    /**
+     * Stores a 64-bit little-endian word at {@code pa} with no ordering.
+     *
+     * @param pa    physical address of the word, 8-byte aligned
+     * @param value the word
+     */
     void spLong(long pa, long value);
 
-    /** Stores a 64-bit word at {@code pa} with release semantics: earlier writes become visible first. */
+    /**
+     * Stores a 64-bit word at {@code pa} with release semantics: earlier writes become visible first.
+     *
+     * @param pa    physical address of the word, 8-byte aligned
+     * @param value the word
+     */
     void soLong(long pa, long value);
 
     /**
      * Atomically sets the 64-bit word at {@code pa} to {@code update} if it equals {@code expected}.
      *
+     * @param pa       physical address of the word, 8-byte aligned
+     * @param expected the value the word must hold
+     * @param update   the value to store
      * @return {@code true} if the word was updated; {@code false} if another value was found.
      */
     boolean casLong(long pa, long expected, long update);
 
-    /** @return the plain value of the 32-bit little-endian word at {@code pa}. */
+    /**
+     * {@return the plain value of the 32-bit little-endian word at {@code pa}}
+     *
+     * @param pa physical address of the word, 4-byte aligned
+     */
     int lpInt(long pa);
 
-    /** @return the value of the 32-bit word at {@code pa}, read with acquire semantics. */
+    /**
+     * {@return the value of the 32-bit word at {@code pa}, read with acquire semantics}
+     *
+     * @param pa physical address of the word, 4-byte aligned
+     */
     int laInt(long pa);
 
-    /** Stores a 32-bit little-endian word at {@code pa} with no ordering. */
+    /**
+     * Stores a 32-bit little-endian word at {@code pa} with no ordering.
+     *
+     * @param pa    physical address of the word, 4-byte aligned
+     * @param value the word
+     */
     void spInt(long pa, int value);
 
-    /** Stores a 32-bit word at {@code pa} with release semantics. */
+    /**
+     * Stores a 32-bit word at {@code pa} with release semantics.
+     *
+     * @param pa    physical address of the word, 4-byte aligned
+     * @param value the word
+     */
     void soInt(long pa, int value);
 
     /**
      * Atomically sets the 32-bit word at {@code pa} to {@code update} if it equals {@code expected}.
      *
+     * @param pa       physical address of the word, 4-byte aligned
+     * @param expected the value the word must hold
+     * @param update   the value to store
      * @return {@code true} if the word was updated; {@code false} if another value was found.
      */
     boolean casInt(long pa, int expected, int update);
@@ -69,21 +111,48 @@ public interface PhysicalMemory extends AutoCloseable {
     /**
      * Copies {@code length} bytes of {@code src} starting at {@code srcOffset} to physical memory at
      * {@code pa}.
+     *
+     * @param src       the bytes
+     * @param srcOffset index of the first byte in {@code src}
+     * @param pa        physical address of the first byte written
+     * @param length    number of bytes
      */
     void copyIn(byte[] src, int srcOffset, long pa, int length);
 
-    /** Copies the remaining bytes of {@code src} to physical memory at {@code pa}; the buffer is consumed. */
+    /**
+     * Copies the remaining bytes of {@code src} to physical memory at {@code pa}; the buffer is consumed.
+     *
+     * @param src the bytes, from its position to its limit
+     * @param pa  physical address of the first byte written
+     */
     void copyIn(ByteBuffer src, long pa);
 
-    /** Copies {@code length} bytes at {@code pa} into {@code dst} starting at {@code dstOffset}. */
+    /**
+     * Copies {@code length} bytes at {@code pa} into {@code dst} starting at {@code dstOffset}.
+     *
+     * @param pa        physical address of the first byte read
+     * @param dst       where the bytes go
+     * @param dstOffset index in {@code dst} of the first byte
+     * @param length    number of bytes
+     */
     void copyOut(long pa, byte[] dst, int dstOffset, int length);
 
-    /** Fills {@code dst}'s remaining bytes from physical memory at {@code pa}; the buffer is filled. */
+    /**
+     * Fills {@code dst}'s remaining bytes from physical memory at {@code pa}; the buffer is filled.
+     *
+     * @param pa  physical address of the first byte read
+     * @param dst where the bytes go, from its position to its limit
+     */
     void copyOut(long pa, ByteBuffer dst);
 
     /**
      * Stores {@code count} consecutive 64-bit words from {@code pa}: {@code first}, {@code first + step},
      * {@code first + 2 * step}, ... with plain stores: a run of page-table entries in one call.
+     *
+     * @param pa    physical address of the first word, 8-byte aligned
+     * @param count number of words
+     * @param first the first word
+     * @param step  what each word adds to the one before
      */
     default void spLongs(long pa, int count, long first, long step) {
         for (int i = 0; i < count; i++) {
@@ -95,6 +164,10 @@ public interface PhysicalMemory extends AutoCloseable {
      * Stores {@code count} consecutive 64-bit words from {@code pa} as {@link #spLongs} does, but only while
      * the word found is zero: at the first non-zero word it stops, leaving that word and the rest untouched.
      *
+     * @param pa    physical address of the first word, 8-byte aligned
+     * @param count number of words
+     * @param first the first word
+     * @param step  what each word adds to the one before
      * @return -1 if every word was stored, else the index of the first non-zero word (the words before it
      * were stored)
      */
@@ -109,14 +182,26 @@ public interface PhysicalMemory extends AutoCloseable {
         return -1;
     }
 
-    /** Stores {@code count} consecutive 32-bit words from {@code pa}: {@code first + i * step}, plain. */
+    /**
+     * Stores {@code count} consecutive 32-bit words from {@code pa}: {@code first + i * step}, plain.
+     *
+     * @param pa    physical address of the first word, 4-byte aligned
+     * @param count number of words
+     * @param first the first word
+     * @param step  what each word adds to the one before
+     */
     default void spInts(long pa, int count, int first, int step) {
         for (int i = 0; i < count; i++) {
             spInt(pa + ((long) i << 2), first + i * step);
         }
     }
 
-    /** @return the index of the first non-zero 64-bit word among {@code count} at {@code pa}, or -1 (plain loads). */
+    /**
+     * {@return the index of the first non-zero 64-bit word among {@code count} at {@code pa}, or -1 (plain loads)}
+     *
+     * @param pa    physical address of the first word, 8-byte aligned
+     * @param count number of words
+     */
     default int findNonZeroLong(long pa, int count) {
         for (int i = 0; i < count; i++) {
             if (lpLong(pa + ((long) i << 3)) != 0) {
@@ -126,7 +211,12 @@ public interface PhysicalMemory extends AutoCloseable {
         return -1;
     }
 
-    /** @return the index of the first non-zero 32-bit word among {@code count} at {@code pa}, or -1 (plain loads). */
+    /**
+     * {@return the index of the first non-zero 32-bit word among {@code count} at {@code pa}, or -1 (plain loads)}
+     *
+     * @param pa    physical address of the first word, 4-byte aligned
+     * @param count number of words
+     */
     default int findNonZeroInt(long pa, int count) {
         for (int i = 0; i < count; i++) {
             if (lpInt(pa + ((long) i << 2)) != 0) {
@@ -139,6 +229,8 @@ public interface PhysicalMemory extends AutoCloseable {
     /**
      * Sets {@code count} consecutive 64-bit words at {@code pa} to zero (plain stores).
      *
+     * @param pa    physical address of the first word, 8-byte aligned
+     * @param count number of words
      * @return how many of them were non-zero before
      */
     default int clearLongs(long pa, int count) {
@@ -156,6 +248,8 @@ public interface PhysicalMemory extends AutoCloseable {
     /**
      * Sets {@code count} consecutive 32-bit words at {@code pa} to zero (plain stores).
      *
+     * @param pa    physical address of the first word, 4-byte aligned
+     * @param count number of words
      * @return how many of them were non-zero before
      */
     default int clearInts(long pa, int count) {
@@ -183,7 +277,13 @@ public interface PhysicalMemory extends AutoCloseable {
         return null;
     }
 
-    /** Sets {@code length} bytes at {@code pa} to {@code value} (plain stores). */
+    /**
+     * Sets {@code length} bytes at {@code pa} to {@code value} (plain stores).
+     *
+     * @param pa     physical address of the first byte
+     * @param length number of bytes
+     * @param value  the byte to store
+     */
     void fill(long pa, long length, byte value);
 
     /**
@@ -197,6 +297,8 @@ public interface PhysicalMemory extends AutoCloseable {
      * outside the range has changed. The caller owns the range: an access to it that runs concurrently may see old
      * bytes or zeros, and a store that races it may be lost. The default fills with zeros.
      *
+     * @param pa     physical address of the first byte
+     * @param length number of bytes
      * @throws IllegalArgumentException if the range is not inside the memory (nothing changed)
      * @throws IllegalStateException    if the memory is closed
      */
@@ -204,7 +306,7 @@ public interface PhysicalMemory extends AutoCloseable {
         fill(pa, length, (byte) 0);
     }
 
-    /** @return {@code true} once {@link #close()} has been called. */
+    /** {@return {@code true} once {@link #close()} has been called} */
     boolean isClosed();
 
     /**

@@ -13,6 +13,10 @@ package dev.vcmm.spi;
 public record PhysicalRange(String name, long base, long size) {
 
     /**
+     * Checks a word access.
+     *
+     * @param pa    physical address of the word
+     * @param bytes the word's size, a power of two
      * @return {@code pa - base} after checking that the word of {@code bytes} bytes at {@code pa} is naturally
      * aligned and inside
      * @throws IllegalArgumentException naming {@code pa} otherwise
@@ -29,6 +33,10 @@ public record PhysicalRange(String name, long base, long size) {
     }
 
     /**
+     * Checks a bulk access.
+     *
+     * @param pa     physical address of the first byte
+     * @param length bytes
      * @return {@code pa - base} after checking that {@code [pa, pa + length)} is inside
      * @throws IllegalArgumentException naming {@code pa} and {@code length} otherwise
      */

@@ -1,6 +1,6 @@
 package dev.vcmm.pagetable;
 
-import dev.vcmm.spi.HeapPhysicalMemory;
+import dev.vcmm.heap.HeapPhysicalMemory;
 import dev.vcmm.spi.PhysicalMemory;
 import org.junit.jupiter.api.Test;
 

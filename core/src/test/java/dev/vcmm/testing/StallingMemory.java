@@ -11,7 +11,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
- * A {@link dev.vcmm.spi.HeapPhysicalMemory} with a pause point: armed with a physical address, the first access (a copy or a
+ * A {@link dev.vcmm.heap.HeapPhysicalMemory} with a pause point: armed with a physical address, the first access (a copy or a
  * word load) that reaches it stops there, in the accessing thread, until the test releases it. A copy that spans the
  * address moves the bytes before it, stops, then moves the rest: a DMA "stalls inside its copy". It needs no hook in
  * the code under test, so the same test runs against any version of it.
@@ -27,7 +27,7 @@ public final class StallingMemory implements PhysicalMemory {
     private volatile CountDownLatch release = new CountDownLatch(1);
 
     public StallingMemory(long base, long size) {
-        this.delegate = dev.vcmm.spi.HeapPhysicalMemory.create(base, size);
+        this.delegate = dev.vcmm.heap.HeapPhysicalMemory.create(base, size);
     }
 
     /** A backend whose memories are stalling ones (and whose allocator is the simple buddy). */

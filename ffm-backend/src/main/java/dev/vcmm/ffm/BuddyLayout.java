@@ -128,17 +128,17 @@ final class BuddyLayout {
         return (offset + CACHE_LINE - 1) & -CACHE_LINE;
     }
 
-    /** @return the byte offset of the event word of order {@code k} in {@code stripe}. */
+    /** {@return the byte offset of the event word of order {@code k} in {@code stripe}} */
     long eventWord(int stripe, int k) {
         return EVENTS_OFFSET + stripe * stripeBytes + ((long) k << 3);
     }
 
-    /** @return the index of the order-{@code k} block starting at {@code pa}. */
+    /** {@return the index of the order-{@code k} block starting at {@code pa}} */
     long index(long pa, int k) {
         return (pa - origin) >>> (BlockAllocator.PAGE_SHIFT + k);
     }
 
-    /** @return the physical address of block {@code index} of order {@code k}. */
+    /** {@return the physical address of block {@code index} of order {@code k}} */
     long address(long index, int k) {
         return origin + (index << (BlockAllocator.PAGE_SHIFT + k));
     }
@@ -153,7 +153,7 @@ final class BuddyLayout {
         return (w & ~63L) | ((w & 7) << 3) | ((w >>> 3) & 7);
     }
 
-    /** @return the byte offset of the free-bitmap word holding block {@code index} of order {@code k}. */
+    /** {@return the byte offset of the free-bitmap word holding block {@code index} of order {@code k}} */
     long freeWord(int k, long index) {
         return layerOffset[k][0] + (spreadWord(index >>> 6) << 3);
     }

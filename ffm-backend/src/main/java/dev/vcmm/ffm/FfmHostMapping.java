@@ -51,7 +51,7 @@ final class FfmHostMapping implements HostMapping {
         return length;
     }
 
-    /** @return whether the memory may be written; a view of a read-only mapping is read-only */
+    /** {@return whether the memory may be written; a view of a read-only mapping is read-only} */
     boolean writable() {
         return (prot & HostMapper.PROT_WRITE) != 0;
     }

@@ -46,7 +46,7 @@ public final class FfmMemoryBackend implements MemoryBackend {
         return SegmentPhysicalMemory.open(spec);
     }
 
-    /** @return a {@link LockFreeBuddyAllocator} for the spec's range, order bound and thread-cache capacity. */
+    /** {@return a {@link LockFreeBuddyAllocator} for the spec's range, order bound and thread-cache capacity} */
     @Override
     public BlockAllocator openAllocator(MemorySpec spec) {
         return LockFreeBuddyAllocator.create(spec);

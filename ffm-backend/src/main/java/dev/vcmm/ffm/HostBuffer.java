@@ -41,7 +41,7 @@ public final class HostBuffer implements AutoCloseable {
         this.segment = segment;
     }
 
-    /** @return the memory, of the length asked for; it is virtually contiguous and its address is real */
+    /** {@return the memory, of the length asked for; it is virtually contiguous and its address is real} */
     public MemorySegment segment() {
         if (stage != OPEN) {
             throw new IllegalStateException("already closed: " + this);
@@ -49,22 +49,22 @@ public final class HostBuffer implements AutoCloseable {
         return segment;
     }
 
-    /** @return the bytes asked for */
+    /** {@return the bytes asked for} */
     public long length() {
         return segment.byteSize();
     }
 
-    /** @return the physical allocation behind it (its chunks say where every byte is) */
+    /** {@return the physical allocation behind it (its chunks say where every byte is)} */
     public PhysMem physMem() {
         return memory;
     }
 
-    /** @return the HOST reservation it is mapped at (devices may share the memory through {@link #physMem()}) */
+    /** {@return the HOST reservation it is mapped at (devices may share the memory through {@link #physMem()})} */
     public Reservation reservation() {
         return reservation;
     }
 
-    /** @return whether a {@link #close()} has succeeded (a refused one leaves the buffer open) */
+    /** {@return whether a {@link #close()} has succeeded (a refused one leaves the buffer open)} */
     public boolean isClosed() {
         return stage == CLOSED;
     }

@@ -34,7 +34,11 @@ public final class HostBuffers {
     /**
      * Allocates {@code length} bytes, read-write.
      *
-     * @param policy the chunk sizes, largest first; each must be at least the host page size
+     * @param vcmm       the manager whose HOST VCM holds the buffer
+     * @param memoryType where the physical chunks come from
+     * @param length     bytes, positive
+     * @param policy     the chunk sizes, largest first; each must be at least the host page size
+     * @return the buffer; the caller closes it
      * @throws UnsupportedOperationException   where HOST VCMs are unavailable
      * @throws IllegalArgumentException        for a bad length, or chunks the host cannot map
      * @throws dev.vcmm.VcmmOutOfMemoryException if the memory type has too little free memory

@@ -25,7 +25,9 @@ public final class HostSegments {
     }
 
     /**
-     * @return the view of a backed HOST reservation: {@code r.length()} bytes at address {@code r.address()}
+     * {@return the view of a backed HOST reservation: {@code r.length()} bytes at address {@code r.address()}}
+     *
+     * @param r a backed reservation of a HOST VCM
      * @throws IllegalArgumentException if {@code r} is not in a HOST VCM
      * @throws IllegalStateException    if it is not backed
      */
@@ -38,8 +40,10 @@ public final class HostSegments {
      * the pieces of a buffer grown by backing more reservations after it. It ends when any of them is unbacked.
      * Each call makes one shared arena, closed with the first of those backings to go.
      *
+     * @param vcm     a HOST VCM
      * @param address the first byte, inside a reservation
      * @param length  bytes; {@code [address, address + length)} must be covered by backed reservations with no gap
+     * @return the view, {@code length} bytes at address {@code address}
      * @throws IllegalArgumentException if the VCM is not HOST or a byte of the range is not in a reservation
      * @throws IllegalStateException    if a reservation of the range is not backed
      */

@@ -219,7 +219,7 @@ final class Libc {
         }
     }
 
-    /** @return whether {@link #punchHole} can be called */
+    /** {@return whether {@link #punchHole} can be called} */
     static boolean hasPunchHole() {
         return FALLOCATE != null && HAS_MEMFD;
     }
@@ -285,7 +285,7 @@ final class Libc {
         }
     }
 
-    /** @return the system's page size, {@code getpagesize()} */
+    /** {@return the system's page size, {@code getpagesize()}} */
     static long pageSize() {
         try {
             return (int) GETPAGESIZE.invokeExact();
@@ -302,7 +302,7 @@ final class Libc {
         return new UncheckedIOException(new java.io.IOException(call + " failed: errno " + errno + " (" + strerror(errno) + ")"));
     }
 
-    /** @return the C library's description of {@code errno}, e.g. "Too many open files". */
+    /** {@return the C library's description of {@code errno}, e.g. "Too many open files"} */
     static String strerror(int errno) {
         try {
             MemorySegment text = (MemorySegment) STRERROR.invokeExact(errno);

@@ -239,8 +239,10 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
      * Creates an allocator for {@code spec}'s range whose thread caches hold at most {@code cacheBudget}
      * bytes all together.
      *
+     * @param spec        the range, the largest order and the capacity of each thread cache
      * @param cacheBudget the bound on the bytes of all thread caches, in {@code [0, spec.size()]}; 0 caches
      *                    nothing even if the spec has a capacity
+     * @return the allocator, every block free; the caller closes it
      * @throws IllegalArgumentException if {@code cacheBudget} is outside {@code [0, spec.size()]}
      */
     public static LockFreeBuddyAllocator create(MemorySpec spec, long cacheBudget) {
@@ -254,6 +256,9 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     /**
      * Creates an allocator over {@code [base, base + size)} with orders up to 1 GiB and no thread caches.
      *
+     * @param base physical address of the first byte, a multiple of 4 KiB
+     * @param size bytes, a positive multiple of 4 KiB
+     * @return the allocator, every block free; the caller closes it
      * @throws IllegalArgumentException if base or size is not a multiple of 4 KiB, or size is not positive
      */
     public static LockFreeBuddyAllocator create(long base, long size) {
@@ -314,35 +319,35 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         return maxOrder;
     }
 
-    /** @return the name of the memory type this allocator serves, for messages. */
+    /** {@return the name of the memory type this allocator serves, for messages} */
     public String name() {
         return name;
     }
 
-    /** @return the capacity of each per-order thread cache, 0 when caching is off. */
+    /** {@return the capacity of each per-order thread cache, 0 when caching is off} */
     public int threadCacheCapacity() {
         return cacheCapacity;
     }
 
-    /** @return the most bytes all thread caches together may hold (0 when caching is off). */
+    /** {@return the most bytes all thread caches together may hold (0 when caching is off)} */
     public long cacheBudget() {
         return cacheBudget;
     }
 
-    /** @return bytes of off-heap metadata this allocator uses. */
+    /** {@return bytes of off-heap metadata this allocator uses} */
     public long metadataBytes() {
         return layout.totalBytes;
     }
 
     /**
-     * @return how many failing allocs returned {@link #NONE} without completing their proof, because another
-     * thread stayed inside a bracket through every validation round (see the class comment)
+     * {@return how many failing allocs returned {@link #NONE} without completing their proof, because another
+     * thread stayed inside a bracket through every validation round (see the class comment)}
      */
     public long unprovenFailures() {
         return unprovenFailures.get();
     }
 
-    /** @return caches in the registry (live threads' and dead ones not yet swept); for tests. */
+    /** {@return caches in the registry (live threads' and dead ones not yet swept); for tests} */
     int registeredCaches() {
         return cacheRegistry.size();
     }
@@ -565,7 +570,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         return NONE;
     }
 
-    /** @return the calling thread's spread key: 32 well-mixed bits of its id. */
+    /** {@return the calling thread's spread key: 32 well-mixed bits of its id} */
     private static long spreadKey() {
         return (Thread.currentThread().threadId() * 0x9E3779B97F4A7C15L) >>> 32;
     }
@@ -630,7 +635,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         }
     }
 
-    /** @return whether the top hint word (or the only bitmap word) of order {@code k} is empty. */
+    /** {@return whether the top hint word (or the only bitmap word) of order {@code k} is empty} */
     private boolean topEmpty(int k) {
         long[] offsets = layout.layerOffset[k];
         return (long) LONG.getVolatile(meta, offsets[offsets.length - 1]) == 0;
@@ -654,7 +659,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
 
     // event words ---------------------------------------------------------------------------------
 
-    /** @return the offset of the calling thread's event word of order {@code k}. */
+    /** {@return the offset of the calling thread's event word of order {@code k}} */
     private long eventWord(int k) {
         return layout.eventWord((int) Thread.currentThread().threadId() & (BuddyLayout.EVENT_STRIPES - 1), k);
     }

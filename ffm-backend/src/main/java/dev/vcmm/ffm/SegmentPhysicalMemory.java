@@ -40,7 +40,7 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * object owns; the file is tmpfs, so a page is allocated on its first touch and the kernel reserves
  * nothing up front. A read touches too: a read fault on a hole of a shmem mapping allocates a zeroed
  * page (measured: 1024 reads 16 MiB apart cost 4 MiB of {@code RssShmem}), unlike
- * {@link dev.vcmm.spi.HeapPhysicalMemory}, which allocates only on writes. The fd stays
+ * {@link dev.vcmm.heap.HeapPhysicalMemory}, which allocates only on writes. The fd stays
  * open until {@link #close()} so that a later stage can map the same pages a second time
  * ({@code mmap(MAP_FIXED | MAP_SHARED)} of {@link #fd()}), as aliasing hardware would. Elsewhere, a
  * sparse temporary file extended with {@link RandomAccessFile#setLength}, mapped and deleted at once
@@ -61,7 +61,7 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
         /** A sparse temporary file, deleted as soon as it is mapped. */
         TEMP_FILE;
 
-        /** @return {@link #MEMFD} where available, else {@link #TEMP_FILE}. */
+        /** {@return {@link #MEMFD} where available, else {@link #TEMP_FILE}} */
         static Backing best() {
             return Libc.HAS_MEMFD ? MEMFD : TEMP_FILE;
         }
@@ -135,6 +135,8 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
      * Opens a zero-filled memory for {@code spec}'s range, named after the spec in messages and in the
      * memfd's name.
      *
+     * @param spec the range and name
+     * @return the memory; the caller closes it
      * @throws IllegalArgumentException if the size is above {@link #MAX_SIZE}
      * @throws UncheckedIOException     if the system refuses the file or the mapping
      */
@@ -145,8 +147,10 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
     /**
      * Opens a zero-filled memory called {@code name} covering {@code [base, base + size)}.
      *
+     * @param name for messages and the memfd's name
      * @param base physical address of the first byte, a non-negative multiple of 4096
      * @param size bytes, a positive multiple of 4096 of at most {@link #MAX_SIZE}
+     * @return the memory; the caller closes it
      * @throws IllegalArgumentException if {@code base} or {@code size} is out of range
      * @throws UncheckedIOException     if the system refuses the file or the mapping
      */
@@ -251,7 +255,7 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
         return size;
     }
 
-    /** @return the name given at open, used in messages and in the memfd's name. */
+    /** {@return the name given at open, used in messages and in the memfd's name} */
     public String name() {
         return name;
     }
@@ -507,12 +511,12 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
         return nonZero;
     }
 
-    /** @return the slice of {@code count} aligned words of {@code bytes} at {@code pa}, after one check */
+    /** {@return the slice of {@code count} aligned words of {@code bytes} at {@code pa}, after one check} */
     private MemorySegment run(long pa, int count, int bytes) {
         return segment.asSlice(checkWords(pa, count, bytes), (long) count * bytes);
     }
 
-    /** @return the offset of {@code count} aligned words of {@code bytes} at {@code pa}, after one check. */
+    /** {@return the offset of {@code count} aligned words of {@code bytes} at {@code pa}, after one check} */
     private long checkWords(long pa, int count, int bytes) {
         if (count < 0) {
             throw new IllegalArgumentException("count=" + count + " must not be negative");
@@ -529,7 +533,7 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
         return range.word(pa, bytes);
     }
 
-    /** @return {@code pa - base} after checking the memory is open and {@code [pa, pa + length)} inside. */
+    /** {@return {@code pa - base} after checking the memory is open and {@code [pa, pa + length)} inside} */
     private long checkRange(long pa, long length) {
         checkOpen();
         return range.range(pa, length);

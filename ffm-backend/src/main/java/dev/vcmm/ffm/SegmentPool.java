@@ -168,6 +168,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * Opens a pool of {@code capacity} bytes with 2 MiB chunks; memory is taken from the system only as it is
      * touched.
      *
+     * @param capacity bytes, a positive multiple of 2 MiB, at most 2^43
+     * @return the pool; the caller closes it
      * @throws IllegalArgumentException if capacity is not a positive multiple of 2 MiB, or above 2^43
      */
     public static SegmentPool open(long capacity) {
@@ -175,10 +177,13 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     }
 
     /**
+     * Opens a pool with its chunk size and cache budget chosen.
+     *
      * @param name        for messages and the memfd's name
      * @param capacity    bytes, a positive multiple of {@code chunkSize}, at most 2^43
      * @param chunkSize   the largest buddy block and the unit of large segments: a power of two from 64 KiB to 1 GiB
      * @param cacheBudget the most bytes of large mappings kept for reuse, in {@code [0, capacity]}
+     * @return the pool; the caller closes it
      */
     public static SegmentPool open(String name, long capacity, long chunkSize, long cacheBudget) {
         Objects.requireNonNull(name, "name");
@@ -195,12 +200,12 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         return new SegmentPool(name, capacity, chunkSize, cacheBudget);
     }
 
-    /** @return the pool's bytes */
+    /** {@return the pool's bytes} */
     public long capacity() {
         return capacity;
     }
 
-    /** @return the largest physically contiguous block; larger segments are made of chunks of this size */
+    /** {@return the largest physically contiguous block; larger segments are made of chunks of this size} */
     public long chunkSize() {
         return chunkSize;
     }
@@ -221,7 +226,13 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         return orFail(tryAllocate(byteSize, byteAlignment, true), byteSize, byteAlignment);
     }
 
-    /** As {@link #allocate(long, long)}, but the bytes are whatever they were: faster, for memory written before read. */
+    /**
+     * As {@link #allocate(long, long)}, but the bytes are whatever they were: faster, for memory written before read.
+     *
+     * @param byteSize      bytes
+     * @param byteAlignment a power of two
+     * @return the segment, of exactly {@code byteSize} bytes
+     */
     public MemorySegment allocateUninitialized(long byteSize, long byteAlignment) {
         return orFail(tryAllocate(byteSize, byteAlignment, false), byteSize, byteAlignment);
     }
@@ -237,7 +248,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     /**
      * Allocates, or returns null when the pool has no room (an expected outcome on the lock-free path).
      *
-     * @param zero whether to zero the bytes
+     * @param byteSize      bytes
+     * @param byteAlignment a power of two
+     * @param zero          whether to zero the bytes
      * @return the segment, of exactly {@code byteSize} bytes, or {@code null}
      * @throws IllegalArgumentException as {@link #allocate(long, long)}
      * @throws IllegalStateException    if the pool is closed
@@ -326,7 +339,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         return all.asSlice(off, byteSize);
     }
 
-    /** @return the offset of a free object of class {@code c}, or -1 if the list is empty */
+    /** {@return the offset of a free object of class {@code c}, or -1 if the list is empty} */
     private long popSlab(int c) {
         int at = c * HEAD_STRIDE;
         while (true) {
@@ -463,6 +476,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * Frees a segment this pool allocated (not one of an {@link Arena} of it: closing the arena frees those). Any
      * thread may free it.
      *
+     * @param segment a segment from {@link #allocate(long, long)}, {@link #allocateUninitialized} or
+     *                {@link #tryAllocate}
      * @throws IllegalArgumentException if the segment is not one this pool handed out (another pool's, a slice
      *                                  of one, a segment of one of this pool's arenas); nothing changed
      * @throws IllegalStateException    if it was freed already, or the pool is closed; nothing changed
@@ -591,13 +606,13 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     // ---------------------------------------------------------------------------------------------
     // arenas, trim, stats, close
 
-    /** @return a new confined arena of this pool: zeroed segments, scoped to it, all freed at its close */
+    /** {@return a new confined arena of this pool: zeroed segments, scoped to it, all freed at its close} */
     public Arena newArena() {
         checkOpen();
         return new PoolArena(this, false);
     }
 
-    /** @return a new shared arena of this pool (its close is a handshake with every thread, as {@link Arena#ofShared()}) */
+    /** {@return a new shared arena of this pool (its close is a handshake with every thread, as {@link Arena#ofShared()})} */
     public Arena newSharedArena() {
         checkOpen();
         return new PoolArena(this, true);
@@ -659,7 +674,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                         long mappings, long trimmedBytes) {
     }
 
-    /** @return counters and the resident size (walking the memfd's data extents with {@code lseek}) */
+    /** {@return counters and the resident size (walking the memfd's data extents with {@code lseek})} */
     public Stats stats() {
         checkOpen();
         long bytes = 0;
@@ -724,7 +739,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         return resident;
     }
 
-    /** @return whether {@link #close()} has run */
+    /** {@return whether {@link #close()} has run} */
     public boolean isClosed() {
         return closed;
     }

@@ -95,13 +95,13 @@ final class ThreadCache {
         this.ops = new long[capacities.length + 1];
     }
 
-    /** @return whether the owner has terminated (or been collected, which implies it terminated). */
+    /** {@return whether the owner has terminated (or been collected, which implies it terminated)} */
     boolean ownerDead() {
         Thread t = owner.get();
         return t == null || !t.isAlive();
     }
 
-    /** @return {@code true} for exactly one caller: the one that reclaims this cache of a dead thread. */
+    /** {@return {@code true} for exactly one caller: the one that reclaims this cache of a dead thread} */
     boolean claimReclaim() {
         return RECLAIMED.compareAndSet(this, false, true);
     }
@@ -118,7 +118,7 @@ final class ThreadCache {
         return (long) SLOT.getAndSet(stacks[order], i, EMPTY);
     }
 
-    /** @return slot {@code i} as last published (acquire load); a hint for thieves, never an ownership. */
+    /** {@return slot {@code i} as last published (acquire load); a hint for thieves, never an ownership} */
     long peek(int order, int i) {
         return (long) SLOT.getAcquire(stacks[order], i);
     }
@@ -139,7 +139,7 @@ final class ThreadCache {
         return ARENA.compareAndSet(this, expected, next);
     }
 
-    /** @return the whole arena rest's first address, now the caller's, or {@link #EMPTY}. */
+    /** {@return the whole arena rest's first address, now the caller's, or {@link #EMPTY}} */
     long takeArena() {
         return (long) ARENA.getAndSet(this, EMPTY);
     }
@@ -166,7 +166,7 @@ final class ThreadCache {
         SLOT.setRelease(ops, which, (long) SLOT.get(ops, which) + 1);
     }
 
-    /** @return the operation count of {@code which} (acquire load). */
+    /** {@return the operation count of {@code which} (acquire load)} */
     long ops(int which) {
         return (long) SLOT.getAcquire(ops, which);
     }

@@ -18,7 +18,7 @@ import dev.vcmm.pagetable.PageTableFormats;
 import dev.vcmm.pagetable.UnsupportedAttributeException;
 import dev.vcmm.pagetable.UnsupportedSizeException;
 import dev.vcmm.pagetable.WalkResult;
-import dev.vcmm.spi.HeapPhysicalMemory;
+import dev.vcmm.heap.HeapPhysicalMemory;
 import dev.vcmm.spi.MemorySpec;
 import dev.vcmm.spi.PhysicalMemory;
 import java.util.ArrayList;

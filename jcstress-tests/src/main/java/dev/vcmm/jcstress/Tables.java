@@ -3,7 +3,7 @@ package dev.vcmm.jcstress;
 import dev.vcmm.pagetable.Arm64Lpae4kFormat;
 import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.WalkResult;
-import dev.vcmm.spi.HeapPhysicalMemory;
+import dev.vcmm.heap.HeapPhysicalMemory;
 import dev.vcmm.spi.PhysicalMemory;
 
 /**

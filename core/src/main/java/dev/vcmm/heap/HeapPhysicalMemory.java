@@ -1,5 +1,9 @@
-package dev.vcmm.spi;
+package dev.vcmm.heap;
 
+import dev.vcmm.spi.BlockAllocator;
+import dev.vcmm.spi.MemorySpec;
+import dev.vcmm.spi.PhysicalMemory;
+import dev.vcmm.spi.PhysicalRange;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
@@ -85,6 +89,7 @@ public final class HeapPhysicalMemory implements PhysicalMemory {
      *
      * @param base physical address of the first byte, a non-negative multiple of 4096
      * @param size bytes, a positive multiple of 4096 of at most 64 TiB
+     * @return the memory; the caller closes it
      * @throws IllegalArgumentException if {@code base} or {@code size} is out of range
      */
     public static HeapPhysicalMemory create(long base, long size) {
@@ -94,6 +99,8 @@ public final class HeapPhysicalMemory implements PhysicalMemory {
     /**
      * Creates a memory covering {@code spec}'s range, named after it in messages.
      *
+     * @param spec the range and name
+     * @return the memory; the caller closes it
      * @throws IllegalArgumentException if the spec's size is above 64 TiB
      */
     public static HeapPhysicalMemory create(MemorySpec spec) {
@@ -103,6 +110,10 @@ public final class HeapPhysicalMemory implements PhysicalMemory {
     /**
      * Creates a memory called {@code name} covering {@code [base, base + size)}, all zero.
      *
+     * @param name for messages
+     * @param base physical address of the first byte, a non-negative multiple of 4096
+     * @param size bytes, a positive multiple of 4096 of at most 64 TiB
+     * @return the memory; the caller closes it
      * @throws IllegalArgumentException if {@code base} or {@code size} is out of range
      */
     public static HeapPhysicalMemory create(String name, long base, long size) {
@@ -129,7 +140,7 @@ public final class HeapPhysicalMemory implements PhysicalMemory {
         return size;
     }
 
-    /** @return the number of 64 KiB pages allocated so far (a racy snapshot while others write). */
+    /** {@return the number of 64 KiB pages allocated so far (a racy snapshot while others write)} */
     public long touchedPages() {
         long n = 0;
         for (int i = 0, count = pages.length(); i < count; i++) {
@@ -415,13 +426,13 @@ public final class HeapPhysicalMemory implements PhysicalMemory {
 
     // ---------------------------------------------------------------- checks
 
-    /** @return {@code pa - base} after checking the memory is open and the word aligned and inside. */
+    /** {@return {@code pa - base} after checking the memory is open and the word aligned and inside} */
     private long checkWord(long pa, int bytes) {
         checkOpen();
         return range.word(pa, bytes);
     }
 
-    /** @return {@code pa - base} after checking the memory is open and {@code [pa, pa + length)} inside. */
+    /** {@return {@code pa - base} after checking the memory is open and {@code [pa, pa + length)} inside} */
     private long checkRange(long pa, long length) {
         checkOpen();
         return range.range(pa, length);

@@ -1,9 +1,10 @@
-package dev.vcmm.spi;
+package dev.vcmm.heap;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.vcmm.spi.MemorySpec;
 import org.junit.jupiter.api.Test;
 
 /** What is particular to {@link HeapPhysicalMemory}: lazy 64 KiB pages and its argument checks. */
