@@ -1,7 +1,5 @@
 package dev.vcmm;
 
-import dev.vcmm.pagetable.PageTable;
-
 /**
  * The link between a {@link Vcm} and a {@link Device} (the original VCMM's "associated VCM"), with the slot
  * mode it uses. Inactive when made; {@link #activate()} programs the VCM's table root for the device's
@@ -79,8 +77,7 @@ public final class Association {
 
     /** @return the physical address of the root table the device walks (0 for one-to-one devices) */
     public long root() {
-        PageTable t = device.format() == null ? null : vcm.table(device.format());
-        return t == null ? 0 : t.root();
+        return vcm.root(device.format());
     }
 
     void setActive(boolean a) {

@@ -79,7 +79,7 @@ public final class Client implements AutoCloseable {
             for (Vcm v : vcms) {
                 attempt(failures, () -> {
                     if (!v.isFreed()) {
-                        vcmm.adoptOrphan(v); // freed now if empty, else once the others' last use goes
+                        v.orphan(); // freed now if empty, else once the others' last use goes
                     }
                 });
             }
@@ -191,12 +191,12 @@ public final class Client implements AutoCloseable {
 
     /** Reserves, owned by the client. @see Vcmm#reserve(Vcm, long, ReservationAttributes, long) */
     public Reservation reserve(Vcm vcm, long length, ReservationAttributes attributes, long alignment) {
-        return own(owned.reservations, () -> vcmm.reserve(vcm, length, attributes, alignment));
+        return own(owned.reservations, () -> mine(vcm).reserve(length, attributes, alignment));
     }
 
     /** Reserves at an address, owned by the client. @see Vcmm#reserveAt */
     public Reservation reserveAt(Vcm vcm, long address, long length, ReservationAttributes attributes) {
-        return own(owned.reservations, () -> vcmm.reserveAt(vcm, address, length, attributes));
+        return own(owned.reservations, () -> mine(vcm).reserveAt(address, length, attributes));
     }
 
     /** Allocates physical memory the client owns. @see Vcmm#physAlloc(MemoryType, long, ChunkPolicy, PhysAllocOptions) */
@@ -219,6 +219,11 @@ public final class Client implements AutoCloseable {
      *
      * @throws IllegalStateException listing the steps that failed (others were still carried out)
      */
+    private Vcm mine(Vcm vcm) {
+        Objects.requireNonNull(vcm, "vcm").checkOwner(vcmm);
+        return vcm;
+    }
+
     @Override
     public void close() {
         cleanable.clean();

@@ -201,6 +201,12 @@ public final class PhysMem {
         visitor.run(runOffset, runPa, runLength);
     }
 
+    /** @return the index of the chunk holding byte {@code offset} of the buffer, which must be inside it */
+    int chunkIndexAt(long offset) {
+        int i = Arrays.binarySearch(offsets, offset);
+        return i < 0 ? -i - 2 : i;
+    }
+
     /** @return the offset in the buffer of chunk {@code i}'s first byte */
     long chunkOffset(int i) {
         return offsets[i];

@@ -690,13 +690,13 @@ class VcmmProperties {
                         return;
                     }
                     if (target instanceof Vcm dead) {
-                        expect().refuse(true, IllegalStateException.class).run(() -> vcmm.free(dead));
+                        expect().refuse(true, IllegalStateException.class).run(() -> dead.free());
                         return;
                     }
                     MVcm v = (MVcm) target;
                     boolean busy = !v.res.isEmpty() || !v.assocs.isEmpty();
                     if (expect().refuse(busy, VcmmBusyException.class).call(() -> {
-                        vcmm.free(v.vcm);
+                        v.vcm.free();
                         return v;
                     }) != null) {
                         vcms.remove(v);
@@ -786,7 +786,7 @@ class VcmmProperties {
                     if (re.vcm() % 10 == 9 && !deadVcms.isEmpty()) {
                         Vcm dead = deadVcms.get(re.vcm() / 10 % deadVcms.size());
                         expect().refuse(true, IllegalStateException.class)
-                            .run(() -> vcmm.reserve(dead, re.pages() * PAGE, ReservationAttributes.RW, re.align()));
+                            .run(() -> dead.reserve(re.pages() * PAGE, ReservationAttributes.RW, re.align()));
                         return;
                     }
                     MVcm v = pick(vcms, List.of(), re.vcm());
@@ -799,7 +799,7 @@ class VcmmProperties {
                     MClient owner = owner(re.owner());
                     Reservation r = create(owner, expect().refuse(inexpressible, IllegalArgumentException.class)
                         .refuse(!v.fits(len, re.align()), VcmmOutOfMemoryException.class),
-                        () -> vcmm.reserve(v.vcm, len - 1, attrs, re.align()),  // len - 1: rounded up to len
+                        () -> v.vcm.reserve(len - 1, attrs, re.align()),  // len - 1: rounded up to len
                         k -> k.reserve(v.vcm, len - 1, attrs, re.align()));
                     if (r != null) {
                         assertEquals(len, r.length(), where());
@@ -816,7 +816,7 @@ class VcmmProperties {
                     if (re.vcm() % 10 == 9 && !deadVcms.isEmpty()) {
                         Vcm dead = deadVcms.get(re.vcm() / 10 % deadVcms.size());
                         expect().refuse(true, IllegalStateException.class).refuse(true, IllegalArgumentException.class)
-                            .run(() -> vcmm.reserveAt(dead, dead.start(), PAGE, ReservationAttributes.RW));
+                            .run(() -> dead.reserveAt(dead.start(), PAGE, ReservationAttributes.RW));
                         return;
                     }
                     MVcm v = pick(vcms, List.of(), re.vcm());
@@ -839,7 +839,7 @@ class VcmmProperties {
                     Reservation r = create(owner, expect().refuse(outside, IllegalArgumentException.class)
                         .refuse(inexpressible, IllegalArgumentException.class)
                         .refuse(!outside && v.overlaps(at, length), IllegalStateException.class),
-                        () -> vcmm.reserveAt(v.vcm, at, length, attrs), k -> k.reserveAt(v.vcm, at, length, attrs));
+                        () -> v.vcm.reserveAt(at, length, attrs), k -> k.reserveAt(v.vcm, at, length, attrs));
                     if (r != null) {
                         assertEquals(at, r.address(), where());
                         assertEquals(length, r.length(), where());
@@ -875,7 +875,7 @@ class VcmmProperties {
                         return;
                     }
                     if (expect().refuse(r.pm == null, IllegalStateException.class).call(() -> {
-                        vcmm.unback(r.r);
+                        r.r.unback();
                         return r;
                     }) != null) {
                         unmapped(r);
@@ -890,7 +890,7 @@ class VcmmProperties {
                     boolean released = deadReservations.contains(r);
                     if (expect().refuse(released, IllegalStateException.class).refuse(r.pm != null, VcmmBusyException.class)
                         .call(() -> {
-                            vcmm.unreserve(r.r);
+                            r.r.unreserve();
                             return r;
                         }) != null) {
                         reservations.remove(r);
@@ -1305,7 +1305,7 @@ class VcmmProperties {
             if (!one && b.pages() % 4 == 3) { // a lazy buffer: reserved only, for a handler to back on demand
                 long align = len >= 2 * MIB ? 2 * MIB : PAGE;
                 Reservation r = expect().refuse(!v.fits(len, align), VcmmOutOfMemoryException.class)
-                    .call(() -> k == null ? vcmm.reserve(v.vcm, len, attrs, align) : k.reserve(v.vcm, len, attrs, align));
+                    .call(() -> k == null ? v.vcm.reserve(len, attrs, align) : k.reserve(v.vcm, len, attrs, align));
                 if (r != null) {
                     MRes mr = new MRes(r, v, r.address(), len, attrs);
                     addReservation(mr);
@@ -1334,8 +1334,8 @@ class VcmmProperties {
             Expect e = one ? expect().refuse(!v.covers(at, len), IllegalArgumentException.class)
                 .refuse(v.covers(at, len) && v.overlaps(at, len), IllegalStateException.class)
                 : expect().refuse(!v.fits(len, align), VcmmOutOfMemoryException.class);
-            Reservation r = e.call(() -> one ? (k == null ? vcmm.reserveAt(v.vcm, at, len, attrs) : k.reserveAt(v.vcm, at, len, attrs))
-                : (k == null ? vcmm.reserve(v.vcm, len, attrs, align) : k.reserve(v.vcm, len, attrs, align)));
+            Reservation r = e.call(() -> one ? (k == null ? v.vcm.reserveAt(at, len, attrs) : k.reserveAt(v.vcm, at, len, attrs))
+                : (k == null ? v.vcm.reserve(len, attrs, align) : k.reserve(v.vcm, len, attrs, align)));
             if (r == null) {
                 return;
             }
@@ -1345,7 +1345,7 @@ class VcmmProperties {
                 owner.res.add(mr);
             }
             if (v.formats().stream().allMatch(f -> canMap(f, mr))) {
-                expect().run(() -> vcmm.back(r, pm, 0));
+                expect().run(() -> r.back(pm, 0));
                 mappedInModel(mr, m, 0);
             }
         }
@@ -1581,7 +1581,7 @@ class VcmmProperties {
                 handedOff(pm);
                 MPm m = new MPm(pm);
                 pms.add(m);
-                vcmm.back(r.r, pm, 0);
+                r.r.back(pm, 0);
                 mappedInModel(r, m, 0);
                 trace.add("  handler backs " + r.r + " with " + pm);
                 count("dma: demand-backed");
@@ -1738,7 +1738,7 @@ class VcmmProperties {
             if (expect().refuse(tooShort || secureMismatch || notIdentity || unmappable, IllegalArgumentException.class)
                 .refuse(deadReservations.contains(r) || r.pm != null || deadPms.contains(pm), IllegalStateException.class)
                 .call(() -> {
-                    vcmm.back(r.r, pm.pm, off);
+                    r.r.back(pm.pm, off);
                     return r;
                 }) != null) {
                 mappedInModel(r, pm, off);
@@ -1771,7 +1771,7 @@ class VcmmProperties {
                 if (v.orphan) { // the VCMM freed it when its last reservation or association went
                     assertTrue(v.vcm.isFreed(), () -> "orphan " + v.vcm + " not freed once empty" + where());
                 } else {
-                    vcmm.free(v.vcm);
+                    v.vcm.free();
                 }
                 vcms.remove(v);
             }
@@ -1895,7 +1895,7 @@ class VcmmProperties {
         void checkTranslation(Device d, long a) {
             MAssoc as = slots.get(d)[slotFor(d, a)];
             MRes r = as == null || (d.format() != null && !d.format().isValidVa(a)) ? null : as.vcm.at(a);
-            WalkResult got = vcmm.translate(d, a);
+            WalkResult got = d.translate(a);
             count(r == null || r.pm == null ? "translate: fault" : "translate: mapped");
             if (r == null || r.pm == null) {
                 assertInstanceOf(WalkResult.PageFault.class, got,
