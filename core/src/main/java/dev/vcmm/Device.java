@@ -312,14 +312,27 @@ public final class Device {
         return crashed;
     }
 
-    /** @return the device's IOTLB, or {@code null} for a one-to-one device */
-    public Iotlb iotlb() {
-        return iotlb;
+    /**
+     * @return a snapshot of the device's IOTLB, its geometry and counters ({@link IotlbStats#NONE} for a one-to-one
+     *         device, which has none); the IOTLB itself is the device's alone
+     */
+    public IotlbStats iotlb() {
+        return iotlb == null ? IotlbStats.NONE : iotlb.stats();
+    }
+
+    /**
+     * Drops every translation the IOTLB caches (an invalidate-all, as a driver may issue at any time): the next burst
+     * of each leaf walks the tables again. Removes no mapping, so it waits for nothing; a no-op for a one-to-one device.
+     */
+    public void flushIotlb() {
+        if (iotlb != null) {
+            iotlb.flush();
+        }
     }
 
     /** @return a snapshot of the DMA, fault and IOTLB counters */
     public DeviceStats stats() {
-        return new DeviceStats(name, iotlb == null ? Iotlb.Stats.NONE : iotlb.stats(), faults.get(), retries.get(),
+        return new DeviceStats(name, iotlb == null ? IotlbStats.NONE : iotlb.stats(), faults.get(), retries.get(),
             failed.get(), bytesRead.get(), bytesWritten.get(), crashes.get(), crashed, syncs.get(), syncWaits.get());
     }
 

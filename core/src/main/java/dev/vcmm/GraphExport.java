@@ -1,7 +1,6 @@
 package dev.vcmm;
 
 import dev.vcmm.pagetable.LeafSize;
-import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
 
 import java.util.IdentityHashMap;
@@ -34,7 +33,7 @@ public final class GraphExport {
         for (Vcm vcm : vcmm.vcms()) {
             StringBuilder tables = new StringBuilder();
             for (PageTableFormat f : vcm.formats()) {
-                PageTable t = vcm.table(f);
+                PageTableView t = vcm.table(f);
                 if (t != null) {
                     tables.append(String.format("\\n%s root 0x%x (%d tables)", f.name(), t.root(), t.tableCount()));
                 }

@@ -131,9 +131,13 @@ public final class Vcm {
         return List.copyOf(tables.keySet());
     }
 
-    /** @return its page table of {@code format}, or {@code null}; the table stays the VCM's */
-    public PageTable table(PageTableFormat format) {
-        return tables.get(format);
+    /**
+     * @return a read-only view of its page table of {@code format}, or {@code null} if it has none; the table stays the
+     *         VCM's, and only backing and unbacking change it
+     */
+    public PageTableView table(PageTableFormat format) {
+        PageTable t = tables.get(format);
+        return t == null ? null : new PageTableView(t);
     }
 
     /** @return the bytes of address space not reserved */
