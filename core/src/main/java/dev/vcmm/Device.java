@@ -117,42 +117,42 @@ public final class Device {
         this.burstBytes = options.burstBytes();
     }
 
-    /** @return the device's name, unique in its {@link Vcmm} */
+    /** {@return the device's name, unique in its {@link Vcmm}} */
     public String name() {
         return name;
     }
 
-    /** @return how the device reaches memory */
+    /** {@return how the device reaches memory} */
     public DeviceKind kind() {
         return kind;
     }
 
-    /** @return the page-table format of its IOMMU or MMU; {@code null} for a one-to-one device */
+    /** {@return the page-table format of its IOMMU or MMU; {@code null} for a one-to-one device} */
     public PageTableFormat format() {
         return format;
     }
 
-    /** @return whether the device may reach secure memory */
+    /** {@return whether the device may reach secure memory} */
     public boolean isSecure() {
         return secure;
     }
 
-    /** @return the VCMM this device belongs to */
+    /** {@return the VCMM this device belongs to} */
     public Vcmm vcmm() {
         return vcmm;
     }
 
-    /** @return the device's associations, active or not (a snapshot) */
+    /** {@return the device's associations, active or not (a snapshot)} */
     public List<Association> associations() {
         return List.copyOf(associations);
     }
 
-    /** @return the association programmed in the low slot, or {@code null} */
+    /** {@return the association programmed in the low slot, or {@code null}} */
     public Association activeLow() {
         return slot(LOW);
     }
 
-    /** @return the association programmed in the high slot, or {@code null} */
+    /** {@return the association programmed in the high slot, or {@code null}} */
     public Association activeHigh() {
         return slot(HIGH);
     }
@@ -178,6 +178,7 @@ public final class Device {
     /**
      * Translates a device address through the tables programmed into this device, with no permission check.
      *
+     * @param address the device address
      * @return the translation, or the fault the device would take
      */
     public WalkResult translate(long address) {
@@ -227,6 +228,10 @@ public final class Device {
     /**
      * Reads {@code len} bytes at device address {@code address} into {@code dst[off, off + len)}.
      *
+     * @param address the device address
+     * @param dst the destination
+     * @param off the first index in the array
+     * @param len the number of bytes
      * @throws DeviceFaultException      if an access faults and is not retried; the bytes before it were read
      * @throws IllegalStateException     if the device is or becomes crashed
      * @throws IndexOutOfBoundsException if the range is outside {@code dst}
@@ -241,6 +246,8 @@ public final class Device {
      * Reads {@code dst.remaining()} bytes at {@code address} into {@code dst}, advancing its position by the bytes
      * read (all of them, unless it throws as {@link #read(long, byte[], int, int)} does).
      *
+     * @param address the device address
+     * @param dst the destination
      * @throws IllegalArgumentException if {@code dst} is read-only
      */
     public void read(long address, ByteBuffer dst) {
@@ -254,6 +261,10 @@ public final class Device {
     /**
      * Writes {@code src[off, off + len)} to device address {@code address}.
      *
+     * @param address the device address
+     * @param src the source
+     * @param off the first index in the array
+     * @param len the number of bytes
      * @throws DeviceFaultException      if an access faults and is not retried; the bytes before it were written
      * @throws IllegalStateException     if the device is or becomes crashed
      * @throws IndexOutOfBoundsException if the range is outside {@code src}
@@ -264,13 +275,22 @@ public final class Device {
         transfer(address, Access.WRITE, src, off, null, len);
     }
 
-    /** Writes {@code src}'s remaining bytes to {@code address}, advancing its position by the bytes written. */
+    /**
+     * Writes {@code src}'s remaining bytes to {@code address}, advancing its position by the bytes written.
+     *
+     * @param address the device address
+     * @param src the source
+     */
     public void write(long address, ByteBuffer src) {
         Objects.requireNonNull(src, "src");
         transfer(address, Access.WRITE, null, 0, src, src.remaining());
     }
 
-    /** Installs {@code handler} as the device's fault handler; {@code null} removes it. */
+    /**
+     * Installs {@code handler} as the device's fault handler; {@code null} removes it.
+     *
+     * @param handler the fault handler, or {@code null} to remove it
+     */
     public void hook(FaultHandler handler) {
         this.handler = handler;
     }
@@ -307,14 +327,14 @@ public final class Device {
         crashed = false;
     }
 
-    /** @return whether the device is crashed (since {@link #crash()}, until {@link #reset()}) */
+    /** {@return whether the device is crashed (since {@link #crash()}, until {@link #reset()})} */
     public boolean isCrashed() {
         return crashed;
     }
 
     /**
-     * @return a snapshot of the device's IOTLB, its geometry and counters ({@link IotlbStats#NONE} for a one-to-one
-     *         device, which has none); the IOTLB itself is the device's alone
+     * {@return a snapshot of the device's IOTLB, its geometry and counters ({@link IotlbStats#NONE} for a one-to-one
+     *         device, which has none); the IOTLB itself is the device's alone}
      */
     public IotlbStats iotlb() {
         return iotlb == null ? IotlbStats.NONE : iotlb.stats();
@@ -330,7 +350,7 @@ public final class Device {
         }
     }
 
-    /** @return a snapshot of the DMA, fault and IOTLB counters */
+    /** {@return a snapshot of the DMA, fault and IOTLB counters} */
     public DeviceStats stats() {
         return new DeviceStats(name, iotlb == null ? IotlbStats.NONE : iotlb.stats(), faults.get(), retries.get(),
             failed.get(), bytesRead.get(), bytesWritten.get(), crashes.get(), crashed, syncs.get(), syncWaits.get());

@@ -19,7 +19,11 @@ public final class GraphExport {
     private GraphExport() {
     }
 
-    /** @return the graph of {@code vcmm} in the DOT language */
+    /**
+     * {@return the graph of {@code vcmm} in the DOT language}
+     *
+     * @param vcmm the VCMM
+     */
     public static String toDot(Vcmm vcmm) {
         StringBuilder sb = new StringBuilder();
         sb.append("digraph vcmm {\n");

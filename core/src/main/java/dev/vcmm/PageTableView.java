@@ -26,57 +26,72 @@ public final class PageTableView {
         this.table = Objects.requireNonNull(table, "table");
     }
 
-    /** @return the format */
+    /** {@return the format} */
     public PageTableFormat format() {
         return table.format();
     }
 
-    /** @return the physical address of the root table: what a TTBR, CR3 or satp would hold */
+    /** {@return the physical address of the root table: what a TTBR, CR3 or satp would hold} */
     public long root() {
         return table.root();
     }
 
     /**
-     * A hardware walk of {@code va}, as a device would make it. @see PageTable#walk(long, Access, boolean)
+     * A hardware walk of {@code va}, as a device would make it, with the table's own grace period: a table page
+     * unlinked meanwhile is not reused while the walk may read it.
      *
      * @param va       the input address
      * @param access   the access to check, or {@code null} for none
      * @param fromUser whether the access is unprivileged
      * @return the translation, or the fault
+     * @see PageTable#walk(long, Access, boolean)
      */
     public WalkResult walk(long va, Access access, boolean fromUser) {
         return table.walk(va, access, fromUser);
     }
 
     /**
+     * {@return the hardware walk of {@code va} with no permission check}
+     *
      * @param va the input address
-     * @return the hardware walk of {@code va} with no permission check
      */
     public WalkResult translate(long va) {
         return table.translate(va);
     }
 
-    /** @return the number of tables linked in, the root included */
+    /** {@return the number of tables linked in, the root included} */
     public long tableCount() {
         return table.tableCount();
     }
 
-    /** @return the bytes of table memory in use by linked tables. @see PageTable#tableBytes() */
+    /**
+     * {@return the bytes of table memory in use by linked tables.}
+     *
+     * @see PageTable#tableBytes()
+     */
     public long tableBytes() {
         return table.tableBytes();
     }
 
-    /** @return the bytes of table memory held from the allocator. @see PageTable#heldBytes() */
+    /**
+     * {@return the bytes of table memory held from the allocator.}
+     *
+     * @see PageTable#heldBytes()
+     */
     public long heldBytes() {
         return table.heldBytes();
     }
 
-    /** @return the bytes of retired tables waiting for their grace period. @see PageTable#retiredBytes() */
+    /**
+     * {@return the bytes of retired tables waiting for their grace period.}
+     *
+     * @see PageTable#retiredBytes()
+     */
     public long retiredBytes() {
         return table.retiredBytes();
     }
 
-    /** @return whether the table was closed (dropped by its VCM, or the VCMM closed) */
+    /** {@return whether the table was closed (dropped by its VCM, or the VCMM closed)} */
     public boolean isClosed() {
         return table.isClosed();
     }

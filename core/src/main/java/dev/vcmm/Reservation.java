@@ -14,7 +14,12 @@ import java.util.concurrent.atomic.AtomicReference;
  */
 public final class Reservation {
 
-    /** A backing: the allocation and the offset in it of the reservation's first byte. */
+    /**
+     * A backing.
+     *
+     * @param memory the allocation
+     * @param offset the offset in it of the reservation's first byte
+     */
     record Backing(PhysMem memory, long offset) {
     }
 
@@ -38,53 +43,53 @@ public final class Reservation {
         this.attributes = attributes;
     }
 
-    /** @return the VCM */
+    /** {@return the VCM} */
     public Vcm vcm() {
         return vcm;
     }
 
-    /** @return the device address of the first byte */
+    /** {@return the device address of the first byte} */
     public long address() {
         return address;
     }
 
-    /** @return the length in bytes, a multiple of 4 KiB */
+    /** {@return the length in bytes, a multiple of 4 KiB} */
     public long length() {
         return length;
     }
 
-    /** @return the attributes */
+    /** {@return the attributes} */
     public ReservationAttributes attributes() {
         return attributes;
     }
 
-    /** @return whether a physical allocation backs it now */
+    /** {@return whether a physical allocation backs it now} */
     public boolean isBacked() {
         Backing b = backing.get();
         return b != null && b != IN_PROGRESS;
     }
 
-    /** @return the allocation backing it, or {@code null} */
+    /** {@return the allocation backing it, or {@code null}} */
     public PhysMem backingMemory() {
         Backing b = backing.get();
         return b == null || b == IN_PROGRESS ? null : b.memory();
     }
 
-    /** @return the offset in the backing allocation of the first byte, or -1 if not backed */
+    /** {@return the offset in the backing allocation of the first byte, or -1 if not backed} */
     public long backingOffset() {
         Backing b = backing.get();
         return b == null || b == IN_PROGRESS ? -1 : b.offset();
     }
 
     /**
-     * @return the memory mapped into the process while this HOST reservation is backed, or {@code null} (not
-     * backed, or not in a HOST VCM); the ffm backend makes memory segments from it
+     * {@return the memory mapped into the process while this HOST reservation is backed, or {@code null} (not
+     * backed, or not in a HOST VCM); the ffm backend makes memory segments from it}
      */
     public HostMapping hostMapping() {
         return hostMapping;
     }
 
-    /** @return whether it was unreserved */
+    /** {@return whether it was unreserved} */
     public boolean isReleased() {
         return released;
     }
@@ -99,8 +104,9 @@ public final class Reservation {
     }
 
     /**
-     * Backs it with {@code memory} from its first byte. @see #back(PhysMem, long)
+     * Backs it with {@code memory} from its first byte, as {@link #back(PhysMem, long)} does.
      *
+     * @param memory the physical allocation
      * @return this reservation
      */
     public Reservation back(PhysMem memory) {
@@ -112,6 +118,8 @@ public final class Reservation {
      * format among its associated devices), with the largest leaves the chunks allow. In a one-to-one VCM the memory
      * must lie at the reservation's own address; in a HOST VCM it is also mapped into the process.
      *
+     * @param memory the physical allocation
+     * @param offset the offset in bytes
      * @return this reservation
      * @throws IllegalArgumentException if the memory is too short, misaligned, foreign, not at the reservation's
      *                                  address (one-to-one), or secure while the reservation is not

@@ -71,6 +71,8 @@ public final class Vcm {
     private final List<Association> associations = new CopyOnWriteArrayList<>();
     private final Map<PageTableFormat, PageTable> tables = new ConcurrentHashMap<>();
     private volatile boolean freed;
+    /** Set by {@link #closeAll()} when the VCMM closes: the VCM is unusable from then on. */
+    private volatile boolean closed;
     /** Its owning client was released while others still used it: it frees itself once empty. */
     private volatile boolean orphan;
 
@@ -86,61 +88,63 @@ public final class Vcm {
         this.space = new AddressSpaceAllocator(start, length, GRANULE);
     }
 
-    /** @return a name for messages and pictures */
+    /** {@return a name for messages and pictures} */
     public String name() {
         return name;
     }
 
-    /** @return what the VCM's addresses mean */
+    /** {@return what the VCM's addresses mean} */
     public Kind kind() {
         return kind.kind();
     }
 
-    /** @return the first device address */
+    /** {@return the first device address} */
     public long start() {
         return start;
     }
 
-    /** @return the number of bytes of address space */
+    /** {@return the number of bytes of address space} */
     public long length() {
         return length;
     }
 
-    /** @return the VCMM it belongs to */
+    /** {@return the VCMM it belongs to} */
     public Vcmm vcmm() {
         return vcmm;
     }
 
-    /** @return whether {@link #free()} was called */
+    /** {@return whether {@link #free()} was called} */
     public boolean isFreed() {
         return freed;
     }
 
-    /** @return its reservations in address order (a snapshot) */
+    /** {@return its reservations in address order (a snapshot)} */
     public List<Reservation> reservations() {
         return List.copyOf(reservations.values());
     }
 
-    /** @return its associations (a snapshot) */
+    /** {@return its associations (a snapshot)} */
     public List<Association> associations() {
         return List.copyOf(associations);
     }
 
-    /** @return the formats it keeps page tables for (a snapshot) */
+    /** {@return the formats it keeps page tables for (a snapshot)} */
     public List<PageTableFormat> formats() {
         return List.copyOf(tables.keySet());
     }
 
     /**
-     * @return a read-only view of its page table of {@code format}, or {@code null} if it has none; the table stays the
-     *         VCM's, and only backing and unbacking change it
+     * {@return a read-only view of its page table of {@code format}, or {@code null} if it has none; the table stays the
+     *         VCM's, and only backing and unbacking change it}
+     *
+     * @param format the page-table format
      */
     public PageTableView table(PageTableFormat format) {
         PageTable t = tables.get(format);
         return t == null ? null : new PageTableView(t);
     }
 
-    /** @return the bytes of address space not reserved */
+    /** {@return the bytes of address space not reserved} */
     public long freeBytes() {
         lock.readLock().lock();
         try {
@@ -150,7 +154,11 @@ public final class Vcm {
         }
     }
 
-    /** @return the reservation holding device address {@code a}, or {@code null} */
+    /**
+     * {@return the reservation holding device address {@code a}, or {@code null}}
+     *
+     * @param a the device address
+     */
     public Reservation reservationAt(long a) {
         Map.Entry<Long, Reservation> e = reservations.floorEntry(a);
         return e != null && e.getValue().contains(a) ? e.getValue() : null;
@@ -159,7 +167,14 @@ public final class Vcm {
     // ---------------------------------------------------------------------------------------------
     // reservations
 
-    /** Reserves {@code length} bytes aligned to 4 KiB. @see #reserve(long, ReservationAttributes, long) */
+    /**
+     * Reserves {@code length} bytes aligned to 4 KiB.
+     *
+     * @param length the length in bytes
+     * @param attributes the mapping attributes
+     * @return the new reservation
+     * @see #reserve(long, ReservationAttributes, long)
+     */
     public Reservation reserve(long length, ReservationAttributes attributes) {
         return reserve(length, attributes, GRANULE);
     }
@@ -169,6 +184,10 @@ public final class Vcm {
      * of the memory that will back it lets the mapper use blocks). A HOST VCM rounds the alignment up to the host
      * page size and needs whole host pages.
      *
+     * @param length the length in bytes
+     * @param attributes the mapping attributes
+     * @param alignment the alignment in bytes, a power of two
+     * @return the new reservation
      * @throws IllegalArgumentException if the length or alignment is bad, or a page table of the VCM cannot express
      *                                  the attributes
      * @throws VcmmOutOfMemoryException if no free range of the VCM fits
@@ -204,6 +223,10 @@ public final class Vcm {
     /**
      * Reserves exactly {@code [address, address + length)} (the length rounded up to 4 KiB).
      *
+     * @param address the first address
+     * @param length the length in bytes
+     * @param attributes the mapping attributes
+     * @return the new reservation
      * @throws IllegalArgumentException if misaligned, outside the VCM, or the attributes cannot be expressed
      * @throws IllegalStateException    if any part of the range is reserved already, the VCM is freed or its VCMM
      *                                  closed
@@ -247,7 +270,7 @@ public final class Vcm {
 
     /** Returns {@code r}'s range; see {@link Reservation#unreserve()}. */
     void unreserve(Reservation r) {
-        vcmm.checkOpen();
+        checkOpen();
         lock.writeLock().lock();
         try {
             if (r.isReleased()) {
@@ -270,7 +293,7 @@ public final class Vcm {
 
     /** Backs {@code r}; see {@link Reservation#back(PhysMem, long)}. */
     void back(Reservation r, PhysMem memory, long offset) {
-        vcmm.checkOpen();
+        checkOpen();
         Objects.requireNonNull(memory, "memory");
         bus.checkHolds(memory.memoryType());
         if (offset < 0 || (offset & (GRANULE - 1)) != 0) {
@@ -334,7 +357,7 @@ public final class Vcm {
 
     /** Unbacks {@code r}; see {@link Reservation#unback()}. */
     void unback(Reservation r) {
-        vcmm.checkOpen();
+        checkOpen();
         lock.readLock().lock();
         try {
             Reservation.Backing b = r.beginUnback();
@@ -578,12 +601,13 @@ public final class Vcm {
     }
 
     /**
-     * On {@link Vcmm#close()}, under the graph lock: the kind lets go of what it holds (a HOST VCM's mappings go
+     * On {@link Vcmm#close()}, under the graph lock: the VCM becomes unusable, the kind lets go of what it holds (a HOST VCM's mappings go
      * before the memory types close), then every page table closes.
      *
      * @return a failure of the kind to report once everything is closed, or {@code null}
      */
     RuntimeException closeAll() {
+        closed = true;
         RuntimeException failure = kind.close(this);
         for (PageTable t : tables.values()) {
             t.close();
@@ -608,8 +632,14 @@ public final class Vcm {
 
     /** @throws IllegalStateException if the VCMM is closed or the VCM freed */
     void checkUsable() {
-        vcmm.checkOpen();
+        checkOpen();
         checkNotFreed();
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("this Vcmm is closed");
+        }
     }
 
     private void checkNotFreed() {

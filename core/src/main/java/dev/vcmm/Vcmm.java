@@ -67,7 +67,7 @@ public final class Vcmm implements AutoCloseable {
         this.reverse = new ReverseMap(memoryTypes.values().toArray(new MemoryType[0]));
     }
 
-    /** @return a builder */
+    /** {@return a builder} */
     public static Builder builder() {
         return new Builder();
     }
@@ -75,7 +75,12 @@ public final class Vcmm implements AutoCloseable {
     // ---------------------------------------------------------------------------------------------
     // memory
 
-    /** @return the memory type called {@code name}. @throws IllegalArgumentException listing the known ones */
+    /**
+     * {@return the memory type called {@code name}.}
+     *
+     * @param name the name
+     * @throws IllegalArgumentException listing the known ones
+     */
     public MemoryType memoryType(String name) {
         MemoryType m = memoryTypes.get(name);
         if (m == null) {
@@ -84,38 +89,63 @@ public final class Vcmm implements AutoCloseable {
         return m;
     }
 
-    /** @return every memory type, in the order they were added */
+    /** {@return every memory type, in the order they were added} */
     public List<MemoryType> memoryTypes() {
         return List.copyOf(memoryTypes.values());
     }
 
-    /** @return the memory type page tables are allocated from */
+    /** {@return the memory type page tables are allocated from} */
     public MemoryType pageTableMemory() {
         return pageTableMemory;
     }
 
-    /** Allocates physical memory from the named memory type. @see MemoryType#physAlloc(long, ChunkPolicy) */
+    /**
+     * Allocates physical memory from the named memory type.
+     *
+     * @param memoryType the memory type
+     * @param length the length in bytes
+     * @param policy the chunk policy
+     * @return the allocation
+     * @see MemoryType#physAlloc(long, ChunkPolicy)
+     */
     public PhysMem physAlloc(String memoryType, long length, ChunkPolicy policy) {
         return memoryType(memoryType).physAlloc(length, policy);
     }
 
-    /** Allocates physical memory. @see MemoryType#physAlloc(long, ChunkPolicy, PhysAllocOptions) */
+    /**
+     * Allocates physical memory.
+     *
+     * @param memoryType the memory type
+     * @param length the length in bytes
+     * @param policy the chunk policy
+     * @param options the allocation options
+     * @return the allocation
+     * @see MemoryType#physAlloc(long, ChunkPolicy, PhysAllocOptions)
+     */
     public PhysMem physAlloc(MemoryType memoryType, long length, ChunkPolicy policy, PhysAllocOptions options) {
         checkMemoryType(memoryType);
         return memoryType.physAlloc(length, policy, options);
     }
 
-    /** @return whether {@code pa} lies in a secure memory type */
+    /**
+     * {@return whether {@code pa} lies in a secure memory type}
+     *
+     * @param pa the physical address
+     */
     public boolean isSecurePhysical(long pa) {
         return bus.isSecure(pa);
     }
 
-    /** @return the memory type holding physical address {@code pa}, or {@code null} */
+    /**
+     * {@return the memory type holding physical address {@code pa}, or {@code null}}
+     *
+     * @param pa the physical address
+     */
     public MemoryType memoryTypeAt(long pa) {
         return bus.at(pa);
     }
 
-    /** @return a snapshot of every memory type's, VCM's and device's statistics (printable) */
+    /** {@return a snapshot of every memory type's, VCM's and device's statistics (printable)} */
     public VcmmStats stats() {
         checkOpen();
         return VcmmStats.of(this);
@@ -124,6 +154,9 @@ public final class Vcmm implements AutoCloseable {
     /**
      * Opens a client: an owner whose VCMs, reservations, allocations and associations are all given back
      * when it is closed or becomes unreachable.
+     *
+     * @param name the client's name, for messages
+     * @return the new client
      */
     public Client client(String name) {
         checkOpen();
@@ -133,17 +166,34 @@ public final class Vcmm implements AutoCloseable {
     // ---------------------------------------------------------------------------------------------
     // devices
 
-    /** Creates a device behind an IOMMU walking tables of {@code format}. */
+    /**
+     * Creates a device behind an IOMMU walking tables of {@code format}.
+     *
+     * @param name the name, unique in this VCMM
+     * @param format the page-table format
+     * @return the new device
+     */
     public Device device(String name, PageTableFormat format) {
         return device(name, DeviceKind.IOMMU, format, false);
     }
 
-    /** Creates a one-to-one device (no translation). */
+    /**
+     * Creates a one-to-one device (no translation).
+     *
+     * @param name the name, unique in this VCMM
+     * @return the new device
+     */
     public Device oneToOneDevice(String name) {
         return device(name, DeviceKind.ONE_TO_ONE, null, false);
     }
 
-    /** Creates a CPU whose MMU walks tables of {@code format}. */
+    /**
+     * Creates a CPU whose MMU walks tables of {@code format}.
+     *
+     * @param name the name, unique in this VCMM
+     * @param format the page-table format
+     * @return the new CPU device
+     */
     public Device cpu(String name, PageTableFormat format) {
         return device(name, DeviceKind.CPU, format, false);
     }
@@ -155,6 +205,7 @@ public final class Vcmm implements AutoCloseable {
      * @param kind   how it reaches memory
      * @param format its page-table format; required for IOMMU and CPU devices, {@code null} for one-to-one
      * @param secure whether it may reach secure memory
+     * @return the new device
      * @throws IllegalArgumentException if the name is taken or the format does not fit the kind
      */
     public Device device(String name, DeviceKind kind, PageTableFormat format, boolean secure) {
@@ -162,7 +213,16 @@ public final class Vcmm implements AutoCloseable {
     }
 
     /**
-     * Creates a device with an IOTLB of the given geometry. @see #device(String, DeviceKind, PageTableFormat, boolean)
+     * Creates a device with an IOTLB of the given geometry and burst size.
+     *
+     * @param name    unique in this VCMM
+     * @param kind    how it reaches memory
+     * @param format  its page-table format; required for IOMMU and CPU devices, {@code null} for one-to-one
+     * @param secure  whether it may reach secure memory
+     * @param options its IOTLB geometry and largest burst
+     * @return the new device
+     * @throws IllegalArgumentException if the name is taken or the format does not fit the kind
+     * @see #device(String, DeviceKind, PageTableFormat, boolean)
      */
     public Device device(String name, DeviceKind kind, PageTableFormat format, boolean secure, DeviceOptions options) {
         Objects.requireNonNull(options, "options");
@@ -192,7 +252,12 @@ public final class Vcmm implements AutoCloseable {
         }
     }
 
-    /** @return the device called {@code name}. @throws IllegalArgumentException if there is none */
+    /**
+     * {@return the device called {@code name}.}
+     *
+     * @param name the name
+     * @throws IllegalArgumentException if there is none
+     */
     public Device device(String name) {
         Device d = devices.get(name);
         if (d == null) {
@@ -201,7 +266,7 @@ public final class Vcmm implements AutoCloseable {
         return d;
     }
 
-    /** @return every device (a snapshot) */
+    /** {@return every device (a snapshot)} */
     public List<Device> devices() {
         return List.copyOf(devices.values());
     }
@@ -212,18 +277,32 @@ public final class Vcmm implements AutoCloseable {
     /**
      * Creates a virtual VCM over device addresses {@code [start, start + length)}.
      *
+     * @param start the first address
+     * @param length the length in bytes
+     * @return the new VCM
      * @throws IllegalArgumentException if start or length is not a multiple of 4 KiB, or the range wraps
      */
     public Vcm createVcm(long start, long length) {
         return createVcm(VcmKind.Virtual.INSTANCE, start, length);
     }
 
-    /** Creates a one-to-one VCM over the physical range {@code [start, start + length)}. */
+    /**
+     * Creates a one-to-one VCM over the physical range {@code [start, start + length)}.
+     *
+     * @param start the first address
+     * @param length the length in bytes
+     * @return the new VCM
+     */
     public Vcm createOneToOneVcm(long start, long length) {
         return createVcm(VcmKind.OneToOne.INSTANCE, start, length);
     }
 
-    /** Creates a one-to-one VCM over the whole of {@code memoryType}. */
+    /**
+     * Creates a one-to-one VCM over the whole of {@code memoryType}.
+     *
+     * @param memoryType the memory type
+     * @return the new VCM
+     */
     public Vcm createOneToOneVcm(MemoryType memoryType) {
         checkMemoryType(memoryType);
         return createOneToOneVcm(memoryType.base(), memoryType.size());
@@ -233,6 +312,10 @@ public final class Vcmm implements AutoCloseable {
      * Creates the CPU's VCM (the original VCMM's pre-built VMM space): a virtual VCM associated with the
      * CPU device and active.
      *
+     * @param cpu the CPU device
+     * @param start the first address
+     * @param length the length in bytes
+     * @return the new VCM
      * @throws VcmmBusyException if the CPU already has an active association; nothing is created
      */
     public Vcm createCpuVcm(Device cpu, long start, long length) {
@@ -269,6 +352,8 @@ public final class Vcmm implements AutoCloseable {
      * {@code HostSegments.segment(reservation)} gives the {@code MemorySegment}. Freeing the VCM gives the range
      * back to the system.
      *
+     * @param length the length in bytes
+     * @return the new VCM
      * @throws UnsupportedOperationException saying why, where HOST VCMs are unavailable (no memfd or mmap)
      * @throws IllegalArgumentException      if {@code length} is not a positive multiple of the host page size
      */
@@ -276,7 +361,14 @@ public final class Vcmm implements AutoCloseable {
         return createHostVcm(length, HostMappers.DEFAULT_ALIGNMENT);
     }
 
-    /** Creates a HOST VCM aligned to {@code alignment}, a power of two at least the host page size. @see #createHostVcm(long) */
+    /**
+     * Creates a HOST VCM aligned to {@code alignment}, a power of two at least the host page size.
+     *
+     * @param length the length in bytes
+     * @param alignment the alignment in bytes, a power of two
+     * @return the new VCM
+     * @see #createHostVcm(long)
+     */
     public Vcm createHostVcm(long length, long alignment) {
         checkOpen();
         HostMapper m = host.mapper();
@@ -293,7 +385,7 @@ public final class Vcmm implements AutoCloseable {
         }
     }
 
-    /** @return empty if HOST VCMs work here, else why not */
+    /** {@return empty if HOST VCMs work here, else why not} */
     public Optional<String> hostUnavailableReason() {
         return Optional.ofNullable(host.unavailableReason());
     }
@@ -316,7 +408,7 @@ public final class Vcmm implements AutoCloseable {
         }
     }
 
-    /** @return every VCM not freed (a snapshot) */
+    /** {@return every VCM not freed (a snapshot)} */
     public List<Vcm> vcms() {
         return List.copyOf(vcms);
     }
@@ -341,22 +433,32 @@ public final class Vcmm implements AutoCloseable {
         return reverse;
     }
 
-    /** @return the reservations {@code memory} backs now */
+    /**
+     * {@return the reservations {@code memory} backs now}
+     *
+     * @param memory the physical allocation
+     */
     public List<Reservation> reservationsOf(PhysMem memory) {
         return reverse.reservationsOf(memory);
     }
 
     /**
-     * @return every place physical address {@code pa} is mapped: reservation and device address. O(orders) loads of
-     *         the memory type's frame table, whatever the number of live backings
+     * {@return every place physical address {@code pa} is mapped: reservation and device address. O(orders) loads of
+     *         the memory type's frame table, whatever the number of live backings}
+     *
+     * @param pa the physical address
      */
     public List<Mapping> whoMaps(long pa) {
         return reverse.whoMaps(pa);
     }
 
     /**
-     * @return the address in {@code dst} that maps the same physical byte as {@code address} in {@code src},
-     * if any
+     * {@return the address in {@code dst} that maps the same physical byte as {@code address} in {@code src},
+     * if any}
+     *
+     * @param src     the VCM {@code address} is in
+     * @param address an address of {@code src}
+     * @param dst     the VCM to look in
      */
     public OptionalLong translate(Vcm src, long address, Vcm dst) {
         checkVcm(src);
@@ -378,6 +480,11 @@ public final class Vcmm implements AutoCloseable {
      * Copies {@code length} bytes from {@code src} at {@code srcOffset} to {@code dst} at {@code dstOffset}
      * through their backing memory (the original VCMM's vcm_res_copy).
      *
+     * @param dst the destination
+     * @param dstOffset the offset in {@code dst}
+     * @param src the source
+     * @param srcOffset the offset in {@code src}
+     * @param length the length in bytes
      * @throws IllegalArgumentException if a range is outside its reservation
      * @throws IllegalStateException    if either reservation is not backed
      */
@@ -412,6 +519,9 @@ public final class Vcmm implements AutoCloseable {
      * reservation, backed by the same physical memory. Associations are not copied. All or nothing: if any step
      * fails (e.g. a source reservation is unbacked and its memory freed meanwhile), everything the copy made is
      * undone, the copy is freed, and the failure is thrown.
+     *
+     * @param vcm the VCM
+     * @return the copy
      */
     public Vcm cloneVcm(Vcm vcm) {
         checkVcm(vcm);
@@ -457,6 +567,10 @@ public final class Vcmm implements AutoCloseable {
      * same addresses (iommufd's IOAS_COPY): each backed reservation, or the part of it inside the range,
      * becomes a reservation of {@code dst} backed by the same memory.
      *
+     * @param src the source
+     * @param address the device address
+     * @param length the length in bytes
+     * @param dst the destination
      * @return the new reservations
      * @throws IllegalStateException if a target range of {@code dst} is reserved already; what was copied
      *                               before stays
@@ -494,7 +608,13 @@ public final class Vcmm implements AutoCloseable {
     // ---------------------------------------------------------------------------------------------
     // associations
 
-    /** Associates {@code vcm} with {@code device} for the whole device address space. */
+    /**
+     * Associates {@code vcm} with {@code device} for the whole device address space.
+     *
+     * @param vcm the VCM
+     * @param device the device
+     * @return the new association, inactive
+     */
     public Association assoc(Vcm vcm, Device device) {
         return assoc(vcm, device, AssociationMode.WHOLE);
     }
@@ -503,6 +623,10 @@ public final class Vcmm implements AutoCloseable {
      * Associates {@code vcm} with {@code device}. For the first device of a page-table format the VCM builds a
      * table of that format from its current mappings.
      *
+     * @param vcm the VCM
+     * @param device the device
+     * @param mode which of the device's tables the association programs
+     * @return the new association, inactive
      * @throws IllegalArgumentException if the device kind does not fit the VCM kind, the association exists,
      *                                  or the format cannot express a reservation's attributes
      */
@@ -603,7 +727,7 @@ public final class Vcmm implements AutoCloseable {
     // ---------------------------------------------------------------------------------------------
     // lifecycle and checks
 
-    /** @return whether {@link #close()} was called */
+    /** {@return whether {@link #close()} was called} */
     public boolean isClosed() {
         return closed.get();
     }
@@ -690,25 +814,45 @@ public final class Vcmm implements AutoCloseable {
         private Builder() {
         }
 
-        /** Uses {@code mapper} for HOST VCMs instead of discovering one; for tests and unusual hosts. */
+        /**
+         * Uses {@code mapper} for HOST VCMs instead of discovering one; for tests and unusual hosts.
+         *
+         * @param mapper the host mapper
+         * @return this builder
+         */
         public Builder hostMapper(HostMapper mapper) {
             this.hostMapper = Objects.requireNonNull(mapper, "mapper");
             return this;
         }
 
-        /** Adds a memory type (built when the VCMM is). */
+        /**
+         * Adds a memory type (built when the VCMM is).
+         *
+         * @param type the memory type
+         * @return this builder
+         */
         public Builder memoryType(MemoryType.Builder type) {
             types.add(Objects.requireNonNull(type, "type"));
             return this;
         }
 
-        /** Names the memory type page tables come from; default the first added. */
+        /**
+         * Names the memory type page tables come from; default the first added.
+         *
+         * @param name the name
+         * @return this builder
+         */
         public Builder pageTableMemory(String name) {
             this.pageTables = Objects.requireNonNull(name, "name");
             return this;
         }
 
-        /** Uses {@code backend} for every memory type instead of discovering one; for tests. */
+        /**
+         * Uses {@code backend} for every memory type instead of discovering one; for tests.
+         *
+         * @param backend the memory backend
+         * @return this builder
+         */
         public Builder backend(MemoryBackend backend) {
             this.backend = Objects.requireNonNull(backend, "backend");
             return this;
@@ -717,6 +861,7 @@ public final class Vcmm implements AutoCloseable {
         /**
          * Opens every memory type.
          *
+         * @return the new VCMM, its memory types open
          * @throws IllegalArgumentException if there is none, two share a name or overlap, or the page-table
          *                                  memory is unknown or secure
          */
