@@ -25,8 +25,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * waits until it is done; the walk goes through {@link dev.vcmm.pagetable.PageTable#walk}, so a table page
  * unlinked by an unback is not reused while the walk may read it. DMA
  * ({@link #read(long, byte[], int, int)}, {@link #write(long, byte[], int, int)} and their buffer forms) may run in
- * any number of threads at once, concurrently with unback, deactivate and {@link #crash()}. Any number of threads
- * may DMA through one device at once; they share the IOTLB (which locks itself for each lookup, insert and
+ * any number of threads at once, concurrently with unback, deactivate and {@link #crash()}; they share the IOTLB (which locks itself for each lookup, insert and
  * invalidation) and the burst fence (lock-free for bursts), and take no other lock, so the copies themselves run in
  * parallel. A walk racing with an invalidation never leaves a stale IOTLB entry: every invalidation bumps the
  * IOTLB's generation, and a fill is refused if the generation moved since the walk began.
@@ -34,17 +33,17 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p><b>DMA:</b> bytes move in bursts of at most {@link DeviceOptions#burstBytes()} (4 KiB by default), each
  * inside the device's burst fence: once an unback, deactivate, {@link #crash()} or {@link #reset()} returns, no
  * burst that used a translation it removed is still moving bytes. Each burst's translation comes from the
- * device's IOTLB (a hit walks nothing) or, on a miss, from the hardware walker over the VCMM's page-table memory, and is checked for the
- * access (READ for reads, WRITE for writes; device accesses are privileged, so a reservation's user bit neither
+ * device's IOTLB (a hit walks nothing) or, on a miss, from the hardware walker over the VCMM's page-table memory,
+ * and is checked for the access (READ for reads, WRITE for writes; device accesses are privileged, so a reservation's user bit neither
  * grants nor denies them) and for the secure attribute (a non-secure device reaching secure memory takes a
  * {@link FaultReason#SECURE} fault). A one-to-one device translates nothing and has no IOTLB, but still reaches
  * only the backed reservations of its active one-to-one VCM. The physical memory of a leaf is the memory type
- * that the device's bus (the VCMM's memory types, handed to the device when it is made) places at that address. On a
- * fault the {@linkplain #hook(FaultHandler) hooked} handler decides
- * ({@link FaultAction#RETRY} walks again, at most 8 times per burst); without one, or
- * on {@link FaultAction#TERMINATE}, the access fails with a {@link DeviceFaultException}. The core has no
- * {@code java.lang.foreign}: pass a {@code MemorySegment} as {@code segment.asByteBuffer()}, or wrap a
- * {@code ByteBuffer} with {@code MemorySegment.ofBuffer}.
+ * that the device's bus (the VCMM's memory types, handed to the device when it is made) places at that address.
+ * On a fault the {@linkplain #hook(FaultHandler) hooked} handler decides ({@link FaultAction#RETRY} walks again, at
+ * most 8 times per burst); without one, or on {@link FaultAction#TERMINATE}, the access fails with a
+ * {@link DeviceFaultException}. The DMA methods take {@code byte[]} and {@code ByteBuffer}: pass a
+ * {@code MemorySegment} as {@code segment.asByteBuffer()}, or wrap a {@code ByteBuffer} with
+ * {@code MemorySegment.ofBuffer}.
  *
  * <p><b>Isolation:</b> every path that removes a translation (an unback of its VCM, deactivate, crash, reset) first
  * removes it from the tables and the IOTLB and then synchronizes the burst fence, so when it returns no burst that

@@ -19,8 +19,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * A memory target: a pool of simulated physical memory {@code [base, base + size)} with its own block
- * allocator and attributes (e.g. {@code ddr}, {@code sram}, a {@link MemoryAttribute#SECURE secure}
- * carve-out). Physical allocations ({@link PhysMem}) are taken from it in chunks chosen by a
+ * allocator and attributes (e.g. {@code ddr}, {@code sram}, a {@linkplain #isSecure() secure} carve-out). Physical allocations ({@link PhysMem}) are taken from it in chunks chosen by a
  * {@link ChunkPolicy}.
  *
  * <p><b>Thread-safety:</b> thread-safe. {@link #physAlloc physAlloc}, {@link #physFree physFree} and
@@ -92,11 +91,11 @@ public final class MemoryType implements AutoCloseable {
     }
 
     /** {@return the attributes, an immutable set.} */
-    public Set<MemoryAttribute> attributes() {
+    Set<MemoryAttribute> attributes() {
         return attributes;
     }
 
-    /** {@return {@code true} if the memory has the {@link MemoryAttribute#SECURE} attribute.} */
+    /** {@return {@code true} if the memory is secure: only secure reservations may be backed by it.} */
     public boolean isSecure() {
         return attributes.contains(MemoryAttribute.SECURE);
     }
@@ -525,7 +524,7 @@ public final class MemoryType implements AutoCloseable {
         }
 
         /**
-         * Adds or removes {@link MemoryAttribute#SECURE}; default not secure.
+         * Makes the memory secure (only secure reservations may be backed by it) or not; default not secure.
          *
          * @param secure whether it is secure
          * @return this builder
@@ -542,10 +541,10 @@ public final class MemoryType implements AutoCloseable {
         /**
          * Adds attributes.
          *
-         * @param attributes the mapping attributes
+         * @param attributes the memory attributes
          * @return this builder
          */
-        public Builder attributes(MemoryAttribute... attributes) {
+        Builder attributes(MemoryAttribute... attributes) {
             for (MemoryAttribute a : attributes) {
                 this.attributes.add(Objects.requireNonNull(a, "attribute"));
             }

@@ -1,7 +1,6 @@
 package dev.vcmm;
 
 import dev.vcmm.pagetable.LeafSize;
-import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.spi.HostMapper;
 import dev.vcmm.spi.MemoryBackend;
@@ -37,6 +36,11 @@ import java.util.concurrent.locks.ReentrantLock;
  *     r.unback(); r.unreserve(); pm.free();
  * }
  * }</pre>
+ *
+ * <p>The VCMM keeps the graph lock, the registries of memory types, devices and VCMs, and the operations that
+ * span objects (associating, activating, cloning, copying mappings, translating between VCMs). Everything else is
+ * an object's own: a {@link Vcm} reserves, and its {@link Reservation}s back and unback; a {@link Device} moves
+ * bytes, seeing memory through the memory types it was handed at creation.
  *
  * <p><b>Thread-safety:</b> thread-safe. Graph changes (creating and freeing VCMs and devices, associating,
  * activating) are serialised by one graph lock, off the hot path. Backing and unbacking take only their
