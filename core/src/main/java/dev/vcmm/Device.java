@@ -368,8 +368,38 @@ public final class Device {
         associations.remove(a);
     }
 
-    /** Programs slot {@code i} with {@code a}, or clears it ({@code null}); under the graph lock. */
-    void program(int i, Association a) {
+    /**
+     * Programs {@code a}'s VCM into the slots its mode names; called under the graph lock.
+     *
+     * @throws IllegalStateException if the device is crashed
+     * @throws VcmmBusyException     if another association is programmed in one of the slots; nothing changed
+     */
+    void program(Association a) {
+        if (crashed) {
+            throw new IllegalStateException("device " + name + " crashed; reset() it before activating it again");
+        }
+        for (int slot : a.slots()) {
+            Association current = slot(slot);
+            if (current != null) {
+                throw new VcmmBusyException("busy: device " + name + " has " + current + " active in its "
+                    + (slot == LOW ? "low" : "high") + " slot");
+            }
+        }
+        for (int slot : a.slots()) {
+            setSlot(slot, a);
+        }
+    }
+
+    /** Clears the slots {@code a} is programmed in; called under the graph lock, before {@link #deactivated()}. */
+    void unprogram(Association a) {
+        for (int slot : a.slots()) {
+            if (slot(slot) == a) {
+                setSlot(slot, null);
+            }
+        }
+    }
+
+    private void setSlot(int i, Association a) {
         if (i == LOW) {
             low = a;
         } else {
@@ -400,13 +430,6 @@ public final class Device {
         syncs.incrementAndGet();
         if (fence.synchronize()) {
             syncWaits.incrementAndGet();
-        }
-    }
-
-    /** @throws IllegalStateException if the device is crashed; called by activation under the graph lock */
-    void checkNotCrashed() {
-        if (crashed) {
-            throw new IllegalStateException("device " + name + " crashed; reset() it before activating it again");
         }
     }
 

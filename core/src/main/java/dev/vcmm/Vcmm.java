@@ -651,6 +651,7 @@ public final class Vcmm implements AutoCloseable {
         }
     }
 
+    /** {@link Association#activate()}: the device programs its slots, under the graph lock. */
     void activate(Association a) {
         graph.lock();
         try {
@@ -661,24 +662,14 @@ public final class Vcmm implements AutoCloseable {
             if (a.isActive()) {
                 return;
             }
-            Device d = a.device();
-            d.checkNotCrashed();
-            for (int slot : a.slots()) {
-                Association current = d.slot(slot);
-                if (current != null) {
-                    throw new VcmmBusyException("busy: device " + d.name() + " has " + current + " active in its "
-                        + (slot == Device.LOW ? "low" : "high") + " slot");
-                }
-            }
-            for (int slot : a.slots()) {
-                d.program(slot, a);
-            }
+            a.device().program(a); // slots before the flag: a walk may start in between (see Vcm.invalidate)
             a.setActive(true);
         } finally {
             graph.unlock();
         }
     }
 
+    /** {@link Association#deactivate()}: the device clears its slots and synchronizes, under the graph lock. */
     void deactivate(Association a) {
         graph.lock();
         try {
@@ -686,13 +677,9 @@ public final class Vcmm implements AutoCloseable {
                 throw new IllegalStateException("association removed: " + a);
             }
             Device d = a.device();
-            for (int slot : a.slots()) {
-                if (d.slot(slot) == a) {
-                    d.program(slot, null);
-                }
-            }
+            d.unprogram(a);
             a.setActive(false);
-            d.deactivated(); // after the slots are cleared: flush the whole IOTLB
+            d.deactivated(); // after the slots are cleared: flush the whole IOTLB and synchronize
         } finally {
             graph.unlock();
         }
