@@ -1,7 +1,5 @@
 package dev.vcmm;
 
-import dev.vcmm.pagetable.PageTable;
-
 /**
  * The link between a {@link Vcm} and a {@link Device} (the original VCMM's "associated VCM"), with the slot
  * mode it uses. Inactive when made; {@link #activate()} programs the VCM's table root for the device's
@@ -24,27 +22,27 @@ public final class Association {
         this.mode = mode;
     }
 
-    /** @return the VCM */
+    /** {@return the VCM} */
     public Vcm vcm() {
         return vcm;
     }
 
-    /** @return the device */
+    /** {@return the device} */
     public Device device() {
         return device;
     }
 
-    /** @return which of the device's tables the association programs */
+    /** {@return which of the device's tables the association programs} */
     public AssociationMode mode() {
         return mode;
     }
 
-    /** @return whether the VCM's table is programmed into the device */
+    /** {@return whether the VCM's table is programmed into the device} */
     public boolean isActive() {
         return active;
     }
 
-    /** @return whether {@link #deassoc()} was called */
+    /** {@return whether {@link #deassoc()} was called} */
     public boolean isRemoved() {
         return removed;
     }
@@ -52,6 +50,7 @@ public final class Association {
     /**
      * Programs the VCM's table into the device's slot(s).
      *
+     * @return this association
      * @throws VcmmBusyException     if the device already has another active association in one of the slots
      * @throws IllegalStateException if the association was removed
      */
@@ -60,7 +59,12 @@ public final class Association {
         return this;
     }
 
-    /** Clears the device's slot(s); idempotent. @throws IllegalStateException if the association was removed */
+    /**
+     * Clears the device's slot(s); idempotent.
+     *
+     * @return this association
+     * @throws IllegalStateException if the association was removed
+     */
     public Association deactivate() {
         vcm.vcmm().deactivate(this);
         return this;
@@ -77,10 +81,9 @@ public final class Association {
         vcm.vcmm().deassoc(this);
     }
 
-    /** @return the physical address of the root table the device walks (0 for one-to-one devices) */
+    /** {@return the physical address of the root table the device walks (0 for one-to-one devices)} */
     public long root() {
-        PageTable t = device.format() == null ? null : vcm.table(device.format());
-        return t == null ? 0 : t.root();
+        return vcm.root(device.format());
     }
 
     void setActive(boolean a) {

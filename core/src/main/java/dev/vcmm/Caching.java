@@ -26,7 +26,7 @@ public enum Caching {
         this.policy = policy;
     }
 
-    /** @return the page-table memory type this policy is encoded as. */
+    /** {@return the page-table memory type this policy is encoded as.} */
     public CachePolicy toCachePolicy() {
         return policy;
     }

@@ -39,6 +39,7 @@ public final class ChunkPolicy {
      *
      * @param chunkSizes powers of two from 4K to {@code 4096 << MemorySpec.MAX_MAX_ORDER}, strictly
      *                   descending (largest first, no duplicates), at least one
+     * @return the policy
      * @throws IllegalArgumentException naming the offending size if any rule is broken
      */
     public static ChunkPolicy of(long... chunkSizes) {
@@ -67,6 +68,8 @@ public final class ChunkPolicy {
      * Parses the {@link #toString()} form, e.g. {@code 16M+1M+64K+4K}; sizes are bytes with an optional
      * {@code K}, {@code M} or {@code G} suffix (powers of 1024).
      *
+     * @param text the text, as {@link #toString()} writes it
+     * @return the policy
      * @throws IllegalArgumentException if the text is not a valid policy
      */
     public static ChunkPolicy parse(String text) {
@@ -98,22 +101,26 @@ public final class ChunkPolicy {
         return of(sizes);
     }
 
-    /** @return the block orders, largest first; a copy. */
+    /** {@return the block orders, largest first; a copy.} */
     public int[] orders() {
         return orders.clone();
     }
 
-    /** @return the number of chunk sizes. */
+    /** {@return the number of chunk sizes.} */
     public int size() {
         return orders.length;
     }
 
-    /** @return the {@code i}-th block order, {@code 0} being the largest. */
+    /**
+     * {@return the {@code i}-th block order, {@code 0} being the largest.}
+     *
+     * @param i the index
+     */
     public int order(int i) {
         return orders[i];
     }
 
-    /** @return the chunk sizes in bytes, largest first; a fresh array. */
+    /** {@return the chunk sizes in bytes, largest first; a fresh array.} */
     public long[] chunkSizes() {
         long[] sizes = new long[orders.length];
         for (int i = 0; i < orders.length; i++) {
@@ -122,17 +129,17 @@ public final class ChunkPolicy {
         return sizes;
     }
 
-    /** @return the order of the largest chunk. */
+    /** {@return the order of the largest chunk.} */
     public int largestOrder() {
         return orders[0];
     }
 
-    /** @return the order of the smallest chunk. */
+    /** {@return the order of the smallest chunk.} */
     public int smallestOrder() {
         return orders[orders.length - 1];
     }
 
-    /** @return the smallest chunk size in bytes: every allocation's length is a multiple of it. */
+    /** {@return the smallest chunk size in bytes: every allocation's length is a multiple of it.} */
     public long smallestChunkSize() {
         return BlockAllocator.orderSize(smallestOrder());
     }

@@ -79,7 +79,7 @@ public final class Client implements AutoCloseable {
             for (Vcm v : vcms) {
                 attempt(failures, () -> {
                     if (!v.isFreed()) {
-                        vcmm.adoptOrphan(v); // freed now if empty, else once the others' last use goes
+                        v.orphan(); // freed now if empty, else once the others' last use goes
                     }
                 });
             }
@@ -134,17 +134,17 @@ public final class Client implements AutoCloseable {
         this.cleanable = CLEANER.register(this, owned);
     }
 
-    /** @return the client's name, for messages */
+    /** {@return the client's name, for messages} */
     public String name() {
         return name;
     }
 
-    /** @return the VCMM it works on */
+    /** {@return the VCMM it works on} */
     public Vcmm vcmm() {
         return vcmm;
     }
 
-    /** @return whether it was released (closed, or reclaimed after becoming unreachable) */
+    /** {@return whether it was released (closed, or reclaimed after becoming unreachable)} */
     public boolean isClosed() {
         return owned.released.get();
     }
@@ -164,52 +164,120 @@ public final class Client implements AutoCloseable {
         }
     }
 
-    /** Creates a virtual VCM the client owns. @see Vcmm#createVcm(long, long) */
+    /**
+     * Creates a virtual VCM the client owns.
+     *
+     * @param start the first address
+     * @param length the length in bytes
+     * @return the new VCM
+     * @see Vcmm#createVcm(long, long)
+     */
     public Vcm createVcm(long start, long length) {
         return own(owned.vcms, () -> vcmm.createVcm(start, length));
     }
 
-    /** Creates a one-to-one VCM the client owns. @see Vcmm#createOneToOneVcm(long, long) */
+    /**
+     * Creates a one-to-one VCM the client owns.
+     *
+     * @param start the first address
+     * @param length the length in bytes
+     * @return the new VCM
+     * @see Vcmm#createOneToOneVcm(long, long)
+     */
     public Vcm createOneToOneVcm(long start, long length) {
         return own(owned.vcms, () -> vcmm.createOneToOneVcm(start, length));
     }
 
-    /** Creates a HOST VCM the client owns; its range goes back to the system when the client is released. @see Vcmm#createHostVcm(long) */
+    /**
+     * Creates a HOST VCM the client owns; its range goes back to the system when the client is released.
+     *
+     * @param length the length in bytes
+     * @return the new VCM
+     * @see Vcmm#createHostVcm(long)
+     */
     public Vcm createHostVcm(long length) {
         return own(owned.vcms, () -> vcmm.createHostVcm(length));
     }
 
-    /** Associates, owned by the client. @see Vcmm#assoc(Vcm, Device, AssociationMode) */
+    /**
+     * Associates, owned by the client.
+     *
+     * @param vcm the VCM
+     * @param device the device
+     * @param mode which of the device's tables the association programs
+     * @return the new association, inactive
+     * @see Vcmm#assoc(Vcm, Device, AssociationMode)
+     */
     public Association assoc(Vcm vcm, Device device, AssociationMode mode) {
         return own(owned.associations, () -> vcmm.assoc(vcm, device, mode));
     }
 
-    /** Associates for the whole device address space, owned by the client. */
+    /**
+     * Associates for the whole device address space, owned by the client.
+     *
+     * @param vcm the VCM
+     * @param device the device
+     * @return the new association, inactive
+     */
     public Association assoc(Vcm vcm, Device device) {
         return assoc(vcm, device, AssociationMode.WHOLE);
     }
 
-    /** Reserves, owned by the client. @see Vcmm#reserve(Vcm, long, ReservationAttributes, long) */
+    /**
+     * Reserves, owned by the client.
+     *
+     * @param vcm the VCM
+     * @param length the length in bytes
+     * @param attributes the mapping attributes
+     * @param alignment the alignment in bytes, a power of two
+     * @return the new reservation
+     * @see Vcm#reserve(long, ReservationAttributes, long)
+     */
     public Reservation reserve(Vcm vcm, long length, ReservationAttributes attributes, long alignment) {
-        return own(owned.reservations, () -> vcmm.reserve(vcm, length, attributes, alignment));
+        return own(owned.reservations, () -> mine(vcm).reserve(length, attributes, alignment));
     }
 
-    /** Reserves at an address, owned by the client. @see Vcmm#reserveAt */
+    /**
+     * Reserves at an address, owned by the client.
+     *
+     * @param vcm the VCM
+     * @param address the first address
+     * @param length the length in bytes
+     * @param attributes the mapping attributes
+     * @return the new reservation
+     * @see Vcm#reserveAt(long, long, ReservationAttributes)
+     */
     public Reservation reserveAt(Vcm vcm, long address, long length, ReservationAttributes attributes) {
-        return own(owned.reservations, () -> vcmm.reserveAt(vcm, address, length, attributes));
+        return own(owned.reservations, () -> mine(vcm).reserveAt(address, length, attributes));
     }
 
-    /** Allocates physical memory the client owns. @see Vcmm#physAlloc(MemoryType, long, ChunkPolicy, PhysAllocOptions) */
+    /**
+     * Allocates physical memory the client owns.
+     *
+     * @param memoryType the memory type
+     * @param length the length in bytes
+     * @param policy the chunk policy
+     * @return the allocation
+     * @see Vcmm#physAlloc(MemoryType, long, ChunkPolicy, PhysAllocOptions)
+     */
     public PhysMem physAlloc(String memoryType, long length, ChunkPolicy policy) {
         return own(owned.memory, () -> vcmm.physAlloc(memoryType, length, policy));
     }
 
-    /** Allocates physical memory the client owns, with options. */
+    /**
+     * Allocates physical memory the client owns, with options.
+     *
+     * @param memoryType the memory type
+     * @param length the length in bytes
+     * @param policy the chunk policy
+     * @param options the allocation options
+     * @return the allocation
+     */
     public PhysMem physAlloc(String memoryType, long length, ChunkPolicy policy, PhysAllocOptions options) {
         return own(owned.memory, () -> vcmm.physAlloc(vcmm.memoryType(memoryType), length, policy, options));
     }
 
-    /** @return how many objects the client owns now (VCMs, reservations, allocations, associations) */
+    /** {@return how many objects the client owns now (VCMs, reservations, allocations, associations)} */
     public int ownedCount() {
         return owned.vcms.size() + owned.reservations.size() + owned.memory.size() + owned.associations.size();
     }
@@ -219,6 +287,11 @@ public final class Client implements AutoCloseable {
      *
      * @throws IllegalStateException listing the steps that failed (others were still carried out)
      */
+    private Vcm mine(Vcm vcm) {
+        Objects.requireNonNull(vcm, "vcm").checkOwner(vcmm);
+        return vcm;
+    }
+
     @Override
     public void close() {
         cleanable.clean();

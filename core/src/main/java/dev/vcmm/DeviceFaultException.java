@@ -14,6 +14,8 @@ public final class DeviceFaultException extends RuntimeException {
     private final transient DeviceFault fault;
 
     /**
+     * Makes the exception for a fault that was not retried.
+     *
      * @param fault what faulted
      * @param why   why it was not retried, e.g. {@code no fault handler}
      */
@@ -22,7 +24,7 @@ public final class DeviceFaultException extends RuntimeException {
         this.fault = fault;
     }
 
-    /** @return what faulted */
+    /** {@return what faulted} */
     public DeviceFault fault() {
         return fault;
     }

@@ -24,7 +24,11 @@ public record DeviceOptions(int iotlbEntries, int iotlbWays, int burstBytes) {
      */
     public static final DeviceOptions DEFAULT = new DeviceOptions(64, 4, MAX_BURST);
 
-    /** @throws IllegalArgumentException if the entries do not split into a power-of-two number of sets, or for a bad burst size */
+    /**
+     * Checks the geometry.
+     *
+     * @throws IllegalArgumentException if the entries do not split into a power-of-two number of sets, or for a bad burst size
+     */
     public DeviceOptions {
         if (iotlbWays < 1 || iotlbEntries < iotlbWays || iotlbEntries % iotlbWays != 0
             || Integer.bitCount(iotlbEntries / iotlbWays) != 1) {
@@ -37,17 +41,32 @@ public record DeviceOptions(int iotlbEntries, int iotlbWays, int burstBytes) {
         }
     }
 
-    /** Options with 4 KiB bursts. @throws IllegalArgumentException as the canonical constructor */
+    /**
+     * Options with 4 KiB bursts.
+     *
+     * @param iotlbEntries the IOTLB entries
+     * @param iotlbWays the IOTLB associativity
+     * @throws IllegalArgumentException as the canonical constructor
+     */
     public DeviceOptions(int iotlbEntries, int iotlbWays) {
         this(iotlbEntries, iotlbWays, MAX_BURST);
     }
 
-    /** @return options with an IOTLB of {@code entries} entries and {@code ways} ways, and 4 KiB bursts */
+    /**
+     * {@return options with an IOTLB of {@code entries} entries and {@code ways} ways, and 4 KiB bursts}
+     *
+     * @param entries the number of entries
+     * @param ways the associativity
+     */
     public static DeviceOptions iotlb(int entries, int ways) {
         return new DeviceOptions(entries, ways);
     }
 
-    /** @return these options with bursts of at most {@code bytes} bytes */
+    /**
+     * {@return these options with bursts of at most {@code bytes} bytes}
+     *
+     * @param bytes the number of bytes
+     */
     public DeviceOptions withBurstBytes(int bytes) {
         return new DeviceOptions(iotlbEntries, iotlbWays, bytes);
     }

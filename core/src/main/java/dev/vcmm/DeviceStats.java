@@ -7,7 +7,7 @@ package dev.vcmm;
  * are each exact but not necessarily from one instant.
  *
  * @param device       the device's name
- * @param iotlb        its IOTLB's counters ({@link Iotlb.Stats#NONE} for a one-to-one device)
+ * @param iotlb        its IOTLB's counters ({@link IotlbStats#NONE} for a one-to-one device)
  * @param faults       faults taken (each retried walk that faults again counts again)
  * @param retries      faults a handler answered with {@link FaultAction#RETRY}
  * @param failed       accesses that failed with a {@link DeviceFaultException}
@@ -19,6 +19,6 @@ package dev.vcmm;
  *                     reset that reached this device)
  * @param syncWaits    syncs that found a burst in flight and waited for it to finish
  */
-public record DeviceStats(String device, Iotlb.Stats iotlb, long faults, long retries, long failed, long bytesRead,
+public record DeviceStats(String device, IotlbStats iotlb, long faults, long retries, long failed, long bytesRead,
                           long bytesWritten, long crashes, boolean crashed, long syncs, long syncWaits) {
 }

@@ -12,8 +12,9 @@ package dev.vcmm;
 public interface FaultHandler {
 
     /**
+     * {@return {@link FaultAction#RETRY} to walk again, {@link FaultAction#TERMINATE} to fail the access}
+     *
      * @param fault what faulted
-     * @return {@link FaultAction#RETRY} to walk again, {@link FaultAction#TERMINATE} to fail the access
      */
     FaultAction onFault(DeviceFault fault);
 }

@@ -1,7 +1,6 @@
 package dev.vcmm;
 
 import dev.vcmm.pagetable.LeafSize;
-import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
 
 import java.util.IdentityHashMap;
@@ -20,7 +19,11 @@ public final class GraphExport {
     private GraphExport() {
     }
 
-    /** @return the graph of {@code vcmm} in the DOT language */
+    /**
+     * {@return the graph of {@code vcmm} in the DOT language}
+     *
+     * @param vcmm the VCMM
+     */
     public static String toDot(Vcmm vcmm) {
         StringBuilder sb = new StringBuilder();
         sb.append("digraph vcmm {\n");
@@ -34,7 +37,7 @@ public final class GraphExport {
         for (Vcm vcm : vcmm.vcms()) {
             StringBuilder tables = new StringBuilder();
             for (PageTableFormat f : vcm.formats()) {
-                PageTable t = vcm.table(f);
+                PageTableView t = vcm.table(f);
                 if (t != null) {
                     tables.append(String.format("\\n%s root 0x%x (%d tables)", f.name(), t.root(), t.tableCount()));
                 }

@@ -30,7 +30,7 @@ import java.util.Objects;
  *                                                     ^ s = log2(leaf size), probed per size
  * </pre>
  */
-public final class Iotlb {
+final class Iotlb {
 
     /**
      * One cached translation: a whole leaf.
@@ -69,36 +69,6 @@ public final class Iotlb {
         @Override
         public String toString() {
             return String.format("0x%x+%s -> 0x%x (L%d, %s)", vaBase, LeafSize.humanSize(size), paBase, level, attributes);
-        }
-    }
-
-    /**
-     * A snapshot of the counters.
-     *
-     * <p><b>Thread-safety:</b> immutable.
-     *
-     * @param entries            capacity in entries ({@code sets x ways}); 0 for a device without an IOTLB
-     * @param ways               associativity
-     * @param valid              entries holding a translation now
-     * @param hits               lookups that found an entry
-     * @param misses             lookups that found none (one per lookup, however many sizes were probed)
-     * @param fills              entries inserted
-     * @param staleFillsRefused  inserts refused because an invalidation raced with their walk
-     * @param flushes            whole-IOTLB invalidations (deactivate, crash)
-     * @param rangeInvalidations range invalidations (one per unback per affected device)
-     * @param invalidatedEntries valid entries dropped by flushes and range invalidations
-     */
-    public record Stats(int entries, int ways, int valid, long hits, long misses, long fills, long staleFillsRefused,
-                        long flushes, long rangeInvalidations, long invalidatedEntries) {
-
-        /** The stats of a device that has no IOTLB (one-to-one). */
-        public static final Stats NONE = new Stats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-
-        @Override
-        public String toString() {
-            return String.format("iotlb %d entries %d-way: %d valid, %d hits, %d misses, %d fills (%d stale refused), "
-                + "%d flushes, %d range invalidations, %d entries invalidated", entries, ways, valid, hits, misses, fills,
-                staleFillsRefused, flushes, rangeInvalidations, invalidatedEntries);
         }
     }
 
@@ -286,14 +256,14 @@ public final class Iotlb {
     }
 
     /** @return a snapshot of the counters */
-    public synchronized Stats stats() {
+    public synchronized IotlbStats stats() {
         int valid = 0;
         for (Entry e : slots) {
             if (e != null) {
                 valid++;
             }
         }
-        return new Stats(slots.length, ways, valid, hits, misses, fills, staleFillsRefused, flushes, rangeInvalidations,
+        return new IotlbStats(slots.length, ways, valid, hits, misses, fills, staleFillsRefused, flushes, rangeInvalidations,
             invalidatedEntries);
     }
 

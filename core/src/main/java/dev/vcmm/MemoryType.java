@@ -19,8 +19,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * A memory target: a pool of simulated physical memory {@code [base, base + size)} with its own block
- * allocator and attributes (e.g. {@code ddr}, {@code sram}, a {@link MemoryAttribute#SECURE secure}
- * carve-out). Physical allocations ({@link PhysMem}) are taken from it in chunks chosen by a
+ * allocator and attributes (e.g. {@code ddr}, {@code sram}, a {@linkplain #isSecure() secure} carve-out). Physical allocations ({@link PhysMem}) are taken from it in chunks chosen by a
  * {@link ChunkPolicy}.
  *
  * <p><b>Thread-safety:</b> thread-safe. {@link #physAlloc physAlloc}, {@link #physFree physFree} and
@@ -70,55 +69,56 @@ public final class MemoryType implements AutoCloseable {
      * Starts a builder.
      *
      * @param name a short, non-blank name for messages, e.g. {@code ddr}
+     * @return a new builder
      */
     public static Builder builder(String name) {
         return new Builder(Objects.requireNonNull(name, "name"));
     }
 
-    /** @return the name. */
+    /** {@return the name.} */
     public String name() {
         return spec.name();
     }
 
-    /** @return the physical address of the first byte. */
+    /** {@return the physical address of the first byte.} */
     public long base() {
         return spec.base();
     }
 
-    /** @return the number of bytes. */
+    /** {@return the number of bytes.} */
     public long size() {
         return spec.size();
     }
 
-    /** @return the attributes, an immutable set. */
-    public Set<MemoryAttribute> attributes() {
+    /** {@return the attributes, an immutable set.} */
+    Set<MemoryAttribute> attributes() {
         return attributes;
     }
 
-    /** @return {@code true} if the memory has the {@link MemoryAttribute#SECURE} attribute. */
+    /** {@return {@code true} if the memory is secure: only secure reservations may be backed by it.} */
     public boolean isSecure() {
         return attributes.contains(MemoryAttribute.SECURE);
     }
 
-    /** @return the spec the backend opened the memory and the allocator with. */
+    /** {@return the spec the backend opened the memory and the allocator with.} */
     public MemorySpec spec() {
         return spec;
     }
 
-    /** @return the name of the backend that supplies the memory and the allocator. */
+    /** {@return the name of the backend that supplies the memory and the allocator.} */
     public String backendName() {
         return backendName;
     }
 
     /**
-     * @return whether {@link #physAlloc physAlloc} zeroes the memory it hands out (the default), so that no owner
-     *         reads a previous owner's bytes; see {@link Builder#zeroOnHandoff(boolean)}
+     * {@return whether {@link #physAlloc physAlloc} zeroes the memory it hands out (the default), so that no owner
+     *         reads a previous owner's bytes; see {@link Builder#zeroOnHandoff(boolean)}}
      */
     public boolean zeroesOnHandoff() {
         return zeroOnHandoff;
     }
 
-    /** @return the largest block order the allocator hands out (the spec's, possibly lowered to fit the pool). */
+    /** {@return the largest block order the allocator hands out (the spec's, possibly lowered to fit the pool).} */
     public int maxOrder() {
         return allocator.maxOrder();
     }
@@ -127,6 +127,7 @@ public final class MemoryType implements AutoCloseable {
      * The simulated physical memory, for the core's page tables and for data access. It stays owned by
      * this memory type: do not close it.
      *
+     * @return the physical memory
      * @throws IllegalStateException if this memory type is closed
      */
     public PhysicalMemory memory() {
@@ -139,6 +140,7 @@ public final class MemoryType implements AutoCloseable {
      * directly are not {@link PhysMem}s and must be freed to it directly. It stays owned by this memory
      * type: do not close it.
      *
+     * @return the block allocator
      * @throws IllegalStateException if this memory type is closed
      */
     public BlockAllocator allocator() {
@@ -147,7 +149,8 @@ public final class MemoryType implements AutoCloseable {
     }
 
     /**
-     * @return the allocator's statistics
+     * {@return the allocator's statistics}
+     *
      * @throws IllegalStateException if this memory type is closed
      */
     public AllocatorStats stats() {
@@ -159,6 +162,9 @@ public final class MemoryType implements AutoCloseable {
      * Allocates scattered, 4K-aligned physical memory; the same as
      * {@code physAlloc(length, policy, PhysAllocOptions.DEFAULT)}.
      *
+     * @param length the length in bytes
+     * @param policy the chunk policy
+     * @return the allocation
      * @see #physAlloc(long, ChunkPolicy, PhysAllocOptions)
      */
     public PhysMem physAlloc(long length, ChunkPolicy policy) {
@@ -261,6 +267,7 @@ public final class MemoryType implements AutoCloseable {
     /**
      * Gives a physical allocation's chunks back to the allocator.
      *
+     * @param pm the physical allocation
      * @throws IllegalArgumentException if {@code pm} came from another memory type (a foreign handle)
      * @throws IllegalStateException    if {@code pm} was already freed, still backs a reservation, or this memory
      *                                  type is closed
@@ -279,7 +286,7 @@ public final class MemoryType implements AutoCloseable {
         }
     }
 
-    /** @return {@code true} once {@link #close()} has been called. */
+    /** {@return {@code true} once {@link #close()} has been called.} */
     public boolean isClosed() {
         return closed.get();
     }
@@ -493,20 +500,35 @@ public final class MemoryType implements AutoCloseable {
             this.name = name;
         }
 
-        /** Sets the physical address of the first byte, a multiple of 4 KiB; default 0. */
+        /**
+         * Sets the physical address of the first byte, a multiple of 4 KiB; default 0.
+         *
+         * @param base the physical address of the first byte
+         * @return this builder
+         */
         public Builder base(long base) {
             this.base = base;
             return this;
         }
 
-        /** Sets the number of bytes, a positive multiple of 4 KiB; required. */
+        /**
+         * Sets the number of bytes, a positive multiple of 4 KiB; required.
+         *
+         * @param size the size in bytes
+         * @return this builder
+         */
         public Builder size(long size) {
             this.size = size;
             this.sizeSet = true;
             return this;
         }
 
-        /** Adds or removes {@link MemoryAttribute#SECURE}; default not secure. */
+        /**
+         * Makes the memory secure (only secure reservations may be backed by it) or not; default not secure.
+         *
+         * @param secure whether it is secure
+         * @return this builder
+         */
         public Builder secure(boolean secure) {
             if (secure) {
                 attributes.add(MemoryAttribute.SECURE);
@@ -516,15 +538,25 @@ public final class MemoryType implements AutoCloseable {
             return this;
         }
 
-        /** Adds attributes. */
-        public Builder attributes(MemoryAttribute... attributes) {
+        /**
+         * Adds attributes.
+         *
+         * @param attributes the memory attributes
+         * @return this builder
+         */
+        Builder attributes(MemoryAttribute... attributes) {
             for (MemoryAttribute a : attributes) {
                 this.attributes.add(Objects.requireNonNull(a, "attribute"));
             }
             return this;
         }
 
-        /** Sets the largest block order handed out, default {@link MemorySpec#DEFAULT_MAX_ORDER} (1 GiB). */
+        /**
+         * Sets the largest block order handed out, default {@link MemorySpec#DEFAULT_MAX_ORDER} (1 GiB).
+         *
+         * @param maxOrder the largest block order
+         * @return this builder
+         */
         public Builder maxOrder(int maxOrder) {
             this.maxOrder = maxOrder;
             return this;
@@ -537,6 +569,9 @@ public final class MemoryType implements AutoCloseable {
          * (idle ones included) first, and caches of ended threads come back on their own. 0 turns caches off:
          * every free then reaches the shared pool and coalesces at once, which keeps statistics exact at every
          * step (the cli's scenarios and alloc demo do that).
+         *
+         * @param threadCacheCapacity the blocks a thread may cache per order
+         * @return this builder
          */
         public Builder threadCacheCapacity(int threadCacheCapacity) {
             this.threadCacheCapacity = threadCacheCapacity;
@@ -549,13 +584,21 @@ public final class MemoryType implements AutoCloseable {
          * buffer's last frame, a freed page table's entries): an opt-out for speed, for memory whose every byte
          * the new owner writes before anything reads it, and only where the owners trust each other. Page-table
          * memory is zeroed by the page tables themselves either way.
+         *
+         * @param zeroOnHandoff whether blocks are zeroed when handed out
+         * @return this builder
          */
         public Builder zeroOnHandoff(boolean zeroOnHandoff) {
             this.zeroOnHandoff = zeroOnHandoff;
             return this;
         }
 
-        /** Uses {@code backend} instead of discovering one with {@link ServiceLoader}; for tests. */
+        /**
+         * Uses {@code backend} instead of discovering one with {@link ServiceLoader}; for tests.
+         *
+         * @param backend the memory backend
+         * @return this builder
+         */
         public Builder backend(MemoryBackend backend) {
             this.backend = Objects.requireNonNull(backend, "backend");
             return this;
@@ -564,6 +607,7 @@ public final class MemoryType implements AutoCloseable {
         /**
          * Validates the settings (through {@link MemorySpec}) and opens the memory and the allocator.
          *
+         * @return the new memory type, open
          * @throws IllegalArgumentException if a setting is invalid, naming it
          * @throws IllegalStateException    if the size was not set, or no backend is given or found
          */

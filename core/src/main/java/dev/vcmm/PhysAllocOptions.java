@@ -35,12 +35,20 @@ public record PhysAllocOptions(boolean contiguous, long alignment) {
         }
     }
 
-    /** @return these options with {@link #contiguous()} set to {@code contiguous}. */
+    /**
+     * {@return these options with {@link #contiguous()} set to {@code contiguous}.}
+     *
+     * @param contiguous whether the chunks must be physically contiguous
+     */
     public PhysAllocOptions withContiguous(boolean contiguous) {
         return new PhysAllocOptions(contiguous, alignment);
     }
 
-    /** @return these options with {@link #alignment()} set to {@code alignment} (validated). */
+    /**
+     * {@return these options with {@link #alignment()} set to {@code alignment} (validated).}
+     *
+     * @param alignment the alignment in bytes, a power of two
+     */
     public PhysAllocOptions withAlignment(long alignment) {
         return new PhysAllocOptions(contiguous, alignment);
     }

@@ -30,7 +30,11 @@ public final class PhysMem {
      */
     public record Chunk(long pa, int order) {
 
-        /** @throws IllegalArgumentException if the order is out of range or {@code pa} is negative or misaligned */
+        /**
+         * Checks the chunk.
+         *
+         * @throws IllegalArgumentException if the order is out of range or {@code pa} is negative or misaligned
+         */
         public Chunk {
             if (order < 0 || order > MemorySpec.MAX_MAX_ORDER) {
                 throw new IllegalArgumentException("order=" + order + " must be in [0, " + MemorySpec.MAX_MAX_ORDER + "]");
@@ -41,12 +45,12 @@ public final class PhysMem {
             }
         }
 
-        /** @return the number of bytes, {@code 4096 << order}. */
+        /** {@return the number of bytes, {@code 4096 << order}.} */
         public long size() {
             return BlockAllocator.orderSize(order);
         }
 
-        /** @return the physical address one past the last byte. */
+        /** {@return the physical address one past the last byte.} */
         public long end() {
             return pa + size();
         }
@@ -102,32 +106,32 @@ public final class PhysMem {
         this.contiguous = adjacent;
     }
 
-    /** @return the memory type the chunks came from. */
+    /** {@return the memory type the chunks came from.} */
     public MemoryType memoryType() {
         return memoryType;
     }
 
-    /** @return the bytes covered by the chunks: the requested length rounded up to the policy's chunk size. */
+    /** {@return the bytes covered by the chunks: the requested length rounded up to the policy's chunk size.} */
     public long length() {
         return length;
     }
 
-    /** @return the length the caller asked for, at most {@link #length()}. */
+    /** {@return the length the caller asked for, at most {@link #length()}.} */
     public long requestedLength() {
         return requestedLength;
     }
 
-    /** @return the policy the chunks were chosen by. */
+    /** {@return the policy the chunks were chosen by.} */
     public ChunkPolicy policy() {
         return policy;
     }
 
-    /** @return the options the allocation was made with. */
+    /** {@return the options the allocation was made with.} */
     public PhysAllocOptions options() {
         return options;
     }
 
-    /** @return the chunks in buffer order, an unmodifiable list (its records are made on access). */
+    /** {@return the chunks in buffer order, an unmodifiable list (its records are made on access).} */
     public List<Chunk> chunks() {
         return chunks;
     }
@@ -151,14 +155,17 @@ public final class PhysMem {
         void run(long offset, long pa, long length);
     }
 
-    /** @return the physically contiguous runs of the whole buffer, in buffer order (adjacent chunks merged) */
+    /** {@return the physically contiguous runs of the whole buffer, in buffer order (adjacent chunks merged)} */
     public List<Run> runs() {
         return runs(0, length);
     }
 
     /**
-     * @return the physically contiguous runs of {@code [offset, offset + length)}, each with its offset in that
-     *         window, adjacent chunks merged
+     * {@return the physically contiguous runs of {@code [offset, offset + length)}, each with its offset in that
+     *         window, adjacent chunks merged}
+     *
+     * @param offset the offset in bytes
+     * @param length the length in bytes
      * @throws IllegalArgumentException if the window is not inside the buffer
      */
     public List<Run> runs(long offset, long length) {
@@ -201,6 +208,12 @@ public final class PhysMem {
         visitor.run(runOffset, runPa, runLength);
     }
 
+    /** @return the index of the chunk holding byte {@code offset} of the buffer, which must be inside it */
+    int chunkIndexAt(long offset) {
+        int i = Arrays.binarySearch(offsets, offset);
+        return i < 0 ? -i - 2 : i;
+    }
+
     /** @return the offset in the buffer of chunk {@code i}'s first byte */
     long chunkOffset(int i) {
         return offsets[i];
@@ -229,14 +242,14 @@ public final class PhysMem {
         }
     }
 
-    /** @return the number of chunks. */
+    /** {@return the number of chunks.} */
     public int chunkCount() {
         return packed.length;
     }
 
     /**
-     * @return {@code true} if the chunks form one physically contiguous range, whether that was asked for
-     *         ({@link PhysAllocOptions#contiguous()}, always {@code true} then) or happened by chance
+     * {@return {@code true} if the chunks form one physically contiguous range, whether that was asked for
+     *         ({@link PhysAllocOptions#contiguous()}, always {@code true} then) or happened by chance}
      */
     public boolean isContiguous() {
         return contiguous;
@@ -260,7 +273,7 @@ public final class PhysMem {
         return chunkPa(i) + (offset - offsets[i]);
     }
 
-    /** @return {@code true} once the allocation has been freed. */
+    /** {@return {@code true} once the allocation has been freed.} */
     public boolean isFreed() {
         return state.get() < 0;
     }
@@ -348,7 +361,7 @@ public final class PhysMem {
         }
     }
 
-    /** @return how many reservations this allocation backs now. */
+    /** {@return how many reservations this allocation backs now.} */
     public int backingCount() {
         int s = state.get();
         return s < 0 ? 0 : s & COUNT;

@@ -14,21 +14,27 @@ import java.util.concurrent.atomic.AtomicReference;
  */
 public final class Reservation {
 
-    /** A backing: the allocation and the offset in it of the reservation's first byte. */
+    /**
+     * A backing.
+     *
+     * @param memory the allocation
+     * @param offset the offset in it of the reservation's first byte
+     */
     record Backing(PhysMem memory, long offset) {
     }
 
     /** A backing being written or removed: the reservation is busy. */
-    static final Backing IN_PROGRESS = new Backing(null, -1);
+    private static final Backing IN_PROGRESS = new Backing(null, -1);
 
     private final Vcm vcm;
     private final long address;
     private final long length;
     private final ReservationAttributes attributes;
-    final AtomicReference<Backing> backing = new AtomicReference<>();
+    /** {@code null}, {@link #IN_PROGRESS} or the current backing; changed only by the VCM's back and unback. */
+    private final AtomicReference<Backing> backing = new AtomicReference<>();
     private volatile boolean released;
     /** The memory mapped into the process while a HOST reservation is backed; written under the backing's IN_PROGRESS. */
-    volatile HostMapping hostMapping;
+    private volatile HostMapping hostMapping;
 
     Reservation(Vcm vcm, long address, long length, ReservationAttributes attributes) {
         this.vcm = vcm;
@@ -37,53 +43,53 @@ public final class Reservation {
         this.attributes = attributes;
     }
 
-    /** @return the VCM */
+    /** {@return the VCM} */
     public Vcm vcm() {
         return vcm;
     }
 
-    /** @return the device address of the first byte */
+    /** {@return the device address of the first byte} */
     public long address() {
         return address;
     }
 
-    /** @return the length in bytes, a multiple of 4 KiB */
+    /** {@return the length in bytes, a multiple of 4 KiB} */
     public long length() {
         return length;
     }
 
-    /** @return the attributes */
+    /** {@return the attributes} */
     public ReservationAttributes attributes() {
         return attributes;
     }
 
-    /** @return whether a physical allocation backs it now */
+    /** {@return whether a physical allocation backs it now} */
     public boolean isBacked() {
         Backing b = backing.get();
         return b != null && b != IN_PROGRESS;
     }
 
-    /** @return the allocation backing it, or {@code null} */
+    /** {@return the allocation backing it, or {@code null}} */
     public PhysMem backingMemory() {
         Backing b = backing.get();
         return b == null || b == IN_PROGRESS ? null : b.memory();
     }
 
-    /** @return the offset in the backing allocation of the first byte, or -1 if not backed */
+    /** {@return the offset in the backing allocation of the first byte, or -1 if not backed} */
     public long backingOffset() {
         Backing b = backing.get();
         return b == null || b == IN_PROGRESS ? -1 : b.offset();
     }
 
     /**
-     * @return the memory mapped into the process while this HOST reservation is backed, or {@code null} (not
-     * backed, or not in a HOST VCM); the ffm backend makes memory segments from it
+     * {@return the memory mapped into the process while this HOST reservation is backed, or {@code null} (not
+     * backed, or not in a HOST VCM); the ffm backend makes memory segments from it}
      */
     public HostMapping hostMapping() {
         return hostMapping;
     }
 
-    /** @return whether it was unreserved */
+    /** {@return whether it was unreserved} */
     public boolean isReleased() {
         return released;
     }
@@ -97,27 +103,99 @@ public final class Reservation {
         return Long.compareUnsigned(a, address) >= 0 && Long.compareUnsigned(a - address, length) < 0;
     }
 
-    /** Backs it with {@code memory} from its first byte. @see Vcmm#back(Reservation, PhysMem, long) */
+    /**
+     * Backs it with {@code memory} from its first byte, as {@link #back(PhysMem, long)} does.
+     *
+     * @param memory the physical allocation
+     * @return this reservation
+     */
     public Reservation back(PhysMem memory) {
-        vcm.vcmm().back(this, memory, 0);
-        return this;
+        return back(memory, 0);
     }
 
-    /** Backs it with {@code memory} from {@code offset}. @see Vcmm#back(Reservation, PhysMem, long) */
+    /**
+     * Backs it with {@code memory} from {@code offset}: writes the mappings into every page table the VCM has (one per
+     * format among its associated devices), with the largest leaves the chunks allow. In a one-to-one VCM the memory
+     * must lie at the reservation's own address; in a HOST VCM it is also mapped into the process.
+     *
+     * @param memory the physical allocation
+     * @param offset the offset in bytes
+     * @return this reservation
+     * @throws IllegalArgumentException if the memory is too short, misaligned, foreign, not at the reservation's
+     *                                  address (one-to-one), or secure while the reservation is not
+     * @throws IllegalStateException    if the reservation is backed, being backed, or unreserved, or the memory
+     *                                  was freed; nothing is changed
+     */
     public Reservation back(PhysMem memory, long offset) {
-        vcm.vcmm().back(this, memory, offset);
+        vcm.back(this, memory, offset);
         return this;
     }
 
-    /** Removes the mappings. @see Vcmm#unback(Reservation) */
+    /**
+     * Removes the mappings from every page table of its VCM, invalidates them in the IOTLB of every device of the VCM
+     * and waits for the DMA bursts in flight on those devices (at most one per DMA thread): when it returns, no device
+     * reaches the memory through this reservation, and the memory's backing count drops.
+     *
+     * @return this reservation
+     * @throws IllegalStateException if it is not backed (or is being backed or unbacked by another thread); or, for a
+     *                               HOST reservation, if a view of it is held: nothing changed. If a page table fails
+     *                               to remove its mappings, the IOTLBs are still invalidated and synchronized, the
+     *                               reservation stays backed (its memory is not released) and a later unback
+     *                               finishes; it is never left half-way.
+     */
     public Reservation unback() {
-        vcm.vcmm().unback(this);
+        vcm.unback(this);
         return this;
     }
 
-    /** Returns the range to the VCM. @see Vcmm#unreserve(Reservation) */
+    /**
+     * Returns the range to the VCM.
+     *
+     * @throws VcmmBusyException     while it is backed
+     * @throws IllegalStateException if already unreserved
+     */
     public void unreserve() {
-        vcm.vcmm().unreserve(this);
+        vcm.unreserve(this);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // the backing state, changed by the VCM only
+
+    /** @return the current backing read once (memory and offset together), or {@code null} if none or in progress */
+    Backing backing() {
+        Backing b = backing.get();
+        return b == IN_PROGRESS ? null : b;
+    }
+
+    /** @return whether nothing backs it and no back or unback is in progress */
+    boolean isIdle() {
+        return backing.get() == null;
+    }
+
+    /** @return whether this call won the right to back it (it was idle and is now in progress) */
+    boolean beginBack() {
+        return backing.compareAndSet(null, IN_PROGRESS);
+    }
+
+    /** Ends a back begun by {@link #beginBack()}: backed by {@code memory}, or idle again if it is {@code null}. */
+    void endBack(PhysMem memory, long offset) {
+        backing.set(memory == null ? null : new Backing(memory, offset));
+    }
+
+    /** @return the backing this call won the right to remove (now in progress), or {@code null} if it is not backed */
+    Backing beginUnback() {
+        Backing b = backing.get();
+        return b == null || b == IN_PROGRESS || !backing.compareAndSet(b, IN_PROGRESS) ? null : b;
+    }
+
+    /** Ends an unback begun by {@link #beginUnback()}: still backed by {@code end}, or idle if it is {@code null}. */
+    void endUnback(Backing end) {
+        backing.set(end);
+    }
+
+    /** Records the process mapping of a HOST reservation (or its end); written while the backing is in progress. */
+    void hostMapped(HostMapping m) {
+        hostMapping = m;
     }
 
     @Override

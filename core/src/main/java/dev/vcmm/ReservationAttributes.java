@@ -36,32 +36,52 @@ public record ReservationAttributes(boolean read, boolean write, boolean execute
         }
     }
 
-    /** @return a copy with write set as given */
+    /**
+     * {@return a copy with write set as given}
+     *
+     * @param w whether writes are allowed
+     */
     public ReservationAttributes withWrite(boolean w) {
         return new ReservationAttributes(read, w, execute, user, supervisor, secure, caching);
     }
 
-    /** @return a copy with execute set as given */
+    /**
+     * {@return a copy with execute set as given}
+     *
+     * @param x whether execution is allowed
+     */
     public ReservationAttributes withExecute(boolean x) {
         return new ReservationAttributes(read, write, x, user, supervisor, secure, caching);
     }
 
-    /** @return a copy with user access set as given */
+    /**
+     * {@return a copy with user access set as given}
+     *
+     * @param u whether unprivileged accesses are allowed
+     */
     public ReservationAttributes withUser(boolean u) {
         return new ReservationAttributes(read, write, execute, u, supervisor, secure, caching);
     }
 
-    /** @return a copy with secure set as given */
+    /**
+     * {@return a copy with secure set as given}
+     *
+     * @param s whether the reservation is secure
+     */
     public ReservationAttributes withSecure(boolean s) {
         return new ReservationAttributes(read, write, execute, user, supervisor, s, caching);
     }
 
-    /** @return a copy with another cache policy */
+    /**
+     * {@return a copy with another cache policy}
+     *
+     * @param c the cache policy
+     */
     public ReservationAttributes with(Caching c) {
         return new ReservationAttributes(read, write, execute, user, supervisor, secure, c);
     }
 
-    /** @return the page-table attributes these encode to */
+    /** {@return the page-table attributes these encode to} */
     public Attributes toPageAttributes() {
         return new Attributes(read, write, execute, user, caching.toCachePolicy());
     }

@@ -1,16 +1,17 @@
 package dev.vcmm;
 
 import dev.vcmm.pagetable.Access;
+import dev.vcmm.pagetable.Attributes;
 import dev.vcmm.pagetable.FaultReason;
 import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.pagetable.WalkResult;
 import dev.vcmm.space.AddressSpaceAllocator;
-import dev.vcmm.spi.HostMapper;
 
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentSkipListMap;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -24,9 +25,15 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * range of this process's address space: backing maps the memory there for real (and into the page tables of any
  * devices associated with it, which then share the process's addresses).
  *
+ * <p>The VCM keeps its own invariants: its address-space allocator, its reservations, its page tables (one per
+ * format, holding exactly the backed reservations) and its associations change only through its own methods and
+ * those of its {@link Reservation}s, under its lock. When a mapping goes away it tells its devices
+ * ({@link #invalidate}).
+ *
  * <p><b>Thread-safety:</b> thread-safe. Each VCM has a read-write lock: backing and unbacking take it
  * shared (so they run concurrently on different reservations, and the page tables themselves take no
- * lock), while reserve, unreserve, associate, deassociate and free take it exclusively.
+ * lock), while reserve, unreserve, associate, deassociate and free take it exclusively. Queries of the
+ * reservations and associations return snapshots.
  */
 public final class Vcm {
 
@@ -48,26 +55,32 @@ public final class Vcm {
 
     private final Vcmm vcmm;
     private final String name;
-    private final Kind kind;
+    private final VcmKind kind;
     private final long start;
     private final long length;
-    final AddressSpaceAllocator space;
-    final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+    /** The memory types: memory that backs a reservation must be one of them. */
+    private final Bus bus;
+    /** Where this VCM's page tables come from. */
+    private final MemoryType tableMemory;
+    /** Registered with on every back, unregistered on every unback. */
+    private final ReverseMap reverse;
+    private final AddressSpaceAllocator space;
+    private final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     /** By address, unsigned order: upper-half addresses are negative longs. */
-    final ConcurrentSkipListMap<Long, Reservation> reservations = new ConcurrentSkipListMap<>(Long::compareUnsigned);
-    final List<Association> associations = new CopyOnWriteArrayList<>();
-    final Map<PageTableFormat, PageTable> tables = new ConcurrentHashMap<>();
+    private final ConcurrentSkipListMap<Long, Reservation> reservations = new ConcurrentSkipListMap<>(Long::compareUnsigned);
+    private final List<Association> associations = new CopyOnWriteArrayList<>();
+    private final Map<PageTableFormat, PageTable> tables = new ConcurrentHashMap<>();
     private volatile boolean freed;
-    /** The mapper of a HOST VCM, else {@code null}. */
-    final HostMapper hostMapper;
+    /** Set by {@link #closeAll()} when the VCMM closes: the VCM is unusable from then on. */
+    private volatile boolean closed;
+    /** Its owning client was released while others still used it: it frees itself once empty. */
+    private volatile boolean orphan;
 
-    Vcm(Vcmm vcmm, String name, Kind kind, long start, long length) {
-        this(vcmm, name, kind, start, length, null);
-    }
-
-    Vcm(Vcmm vcmm, String name, Kind kind, long start, long length, HostMapper hostMapper) {
-        this.hostMapper = hostMapper;
+    Vcm(Vcmm vcmm, Bus bus, MemoryType tableMemory, ReverseMap reverse, String name, VcmKind kind, long start, long length) {
         this.vcmm = vcmm;
+        this.bus = bus;
+        this.tableMemory = tableMemory;
+        this.reverse = reverse;
         this.name = name;
         this.kind = kind;
         this.start = start;
@@ -75,61 +88,63 @@ public final class Vcm {
         this.space = new AddressSpaceAllocator(start, length, GRANULE);
     }
 
-    /** @return a name for messages and pictures */
+    /** {@return a name for messages and pictures} */
     public String name() {
         return name;
     }
 
-    /** @return what the VCM's addresses mean */
+    /** {@return what the VCM's addresses mean} */
     public Kind kind() {
-        return kind;
+        return kind.kind();
     }
 
-    /** @return the first device address */
+    /** {@return the first device address} */
     public long start() {
         return start;
     }
 
-    /** @return the number of bytes of address space */
+    /** {@return the number of bytes of address space} */
     public long length() {
         return length;
     }
 
-    /** @return the VCMM it belongs to */
+    /** {@return the VCMM it belongs to} */
     public Vcmm vcmm() {
         return vcmm;
     }
 
-    /** @return whether {@link #free()} was called */
+    /** {@return whether {@link #free()} was called} */
     public boolean isFreed() {
         return freed;
     }
 
-    void markFreed() {
-        freed = true;
-    }
-
-    /** @return its reservations in address order (a snapshot) */
+    /** {@return its reservations in address order (a snapshot)} */
     public List<Reservation> reservations() {
         return List.copyOf(reservations.values());
     }
 
-    /** @return its associations (a snapshot) */
+    /** {@return its associations (a snapshot)} */
     public List<Association> associations() {
         return List.copyOf(associations);
     }
 
-    /** @return the formats it keeps page tables for (a snapshot) */
+    /** {@return the formats it keeps page tables for (a snapshot)} */
     public List<PageTableFormat> formats() {
         return List.copyOf(tables.keySet());
     }
 
-    /** @return its page table of {@code format}, or {@code null}; the table stays the VCM's */
-    public PageTable table(PageTableFormat format) {
-        return tables.get(format);
+    /**
+     * {@return a read-only view of its page table of {@code format}, or {@code null} if it has none; the table stays the
+     *         VCM's, and only backing and unbacking change it}
+     *
+     * @param format the page-table format
+     */
+    public PageTableView table(PageTableFormat format) {
+        PageTable t = tables.get(format);
+        return t == null ? null : new PageTableView(t);
     }
 
-    /** @return the bytes of address space not reserved */
+    /** {@return the bytes of address space not reserved} */
     public long freeBytes() {
         lock.readLock().lock();
         try {
@@ -139,45 +154,475 @@ public final class Vcm {
         }
     }
 
-    /** Reserves {@code length} bytes aligned to 4 KiB. @see Vcmm#reserve(Vcm, long, ReservationAttributes, long) */
-    public Reservation reserve(long length, ReservationAttributes attributes) {
-        return vcmm.reserve(this, length, attributes, GRANULE);
-    }
-
-    /** Reserves {@code length} bytes aligned to {@code alignment}. @see Vcmm#reserve(Vcm, long, ReservationAttributes, long) */
-    public Reservation reserve(long length, ReservationAttributes attributes, long alignment) {
-        return vcmm.reserve(this, length, attributes, alignment);
-    }
-
-    /** Reserves exactly {@code [address, address + length)}. @see Vcmm#reserveAt */
-    public Reservation reserveAt(long address, long length, ReservationAttributes attributes) {
-        return vcmm.reserveAt(this, address, length, attributes);
-    }
-
-    /** Frees the VCM. @see Vcmm#free(Vcm) */
-    public void free() {
-        vcmm.free(this);
-    }
-
-    /** @return the reservation holding device address {@code a}, or {@code null} */
+    /**
+     * {@return the reservation holding device address {@code a}, or {@code null}}
+     *
+     * @param a the device address
+     */
     public Reservation reservationAt(long a) {
         Map.Entry<Long, Reservation> e = reservations.floorEntry(a);
         return e != null && e.getValue().contains(a) ? e.getValue() : null;
     }
 
-    /** The one-to-one "walk": a backed reservation holding the address maps it to itself. */
-    WalkResult translateOneToOne(long address, Access access, boolean fromUser) {
-        Reservation r = reservationAt(address);
-        if (r == null || !r.isBacked()) {
-            return new WalkResult.PageFault(address, 0, FaultReason.TRANSLATION,
-                r == null ? "no reservation in one-to-one VCM " + name : "reservation not backed: " + r);
-        }
-        var attributes = r.attributes().toPageAttributes();
-        if (access != null && !attributes.allows(access, fromUser)) {
-            return new WalkResult.PageFault(address, 0, FaultReason.PERMISSION, access + " not allowed by " + r.attributes());
-        }
-        return new WalkResult.Translation(address, address, GRANULE, 0, attributes);
+    // ---------------------------------------------------------------------------------------------
+    // reservations
+
+    /**
+     * Reserves {@code length} bytes aligned to 4 KiB.
+     *
+     * @param length the length in bytes
+     * @param attributes the mapping attributes
+     * @return the new reservation
+     * @see #reserve(long, ReservationAttributes, long)
+     */
+    public Reservation reserve(long length, ReservationAttributes attributes) {
+        return reserve(length, attributes, GRANULE);
     }
+
+    /**
+     * Reserves {@code length} bytes (rounded up to 4 KiB) aligned to {@code alignment} (aligning to the largest chunk
+     * of the memory that will back it lets the mapper use blocks). A HOST VCM rounds the alignment up to the host
+     * page size and needs whole host pages.
+     *
+     * @param length the length in bytes
+     * @param attributes the mapping attributes
+     * @param alignment the alignment in bytes, a power of two
+     * @return the new reservation
+     * @throws IllegalArgumentException if the length or alignment is bad, or a page table of the VCM cannot express
+     *                                  the attributes
+     * @throws VcmmOutOfMemoryException if no free range of the VCM fits
+     * @throws IllegalStateException    if the VCM is freed or its VCMM closed
+     */
+    public Reservation reserve(long length, ReservationAttributes attributes, long alignment) {
+        checkUsable();
+        Objects.requireNonNull(attributes, "attributes");
+        long rounded = roundLength(length);
+        if (alignment < GRANULE || Long.bitCount(alignment) != 1) {
+            throw new IllegalArgumentException("alignment=" + alignment + " must be a power of two >= 4096");
+        }
+        long aligned = kind.alignment(alignment);
+        kind.checkRange(0, rounded);
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            checkExpressible(attributes);
+            long address = space.allocate(rounded, aligned);
+            if (address == AddressSpaceAllocator.NONE) {
+                throw new VcmmOutOfMemoryException(name, rounded, 0, "no free range of " + this + " holds 0x"
+                    + Long.toHexString(rounded) + " bytes aligned to 0x" + Long.toHexString(aligned)
+                    + " (largest free range 0x" + Long.toHexString(space.largestFreeRange()) + ")");
+            }
+            Reservation r = new Reservation(this, address, rounded, attributes);
+            reservations.put(address, r);
+            return r;
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /**
+     * Reserves exactly {@code [address, address + length)} (the length rounded up to 4 KiB).
+     *
+     * @param address the first address
+     * @param length the length in bytes
+     * @param attributes the mapping attributes
+     * @return the new reservation
+     * @throws IllegalArgumentException if misaligned, outside the VCM, or the attributes cannot be expressed
+     * @throws IllegalStateException    if any part of the range is reserved already, the VCM is freed or its VCMM
+     *                                  closed
+     */
+    public Reservation reserveAt(long address, long length, ReservationAttributes attributes) {
+        checkUsable();
+        Objects.requireNonNull(attributes, "attributes");
+        long rounded = roundLength(length);
+        if ((address & (GRANULE - 1)) != 0) {
+            throw new IllegalArgumentException(String.format("address=0x%x must be a multiple of 4096", address));
+        }
+        if (!covers(address, rounded)) {
+            throw new IllegalArgumentException(String.format("range address=0x%x length=0x%x is outside %s", address, rounded, this));
+        }
+        kind.checkRange(address, rounded);
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            checkExpressible(attributes);
+            if (!space.allocateAt(address, rounded)) {
+                throw new IllegalStateException(String.format("range address=0x%x length=0x%x overlaps %s", address, rounded,
+                    overlapping(address, rounded)));
+            }
+            Reservation r = new Reservation(this, address, rounded, attributes);
+            reservations.put(address, r);
+            return r;
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    private Reservation overlapping(long address, long length) {
+        for (Reservation r : reservations.values()) {
+            if (Long.compareUnsigned(r.address(), address + length - 1) <= 0
+                && Long.compareUnsigned(address, r.address() + r.length() - 1) <= 0) {
+                return r;
+            }
+        }
+        return null;
+    }
+
+    /** Returns {@code r}'s range; see {@link Reservation#unreserve()}. */
+    void unreserve(Reservation r) {
+        checkOpen();
+        lock.writeLock().lock();
+        try {
+            if (r.isReleased()) {
+                throw new IllegalStateException("already unreserved: " + r);
+            }
+            if (!r.isIdle()) {
+                throw new VcmmBusyException("busy: " + r + " is backed; unback it first");
+            }
+            space.free(r.address(), r.length());
+            reservations.remove(r.address());
+            r.markReleased();
+        } finally {
+            lock.writeLock().unlock();
+        }
+        freeIfOrphanedAndEmpty();
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // backing
+
+    /** Backs {@code r}; see {@link Reservation#back(PhysMem, long)}. */
+    void back(Reservation r, PhysMem memory, long offset) {
+        checkOpen();
+        Objects.requireNonNull(memory, "memory");
+        bus.checkHolds(memory.memoryType());
+        if (offset < 0 || (offset & (GRANULE - 1)) != 0) {
+            throw new IllegalArgumentException("offset=" + offset + " must be a non-negative multiple of 4096");
+        }
+        if (memory.length() - offset < r.length()) {
+            throw new IllegalArgumentException("too little memory: " + memory + " from offset=" + offset + " has "
+                + Math.max(0, memory.length() - offset) + " bytes, " + r + " needs " + r.length());
+        }
+        if (memory.memoryType().isSecure() && !r.attributes().secure()) {
+            throw new IllegalArgumentException("secure memory " + memory + " can back only secure reservations, not " + r);
+        }
+        kind.checkBack(r, memory, offset);
+        lock.readLock().lock();
+        try {
+            if (r.isReleased()) {
+                throw new IllegalStateException("use after unreserve: " + r);
+            }
+            if (!r.beginBack()) {
+                throw new IllegalStateException("already backed: " + r);
+            }
+            boolean counted = false;
+            List<PageTable> done = new ArrayList<>();
+            try {
+                memory.acquireBacking();
+                counted = true;
+                Attributes a = r.attributes().toPageAttributes();
+                for (PageTable t : tables.values()) {
+                    mapInto(t, r, memory, offset, a);
+                    done.add(t);
+                }
+                kind.map(r, memory, offset); // last: it undoes itself on failure
+            } catch (RuntimeException e) {
+                for (PageTable t : done) {
+                    t.unmap(r.address(), r.length());
+                }
+                invalidate(r.address(), r.length()); // a DMA may have cached the short-lived mapping
+                if (counted) {
+                    memory.releaseBacking();
+                }
+                r.endBack(null, 0);
+                throw e;
+            }
+            reverse.register(r, memory);
+            r.endBack(memory, offset);
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /** Maps the reservation's runs of {@code memory} into one table; undoes its own part on failure. */
+    private static void mapInto(PageTable t, Reservation r, PhysMem memory, long offset, Attributes a) {
+        long va = r.address();
+        try {
+            memory.forEachRun(offset, r.length(), (o, pa, n) -> t.map(va + o, pa, n, a));
+        } catch (RuntimeException e) {
+            t.unmap(va, r.length()); // whatever was mapped of the range: the rest is empty
+            throw e;
+        }
+    }
+
+    /** Unbacks {@code r}; see {@link Reservation#unback()}. */
+    void unback(Reservation r) {
+        checkOpen();
+        lock.readLock().lock();
+        try {
+            Reservation.Backing b = r.beginUnback();
+            if (b == null) {
+                throw new IllegalStateException("not backed: " + r);
+            }
+            try {
+                kind.unmap(r); // first: the CPU's views end before anything else goes
+            } catch (RuntimeException e) {
+                r.endUnback(b); // a view is held (e.g. by a native call): nothing changed
+                throw e;
+            }
+            // from here on the reservation is never left in progress (that would wedge it for good): it ends
+            // unbacked, or still backed if a page table kept part of its mappings (a retry of unback then finishes)
+            Reservation.Backing end = b;
+            try {
+                RuntimeException tableFailure = null;
+                for (PageTable t : tables.values()) {
+                    try {
+                        t.unmap(r.address(), r.length());
+                    } catch (RuntimeException e) {
+                        tableFailure = chain(tableFailure, e);
+                    }
+                }
+                Runnable hook = unbackHook;
+                if (hook != null) {
+                    hook.run();
+                }
+                // after the PTEs, before the memory is released; also after a partial failure: what was removed
+                // must not stay cached in an IOTLB or in a burst in flight
+                invalidate(r.address(), r.length());
+                if (tableFailure != null) {
+                    throw new IllegalStateException("unback of " + r + " failed to remove its mappings from a page table;"
+                        + " it stays backed (unback again to finish)", tableFailure);
+                }
+                end = null;
+                reverse.unregister(r, b.memory());
+                b.memory().releaseBacking();
+            } finally {
+                r.endUnback(end);
+            }
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /** A test-only failure point inside an unback, between the page tables and the IOTLBs ({@code null} outside tests). */
+    static volatile Runnable unbackHook;
+
+    private static RuntimeException chain(RuntimeException first, RuntimeException next) {
+        if (first == null) {
+            return next;
+        }
+        first.addSuppressed(next);
+        return first;
+    }
+
+    /**
+     * After the mappings of {@code [address, address + length)} were removed from the tables (or before they are
+     * relied on): invalidates the range in the IOTLB of every device that may hold entries for it, once per device
+     * (a device has at most one association with a VCM), then waits until no burst of those devices that may have
+     * used a removed translation is in flight (the invalidation's sync). A device counts if its association is
+     * active or programmed in one of its slots (activation programs the slot before it sets the flag, and a walk
+     * may start in between). One-to-one devices have no IOTLB but are synchronized too: their bursts read the
+     * reservation's backing.
+     */
+    void invalidate(long address, long length) {
+        List<Device> sync = null;
+        for (Association a : associations) {
+            Device d = a.device();
+            if (a.isActive() || d.isProgrammed(a)) {
+                d.invalidateIotlb(address, length);
+                if (sync == null) {
+                    sync = new ArrayList<>(2);
+                }
+                sync.add(d);
+            }
+        }
+        if (sync != null) {
+            for (Device d : sync) {
+                d.synchronizeBursts(); // after every IOTLB is invalidated: the waits overlap
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // translation
+
+    /** Translates {@code address} for a device of {@code format}: the kind decides how. */
+    WalkResult walk(PageTableFormat format, long address, Access access, boolean fromUser) {
+        return kind.walk(this, format, address, access, fromUser);
+    }
+
+    /** The walk of a VCM with tables: its table of {@code format}, walked as hardware would. */
+    WalkResult walkTable(PageTableFormat format, long address, Access access, boolean fromUser) {
+        PageTable table = tables.get(format);
+        if (table == null) {
+            return new WalkResult.PageFault(address, 0, FaultReason.TRANSLATION, "no table of " + format.name() + " in " + this);
+        }
+        return table.walk(address, access, fromUser); // a closed table faults; a retired one is not reused while we walk
+    }
+
+    /** @return the root of its table of {@code format}, or 0 if it has none */
+    long root(PageTableFormat format) {
+        PageTable t = format == null ? null : tables.get(format);
+        return t == null ? 0 : t.root();
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // associations (called by the Vcmm under its graph lock)
+
+    /**
+     * Adds {@code a}: for the first device of a format, builds a table of that format holding every current backing.
+     *
+     * @throws IllegalArgumentException if the device is associated already, or the format cannot express a
+     *                                  reservation's attributes (the caller checked {@link #checkDevice} first)
+     * @throws IllegalStateException    if the VCM is freed
+     */
+    void attach(Association a) {
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            for (Association o : associations) {
+                if (o.device() == a.device()) {
+                    throw new IllegalArgumentException("already associated: " + o);
+                }
+            }
+            PageTableFormat f = a.device().format();
+            if (f != null && !tables.containsKey(f)) {
+                tables.put(f, buildTable(f));
+            }
+            associations.add(a);
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** @throws IllegalArgumentException if the device cannot use this VCM in {@code mode}; nothing is changed */
+    void checkDevice(Device device, AssociationMode mode) {
+        kind.checkDevice(this, device, mode);
+    }
+
+    /** A new table of {@code f} holding every current backing of the VCM. Caller holds the write lock. */
+    private PageTable buildTable(PageTableFormat f) {
+        for (Reservation r : reservations.values()) {
+            f.checkAttributes(r.attributes().toPageAttributes());
+        }
+        PageTable t = PageTable.create(f, tableMemory.memory(), tableMemory.allocator());
+        try {
+            for (Reservation r : reservations.values()) {
+                PhysMem pm = r.backingMemory();
+                if (pm != null) {
+                    mapInto(t, r, pm, r.backingOffset(), r.attributes().toPageAttributes());
+                }
+            }
+        } catch (RuntimeException e) {
+            t.close();
+            throw e;
+        }
+        return t;
+    }
+
+    /**
+     * Removes an inactive association; drops the table of its device's format when no other association needs it.
+     *
+     * @throws IllegalStateException if already removed
+     * @throws VcmmBusyException     if it is active
+     */
+    void detach(Association a) {
+        lock.writeLock().lock();
+        try {
+            if (a.isRemoved()) {
+                throw new IllegalStateException("already deassociated: " + a);
+            }
+            if (a.isActive()) {
+                throw new VcmmBusyException("busy: " + a + " is active; deactivate it first");
+            }
+            associations.remove(a);
+            a.markRemoved();
+            PageTableFormat f = a.device().format();
+            if (f != null && associations.stream().noneMatch(o -> f.equals(o.device().format()))) {
+                PageTable t = tables.remove(f);
+                if (t != null) {
+                    t.close();
+                }
+            }
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // lifetime
+
+    /**
+     * Frees the VCM: its VCMM forgets it, and a HOST VCM's range goes back to the system.
+     *
+     * @throws VcmmBusyException     while it has reservations or associations (the RFC's -EBUSY)
+     * @throws IllegalStateException if already freed, or its VCMM is closed
+     */
+    public void free() {
+        vcmm.forget(this);
+    }
+
+    /**
+     * Marks the VCM freed if it is empty; called by {@link Vcmm} under the graph lock, which then forgets it.
+     *
+     * @throws VcmmBusyException     if it has reservations or associations
+     * @throws IllegalStateException if already freed
+     */
+    void retire() {
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            if (!reservations.isEmpty() || !associations.isEmpty()) {
+                throw new VcmmBusyException("busy: " + this + " still has " + reservations.size() + " reservation(s) and "
+                    + associations.size() + " association(s)");
+            }
+            freed = true;
+            kind.release(this);
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** Its owning client was released: it is freed now if empty, else when its last reservation or association goes. */
+    void orphan() {
+        orphan = true;
+        freeIfOrphanedAndEmpty();
+    }
+
+    /** Frees an orphaned VCM that became empty; called with no lock held. */
+    void freeIfOrphanedAndEmpty() {
+        if (orphan && !freed && reservations.isEmpty() && associations.isEmpty()) {
+            try {
+                free();
+            } catch (IllegalStateException raced) {
+                // someone reserved or associated meanwhile (it is freed when that goes), or another thread freed it
+            }
+        }
+    }
+
+    /**
+     * On {@link Vcmm#close()}, under the graph lock: the VCM becomes unusable, the kind lets go of what it holds (a HOST VCM's mappings go
+     * before the memory types close), then every page table closes.
+     *
+     * @return a failure of the kind to report once everything is closed, or {@code null}
+     */
+    RuntimeException closeAll() {
+        closed = true;
+        RuntimeException failure = kind.close(this);
+        for (PageTable t : tables.values()) {
+            t.close();
+        }
+        tables.clear();
+        return failure;
+    }
+
+    /** @return the kind a copy of this VCM gets. @throws IllegalArgumentException if it cannot be copied */
+    VcmKind cloneKind() {
+        return kind.cloneKind(this);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // checks
 
     /** @return whether {@code [a, a + len)} lies in the VCM (unsigned, no overflow) */
     boolean covers(long a, long len) {
@@ -185,14 +630,36 @@ public final class Vcm {
             && Long.compareUnsigned(len, length - (a - start)) <= 0;
     }
 
-    List<Association> activeAssociations() {
-        List<Association> out = new ArrayList<>();
-        for (Association a : associations) {
-            if (a.isActive()) {
-                out.add(a);
-            }
+    /** @throws IllegalStateException if the VCMM is closed or the VCM freed */
+    void checkUsable() {
+        checkOpen();
+        checkNotFreed();
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("this Vcmm is closed");
         }
-        return out;
+    }
+
+    private void checkNotFreed() {
+        if (freed) {
+            throw new IllegalStateException("use after free: " + this);
+        }
+    }
+
+    private void checkExpressible(ReservationAttributes attributes) {
+        Attributes a = attributes.toPageAttributes();
+        for (PageTableFormat f : tables.keySet()) {
+            f.checkAttributes(a);
+        }
+    }
+
+    private static long roundLength(long length) {
+        if (length <= 0 || length > Long.MAX_VALUE - GRANULE) {
+            throw new IllegalArgumentException("length=" + length + " must be positive");
+        }
+        return (length + GRANULE - 1) & -GRANULE;
     }
 
     void checkOwner(Vcmm owner) {
@@ -203,7 +670,7 @@ public final class Vcm {
 
     @Override
     public String toString() {
-        return String.format("Vcm{%s %s 0x%x+0x%x, %d reservations, %d associations%s}", name, kind, start, length,
+        return String.format("Vcm{%s %s 0x%x+0x%x, %d reservations, %d associations%s}", name, kind(), start, length,
             reservations.size(), associations.size(), freed ? ", freed" : "");
     }
 }

@@ -1,11 +1,7 @@
 package dev.vcmm;
 
-import dev.vcmm.pagetable.Attributes;
 import dev.vcmm.pagetable.LeafSize;
-import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
-import dev.vcmm.pagetable.WalkResult;
-import dev.vcmm.space.AddressSpaceAllocator;
 import dev.vcmm.spi.HostMapper;
 import dev.vcmm.spi.MemoryBackend;
 
@@ -17,7 +13,6 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.OptionalLong;
-import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -42,6 +37,11 @@ import java.util.concurrent.locks.ReentrantLock;
  * }
  * }</pre>
  *
+ * <p>The VCMM keeps the graph lock, the registries of memory types, devices and VCMs, and the operations that
+ * span objects (associating, activating, cloning, copying mappings, translating between VCMs). Everything else is
+ * an object's own: a {@link Vcm} reserves, and its {@link Reservation}s back and unback; a {@link Device} moves
+ * bytes, seeing memory through the memory types it was handed at creation.
+ *
  * <p><b>Thread-safety:</b> thread-safe. Graph changes (creating and freeing VCMs and devices, associating,
  * activating) are serialised by one graph lock, off the hot path. Backing and unbacking take only their
  * VCM's lock shared and write page tables with no lock, so different reservations back and unback in
@@ -51,7 +51,8 @@ import java.util.concurrent.locks.ReentrantLock;
 public final class Vcmm implements AutoCloseable {
 
     private final Map<String, MemoryType> memoryTypes;
-    private final MemoryType[] typeArray;
+    /** The memory types as devices and VCMs see them: immutable, handed to each at creation. */
+    private final Bus bus;
     private final MemoryType pageTableMemory;
     private final ReentrantLock graph = new ReentrantLock();
     private final Map<String, Device> devices = new ConcurrentHashMap<>();
@@ -60,17 +61,17 @@ public final class Vcmm implements AutoCloseable {
     private final ReverseMap reverse;
     private final AtomicInteger vcmNames = new AtomicInteger();
     private final AtomicBoolean closed = new AtomicBoolean();
-    private final HostVcms host;
+    private final HostMappers host;
 
     private Vcmm(Map<String, MemoryType> memoryTypes, MemoryType pageTableMemory, HostMapper hostMapper) {
         this.memoryTypes = memoryTypes;
-        this.typeArray = memoryTypes.values().toArray(new MemoryType[0]);
+        this.bus = new Bus(List.copyOf(memoryTypes.values()));
         this.pageTableMemory = pageTableMemory;
-        this.host = new HostVcms(hostMapper);
-        this.reverse = new ReverseMap(typeArray);
+        this.host = new HostMappers(hostMapper);
+        this.reverse = new ReverseMap(memoryTypes.values().toArray(new MemoryType[0]));
     }
 
-    /** @return a builder */
+    /** {@return a builder} */
     public static Builder builder() {
         return new Builder();
     }
@@ -78,7 +79,12 @@ public final class Vcmm implements AutoCloseable {
     // ---------------------------------------------------------------------------------------------
     // memory
 
-    /** @return the memory type called {@code name}. @throws IllegalArgumentException listing the known ones */
+    /**
+     * {@return the memory type called {@code name}.}
+     *
+     * @param name the name
+     * @throws IllegalArgumentException listing the known ones
+     */
     public MemoryType memoryType(String name) {
         MemoryType m = memoryTypes.get(name);
         if (m == null) {
@@ -87,48 +93,63 @@ public final class Vcmm implements AutoCloseable {
         return m;
     }
 
-    /** @return every memory type, in the order they were added */
+    /** {@return every memory type, in the order they were added} */
     public List<MemoryType> memoryTypes() {
         return List.copyOf(memoryTypes.values());
     }
 
-    /** @return the memory type page tables are allocated from */
+    /** {@return the memory type page tables are allocated from} */
     public MemoryType pageTableMemory() {
         return pageTableMemory;
     }
 
-    /** Allocates physical memory from the named memory type. @see MemoryType#physAlloc(long, ChunkPolicy) */
+    /**
+     * Allocates physical memory from the named memory type.
+     *
+     * @param memoryType the memory type
+     * @param length the length in bytes
+     * @param policy the chunk policy
+     * @return the allocation
+     * @see MemoryType#physAlloc(long, ChunkPolicy)
+     */
     public PhysMem physAlloc(String memoryType, long length, ChunkPolicy policy) {
         return memoryType(memoryType).physAlloc(length, policy);
     }
 
-    /** Allocates physical memory. @see MemoryType#physAlloc(long, ChunkPolicy, PhysAllocOptions) */
+    /**
+     * Allocates physical memory.
+     *
+     * @param memoryType the memory type
+     * @param length the length in bytes
+     * @param policy the chunk policy
+     * @param options the allocation options
+     * @return the allocation
+     * @see MemoryType#physAlloc(long, ChunkPolicy, PhysAllocOptions)
+     */
     public PhysMem physAlloc(MemoryType memoryType, long length, ChunkPolicy policy, PhysAllocOptions options) {
         checkMemoryType(memoryType);
         return memoryType.physAlloc(length, policy, options);
     }
 
-    /** @return whether {@code pa} lies in a secure memory type */
+    /**
+     * {@return whether {@code pa} lies in a secure memory type}
+     *
+     * @param pa the physical address
+     */
     public boolean isSecurePhysical(long pa) {
-        for (MemoryType m : typeArray) { // an array, not the map: this runs on every IOTLB miss
-            if (m.isSecure() && pa >= m.base() && pa - m.base() < m.size()) {
-                return true;
-            }
-        }
-        return false;
+        return bus.isSecure(pa);
     }
 
-    /** @return the memory type holding physical address {@code pa}, or {@code null} */
+    /**
+     * {@return the memory type holding physical address {@code pa}, or {@code null}}
+     *
+     * @param pa the physical address
+     */
     public MemoryType memoryTypeAt(long pa) {
-        for (MemoryType m : typeArray) { // an array, not the map: this runs on every DMA leaf
-            if (pa >= m.base() && pa - m.base() < m.size()) {
-                return m;
-            }
-        }
-        return null;
+        return bus.at(pa);
     }
 
-    /** @return a snapshot of every memory type's, VCM's and device's statistics (printable) */
+    /** {@return a snapshot of every memory type's, VCM's and device's statistics (printable)} */
     public VcmmStats stats() {
         checkOpen();
         return VcmmStats.of(this);
@@ -137,6 +158,9 @@ public final class Vcmm implements AutoCloseable {
     /**
      * Opens a client: an owner whose VCMs, reservations, allocations and associations are all given back
      * when it is closed or becomes unreachable.
+     *
+     * @param name the client's name, for messages
+     * @return the new client
      */
     public Client client(String name) {
         checkOpen();
@@ -146,17 +170,34 @@ public final class Vcmm implements AutoCloseable {
     // ---------------------------------------------------------------------------------------------
     // devices
 
-    /** Creates a device behind an IOMMU walking tables of {@code format}. */
+    /**
+     * Creates a device behind an IOMMU walking tables of {@code format}.
+     *
+     * @param name the name, unique in this VCMM
+     * @param format the page-table format
+     * @return the new device
+     */
     public Device device(String name, PageTableFormat format) {
         return device(name, DeviceKind.IOMMU, format, false);
     }
 
-    /** Creates a one-to-one device (no translation). */
+    /**
+     * Creates a one-to-one device (no translation).
+     *
+     * @param name the name, unique in this VCMM
+     * @return the new device
+     */
     public Device oneToOneDevice(String name) {
         return device(name, DeviceKind.ONE_TO_ONE, null, false);
     }
 
-    /** Creates a CPU whose MMU walks tables of {@code format}. */
+    /**
+     * Creates a CPU whose MMU walks tables of {@code format}.
+     *
+     * @param name the name, unique in this VCMM
+     * @param format the page-table format
+     * @return the new CPU device
+     */
     public Device cpu(String name, PageTableFormat format) {
         return device(name, DeviceKind.CPU, format, false);
     }
@@ -168,6 +209,7 @@ public final class Vcmm implements AutoCloseable {
      * @param kind   how it reaches memory
      * @param format its page-table format; required for IOMMU and CPU devices, {@code null} for one-to-one
      * @param secure whether it may reach secure memory
+     * @return the new device
      * @throws IllegalArgumentException if the name is taken or the format does not fit the kind
      */
     public Device device(String name, DeviceKind kind, PageTableFormat format, boolean secure) {
@@ -175,7 +217,16 @@ public final class Vcmm implements AutoCloseable {
     }
 
     /**
-     * Creates a device with an IOTLB of the given geometry. @see #device(String, DeviceKind, PageTableFormat, boolean)
+     * Creates a device with an IOTLB of the given geometry and burst size.
+     *
+     * @param name    unique in this VCMM
+     * @param kind    how it reaches memory
+     * @param format  its page-table format; required for IOMMU and CPU devices, {@code null} for one-to-one
+     * @param secure  whether it may reach secure memory
+     * @param options its IOTLB geometry and largest burst
+     * @return the new device
+     * @throws IllegalArgumentException if the name is taken or the format does not fit the kind
+     * @see #device(String, DeviceKind, PageTableFormat, boolean)
      */
     public Device device(String name, DeviceKind kind, PageTableFormat format, boolean secure, DeviceOptions options) {
         Objects.requireNonNull(options, "options");
@@ -197,7 +248,7 @@ public final class Vcmm implements AutoCloseable {
             if (devices.containsKey(name)) {
                 throw new IllegalArgumentException("device=" + name + " exists already");
             }
-            Device d = new Device(this, name, kind, format, secure, options);
+            Device d = new Device(this, bus, name, kind, format, secure, options);
             devices.put(name, d);
             return d;
         } finally {
@@ -206,16 +257,11 @@ public final class Vcmm implements AutoCloseable {
     }
 
     /**
-     * Installs a fault handler on a device (the original VCMM's hook); {@code null} removes it.
+     * {@return the device called {@code name}.}
      *
-     * @see Device#hook(FaultHandler)
+     * @param name the name
+     * @throws IllegalArgumentException if there is none
      */
-    public void hook(Device device, FaultHandler handler) {
-        checkDevice(device);
-        device.hook(handler);
-    }
-
-    /** @return the device called {@code name}. @throws IllegalArgumentException if there is none */
     public Device device(String name) {
         Device d = devices.get(name);
         if (d == null) {
@@ -224,7 +270,7 @@ public final class Vcmm implements AutoCloseable {
         return d;
     }
 
-    /** @return every device (a snapshot) */
+    /** {@return every device (a snapshot)} */
     public List<Device> devices() {
         return List.copyOf(devices.values());
     }
@@ -235,18 +281,32 @@ public final class Vcmm implements AutoCloseable {
     /**
      * Creates a virtual VCM over device addresses {@code [start, start + length)}.
      *
+     * @param start the first address
+     * @param length the length in bytes
+     * @return the new VCM
      * @throws IllegalArgumentException if start or length is not a multiple of 4 KiB, or the range wraps
      */
     public Vcm createVcm(long start, long length) {
-        return createVcm(Vcm.Kind.VIRTUAL, start, length);
+        return createVcm(VcmKind.Virtual.INSTANCE, start, length);
     }
 
-    /** Creates a one-to-one VCM over the physical range {@code [start, start + length)}. */
+    /**
+     * Creates a one-to-one VCM over the physical range {@code [start, start + length)}.
+     *
+     * @param start the first address
+     * @param length the length in bytes
+     * @return the new VCM
+     */
     public Vcm createOneToOneVcm(long start, long length) {
-        return createVcm(Vcm.Kind.ONE_TO_ONE, start, length);
+        return createVcm(VcmKind.OneToOne.INSTANCE, start, length);
     }
 
-    /** Creates a one-to-one VCM over the whole of {@code memoryType}. */
+    /**
+     * Creates a one-to-one VCM over the whole of {@code memoryType}.
+     *
+     * @param memoryType the memory type
+     * @return the new VCM
+     */
     public Vcm createOneToOneVcm(MemoryType memoryType) {
         checkMemoryType(memoryType);
         return createOneToOneVcm(memoryType.base(), memoryType.size());
@@ -256,6 +316,10 @@ public final class Vcmm implements AutoCloseable {
      * Creates the CPU's VCM (the original VCMM's pre-built VMM space): a virtual VCM associated with the
      * CPU device and active.
      *
+     * @param cpu the CPU device
+     * @param start the first address
+     * @param length the length in bytes
+     * @return the new VCM
      * @throws VcmmBusyException if the CPU already has an active association; nothing is created
      */
     public Vcm createCpuVcm(Device cpu, long start, long length) {
@@ -276,7 +340,7 @@ public final class Vcmm implements AutoCloseable {
                 }
             }
             try {
-                free(vcm);
+                vcm.free();
             } catch (RuntimeException undo) {
                 e.addSuppressed(undo);
             }
@@ -292,20 +356,29 @@ public final class Vcmm implements AutoCloseable {
      * {@code HostSegments.segment(reservation)} gives the {@code MemorySegment}. Freeing the VCM gives the range
      * back to the system.
      *
+     * @param length the length in bytes
+     * @return the new VCM
      * @throws UnsupportedOperationException saying why, where HOST VCMs are unavailable (no memfd or mmap)
      * @throws IllegalArgumentException      if {@code length} is not a positive multiple of the host page size
      */
     public Vcm createHostVcm(long length) {
-        return createHostVcm(length, HostVcms.DEFAULT_ALIGNMENT);
+        return createHostVcm(length, HostMappers.DEFAULT_ALIGNMENT);
     }
 
-    /** Creates a HOST VCM aligned to {@code alignment}, a power of two at least the host page size. @see #createHostVcm(long) */
+    /**
+     * Creates a HOST VCM aligned to {@code alignment}, a power of two at least the host page size.
+     *
+     * @param length the length in bytes
+     * @param alignment the alignment in bytes, a power of two
+     * @return the new VCM
+     * @see #createHostVcm(long)
+     */
     public Vcm createHostVcm(long length, long alignment) {
         checkOpen();
         HostMapper m = host.mapper();
         long start = host.reserveRange(m, length, alignment);
         try {
-            return createVcm(Vcm.Kind.HOST, start, length, m);
+            return createVcm(new VcmKind.Host(m), start, length);
         } catch (RuntimeException e) {
             try {
                 m.release(start, length);
@@ -316,16 +389,12 @@ public final class Vcmm implements AutoCloseable {
         }
     }
 
-    /** @return empty if HOST VCMs work here, else why not */
+    /** {@return empty if HOST VCMs work here, else why not} */
     public Optional<String> hostUnavailableReason() {
         return Optional.ofNullable(host.unavailableReason());
     }
 
-    private Vcm createVcm(Vcm.Kind kind, long start, long length) {
-        return createVcm(kind, start, length, null);
-    }
-
-    private Vcm createVcm(Vcm.Kind kind, long start, long length, HostMapper hostMapper) {
+    private Vcm createVcm(VcmKind kind, long start, long length) {
         if (((start | length) & (Vcm.GRANULE - 1)) != 0 || length <= 0) {
             throw new IllegalArgumentException(String.format("start=0x%x length=0x%x must be positive multiples of 4096", start, length));
         }
@@ -335,7 +404,7 @@ public final class Vcmm implements AutoCloseable {
         graph.lock();
         try {
             checkOpen();
-            Vcm vcm = new Vcm(this, "vcm" + vcmNames.incrementAndGet(), kind, start, length, hostMapper);
+            Vcm vcm = new Vcm(this, bus, pageTableMemory, reverse, "vcm" + vcmNames.incrementAndGet(), kind, start, length);
             vcms.add(vcm);
             return vcm;
         } finally {
@@ -343,341 +412,57 @@ public final class Vcmm implements AutoCloseable {
         }
     }
 
-    /** @return every VCM not freed (a snapshot) */
+    /** {@return every VCM not freed (a snapshot)} */
     public List<Vcm> vcms() {
         return List.copyOf(vcms);
     }
 
     /**
-     * Frees a VCM.
-     *
-     * @throws VcmmBusyException     while it has reservations or associations (the RFC's -EBUSY)
-     * @throws IllegalStateException if already freed
+     * Forgets a VCM that frees itself ({@link Vcm#free()}): under the graph lock, the VCM checks it is empty and
+     * marks itself freed, then the registry drops it.
      */
-    public void free(Vcm vcm) {
-        checkVcm(vcm);
+    void forget(Vcm vcm) {
+        checkOpen();
         graph.lock();
-        vcm.lock.writeLock().lock();
         try {
-            if (!vcm.reservations.isEmpty() || !vcm.associations.isEmpty()) {
-                throw new VcmmBusyException("busy: " + vcm + " still has " + vcm.reservations.size() + " reservation(s) and "
-                    + vcm.associations.size() + " association(s)");
-            }
-            vcm.markFreed();
+            vcm.retire();
             vcms.remove(vcm);
-            HostVcms.release(vcm); // a HOST VCM's range goes back to the system
         } finally {
-            vcm.lock.writeLock().unlock();
             graph.unlock();
         }
     }
-
-    // ---------------------------------------------------------------------------------------------
-    // reservations
-
-    /**
-     * Reserves {@code length} bytes of {@code vcm} aligned to {@code alignment} (aligning to the largest
-     * chunk of the memory that will back it lets the mapper use blocks).
-     *
-     * @throws IllegalArgumentException  for a bad length or alignment, or attributes a page table of the VCM
-     *                                   cannot express
-     * @throws VcmmOutOfMemoryException  if no free range of the VCM fits
-     */
-    public Reservation reserve(Vcm vcm, long length, ReservationAttributes attributes, long alignment) {
-        checkVcm(vcm);
-        Objects.requireNonNull(attributes, "attributes");
-        long rounded = roundLength(length);
-        if (alignment < Vcm.GRANULE || Long.bitCount(alignment) != 1) {
-            throw new IllegalArgumentException("alignment=" + alignment + " must be a power of two >= 4096");
-        }
-        alignment = HostVcms.alignment(vcm, alignment);
-        HostVcms.checkRange(vcm, 0, rounded);
-        vcm.lock.writeLock().lock();
-        try {
-            checkUsable(vcm);
-            checkExpressible(vcm, attributes);
-            long address = vcm.space.allocate(rounded, alignment);
-            if (address == AddressSpaceAllocator.NONE) {
-                throw new VcmmOutOfMemoryException(vcm.name(), rounded, 0, "no free range of " + vcm + " holds 0x"
-                    + Long.toHexString(rounded) + " bytes aligned to 0x" + Long.toHexString(alignment)
-                    + " (largest free range 0x" + Long.toHexString(vcm.space.largestFreeRange()) + ")");
-            }
-            Reservation r = new Reservation(vcm, address, rounded, attributes);
-            vcm.reservations.put(address, r);
-            return r;
-        } finally {
-            vcm.lock.writeLock().unlock();
-        }
-    }
-
-    /**
-     * Reserves exactly {@code [address, address + length)} of {@code vcm}.
-     *
-     * @throws IllegalArgumentException if misaligned, outside the VCM, or the attributes cannot be expressed
-     * @throws IllegalStateException    if any part of the range is reserved already
-     */
-    public Reservation reserveAt(Vcm vcm, long address, long length, ReservationAttributes attributes) {
-        checkVcm(vcm);
-        Objects.requireNonNull(attributes, "attributes");
-        long rounded = roundLength(length);
-        if ((address & (Vcm.GRANULE - 1)) != 0) {
-            throw new IllegalArgumentException(String.format("address=0x%x must be a multiple of 4096", address));
-        }
-        if (!vcm.covers(address, rounded)) {
-            throw new IllegalArgumentException(String.format("range address=0x%x length=0x%x is outside %s", address, rounded, vcm));
-        }
-        HostVcms.checkRange(vcm, address, rounded);
-        vcm.lock.writeLock().lock();
-        try {
-            checkUsable(vcm);
-            checkExpressible(vcm, attributes);
-            if (!vcm.space.allocateAt(address, rounded)) {
-                Reservation other = overlapping(vcm, address, rounded);
-                throw new IllegalStateException(String.format("range address=0x%x length=0x%x overlaps %s", address, rounded, other));
-            }
-            Reservation r = new Reservation(vcm, address, rounded, attributes);
-            vcm.reservations.put(address, r);
-            return r;
-        } finally {
-            vcm.lock.writeLock().unlock();
-        }
-    }
-
-    private static Reservation overlapping(Vcm vcm, long address, long length) {
-        for (Reservation r : vcm.reservations.values()) {
-            if (Long.compareUnsigned(r.address(), address + length - 1) <= 0
-                && Long.compareUnsigned(address, r.address() + r.length() - 1) <= 0) {
-                return r;
-            }
-        }
-        return null;
-    }
-
-    /**
-     * Returns a reservation's range to its VCM.
-     *
-     * @throws VcmmBusyException     while it is backed
-     * @throws IllegalStateException if already unreserved
-     */
-    public void unreserve(Reservation r) {
-        checkReservation(r);
-        Vcm vcm = r.vcm();
-        vcm.lock.writeLock().lock();
-        try {
-            if (r.isReleased()) {
-                throw new IllegalStateException("already unreserved: " + r);
-            }
-            if (r.backing.get() != null) {
-                throw new VcmmBusyException("busy: " + r + " is backed; unback it first");
-            }
-            vcm.space.free(r.address(), r.length());
-            vcm.reservations.remove(r.address());
-            r.markReleased();
-        } finally {
-            vcm.lock.writeLock().unlock();
-        }
-        if (!orphanVcms.isEmpty()) {
-            sweepOrphans();
-        }
-    }
-
-    // ---------------------------------------------------------------------------------------------
-    // backing
-
-    /**
-     * Backs {@code r} with {@code memory} from {@code offset}: writes the mappings into every page table the
-     * VCM has (one per format among its associated devices), with the largest leaves the chunks allow. In a
-     * one-to-one VCM the memory must lie at the reservation's own address.
-     *
-     * @throws IllegalArgumentException if the memory is too short, misaligned, foreign, not at the reservation's
-     *                                  address (one-to-one), or secure while the reservation is not
-     * @throws IllegalStateException    if the reservation is backed, being backed, or unreserved, or the memory
-     *                                  was freed; nothing is changed
-     */
-    public void back(Reservation r, PhysMem memory, long offset) {
-        checkReservation(r);
-        Objects.requireNonNull(memory, "memory");
-        checkMemoryType(memory.memoryType());
-        if (offset < 0 || (offset & (Vcm.GRANULE - 1)) != 0) {
-            throw new IllegalArgumentException("offset=" + offset + " must be a non-negative multiple of 4096");
-        }
-        if (memory.length() - offset < r.length()) {
-            throw new IllegalArgumentException("too little memory: " + memory + " from offset=" + offset + " has "
-                + Math.max(0, memory.length() - offset) + " bytes, " + r + " needs " + r.length());
-        }
-        if (memory.memoryType().isSecure() && !r.attributes().secure()) {
-            throw new IllegalArgumentException("secure memory " + memory + " can back only secure reservations, not " + r);
-        }
-        HostVcms.checkBack(r, memory, offset);
-        Vcm vcm = r.vcm();
-        if (vcm.kind() == Vcm.Kind.ONE_TO_ONE) {
-            for (long[] s : slices(memory, offset, r.length())) {
-                if (s[1] != r.address() + s[0]) {
-                    throw new IllegalArgumentException(String.format("one-to-one %s needs memory at its own address: byte 0x%x is at pa=0x%x",
-                        r, s[0], s[1]));
-                }
-            }
-        }
-        vcm.lock.readLock().lock();
-        try {
-            if (r.isReleased()) {
-                throw new IllegalStateException("use after unreserve: " + r);
-            }
-            if (!r.backing.compareAndSet(null, Reservation.IN_PROGRESS)) {
-                throw new IllegalStateException("already backed: " + r);
-            }
-            boolean counted = false;
-            List<PageTable> done = new ArrayList<>();
-            try {
-                memory.acquireBacking();
-                counted = true;
-                Attributes a = r.attributes().toPageAttributes();
-                for (PageTable t : vcm.tables.values()) {
-                    mapInto(t, r, memory, offset, a);
-                    done.add(t);
-                }
-                if (vcm.kind() == Vcm.Kind.HOST) {
-                    r.hostMapping = HostVcms.map(r, memory, offset); // last: it undoes itself on failure
-                }
-            } catch (RuntimeException e) {
-                for (PageTable t : done) {
-                    t.unmap(r.address(), r.length());
-                }
-                DeviceDma.invalidate(vcm, r.address(), r.length()); // a DMA may have cached the short-lived mapping
-                if (counted) {
-                    memory.releaseBacking();
-                }
-                r.backing.set(null);
-                throw e;
-            }
-            register(r, memory, offset);
-            r.backing.set(new Reservation.Backing(memory, offset));
-        } finally {
-            vcm.lock.readLock().unlock();
-        }
-    }
-
-    /** Maps the reservation's runs of {@code memory} into one table; undoes its own part on failure. */
-    private static void mapInto(PageTable t, Reservation r, PhysMem memory, long offset, Attributes a) {
-        long va = r.address();
-        try {
-            memory.forEachRun(offset, r.length(), (o, pa, n) -> t.map(va + o, pa, n, a));
-        } catch (RuntimeException e) {
-            t.unmap(va, r.length()); // whatever was mapped of the range: the rest is empty
-            throw e;
-        }
-    }
-
-    /**
-     * @return the physically contiguous pieces of {@code [offset, offset + length)} of {@code memory}, each
-     * {@code {offset in the window, pa, bytes}}, adjacent chunks merged so the mapper sees whole runs
-     */
-    static List<long[]> slices(PhysMem memory, long offset, long length) {
-        List<long[]> out = new ArrayList<>();
-        memory.forEachRun(offset, length, (o, pa, n) -> out.add(new long[] {o, pa, n}));
-        return out;
-    }
-
-    /**
-     * Removes a reservation's mappings from every page table of its VCM, invalidates them in the IOTLB of every
-     * device of the VCM and waits for the DMA bursts in flight on those devices (at most one per DMA thread): when
-     * it returns, no device reaches the memory through this reservation, and the memory's backing count drops.
-     *
-     * @throws IllegalStateException if it is not backed (or is being backed or unbacked by another thread); or, for a
-     *                               HOST reservation, if a view of it is held: nothing changed. If a page table fails
-     *                               to remove its mappings, the IOTLBs are still invalidated and synchronized, the
-     *                               reservation stays backed (its memory is not released) and a later unback
-     *                               finishes; it is never left half-way.
-     */
-    public void unback(Reservation r) {
-        checkReservation(r);
-        Vcm vcm = r.vcm();
-        vcm.lock.readLock().lock();
-        try {
-            Reservation.Backing b = r.backing.get();
-            if (b == null || b == Reservation.IN_PROGRESS || !r.backing.compareAndSet(b, Reservation.IN_PROGRESS)) {
-                throw new IllegalStateException("not backed: " + r);
-            }
-            try {
-                HostVcms.unmap(r); // first: the CPU's views end before anything else goes
-            } catch (RuntimeException e) {
-                r.backing.set(b); // a view is held (e.g. by a native call): nothing changed
-                throw e;
-            }
-            // from here on the reservation is never left IN_PROGRESS (that would wedge it for good): it ends
-            // unbacked, or still backed if a page table kept part of its mappings (a retry of unback then finishes)
-            Reservation.Backing end = b;
-            try {
-                RuntimeException tableFailure = null;
-                for (PageTable t : vcm.tables.values()) {
-                    try {
-                        t.unmap(r.address(), r.length());
-                    } catch (RuntimeException e) {
-                        tableFailure = chain(tableFailure, e);
-                    }
-                }
-                Runnable hook = unbackHook;
-                if (hook != null) {
-                    hook.run();
-                }
-                // after the PTEs, before the memory is released; also after a partial failure: what was removed
-                // must not stay cached in an IOTLB or in a burst in flight
-                DeviceDma.invalidate(vcm, r.address(), r.length());
-                if (tableFailure != null) {
-                    throw new IllegalStateException("unback of " + r + " failed to remove its mappings from a page table;"
-                        + " it stays backed (unback again to finish)", tableFailure);
-                }
-                end = null;
-                unregister(r, b.memory());
-                b.memory().releaseBacking();
-            } finally {
-                r.backing.set(end);
-            }
-        } finally {
-            vcm.lock.readLock().unlock();
-        }
-    }
-
-    private static RuntimeException chain(RuntimeException first, RuntimeException next) {
-        if (first == null) {
-            return next;
-        }
-        first.addSuppressed(next);
-        return first;
-    }
-
-    /** A test-only failure point inside {@link #unback}, between the page tables and the IOTLBs ({@code null} outside tests). */
-    static volatile Runnable unbackHook;
 
     /** @return the reverse map (for tests) */
     ReverseMap reverseMap() {
         return reverse;
     }
 
-    private void register(Reservation r, PhysMem memory, long offset) {
-        reverse.register(r, memory);
-    }
-
-    private void unregister(Reservation r, PhysMem memory) {
-        reverse.unregister(r, memory);
-    }
-
-    /** @return the reservations {@code memory} backs now */
+    /**
+     * {@return the reservations {@code memory} backs now}
+     *
+     * @param memory the physical allocation
+     */
     public List<Reservation> reservationsOf(PhysMem memory) {
         return reverse.reservationsOf(memory);
     }
 
     /**
-     * @return every place physical address {@code pa} is mapped: reservation and device address. O(orders) loads of
-     *         the memory type's frame table, whatever the number of live backings
+     * {@return every place physical address {@code pa} is mapped: reservation and device address. O(orders) loads of
+     *         the memory type's frame table, whatever the number of live backings}
+     *
+     * @param pa the physical address
      */
     public List<Mapping> whoMaps(long pa) {
         return reverse.whoMaps(pa);
     }
 
     /**
-     * @return the address in {@code dst} that maps the same physical byte as {@code address} in {@code src},
-     * if any
+     * {@return the address in {@code dst} that maps the same physical byte as {@code address} in {@code src},
+     * if any}
+     *
+     * @param src     the VCM {@code address} is in
+     * @param address an address of {@code src}
+     * @param dst     the VCM to look in
      */
     public OptionalLong translate(Vcm src, long address, Vcm dst) {
         checkVcm(src);
@@ -695,16 +480,15 @@ public final class Vcmm implements AutoCloseable {
         return OptionalLong.empty();
     }
 
-    /** Translates a device address through the device's active tables. @see Device#translate(long) */
-    public WalkResult translate(Device device, long address) {
-        checkDevice(device);
-        return device.translate(address);
-    }
-
     /**
      * Copies {@code length} bytes from {@code src} at {@code srcOffset} to {@code dst} at {@code dstOffset}
      * through their backing memory (the original VCMM's vcm_res_copy).
      *
+     * @param dst the destination
+     * @param dstOffset the offset in {@code dst}
+     * @param src the source
+     * @param srcOffset the offset in {@code src}
+     * @param length the length in bytes
      * @throws IllegalArgumentException if a range is outside its reservation
      * @throws IllegalStateException    if either reservation is not backed
      */
@@ -739,14 +523,13 @@ public final class Vcmm implements AutoCloseable {
      * reservation, backed by the same physical memory. Associations are not copied. All or nothing: if any step
      * fails (e.g. a source reservation is unbacked and its memory freed meanwhile), everything the copy made is
      * undone, the copy is freed, and the failure is thrown.
+     *
+     * @param vcm the VCM
+     * @return the copy
      */
     public Vcm cloneVcm(Vcm vcm) {
         checkVcm(vcm);
-        if (vcm.kind() == Vcm.Kind.HOST) {
-            throw new IllegalArgumentException("a HOST VCM cannot be cloned (its range is the process's own): " + vcm
-                + "; copyMappings into a VIRTUAL VCM instead");
-        }
-        Vcm copy = vcm.kind() == Vcm.Kind.VIRTUAL ? createVcm(vcm.start(), vcm.length()) : createOneToOneVcm(vcm.start(), vcm.length());
+        Vcm copy = createVcm(vcm.cloneKind(), vcm.start(), vcm.length());
         try {
             copyMappings(vcm, vcm.start(), vcm.length(), copy);
             for (Reservation r : vcm.reservations()) {
@@ -755,7 +538,7 @@ public final class Vcmm implements AutoCloseable {
                     hook.run();
                 }
                 if (!r.isBacked() && copy.reservationAt(r.address()) == null) {
-                    reserveAt(copy, r.address(), r.length(), r.attributes());
+                    copy.reserveAt(r.address(), r.length(), r.attributes());
                 }
             }
         } catch (RuntimeException | Error e) {
@@ -773,11 +556,11 @@ public final class Vcmm implements AutoCloseable {
         try {
             for (Reservation r : vcm.reservations()) {
                 if (r.isBacked()) {
-                    unback(r);
+                    r.unback();
                 }
-                unreserve(r);
+                r.unreserve();
             }
-            free(vcm);
+            vcm.free();
         } catch (RuntimeException undo) {
             cause.addSuppressed(undo);
         }
@@ -788,6 +571,10 @@ public final class Vcmm implements AutoCloseable {
      * same addresses (iommufd's IOAS_COPY): each backed reservation, or the part of it inside the range,
      * becomes a reservation of {@code dst} backed by the same memory.
      *
+     * @param src the source
+     * @param address the device address
+     * @param length the length in bytes
+     * @param dst the destination
      * @return the new reservations
      * @throws IllegalStateException if a target range of {@code dst} is reserved already; what was copied
      *                               before stays
@@ -798,9 +585,9 @@ public final class Vcmm implements AutoCloseable {
         List<Reservation> out = new ArrayList<>();
         long last = address + length - 1;
         for (Reservation r : src.reservations()) {
-            Reservation.Backing b = r.backing.get(); // one read: memory and offset of the same backing
+            Reservation.Backing b = r.backing(); // one read: memory and offset of the same backing
             long rLast = r.address() + r.length() - 1;
-            if (b == null || b == Reservation.IN_PROGRESS || Long.compareUnsigned(rLast, address) < 0
+            if (b == null || Long.compareUnsigned(rLast, address) < 0
                 || Long.compareUnsigned(r.address(), last) > 0) {
                 continue;
             }
@@ -810,11 +597,11 @@ public final class Vcmm implements AutoCloseable {
             if (hook != null) {
                 hook.run();
             }
-            Reservation c = reserveAt(dst, from, to - from + 1, r.attributes());
+            Reservation c = dst.reserveAt(from, to - from + 1, r.attributes());
             try {
-                back(c, b.memory(), b.offset() + (from - r.address()));
+                c.back(b.memory(), b.offset() + (from - r.address()));
             } catch (RuntimeException e) {
-                unreserve(c); // not left reserved and unbacked
+                c.unreserve(); // not left reserved and unbacked
                 throw e;
             }
             out.add(c);
@@ -825,7 +612,13 @@ public final class Vcmm implements AutoCloseable {
     // ---------------------------------------------------------------------------------------------
     // associations
 
-    /** Associates {@code vcm} with {@code device} for the whole device address space. */
+    /**
+     * Associates {@code vcm} with {@code device} for the whole device address space.
+     *
+     * @param vcm the VCM
+     * @param device the device
+     * @return the new association, inactive
+     */
     public Association assoc(Vcm vcm, Device device) {
         return assoc(vcm, device, AssociationMode.WHOLE);
     }
@@ -834,6 +627,10 @@ public final class Vcmm implements AutoCloseable {
      * Associates {@code vcm} with {@code device}. For the first device of a page-table format the VCM builds a
      * table of that format from its current mappings.
      *
+     * @param vcm the VCM
+     * @param device the device
+     * @param mode which of the device's tables the association programs
+     * @return the new association, inactive
      * @throws IllegalArgumentException if the device kind does not fit the VCM kind, the association exists,
      *                                  or the format cannot express a reservation's attributes
      */
@@ -841,84 +638,20 @@ public final class Vcmm implements AutoCloseable {
         checkVcm(vcm);
         checkDevice(device);
         Objects.requireNonNull(mode, "mode");
-        boolean oneToOne = device.kind() == DeviceKind.ONE_TO_ONE;
-        if (oneToOne != (vcm.kind() == Vcm.Kind.ONE_TO_ONE)) {
-            throw new IllegalArgumentException("device " + device.name() + " (" + device.kind() + ") cannot use " + vcm
-                + ": one-to-one devices go with one-to-one VCMs only");
-        }
-        if (oneToOne && mode != AssociationMode.WHOLE) {
-            throw new IllegalArgumentException("a one-to-one device has no high and low tables: mode=" + mode);
-        }
-        checkReach(vcm, device, mode);
+        vcm.checkDevice(device, mode);
+        device.checkReach(vcm, mode);
         graph.lock();
-        vcm.lock.writeLock().lock();
         try {
-            checkUsable(vcm);
-            for (Association a : vcm.associations) {
-                if (a.device() == device) {
-                    throw new IllegalArgumentException("already associated: " + a);
-                }
-            }
-            PageTableFormat f = device.format();
-            if (f != null && !vcm.tables.containsKey(f)) {
-                vcm.tables.put(f, buildTable(vcm, f));
-            }
             Association a = new Association(vcm, device, mode);
-            vcm.associations.add(a);
-            device.associations.add(a);
+            vcm.attach(a);
+            device.attach(a);
             return a;
         } finally {
-            vcm.lock.writeLock().unlock();
             graph.unlock();
         }
     }
 
-    /**
-     * @throws IllegalArgumentException if the device's format cannot translate every address of the VCM, or the VCM
-     *                                  does not lie in the half (low or high table) {@code mode} programs
-     */
-    private static void checkReach(Vcm vcm, Device device, AssociationMode mode) {
-        PageTableFormat f = device.format();
-        if (f == null) {
-            return;
-        }
-        long first = vcm.start();
-        long last = first + vcm.length() - 1;
-        if (!f.isValidVa(first) || !f.isValidVa(last) || (first < 0) != (last < 0)) {
-            throw new IllegalArgumentException(String.format("%s [0x%x, 0x%x] is outside the %d-bit input address space of"
-                + " device %s (%s): no address of it could be mapped", vcm, first, last, f.vaBits(), device.name(), f.name()));
-        }
-        int want = switch (mode) {
-            case WHOLE -> -1;
-            case USE_LOW -> Device.LOW;
-            case USE_HIGH -> Device.HIGH;
-        };
-        if (want >= 0 && (device.slotFor(first) != want || device.slotFor(last) != want)) {
-            throw new IllegalArgumentException(String.format("%s [0x%x, 0x%x] does not lie in the %s half of device %s's"
-                + " address space, which %s programs", vcm, first, last, want == Device.LOW ? "low" : "high", device.name(), mode));
-        }
-    }
-
-    /** A new table of {@code f} holding every current backing of the VCM. Caller holds the VCM's write lock. */
-    private PageTable buildTable(Vcm vcm, PageTableFormat f) {
-        for (Reservation r : vcm.reservations.values()) {
-            f.checkAttributes(r.attributes().toPageAttributes());
-        }
-        PageTable t = PageTable.create(f, pageTableMemory.memory(), pageTableMemory.allocator());
-        try {
-            for (Reservation r : vcm.reservations.values()) {
-                PhysMem pm = r.backingMemory();
-                if (pm != null) {
-                    mapInto(t, r, pm, r.backingOffset(), r.attributes().toPageAttributes());
-                }
-            }
-        } catch (RuntimeException e) {
-            t.close();
-            throw e;
-        }
-        return t;
-    }
-
+    /** {@link Association#activate()}: the device programs its slots, under the graph lock. */
     void activate(Association a) {
         graph.lock();
         try {
@@ -929,24 +662,14 @@ public final class Vcmm implements AutoCloseable {
             if (a.isActive()) {
                 return;
             }
-            Device d = a.device();
-            d.dma.checkNotCrashed();
-            for (int slot : a.slots()) {
-                Association current = d.slot(slot);
-                if (current != null) {
-                    throw new VcmmBusyException("busy: device " + d.name() + " has " + current + " active in its "
-                        + (slot == Device.LOW ? "low" : "high") + " slot");
-                }
-            }
-            for (int slot : a.slots()) {
-                d.program(slot, a);
-            }
+            a.device().program(a); // slots before the flag: a walk may start in between (see Vcm.invalidate)
             a.setActive(true);
         } finally {
             graph.unlock();
         }
     }
 
+    /** {@link Association#deactivate()}: the device clears its slots and synchronizes, under the graph lock. */
     void deactivate(Association a) {
         graph.lock();
         try {
@@ -954,13 +677,9 @@ public final class Vcmm implements AutoCloseable {
                 throw new IllegalStateException("association removed: " + a);
             }
             Device d = a.device();
-            for (int slot : a.slots()) {
-                if (d.slot(slot) == a) {
-                    d.program(slot, null);
-                }
-            }
+            d.unprogram(a);
             a.setActive(false);
-            d.dma.deactivated(); // after the slots are cleared: flush the whole IOTLB
+            d.deactivated(); // after the slots are cleared: flush the whole IOTLB and synchronize
         } finally {
             graph.unlock();
         }
@@ -977,69 +696,29 @@ public final class Vcmm implements AutoCloseable {
         } finally {
             graph.unlock();
         }
-        if (!orphanVcms.isEmpty() && !graph.isHeldByCurrentThread()) {
-            sweepOrphans(); // the VCM of an orphan may have lost its last association just now
+        if (!graph.isHeldByCurrentThread()) {
+            a.vcm().freeIfOrphanedAndEmpty(); // an orphan VCM may have lost its last association just now
         }
     }
 
-    /** VCMs whose owning client was released while others still used them: freed once they are empty. */
-    private final Set<Vcm> orphanVcms = ConcurrentHashMap.newKeySet();
-
-    void adoptOrphan(Vcm vcm) {
-        orphanVcms.add(vcm);
-        sweepOrphans();
-    }
-
-    /** Frees the orphaned VCMs that became empty. Called with no lock held. */
-    void sweepOrphans() {
-        for (Vcm v : orphanVcms) {
-            if (v.isFreed()) {
-                orphanVcms.remove(v);
-            } else if (v.reservations.isEmpty() && v.associations.isEmpty()) {
-                try {
-                    free(v);
-                    orphanVcms.remove(v);
-                } catch (IllegalStateException raced) {
-                    // someone reserved or associated meanwhile: it stays an orphan until the next sweep
-                }
-            }
-        }
-    }
-
+    /** Removes an inactive association from its VCM and its device, under the graph lock. */
     void deassoc(Association a) {
-        Vcm vcm = a.vcm();
         graph.lock();
-        vcm.lock.writeLock().lock();
         try {
-            if (a.isRemoved()) {
-                throw new IllegalStateException("already deassociated: " + a);
-            }
-            if (a.isActive()) {
-                throw new VcmmBusyException("busy: " + a + " is active; deactivate it first");
-            }
-            vcm.associations.remove(a);
-            a.device().associations.remove(a);
-            a.markRemoved();
-            PageTableFormat f = a.device().format();
-            if (f != null && vcm.associations.stream().noneMatch(o -> f.equals(o.device().format()))) {
-                PageTable t = vcm.tables.remove(f);
-                if (t != null) {
-                    t.close();
-                }
-            }
+            a.vcm().detach(a);
+            a.device().detach(a);
         } finally {
-            vcm.lock.writeLock().unlock();
             graph.unlock();
         }
-        if (!orphanVcms.isEmpty() && !graph.isHeldByCurrentThread()) {
-            sweepOrphans();
+        if (!graph.isHeldByCurrentThread()) {
+            a.vcm().freeIfOrphanedAndEmpty();
         }
     }
 
     // ---------------------------------------------------------------------------------------------
     // lifecycle and checks
 
-    /** @return whether {@link #close()} was called */
+    /** {@return whether {@link #close()} was called} */
     public boolean isClosed() {
         return closed.get();
     }
@@ -1056,12 +735,14 @@ public final class Vcmm implements AutoCloseable {
         RuntimeException hostFailure;
         graph.lock();
         try {
-            hostFailure = HostVcms.closeAll(vcms); // before the memory types: mappings of their pages go first
-            for (Vcm vcm : vcms) {
-                for (PageTable t : vcm.tables.values()) {
-                    t.close();
+            hostFailure = null;
+            for (Vcm vcm : vcms) { // before the memory types: mappings of their pages go first
+                RuntimeException e = vcm.closeAll();
+                if (e != null && hostFailure == null) {
+                    hostFailure = e;
+                } else if (e != null) {
+                    hostFailure.addSuppressed(e);
                 }
-                vcm.tables.clear();
             }
             for (MemoryType m : memoryTypes.values()) {
                 m.close();
@@ -1074,29 +755,10 @@ public final class Vcmm implements AutoCloseable {
         }
     }
 
-    private void checkOpen() {
+    /** @throws IllegalStateException if this VCMM is closed */
+    void checkOpen() {
         if (closed.get()) {
             throw new IllegalStateException("this Vcmm is closed");
-        }
-    }
-
-    private static long roundLength(long length) {
-        if (length <= 0 || length > Long.MAX_VALUE - Vcm.GRANULE) {
-            throw new IllegalArgumentException("length=" + length + " must be positive");
-        }
-        return (length + Vcm.GRANULE - 1) & -Vcm.GRANULE;
-    }
-
-    private static void checkUsable(Vcm vcm) {
-        if (vcm.isFreed()) {
-            throw new IllegalStateException("use after free: " + vcm);
-        }
-    }
-
-    private static void checkExpressible(Vcm vcm, ReservationAttributes attributes) {
-        Attributes a = attributes.toPageAttributes();
-        for (PageTableFormat f : vcm.tables.keySet()) {
-            f.checkAttributes(a);
         }
     }
 
@@ -1104,7 +766,7 @@ public final class Vcmm implements AutoCloseable {
         Objects.requireNonNull(vcm, "vcm");
         checkOpen();
         vcm.checkOwner(this);
-        checkUsable(vcm);
+        vcm.checkUsable();
     }
 
     private void checkDevice(Device d) {
@@ -1120,10 +782,7 @@ public final class Vcmm implements AutoCloseable {
     }
 
     private void checkMemoryType(MemoryType m) {
-        Objects.requireNonNull(m, "memoryType");
-        if (memoryTypes.get(m.name()) != m) {
-            throw new IllegalArgumentException("foreign handle: memoryType=" + m.name() + " does not belong to this Vcmm");
-        }
+        bus.checkHolds(m);
     }
 
     @Override
@@ -1146,25 +805,45 @@ public final class Vcmm implements AutoCloseable {
         private Builder() {
         }
 
-        /** Uses {@code mapper} for HOST VCMs instead of discovering one; for tests and unusual hosts. */
+        /**
+         * Uses {@code mapper} for HOST VCMs instead of discovering one; for tests and unusual hosts.
+         *
+         * @param mapper the host mapper
+         * @return this builder
+         */
         public Builder hostMapper(HostMapper mapper) {
             this.hostMapper = Objects.requireNonNull(mapper, "mapper");
             return this;
         }
 
-        /** Adds a memory type (built when the VCMM is). */
+        /**
+         * Adds a memory type (built when the VCMM is).
+         *
+         * @param type the memory type
+         * @return this builder
+         */
         public Builder memoryType(MemoryType.Builder type) {
             types.add(Objects.requireNonNull(type, "type"));
             return this;
         }
 
-        /** Names the memory type page tables come from; default the first added. */
+        /**
+         * Names the memory type page tables come from; default the first added.
+         *
+         * @param name the name
+         * @return this builder
+         */
         public Builder pageTableMemory(String name) {
             this.pageTables = Objects.requireNonNull(name, "name");
             return this;
         }
 
-        /** Uses {@code backend} for every memory type instead of discovering one; for tests. */
+        /**
+         * Uses {@code backend} for every memory type instead of discovering one; for tests.
+         *
+         * @param backend the memory backend
+         * @return this builder
+         */
         public Builder backend(MemoryBackend backend) {
             this.backend = Objects.requireNonNull(backend, "backend");
             return this;
@@ -1173,6 +852,7 @@ public final class Vcmm implements AutoCloseable {
         /**
          * Opens every memory type.
          *
+         * @return the new VCMM, its memory types open
          * @throws IllegalArgumentException if there is none, two share a name or overlap, or the page-table
          *                                  memory is unknown or secure
          */

@@ -11,7 +11,11 @@ package dev.vcmm;
 public class VcmmBusyException extends IllegalStateException {
     private static final long serialVersionUID = 1L;
 
-    /** @param message what was refused and what still depends on it */
+    /**
+     * Makes the exception.
+     *
+     * @param message what was refused and what still depends on it
+     */
     public VcmmBusyException(String message) {
         super(message);
     }

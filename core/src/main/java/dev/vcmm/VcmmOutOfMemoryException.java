@@ -10,11 +10,16 @@ public final class VcmmOutOfMemoryException extends RuntimeException {
 
     private static final long serialVersionUID = 1L;
 
+    /** The name of the memory type that ran out. */
     private final String memoryType;
+    /** The length the caller asked for. */
     private final long requestedLength;
+    /** The bytes obtained (and given back) before the allocation failed. */
     private final long obtainedBytes;
 
     /**
+     * Makes the exception.
+     *
      * @param memoryType      the memory type's name
      * @param requestedLength the length the caller asked for
      * @param obtainedBytes   bytes obtained (and given back) before the allocation failed
@@ -27,17 +32,17 @@ public final class VcmmOutOfMemoryException extends RuntimeException {
         this.obtainedBytes = obtainedBytes;
     }
 
-    /** @return the name of the memory type that ran out. */
+    /** {@return the name of the memory type that ran out.} */
     public String memoryType() {
         return memoryType;
     }
 
-    /** @return the length the caller asked for, in bytes. */
+    /** {@return the length the caller asked for, in bytes.} */
     public long requestedLength() {
         return requestedLength;
     }
 
-    /** @return the bytes obtained, and given back, before the allocation failed. */
+    /** {@return the bytes obtained, and given back, before the allocation failed.} */
     public long obtainedBytes() {
         return obtainedBytes;
     }

@@ -1,6 +1,5 @@
 package dev.vcmm;
 
-import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.spi.AllocatorStats;
 
@@ -82,7 +81,7 @@ public record VcmmStats(List<MemoryTypeStats> memoryTypes, List<VcmStats> vcms, 
             }
             Map<String, Long> tables = new LinkedHashMap<>();
             for (PageTableFormat f : v.formats()) {
-                PageTable t = v.table(f);
+                PageTableView t = v.table(f);
                 if (t != null) {
                     tables.put(f.name(), t.tableBytes());
                 }
@@ -120,7 +119,7 @@ public record VcmmStats(List<MemoryTypeStats> memoryTypes, List<VcmStats> vcms, 
         sb.append(String.format("%n%-12s %8s %8s %8s %7s %7s %10s %10s %s%n", "device", "hits", "misses", "flushes", "faults",
             "retries", "read", "written", "state"));
         for (DeviceStats d : devices) {
-            Iotlb.Stats i = d.iotlb();
+            IotlbStats i = d.iotlb();
             sb.append(String.format("%-12s %8s %8s %8s %7d %7d %10s %10s %s%n", d.device(),
                 i == null ? "-" : Long.toString(i.hits()), i == null ? "-" : Long.toString(i.misses()),
                 i == null ? "-" : Long.toString(i.flushes()), d.faults(), d.retries(), size(d.bytesRead()), size(d.bytesWritten()),

@@ -164,7 +164,7 @@ class DeviceDmaTest {
         assertEquals(0, gpu.stats().iotlb().hits());
         assertEquals(1, gpu.stats().iotlb().misses());
         read(gpu, r.address() + 3000, 1000);
-        Iotlb.Stats s = gpu.stats().iotlb();
+        IotlbStats s = gpu.stats().iotlb();
         assertEquals(1, s.hits());
         assertEquals(1, s.misses());
         assertEquals(1, s.valid());
@@ -231,7 +231,7 @@ class DeviceDmaTest {
         } finally {
             pool.shutdownNow();
         }
-        Iotlb.Stats s = gpu.stats().iotlb();
+        IotlbStats s = gpu.stats().iotlb();
         assertTrue(s.valid() <= 8);
         assertEquals(2L * threads * 50 * region, gpu.stats().bytesRead() + gpu.stats().bytesWritten());
     }

@@ -34,7 +34,7 @@ class GraphFailureTest {
 
     @AfterEach
     void close() {
-        Vcmm.unbackHook = null;
+        Vcm.unbackHook = null;
         Vcmm.cloneHook = null;
         vcmm.close();
     }
@@ -46,7 +46,7 @@ class GraphFailureTest {
         vcmm.assoc(vcm, gpu).activate();
         PhysMem pm = vcmm.physAlloc("ddr", MIB, ChunkPolicy.VCMM);
         Reservation r = vcm.reserve(MIB, ReservationAttributes.RW, MIB).back(pm);
-        Vcmm.unbackHook = () -> {
+        Vcm.unbackHook = () -> {
             throw new IllegalStateException("injected: the IOTLB invalidation failed");
         };
 
@@ -55,7 +55,7 @@ class GraphFailureTest {
         assertTrue(r.isBacked(), "not wedged half-way: the reservation is still backed");
         assertEquals(1, pm.backingCount(), "its memory is not released");
 
-        Vcmm.unbackHook = null;
+        Vcm.unbackHook = null;
         r.unback(); // a retry finishes
         assertFalse(r.isBacked());
         assertEquals(0, pm.backingCount());

@@ -109,8 +109,8 @@ class HostVcmCoreTest {
 
     static String runs(PhysMem pm) {
         List<String> out = new ArrayList<>();
-        for (long[] s : Vcmm.slices(pm, 0, pm.length())) {
-            out.add(Long.toHexString(s[0]) + ":" + Long.toHexString(s[1]) + "+" + Long.toHexString(s[2]));
+        for (PhysMem.Run s : pm.runs()) {
+            out.add(Long.toHexString(s.offset()) + ":" + Long.toHexString(s.pa()) + "+" + Long.toHexString(s.length()));
         }
         return out.toString();
     }

@@ -29,7 +29,7 @@ class IotlbTest {
         assertSame(block, t.lookup(0x4020_0000L + 12345));
         assertEquals(0x8040_0000L + 12345, block.pa(0x4020_0000L + 12345));
         assertNull(t.lookup(0x4040_0000L), "the next 2M is not cached");
-        Iotlb.Stats s = t.stats();
+        IotlbStats s = t.stats();
         assertEquals(1, s.hits());
         assertEquals(2, s.misses());
         assertEquals(1, s.valid());

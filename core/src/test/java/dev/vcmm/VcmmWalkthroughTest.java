@@ -194,7 +194,7 @@ class VcmmWalkthroughTest {
             PhysMem foreign = other.physAlloc("ddr", MIB, ChunkPolicy.VCMM);
             assertThrows(IllegalArgumentException.class, () -> r.back(foreign), "foreign physical memory");
             Vcm otherVcm = other.createVcm(0, 16 * MIB);
-            assertThrows(IllegalArgumentException.class, () -> vcmm.reserve(otherVcm, MIB, ReservationAttributes.RW, 4096), "foreign VCM");
+            assertThrows(IllegalArgumentException.class, () -> vcmm.cloneVcm(otherVcm), "foreign VCM");
         }
         assertFalse(r.isBacked());
         assertEquals(0, small.backingCount());

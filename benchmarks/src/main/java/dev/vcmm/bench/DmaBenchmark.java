@@ -4,7 +4,7 @@ import dev.vcmm.ChunkPolicy;
 import dev.vcmm.Device;
 import dev.vcmm.DeviceKind;
 import dev.vcmm.DeviceOptions;
-import dev.vcmm.Iotlb;
+import dev.vcmm.IotlbStats;
 import dev.vcmm.MemoryType;
 import dev.vcmm.PhysMem;
 import dev.vcmm.Reservation;
@@ -55,7 +55,7 @@ import java.util.concurrent.TimeUnit;
  * <p>Methods (each reads the same 1 MiB; results are ns per 1 MiB read):
  * <ul>
  *   <li>{@code dmaWarm}: {@code device.read} with a warm IOTLB (every leaf hits; nothing is walked).</li>
- *   <li>{@code dmaCold}: {@code device.iotlb().flush()} then {@code device.read}: every leaf misses and is walked
+ *   <li>{@code dmaCold}: {@code device.flushIotlb()} then {@code device.read}: every leaf misses and is walked
  *       (4 levels for 4k, 3 for 2m) and inserted. Includes the flush (a scan of 512 slots).</li>
  *   <li>{@code segmentCopyPerLeaf}: {@link MemorySegment#copy} from the physical memory's segment, one copy per
  *       leaf over the same physical chunks (256 x 4 KiB, or 1 x 1 MiB): the copy the DMA loop does, without the
@@ -87,7 +87,6 @@ public class DmaBenchmark {
 
     private Vcmm vcmm;
     private Device device;
-    private Iotlb iotlb;
     private long address;
     private byte[] dst;
     private MemorySegment physical;
@@ -97,7 +96,7 @@ public class DmaBenchmark {
     private long[] leafOffsets;
     private int[] leafLengths;
     private long readsAtStart;
-    private Iotlb.Stats statsAtStart;
+    private IotlbStats statsAtStart;
 
     @Setup(Level.Trial)
     public void setUp() {
@@ -112,7 +111,6 @@ public class DmaBenchmark {
         }
         physical = spm.segment();
         device = vcmm.device("dma", DeviceKind.IOMMU, Arm64Lpae4kFormat.INSTANCE, false, IOTLB);
-        iotlb = device.iotlb();
         Vcm vcm = vcmm.createVcm(VA, 256 * MIB);
         vcmm.assoc(vcm, device).activate();
 
@@ -163,7 +161,7 @@ public class DmaBenchmark {
         if (!Arrays.equals(pattern, dst)) {
             throw new IllegalStateException("the device read other bytes than it wrote");
         }
-        Iotlb.Stats s = iotlb.stats();
+        IotlbStats s = device.iotlb();
         if (s.valid() != leaves) {
             throw new IllegalStateException("leaf=" + leaf + ": " + s.valid() + " valid IOTLB entries, expected " + leaves);
         }
@@ -176,7 +174,7 @@ public class DmaBenchmark {
 
     @TearDown(Level.Trial)
     public void tearDown() {
-        Iotlb.Stats s = iotlb.stats();
+        IotlbStats s = device.iotlb();
         long reads = device.stats().bytesRead() / LENGTH - readsAtStart;
         if (reads > 0) {
             System.out.printf("%n[DmaBenchmark leaf=%s] %d DMA reads: %.1f IOTLB hits and %.1f misses per read; %s%n", leaf,
@@ -193,7 +191,7 @@ public class DmaBenchmark {
 
     @Benchmark
     public byte[] dmaCold() {
-        iotlb.flush();
+        device.flushIotlb();
         device.read(address, dst, 0, LENGTH);
         return dst;
     }

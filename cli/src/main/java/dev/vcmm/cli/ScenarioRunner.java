@@ -7,6 +7,7 @@ import dev.vcmm.DeviceOptions;
 import dev.vcmm.DeviceStats;
 import dev.vcmm.GraphExport;
 import dev.vcmm.MemoryType;
+import dev.vcmm.PageTableView;
 import dev.vcmm.PhysAllocOptions;
 import dev.vcmm.PhysMem;
 import dev.vcmm.Reservation;
@@ -15,7 +16,6 @@ import dev.vcmm.Vcm;
 import dev.vcmm.Vcmm;
 import dev.vcmm.pagetable.Access;
 import dev.vcmm.pagetable.LeafSize;
-import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.pagetable.WalkResult;
 
@@ -239,7 +239,7 @@ final class ScenarioRunner {
                 long tableBytes = 0;
                 for (Vcm v : vcms.values()) {
                     for (PageTableFormat f : v.formats()) {
-                        PageTable t = v.table(f);
+                        PageTableView t = v.table(f);
                         tableBytes += t.tableBytes();
                         for (Reservation r : v.reservations()) {
                             pteWrites += leafEntries(t, r);
@@ -527,7 +527,7 @@ final class ScenarioRunner {
     }
 
     /** @return the leaf entries of {@code table} that map {@code r}, walking it leaf by leaf as the hardware would */
-    static long leafEntries(PageTable table, Reservation r) {
+    static long leafEntries(PageTableView table, Reservation r) {
         PageTableFormat f = table.format();
         long count = 0;
         long va = r.address();

@@ -171,7 +171,7 @@ final class GraphChecks {
     void checkTranslation(Device d, long a) {
         MAssoc as = model.slots.get(d)[slotFor(d, a)];
         MRes r = as == null || (d.format() != null && !d.format().isValidVa(a)) ? null : as.vcm.at(a);
-        WalkResult got = w.vcmm.translate(d, a);
+        WalkResult got = d.translate(a);
         w.count(r == null || r.pm == null ? "translate: fault" : "translate: mapped");
         if (r == null || r.pm == null) {
             assertInstanceOf(WalkResult.PageFault.class, got,

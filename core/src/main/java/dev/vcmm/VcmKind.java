@@ -1,0 +1,264 @@
+package dev.vcmm;
+
+import dev.vcmm.pagetable.Access;
+import dev.vcmm.pagetable.FaultReason;
+import dev.vcmm.pagetable.PageTableFormat;
+import dev.vcmm.pagetable.WalkResult;
+import dev.vcmm.spi.HostMapper;
+import dev.vcmm.spi.HostMapping;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * What a {@link Vcm}'s addresses mean, as an object: the behaviour that differs between kinds of VCM, which
+ * {@link Vcm} calls at fixed points of its operations (reserve, back, unback, free, associate, walk, clone, close).
+ * {@link Virtual} is the default and does nothing extra; {@link OneToOne} needs memory at a reservation's own
+ * address and translates without tables; {@link Host} maps backed memory into this process. The public
+ * {@link Vcm.Kind} is what {@link #kind()} reports. A CPU's VCM ({@link Vcmm#createCpuVcm}) is a virtual VCM
+ * associated with the CPU device: it behaves as {@link Virtual} in every respect, so it has no class of its own.
+ *
+ * <p><b>Thread-safety:</b> immutable; the hooks are called under the locks {@link Vcm} takes for the operation.
+ */
+abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind.Host {
+
+    /** @return the kind callers see */
+    abstract Vcm.Kind kind();
+
+    /** @return the alignment a reservation of this kind gets when {@code alignment} is asked for */
+    long alignment(long alignment) {
+        return alignment;
+    }
+
+    /** Checks a reservation range before anything changes. @throws IllegalArgumentException if it does not fit */
+    void checkRange(long address, long length) {
+    }
+
+    /**
+     * Checks that {@code memory} from {@code offset} may back {@code r}; the generic checks (length, alignment,
+     * security) have passed. Nothing is changed. @throws IllegalArgumentException if it may not
+     */
+    void checkBack(Reservation r, PhysMem memory, long offset) {
+    }
+
+    /** The last step of a back, after the page tables: undoes itself on failure. */
+    void map(Reservation r, PhysMem memory, long offset) {
+    }
+
+    /**
+     * The first step of an unback, before the page tables.
+     *
+     * @throws IllegalStateException if it cannot be done now; nothing changed then
+     */
+    void unmap(Reservation r) {
+    }
+
+    /** After the VCM was freed (under its lock): gives back what the kind holds. */
+    void release(Vcm vcm) {
+    }
+
+    /**
+     * On {@link Vcmm#close()}, before the page tables and memory types close.
+     *
+     * @return a failure to report, or {@code null}
+     */
+    RuntimeException close(Vcm vcm) {
+        return null;
+    }
+
+    /** @throws IllegalArgumentException if {@code device} cannot use a VCM of this kind in {@code mode} */
+    void checkDevice(Vcm vcm, Device device, AssociationMode mode) {
+        if (device.kind() == DeviceKind.ONE_TO_ONE) {
+            throw new IllegalArgumentException("device " + device.name() + " (" + device.kind() + ") cannot use " + vcm
+                + ": one-to-one devices go with one-to-one VCMs only");
+        }
+    }
+
+    /** @return the kind of a copy made by {@link Vcmm#cloneVcm}. @throws IllegalArgumentException if it has none */
+    VcmKind cloneKind(Vcm vcm) {
+        return this;
+    }
+
+    /**
+     * Translates {@code address} for a device of {@code format} (the device is inside its burst fence): walks the
+     * VCM's table of that format.
+     */
+    WalkResult walk(Vcm vcm, PageTableFormat format, long address, Access access, boolean fromUser) {
+        return vcm.walkTable(format, address, access, fromUser);
+    }
+
+    // ---------------------------------------------------------------------------------------------
+
+    /** Device addresses translate through page tables, one per format of the associated devices. */
+    static final class Virtual extends VcmKind {
+        static final Virtual INSTANCE = new Virtual();
+
+        private Virtual() {
+        }
+
+        @Override
+        Vcm.Kind kind() {
+            return Vcm.Kind.VIRTUAL;
+        }
+    }
+
+    /** Device addresses are physical addresses: no tables; a reservation is backed by memory at its own address. */
+    static final class OneToOne extends VcmKind {
+        static final OneToOne INSTANCE = new OneToOne();
+
+        private OneToOne() {
+        }
+
+        @Override
+        Vcm.Kind kind() {
+            return Vcm.Kind.ONE_TO_ONE;
+        }
+
+        @Override
+        void checkBack(Reservation r, PhysMem memory, long offset) {
+            memory.forEachRun(offset, r.length(), (o, pa, n) -> {
+                if (pa != r.address() + o) {
+                    throw new IllegalArgumentException(String.format(
+                        "one-to-one %s needs memory at its own address: byte 0x%x is at pa=0x%x", r, o, pa));
+                }
+            });
+        }
+
+        @Override
+        void checkDevice(Vcm vcm, Device device, AssociationMode mode) {
+            if (device.kind() != DeviceKind.ONE_TO_ONE) {
+                throw new IllegalArgumentException("device " + device.name() + " (" + device.kind() + ") cannot use " + vcm
+                    + ": one-to-one devices go with one-to-one VCMs only");
+            }
+            if (mode != AssociationMode.WHOLE) {
+                throw new IllegalArgumentException("a one-to-one device has no high and low tables: mode=" + mode);
+            }
+        }
+
+        /** The one-to-one "walk": a backed reservation holding the address maps it to itself. */
+        @Override
+        WalkResult walk(Vcm vcm, PageTableFormat format, long address, Access access, boolean fromUser) {
+            Reservation r = vcm.reservationAt(address);
+            if (r == null || !r.isBacked()) {
+                return new WalkResult.PageFault(address, 0, FaultReason.TRANSLATION,
+                    r == null ? "no reservation in one-to-one VCM " + vcm.name() : "reservation not backed: " + r);
+            }
+            var attributes = r.attributes().toPageAttributes();
+            if (access != null && !attributes.allows(access, fromUser)) {
+                return new WalkResult.PageFault(address, 0, FaultReason.PERMISSION, access + " not allowed by " + r.attributes());
+            }
+            return new WalkResult.Translation(address, address, Vcm.GRANULE, 0, attributes);
+        }
+    }
+
+    /**
+     * A range of this process's own address space, reserved with no access when the VCM is created; its reservations
+     * are sub-ranges (a reservation's address is the process virtual address). Backing maps every physically
+     * contiguous run of the memory at its place with the reservation's permissions; unbacking ends the views and
+     * returns the range to no access; freeing the VCM gives the range back to the system. Devices associated with it
+     * walk tables of the process's addresses, as with a virtual VCM.
+     */
+    static final class Host extends VcmKind {
+        private final HostMapper mapper;
+
+        Host(HostMapper mapper) {
+            this.mapper = mapper;
+        }
+
+        @Override
+        Vcm.Kind kind() {
+            return Vcm.Kind.HOST;
+        }
+
+        /** Raised to the host page size. */
+        @Override
+        long alignment(long alignment) {
+            return Math.max(alignment, mapper.pageSize());
+        }
+
+        @Override
+        void checkRange(long address, long length) {
+            long page = mapper.pageSize();
+            if (address % page != 0 || length % page != 0) {
+                throw new IllegalArgumentException(String.format("address=0x%x length=0x%x: a HOST reservation must be made of "
+                    + "whole host pages of %d bytes", address, length, page));
+            }
+        }
+
+        /**
+         * A non-secure memory type whose physical memory the mapper can map, and every chunk under the window a whole
+         * number of host pages at a page-aligned file offset (the mapping is made per run, but a run is only as
+         * aligned as its chunks).
+         */
+        @Override
+        void checkBack(Reservation r, PhysMem memory, long offset) {
+            long page = mapper.pageSize();
+            MemoryType type = memory.memoryType();
+            if (type.isSecure()) {
+                throw new IllegalArgumentException("secure memory " + memory + " cannot be mapped into the host process (" + r + ")");
+            }
+            mapper.checkMappable(type.memory());
+            if (offset % page != 0) {
+                throw new IllegalArgumentException("offset=" + offset + " must be a multiple of the host page size " + page + " to back " + r);
+            }
+            long end = offset + r.length();
+            for (int i = memory.chunkIndexAt(offset); i < memory.chunkCount() && memory.chunkOffset(i) < end; i++) {
+                PhysMem.Chunk c = memory.chunks().get(i);
+                if (c.size() < page) {
+                    throw new IllegalArgumentException("chunk " + c + " of " + memory + " is smaller than the host page size "
+                        + Sizes.format(page) + ": it cannot back HOST " + r);
+                }
+                if ((c.pa() - type.base()) % page != 0) {
+                    throw new IllegalArgumentException("chunk " + c + " of " + memory + " lies at file offset " + Sizes.hex(c.pa() - type.base())
+                        + ", not a multiple of the host page size " + Sizes.format(page) + ": it cannot back HOST " + r);
+                }
+            }
+        }
+
+        /** Maps the runs of the window into the reservation's range: the one place a PhysMem run becomes an SPI run. */
+        @Override
+        void map(Reservation r, PhysMem memory, long offset) {
+            List<HostMapper.Run> runs = new ArrayList<>();
+            memory.forEachRun(offset, r.length(), (o, pa, n) -> runs.add(new HostMapper.Run(o, pa, n)));
+            ReservationAttributes a = r.attributes();
+            int prot = (a.read() ? HostMapper.PROT_READ : 0) | (a.write() ? HostMapper.PROT_WRITE : 0)
+                | (a.execute() ? HostMapper.PROT_EXEC : 0);
+            r.hostMapped(mapper.map(r.address(), r.length(), prot, memory.memoryType().memory(), runs));
+        }
+
+        /** Ends the views and takes the memory away. @throws IllegalStateException if a view is held; the mapping stays */
+        @Override
+        void unmap(Reservation r) {
+            HostMapping m = r.hostMapping();
+            if (m != null) {
+                m.close();
+                r.hostMapped(null);
+            }
+        }
+
+        @Override
+        void release(Vcm vcm) {
+            mapper.release(vcm.start(), vcm.length());
+        }
+
+        /** Closes every mapping and releases the range; a VCM whose mapping cannot close keeps its range (its views still work). */
+        @Override
+        RuntimeException close(Vcm vcm) {
+            try {
+                for (Reservation r : vcm.reservations()) {
+                    unmap(r);
+                }
+                mapper.release(vcm.start(), vcm.length());
+                return null;
+            } catch (RuntimeException e) {
+                return new IllegalStateException("HOST " + vcm + " could not be released on close: " + e.getMessage(), e);
+            }
+        }
+
+        @Override
+        VcmKind cloneKind(Vcm vcm) {
+            throw new IllegalArgumentException("a HOST VCM cannot be cloned (its range is the process's own): " + vcm
+                + "; copyMappings into a VIRTUAL VCM instead");
+        }
+    }
+}
