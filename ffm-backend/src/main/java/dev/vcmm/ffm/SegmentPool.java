@@ -11,6 +11,7 @@ import java.lang.foreign.SegmentAllocator;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
@@ -19,6 +20,8 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.LongSupplier;
 
 /**
  * vcmm as an embedded allocator: {@link MemorySegment}s out of one memfd, recycled, handed out in the FFM idiom
@@ -56,8 +59,18 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * for arguments, {@link IllegalStateException} for state. One exception: a slab object is recognised by its start
  * and size class, so a slice that starts at a small object and rounds to the same class frees it.
  *
- * <p>Not done yet: slab pages are never returned to the buddy; there is no decay (only {@link #trim()}); no
- * leak detection; no live counters.
+ * <h2>Decay</h2>
+ * Memory freed to the pool stays resident (dirty) for a while, so that the next allocation finds it warm, as
+ * jemalloc's dirty pages do; after the <em>decay time</em> ({@link Builder#decay}, 10 s by default) it is punched out
+ * of the memfd ({@code fallocate(PUNCH_HOLE | KEEP_SIZE)}) and so given back to the system: every chunk that is
+ * wholly free in the buddy, and every chunk of a cached large mapping (the mapping is kept, so its reuse still makes
+ * no system call; its pages then read as zeros and refill on touch). Without a thread of its own the pool checks the
+ * time on every 64th allocate or free of each thread (one {@code System.nanoTime}, a volatile read), and a check
+ * finding that a quarter of the decay time has passed since the last pass runs one pass, on that thread. An idle
+ * pool therefore keeps its dirty memory until it is used again or {@link #trim()}med; {@link Builder#decayThread}
+ * starts a daemon thread, owned and stopped by {@link #close()}, that makes the same check periodically.
+ *
+ * <p>Not done yet: slab pages are never returned to the buddy; no leak detection; no live counters.
  */
 public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
@@ -69,6 +82,10 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     public static final long DEFAULT_CHUNK_SIZE = 2L << 20;
     /** By default at most this share (1/n) of the pool sits in cached large mappings. */
     public static final int DEFAULT_CACHE_SHARE = 4;
+    /** By default freed memory is punched out of the memfd this long after its free (jemalloc's default too). */
+    public static final Duration DEFAULT_DECAY = Duration.ofSeconds(10);
+    /** Each thread checks the decay clock on every this many operations (a power of two). */
+    static final int DECAY_CHECK_OPS = 64;
 
     /** Segments from this size are zeroed with {@link SegmentPhysicalMemory#zero}, which skips pages never touched. */
     private static final long ZERO_SKIP_HOLES = 1L << 20;
@@ -86,8 +103,11 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private static final long SIZE_MASK = (1L << ORDER_SHIFT) - 1;
     /** Set in a block's page info when it is freed: a later free of it is a double free. */
     private static final long FREED = 1L << 62;
+    /** The page info of the first page of a chunk owned by a large mapping (live or cached). */
+    private static final long BIG_CHUNK = Long.MIN_VALUE;
     private static final VarHandle INFO = MethodHandles.arrayElementVarHandle(long[].class);
     private static final VarHandle BITS = MethodHandles.arrayElementVarHandle(long[].class);
+    private static final VarHandle DIRTY = MethodHandles.arrayElementVarHandle(long[].class);
 
     private final String name;
     private final long capacity;
@@ -125,12 +145,39 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private final AtomicInteger state = new AtomicInteger();
     private volatile boolean closed;
 
-    private SegmentPool(String name, long capacity, long chunkSize, long cacheBudget) {
-        this.name = name;
-        this.capacity = capacity;
-        this.chunkSize = chunkSize;
+    // decay
+    /** Nanoseconds from a chunk's free to its punch; negative: only {@link #trim()} punches. */
+    private final long decayNanos;
+    /** The least time between two decay passes: a quarter of the decay time. */
+    private final long passInterval;
+    private final LongSupplier clock;
+    private final int chunkShift;
+    /**
+     * Per chunk: 0 if it is clean (punched, or never freed into), else the clock's time (never 0) when memory in it
+     * was first freed since it was last punched. Set by CAS from 0 on the free path; cleared by a pass that owns the
+     * chunk (taken whole from the buddy). Read opaque: a stale read only delays or repeats a punch.
+     */
+    private final long[] dirty;
+    /** The clock's time from which the next pass may run. */
+    private volatile long nextPass;
+    /** 1 while a pass or a trim runs: one at a time. */
+    private final AtomicInteger passing = new AtomicInteger();
+    private final AtomicLong decayedBytes = new AtomicLong();
+    private final AtomicLong passes = new AtomicLong();
+    private final Thread decayThread;
+
+    private SegmentPool(Builder options) {
+        this.name = options.name;
+        this.capacity = options.capacity;
+        this.chunkSize = options.chunkSize;
         this.chunkOrder = Long.numberOfTrailingZeros(chunkSize) - PAGE_SHIFT;
-        this.cacheBudget = cacheBudget;
+        this.chunkShift = Long.numberOfTrailingZeros(chunkSize);
+        this.cacheBudget = options.cacheBudget < 0 ? capacity / DEFAULT_CACHE_SHARE : options.cacheBudget;
+        this.decayNanos = options.decayNanos;
+        this.passInterval = Math.max(0, decayNanos / 4);
+        this.clock = options.clock;
+        this.dirty = new long[Math.toIntExact(capacity >>> chunkShift)];
+        this.nextPass = clock.getAsLong();
         String why = mapper.unavailableReason();
         if (why != null) {
             throw new UnsupportedOperationException("a SegmentPool needs HOST mappings: " + why);
@@ -162,6 +209,20 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         int pages = Math.toIntExact(capacity >>> PAGE_SHIFT);
         this.pageInfo = new long[pages];
         this.slabBits = new long[pages * 4];
+        if (options.decayThread && decayNanos >= 0) {
+            long period = Math.max(passInterval, 10_000_000L);
+            this.decayThread = Thread.ofPlatform().daemon().name("vcmm-pool-decay-" + name).unstarted(() -> {
+                while (!closed) {
+                    LockSupport.parkNanos(this, period);
+                    if (!closed) {
+                        maybeDecay();
+                    }
+                }
+            });
+            decayThread.start();
+        } else {
+            this.decayThread = null;
+        }
     }
 
     /**
@@ -171,7 +232,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * @throws IllegalArgumentException if capacity is not a positive multiple of 2 MiB, or above 2^43
      */
     public static SegmentPool open(long capacity) {
-        return open("pool", capacity, DEFAULT_CHUNK_SIZE, capacity / DEFAULT_CACHE_SHARE);
+        return builder(capacity).build();
     }
 
     /**
@@ -182,17 +243,108 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      */
     public static SegmentPool open(String name, long capacity, long chunkSize, long cacheBudget) {
         Objects.requireNonNull(name, "name");
-        if (chunkSize < (64 << 10) || chunkSize > (1L << 30) || Long.bitCount(chunkSize) != 1) {
-            throw new IllegalArgumentException("chunkSize=" + chunkSize + " must be a power of two in [64 KiB, 1 GiB]");
-        }
-        if (capacity <= 0 || capacity % chunkSize != 0 || capacity > (1L << 43)) {
-            throw new IllegalArgumentException("capacity=" + capacity + " must be a positive multiple of chunkSize="
-                + chunkSize + " up to 2^43");
-        }
-        if (cacheBudget < 0 || cacheBudget > capacity) {
+        if (cacheBudget < 0) {
             throw new IllegalArgumentException("cacheBudget=" + cacheBudget + " must be in [0, capacity=" + capacity + "]");
         }
-        return new SegmentPool(name, capacity, chunkSize, cacheBudget);
+        return builder(capacity).name(name).chunkSize(chunkSize).cacheBudget(cacheBudget).build();
+    }
+
+    /**
+     * @param capacity bytes, a positive multiple of the chunk size (2 MiB unless {@link Builder#chunkSize} says
+     *                 otherwise), at most 2^43; checked by {@link Builder#build()}
+     * @return a builder of a pool with the defaults of {@link #open(long)}: name "pool", 2 MiB chunks, a cache
+     *         budget of a quarter of the capacity, a decay time of {@link #DEFAULT_DECAY} driven by operations
+     */
+    public static Builder builder(long capacity) {
+        return new Builder(capacity);
+    }
+
+    /**
+     * Options of a {@link SegmentPool}; {@link #build()} checks them all and opens the pool.
+     *
+     * <p><b>Thread-safety:</b> none; a builder is meant for one thread. It may build several pools.
+     */
+    public static final class Builder {
+        private String name = "pool";
+        private final long capacity;
+        private long chunkSize = DEFAULT_CHUNK_SIZE;
+        private long cacheBudget = -1;
+        private long decayNanos = DEFAULT_DECAY.toNanos();
+        private boolean decayThread;
+        private LongSupplier clock = System::nanoTime;
+
+        private Builder(long capacity) {
+            this.capacity = capacity;
+        }
+
+        /** @param name for messages, thread names and the memfd's name; "pool" by default */
+        public Builder name(String name) {
+            this.name = Objects.requireNonNull(name, "name");
+            return this;
+        }
+
+        /** @param chunkSize the largest buddy block and the unit of large segments: a power of two in [64 KiB, 1 GiB] */
+        public Builder chunkSize(long chunkSize) {
+            this.chunkSize = chunkSize;
+            return this;
+        }
+
+        /** @param cacheBudget the most bytes of large mappings kept for reuse, in {@code [0, capacity]} */
+        public Builder cacheBudget(long cacheBudget) {
+            if (cacheBudget < 0) {
+                throw new IllegalArgumentException("cacheBudget=" + cacheBudget + " must be in [0, capacity=" + capacity + "]");
+            }
+            this.cacheBudget = cacheBudget;
+            return this;
+        }
+
+        /**
+         * How long freed memory stays resident before it is punched out of the memfd.
+         *
+         * @param decay {@link Duration#ZERO} to punch at the next check (within {@value #DECAY_CHECK_OPS} operations
+         *              of a thread, or a period of the decay thread); {@code null} or negative to punch only at
+         *              {@link #trim()}; {@link #DEFAULT_DECAY} by default
+         */
+        public Builder decay(Duration decay) {
+            this.decayNanos = decay == null || decay.isNegative() ? -1 : decay.toNanos();
+            return this;
+        }
+
+        /**
+         * @param on whether the pool runs a daemon thread that checks the decay clock every quarter of the decay
+         *           time (at least every 10 ms), so that an idle pool gives memory back too; it ends at
+         *           {@link #close()}. Off by default: operations drive the decay
+         */
+        public Builder decayThread(boolean on) {
+            this.decayThread = on;
+            return this;
+        }
+
+        /** @param nanoTime the decay clock, in nanoseconds; {@code System::nanoTime} by default (tests pass their own) */
+        public Builder clock(LongSupplier nanoTime) {
+            this.clock = Objects.requireNonNull(nanoTime, "nanoTime");
+            return this;
+        }
+
+        /**
+         * Opens the pool.
+         *
+         * @throws IllegalArgumentException if an option is out of range (nothing was opened)
+         * @throws UnsupportedOperationException if this system cannot make HOST mappings (no memfd or mmap)
+         */
+        public SegmentPool build() {
+            if (chunkSize < (64 << 10) || chunkSize > (1L << 30) || Long.bitCount(chunkSize) != 1) {
+                throw new IllegalArgumentException("chunkSize=" + chunkSize + " must be a power of two in [64 KiB, 1 GiB]");
+            }
+            if (capacity <= 0 || capacity % chunkSize != 0 || capacity > (1L << 43)) {
+                throw new IllegalArgumentException("capacity=" + capacity + " must be a positive multiple of chunkSize="
+                    + chunkSize + " up to 2^43");
+            }
+            if (cacheBudget > capacity) {
+                throw new IllegalArgumentException("cacheBudget=" + cacheBudget + " must be in [0, capacity=" + capacity + "]");
+            }
+            return new SegmentPool(this);
+        }
     }
 
     /** @return the pool's bytes */
@@ -264,7 +416,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             if (zero && byteSize > 0) {
                 zero(s);
             }
-            counts.get().add(byteSize, 1);
+            tick(counts.get(), byteSize, 1);
         }
         return s;
     }
@@ -420,6 +572,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                     return null;
                 }
                 chunks[got] = pa;
+                // marks the chunk as a large mapping's: a decay pass skips it without asking the buddy
+                INFO.setRelease(pageInfo, (int) (pa >>> PAGE_SHIFT), BIG_CHUNK);
+                DIRTY.setOpaque(dirty, (int) (pa >>> chunkShift), 0L); // the mapping's dirtyAt tracks it from now
             }
             java.util.Arrays.sort(chunks);
             List<HostMapper.Run> runs = new ArrayList<>();
@@ -452,6 +607,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
     private void freeChunks(long[] chunks, int count) {
         for (int i = 0; i < count; i++) {
+            INFO.setRelease(pageInfo, (int) (chunks[i] >>> PAGE_SHIFT), 0L);
             buddy.free(chunks[i], chunkOrder);
         }
     }
@@ -490,7 +646,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         long off = address - poolAddress;
         if (off >= 0 && off < capacity) {
             long info = (long) INFO.getAcquire(pageInfo, (int) (off >>> PAGE_SHIFT));
-            if (info < 0) {
+            if (info == BIG_CHUNK) {
+                throw notMine(off, byteSize);
+            } else if (info < 0) {
                 freeSmall(off, byteSize, (int) (-info - 1));
             } else {
                 freeBlock(off, byteSize, info);
@@ -498,7 +656,15 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         } else {
             freeBig(address, byteSize);
         }
-        counts.get().add(-byteSize, -1);
+        tick(counts.get(), -byteSize, -1);
+    }
+
+    /** Counts an operation on the calling thread, and on every {@value #DECAY_CHECK_OPS}th checks the decay clock. */
+    private void tick(Counts c, long bytes, long segments) {
+        c.add(bytes, segments);
+        if ((++c.ops & (DECAY_CHECK_OPS - 1)) == 0 && decayNanos >= 0) {
+            maybeDecay();
+        }
     }
 
     private void freeSmall(long off, long byteSize, int c) {
@@ -528,6 +694,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                 + ") of pool '" + name + "' is not allocated");
         }
         buddy.free(off, (int) ((info >>> ORDER_SHIFT) & 0x3fff) - 1);
+        markDirty(off); // after the free: a pass that clears the mark after this reads it finds the block free
     }
 
     private void freeBig(long address, long byteSize) {
@@ -549,6 +716,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             throw new IllegalStateException("double free: the large segment at 0x" + Long.toHexString(address)
                 + " was freed concurrently");
         }
+        if (decayNanos >= 0) {
+            b.dirtyAt = stamp(); // used since its last punch
+        }
         if (cachedBytes.addAndGet(b.length) <= cacheBudget) {
             bigCache.computeIfAbsent(b.chunks.length, k -> new ConcurrentLinkedQueue<>()).offer(b);
         } else {
@@ -561,11 +731,16 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         bigs.remove(b.address);
         b.mapping.close(); // ends every view (a handshake), then PROT_NONE
         mapper.release(b.address, b.length);
+        boolean clean = b.dirtyAt == 0 && decayNanos >= 0; // punched by a pass since its last use: stays clean
         for (long pa : b.chunks) {
             if (punch) {
                 punch(pa, chunkSize);
             }
+            INFO.setRelease(pageInfo, (int) (pa >>> PAGE_SHIFT), 0L);
             buddy.free(pa, chunkOrder);
+            if (!punch && !clean) {
+                markDirty(pa);
+            }
         }
     }
 
@@ -614,26 +789,167 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      */
     public long trim() {
         checkOpen();
-        for (ConcurrentLinkedQueue<Big> q : bigCache.values()) {
-            Big b;
-            while ((b = q.poll()) != null) {
-                cachedBytes.addAndGet(-b.length);
-                releaseBig(b, false);
+        while (!passing.compareAndSet(0, 1)) { // a decay pass runs: it ends soon
+            Thread.onSpinWait();
+        }
+        long punched = 0;
+        try {
+            for (ConcurrentLinkedQueue<Big> q : bigCache.values()) {
+                Big b;
+                while ((b = q.poll()) != null) {
+                    cachedBytes.addAndGet(-b.length);
+                    releaseBig(b, false);
+                }
+            }
+            buddy.releaseThreadCache();
+            for (int k = 0; k < dirty.length; k++) {
+                DIRTY.setVolatile(dirty, k, 0L);
+                punched += punchFree(k);
+            }
+        } finally {
+            passing.set(0);
+        }
+        trimmedBytes.addAndGet(punched);
+        return punched;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // decay
+
+    /** @return the decay clock's time, never 0 (0 means clean) */
+    private long stamp() {
+        long t = clock.getAsLong();
+        return t == 0 ? 1 : t;
+    }
+
+    /** Records that memory in the chunk holding {@code off} was freed now, unless it is dirty already. */
+    private void markDirty(long off) {
+        if (decayNanos < 0) {
+            return;
+        }
+        int k = (int) (off >>> chunkShift);
+        // volatile, after the buddy's free: a pass clears the mark (volatile CAS) before it looks at the chunk, so
+        // either this read sees the cleared mark and sets it again, or the pass's look comes after this free
+        if ((long) DIRTY.getVolatile(dirty, k) == 0) { // the clock is read only on a chunk's clean -> dirty transition
+            DIRTY.compareAndSet(dirty, k, 0L, stamp()); // a lost race leaves the winner's stamp, as early as ours
+        }
+    }
+
+    /** Runs a decay pass if a quarter of the decay time has passed since the last and no pass or trim runs. */
+    private void maybeDecay() {
+        long now = clock.getAsLong();
+        if (now - nextPass < 0 || !passing.compareAndSet(0, 1)) {
+            return;
+        }
+        try {
+            if (!closed) {
+                nextPass = now + passInterval;
+                decayedBytes.addAndGet(decayPass(now));
+            }
+        } catch (RuntimeException e) {
+            // the operation that ran the pass succeeded: it must not fail for the pass; the memory stays dirty
+            System.getLogger(SegmentPool.class.getName()).log(System.Logger.Level.WARNING,
+                "decay pass of pool '" + name + "' failed; the memory stays resident until trim()", e);
+        } finally {
+            passing.set(0);
+        }
+    }
+
+    /**
+     * Punches every dirty chunk freed at least the decay time before {@code now} that is wholly free, and the chunks
+     * of every cached large mapping freed that long ago. A chunk is taken whole from the buddy ({@code allocAt}) for the
+     * time of its punch, a cached mapping removed from its queue: no allocation can see either meanwhile. A chunk
+     * still partly allocated stays dirty and is tried again by a later pass.
+     *
+     * @return bytes punched
+     */
+    private long decayPass(long now) {
+        passes.incrementAndGet();
+        long punched = 0;
+        for (int k = 0; k < dirty.length; k++) {
+            long d = (long) DIRTY.getVolatile(dirty, k);
+            if (d != 0 && now - d >= decayNanos && DIRTY.compareAndSet(dirty, k, d, 0L)) {
+                punched += punchFree(k); // a free into the chunk from now on marks it again
             }
         }
-        buddy.releaseThreadCache();
-        long punched = 0;
-        for (long pa = 0; pa < capacity; pa += chunkSize) {
-            if (buddy.allocAt(pa, chunkOrder)) {
-                try {
-                    punch(pa, chunkSize);
-                    punched += chunkSize;
-                } finally {
-                    buddy.free(pa, chunkOrder);
+        for (ConcurrentLinkedQueue<Big> q : bigCache.values()) {
+            for (Big b : q) {
+                long d = b.dirtyAt;
+                if (d != 0 && now - d >= decayNanos && q.remove(b)) { // remove: exactly one of it and a poll wins
+                    for (long pa : b.chunks) {
+                        punch(pa, chunkSize);
+                    }
+                    b.dirtyAt = 0;
+                    punched += b.length;
+                    q.offer(b);
                 }
             }
         }
-        trimmedBytes.addAndGet(punched);
+        return punched;
+    }
+
+    /**
+     * Punches the free memory of chunk {@code k}: walks its pages by their infos, skipping each live block (by its
+     * order) and each slab page, and cuts every run of other pages into aligned power-of-two blocks, each taken from
+     * the buddy with {@code allocAt} for the time of its punch (so that no allocation sees it meanwhile). A block the
+     * buddy refuses (allocated since the walk read its pages) is skipped. A chunk of a large mapping is skipped whole.
+     *
+     * @return bytes punched
+     */
+    private long punchFree(int k) {
+        int pagesPerChunk = (int) (chunkSize >>> PAGE_SHIFT);
+        int first = k * pagesPerChunk;
+        int end = first + pagesPerChunk;
+        long punched = 0;
+        int run = -1;
+        for (int p = first; p < end; ) {
+            long info = (long) INFO.getAcquire(pageInfo, p);
+            int live;
+            if (info == BIG_CHUNK) {
+                return punched; // only on a chunk's first page: the whole chunk is a large mapping's
+            } else if (info < 0) {
+                live = 1; // a slab page
+            } else if (info > 0 && (info & FREED) == 0) {
+                live = 1 << ((int) ((info >>> ORDER_SHIFT) & 0x3fff) - 1); // a live block of that order
+            } else {
+                live = 0;
+            }
+            if (live == 0) {
+                if (run < 0) {
+                    run = p;
+                }
+                p++;
+            } else {
+                if (run >= 0) {
+                    punched += punchRun(run, p);
+                    run = -1;
+                }
+                p += live;
+            }
+        }
+        if (run >= 0) {
+            punched += punchRun(run, end);
+        }
+        return punched;
+    }
+
+    /** Punches the free pages {@code [from, to)} as the largest aligned blocks that tile them. */
+    private long punchRun(int from, int to) {
+        long punched = 0;
+        while (from < to) {
+            int order = Math.min(Math.min(Integer.numberOfTrailingZeros(from), 31 - Integer.numberOfLeadingZeros(to - from)),
+                chunkOrder);
+            long pa = (long) from << PAGE_SHIFT;
+            if (buddy.allocAt(pa, order)) {
+                try {
+                    punch(pa, PAGE << order);
+                    punched += PAGE << order;
+                } finally {
+                    buddy.free(pa, order);
+                }
+            }
+            from += 1 << order;
+        }
         return punched;
     }
 
@@ -654,9 +970,11 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * @param residentBytes  bytes of the memfd backed by pages (data, not holes)
      * @param mappings       large mappings ever made (each a few system calls)
      * @param trimmedBytes   bytes punched by {@link #trim()} so far
+     * @param decayedBytes   bytes punched by decay passes so far
+     * @param decayPasses    decay passes run so far
      */
     public record Stats(long capacity, long allocatedBytes, long liveSegments, long cachedBytes, long residentBytes,
-                        long mappings, long trimmedBytes) {
+                        long mappings, long trimmedBytes, long decayedBytes, long decayPasses) {
     }
 
     /** @return counters and the resident size (walking the memfd's data extents with {@code lseek}) */
@@ -668,7 +986,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             bytes += (long) Counts.BYTES.getOpaque(c);
             live += (long) Counts.SEGMENTS.getOpaque(c);
         }
-        return new Stats(capacity, bytes, live, cachedBytes.get(), residentBytes(), mappings.get(), trimmedBytes.get());
+        return new Stats(capacity, bytes, live, cachedBytes.get(), residentBytes(), mappings.get(), trimmedBytes.get(),
+            decayedBytes.get(), passes.get());
     }
 
     private Counts newCounts() {
@@ -698,6 +1017,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
         long bytes;
         long segments;
+        /** Operations of this thread: plain, only this thread reads or writes it. */
+        int ops;
 
         void add(long b, long n) {
             BYTES.setOpaque(this, bytes + b);
@@ -739,6 +1060,20 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             return;
         }
         closed = true;
+        if (decayThread != null) {
+            LockSupport.unpark(decayThread);
+            boolean interrupted = false;
+            while (decayThread.isAlive()) {
+                try {
+                    decayThread.join();
+                } catch (InterruptedException e) {
+                    interrupted = true; // finish closing: the thread ends within one pass
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
         for (Big b : bigs.values()) {
             b.mapping.close();
             mapper.release(b.address, b.length);
@@ -782,6 +1117,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         final MemorySegment view;
         /** The live segment's byte size; 0 while cached. */
         volatile long size;
+        /** While cached: the clock's time of its free (never 0), or 0 once a decay pass punched its chunks. */
+        volatile long dirtyAt;
 
         Big(long address, long length, long[] chunks, HostMapping mapping, MemorySegment view) {
             this.address = address;

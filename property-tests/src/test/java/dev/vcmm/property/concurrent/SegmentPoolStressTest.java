@@ -6,6 +6,7 @@ import org.junit.jupiter.api.Test;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -38,10 +39,32 @@ class SegmentPoolStressTest {
 
     @Test
     void shouldNeverOverlapNorCorruptWithCrossThreadFrees() throws Exception {
+        try (SegmentPool pool = SegmentPool.open("stress", 128L << 20, 2L << 20, 16L << 20)) {
+            run(pool);
+        }
+    }
+
+    /**
+     * The same with a decay time of zero: every 64th operation of each thread may run a decay pass that punches free
+     * memory out of the memfd while the others allocate, write and free. A punched live page would read as zeros and
+     * fail the stamp check.
+     */
+    @Test
+    void shouldNeverPunchLiveMemoryWhileDecayingConstantly() throws Exception {
+        try (SegmentPool pool = SegmentPool.builder(128L << 20).name("stress-decay").cacheBudget(16L << 20)
+                .decay(Duration.ZERO).build()) {
+            run(pool);
+            SegmentPool.Stats stats = pool.stats();
+            assertTrue(stats.decayPasses() > 10, () -> "passes " + stats);
+            assertTrue(stats.decayedBytes() > 0, () -> "nothing was punched: " + stats);
+        }
+    }
+
+    private static void run(SegmentPool pool) throws Exception {
         long millis = Boolean.getBoolean("vcmm.long") ? 60_000 : 2_000;
         long seed = Long.getLong("vcmm.seed", System.nanoTime());
-        System.out.println("SegmentPoolStressTest seed=" + seed + " threads=" + THREADS + " millis=" + millis);
-        try (SegmentPool pool = SegmentPool.open("stress", 128L << 20, 2L << 20, 16L << 20)) {
+        System.out.println("SegmentPoolStressTest seed=" + seed + " threads=" + THREADS + " millis=" + millis + " " + pool);
+        {
             ConcurrentSkipListMap<Long, Long> claims = new ConcurrentSkipListMap<>();
             ConcurrentLinkedQueue<long[]> handoff = new ConcurrentLinkedQueue<>();
             Map<Long, MemorySegment> segments = new java.util.concurrent.ConcurrentHashMap<>();
