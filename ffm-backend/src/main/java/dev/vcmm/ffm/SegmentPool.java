@@ -70,7 +70,13 @@ import java.util.function.LongSupplier;
  * pool therefore keeps its dirty memory until it is used again or {@link #trim()}med; {@link Builder#decayThread}
  * starts a daemon thread, owned and stopped by {@link #close()}, that makes the same check periodically.
  *
- * <p>Not done yet: slab pages are never returned to the buddy; no leak detection; no live counters.
+ * <h2>Leak detection</h2>
+ * Off by default ({@link Builder#leakDetection}, {@link LeakLevel}): tracked segments get a scope of their own whose
+ * collection while still allocated is reported to a {@link LeakListener} (docs/allocator.md says exactly what counts as
+ * dropped and what is not seen). A pool arena open across the pool's close, or a tracked segment, keeps its memory mapped until it is
+ * closed or collected, so that a late access reaches memory instead of faulting the JVM.
+ *
+ * <p>Not done yet: slab pages are never returned to the buddy; no live counters.
  */
 public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
@@ -166,6 +172,16 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private final AtomicLong passes = new AtomicLong();
     private final Thread decayThread;
 
+    // leak detection
+    /** Null when leak detection is disabled. */
+    final LeakTracker leaks;
+    /** With leak detection: the scope of {@link #all}, ended first at close (tracked views have scopes of their own). */
+    private final Arena viewArena;
+    /** Live tracked scopes over the pool's one mapping: its unmap waits for them (a late access must not fault). */
+    private final AtomicLong mainPins = new AtomicLong();
+    private volatile boolean mainRetiring;
+    private final AtomicInteger mainRetired = new AtomicInteger();
+
     private SegmentPool(Builder options) {
         this.name = options.name;
         this.capacity = options.capacity;
@@ -204,7 +220,15 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         this.buddy = b;
         this.poolAddress = at;
         this.poolMapping = m;
-        this.all = ((FfmHostMapping) m).segment();
+        this.leaks = options.leakLevel == LeakLevel.DISABLED ? null
+            : new LeakTracker(name, options.leakLevel, options.leakInterval, options.leakListener);
+        if (leaks != null) {
+            this.viewArena = Arena.ofShared();
+            this.all = ((FfmHostMapping) m).segment().reinterpret(viewArena, null);
+        } else {
+            this.viewArena = null;
+            this.all = ((FfmHostMapping) m).segment();
+        }
         this.poolScope = all.scope();
         int pages = Math.toIntExact(capacity >>> PAGE_SHIFT);
         this.pageInfo = new long[pages];
@@ -272,6 +296,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         private long decayNanos = DEFAULT_DECAY.toNanos();
         private boolean decayThread;
         private LongSupplier clock = System::nanoTime;
+        private LeakLevel leakLevel = LeakLevel.fromSystemProperty();
+        private int leakInterval = 128;
+        private LeakListener leakListener = LeakListener.logging();
 
         private Builder(long capacity) {
             this.capacity = capacity;
@@ -327,6 +354,33 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         }
 
         /**
+         * @param level whether and how often segments and arenas dropped without free or close are reported (see
+         *              {@link LeakLevel}); by default the system property {@value LeakLevel#PROPERTY}, else disabled
+         */
+        public Builder leakDetection(LeakLevel level) {
+            this.leakLevel = Objects.requireNonNull(level, "level");
+            return this;
+        }
+
+        /**
+         * @param interval at {@link LeakLevel#SIMPLE}, one allocation in this many (at random) is tracked; 128 by default
+         * @throws IllegalArgumentException if it is not positive
+         */
+        public Builder leakSamplingInterval(int interval) {
+            if (interval <= 0) {
+                throw new IllegalArgumentException("interval=" + interval + " must be positive");
+            }
+            this.leakInterval = interval;
+            return this;
+        }
+
+        /** @param listener told of each leak; {@link LeakListener#logging()} by default */
+        public Builder leakListener(LeakListener listener) {
+            this.leakListener = Objects.requireNonNull(listener, "listener");
+            return this;
+        }
+
+        /**
          * Opens the pool.
          *
          * @throws IllegalArgumentException if an option is out of range (nothing was opened)
@@ -370,12 +424,35 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      */
     @Override
     public MemorySegment allocate(long byteSize, long byteAlignment) {
-        return orFail(tryAllocate(byteSize, byteAlignment, true), byteSize, byteAlignment);
+        return orFail(tryAllocate(byteSize, byteAlignment, true, true), byteSize, byteAlignment);
     }
 
     /** As {@link #allocate(long, long)}, but the bytes are whatever they were: faster, for memory written before read. */
     public MemorySegment allocateUninitialized(long byteSize, long byteAlignment) {
-        return orFail(tryAllocate(byteSize, byteAlignment, false), byteSize, byteAlignment);
+        return orFail(tryAllocate(byteSize, byteAlignment, false, true), byteSize, byteAlignment);
+    }
+
+    /**
+     * Gives a segment a scope of its own, watched by the leak tracker. Its mapping (the pool's, or the large one
+     * {@code b}) is pinned until that scope is collected: an access through a forgotten view after the pool's close
+     * then reaches still-mapped memory instead of faulting the JVM.
+     */
+    private MemorySegment track(MemorySegment s, Big b) {
+        if (b != null) {
+            b.pins.incrementAndGet();
+        } else {
+            mainPins.incrementAndGet();
+        }
+        try {
+            return leaks.track(s, b != null ? () -> unpin(b) : this::unpinMain);
+        } catch (RuntimeException | Error e) {
+            if (b != null) {
+                unpin(b);
+            } else {
+                unpinMain();
+            }
+            throw e;
+        }
     }
 
     private MemorySegment orFail(MemorySegment s, long byteSize, long byteAlignment) {
@@ -395,6 +472,52 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * @throws IllegalStateException    if the pool is closed
      */
     public MemorySegment tryAllocate(long byteSize, long byteAlignment, boolean zero) {
+        return tryAllocate(byteSize, byteAlignment, zero, true);
+    }
+
+    /**
+     * For a pool arena: zeroed, never tracked on its own (the arena is). A large segment's mapping is pinned until
+     * {@link #releaseForArena}: the arena's view has the arena's scope, which the pool's close cannot end.
+     */
+    MemorySegment allocateForArena(long byteSize, long byteAlignment) {
+        MemorySegment s = orFail(tryAllocate(byteSize, byteAlignment, true, false), byteSize, byteAlignment);
+        if (isBig(s.address())) {
+            bigs.get(s.address()).pins.incrementAndGet();
+        }
+        return s;
+    }
+
+    /** @return whether the address is not in the pool's one mapping, so a large segment's */
+    private boolean isBig(long address) {
+        long off = address - poolAddress;
+        return off < 0 || off >= capacity;
+    }
+
+    /** For a pool arena's close: frees (unless the pool is closed) and unpins what {@link #allocateForArena} pinned. */
+    void releaseForArena(long address, long byteSize) {
+        Big b = isBig(address) ? bigs.get(address) : null; // still there after close: close keeps the map
+        try {
+            if (!closed) {
+                release(address, byteSize);
+            }
+        } finally {
+            if (b != null) {
+                unpin(b);
+            }
+        }
+    }
+
+    /** A pool arena pins the pool's mapping while it is open: its views outlive the pool's close otherwise. */
+    void pinMain() {
+        mainPins.incrementAndGet();
+    }
+
+    /** @see #pinMain() */
+    void unpinMainForArena() {
+        unpinMain();
+    }
+
+    private MemorySegment tryAllocate(long byteSize, long byteAlignment, boolean zero, boolean mayTrack) {
         checkOpen();
         if (byteSize < 0 || byteAlignment <= 0 || (byteAlignment & (byteAlignment - 1)) != 0 || byteAlignment > chunkSize) {
             throw new IllegalArgumentException("byteSize=" + byteSize + " byteAlignment=" + byteAlignment
@@ -417,6 +540,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                 zero(s);
             }
             tick(counts.get(), byteSize, 1);
+            if (leaks != null && mayTrack && leaks.sample()) {
+                s = track(s, need > chunkSize ? bigs.get(s.address()) : null);
+            }
         }
         return s;
     }
@@ -633,12 +759,31 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         if (segment.scope() != poolScope) { // identity: every slice of a mapping shares its scope object
             Big b = bigs.get(address);
             if (b == null || segment.scope() != b.view.scope()) {
+                LeakTracker.SegmentTrack t = leaks == null ? null : leaks.find(segment.scope());
+                if (t != null) {
+                    freeTracked(t, segment);
+                    return;
+                }
                 throw new IllegalArgumentException("segment at 0x" + Long.toHexString(address) + " byteSize="
                     + segment.byteSize() + " is not from pool '" + name + "' (another pool's or allocator's, or a pool"
                     + " arena's: closing the arena frees those)");
             }
         }
         release(address, segment.byteSize());
+    }
+
+    private void freeTracked(LeakTracker.SegmentTrack t, MemorySegment segment) {
+        if (t.freed) {
+            throw new IllegalStateException("double free: the segment at 0x" + Long.toHexString(t.address) + " (byteSize="
+                + t.byteSize + ") of pool '" + name + "' was freed already");
+        }
+        if (segment.address() != t.address || segment.byteSize() != t.byteSize) {
+            throw new IllegalArgumentException("segment at 0x" + Long.toHexString(segment.address()) + " byteSize="
+                + segment.byteSize() + " is a slice of the segment at 0x" + Long.toHexString(t.address) + " of "
+                + t.byteSize + " bytes: free the segment allocate returned");
+        }
+        release(t.address, t.byteSize); // two racing frees: the pool's own double-free check lets one through
+        t.freed = true;
     }
 
     /** Frees by address and size: {@link #free}'s body, and an arena's bulk free. */
@@ -729,8 +874,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
     private void releaseBig(Big b, boolean punch) {
         bigs.remove(b.address);
-        b.mapping.close(); // ends every view (a handshake), then PROT_NONE
-        mapper.release(b.address, b.length);
+        retire(b); // its chunks go back to the buddy now; its address range once no tracked view pins it
         boolean clean = b.dirtyAt == 0 && decayNanos >= 0; // punched by a pass since its last use: stays clean
         for (long pa : b.chunks) {
             if (punch) {
@@ -1074,16 +1218,53 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                 Thread.currentThread().interrupt();
             }
         }
+        if (leaks != null) {
+            leaks.poolClosed();
+            viewArena.close(); // untracked views end here even if tracked ones keep the mapping for a while
+        }
         for (Big b : bigs.values()) {
+            retire(b);
+        }
+        bigCache.clear(); // bigs stays: an open pool arena's close still finds and unpins its large mappings
+        retireMain();
+        buddy.close();
+        memory.close();
+    }
+
+    /**
+     * Ends a large mapping's views and unmaps it, now or, if a tracked view of it may still be reachable, when the
+     * last such view is collected. Exactly one of this and {@link #unpin(Big)} does it: each writes its flag or count
+     * (volatile) and then reads the other's, so at least one sees both done, and the CAS on {@code retired} picks one.
+     */
+    private void retire(Big b) {
+        b.retiring = true;
+        if (b.pins.get() == 0 && b.retired.compareAndSet(0, 1)) {
+            b.mapping.close(); // ends every view (a handshake), then PROT_NONE
+            mapper.release(b.address, b.length);
+        }
+    }
+
+    private void unpin(Big b) {
+        if (b.pins.decrementAndGet() == 0 && b.retiring && b.retired.compareAndSet(0, 1)) {
             b.mapping.close();
             mapper.release(b.address, b.length);
         }
-        bigs.clear();
-        bigCache.clear();
-        poolMapping.close();
-        mapper.release(poolAddress, capacity);
-        buddy.close();
-        memory.close();
+    }
+
+    /** As {@link #retire(Big)}, for the pool's one mapping at close. */
+    private void retireMain() {
+        mainRetiring = true;
+        if (mainPins.get() == 0 && mainRetired.compareAndSet(0, 1)) {
+            poolMapping.close();
+            mapper.release(poolAddress, capacity);
+        }
+    }
+
+    private void unpinMain() {
+        if (mainPins.decrementAndGet() == 0 && mainRetiring && mainRetired.compareAndSet(0, 1)) {
+            poolMapping.close();
+            mapper.release(poolAddress, capacity);
+        }
     }
 
     void checkOpen() {
@@ -1117,6 +1298,11 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         final MemorySegment view;
         /** The live segment's byte size; 0 while cached. */
         volatile long size;
+        /** Tracked views of it whose scope is not yet collected: its unmap waits for them. */
+        final AtomicInteger pins = new AtomicInteger();
+        /** Set once it is to be unmapped; {@link #retired} once it is. */
+        volatile boolean retiring;
+        final AtomicInteger retired = new AtomicInteger();
         /** While cached: the clock's time of its free (never 0), or 0 once a decay pass punched its chunks. */
         volatile long dirtyAt;
 
