@@ -11,6 +11,7 @@ import java.lang.foreign.SegmentAllocator;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -76,7 +77,11 @@ import java.util.function.LongSupplier;
  * dropped and what is not seen). A pool arena open across the pool's close, or a tracked segment, keeps its memory mapped until it is
  * closed or collected, so that a late access reaches memory instead of faulting the JVM.
  *
- * <p>Not done yet: slab pages are never returned to the buddy; no live counters.
+ * <h2>Live counters</h2>
+ * Opt-in ({@link Builder#counters}): the pool publishes its counters into a memory-mapped file (see
+ * {@link PoolCounters}) at most every 100 ms from its operations and at every {@link #stats()}, for {@code ./vcmm stat}.
+ *
+ * <p>Not done yet: slab pages are never returned to the buddy.
  */
 public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
@@ -92,6 +97,11 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     public static final Duration DEFAULT_DECAY = Duration.ofSeconds(10);
     /** Each thread checks the decay clock on every this many operations (a power of two). */
     static final int DECAY_CHECK_OPS = 64;
+    /** With live counters: operations publish them at most this often (nanoseconds of the pool's clock). */
+    static final long PUBLISH_INTERVAL = 100_000_000L;
+    private static final int SMALL = 0;
+    private static final int BLOCK = 1;
+    private static final int LARGE = 2;
 
     /** Segments from this size are zeroed with {@link SegmentPhysicalMemory#zero}, which skips pages never touched. */
     private static final long ZERO_SKIP_HOLES = 1L << 20;
@@ -171,6 +181,16 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private final AtomicLong decayedBytes = new AtomicLong();
     private final AtomicLong passes = new AtomicLong();
     private final Thread decayThread;
+    private final AtomicLong failures = new AtomicLong();
+    private final AtomicLong trims = new AtomicLong();
+
+    // live counters
+    /** Null unless counters were asked for; then the pool publishes into it (see {@link PoolCounters}). */
+    private final PoolCounters counters;
+    /** Whether every 64th operation of a thread reads the clock: for decay or for counters. */
+    private final boolean clockChecks;
+    private volatile long nextPublish;
+    private final AtomicInteger publishing = new AtomicInteger();
 
     // leak detection
     /** Null when leak detection is disabled. */
@@ -233,13 +253,27 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         int pages = Math.toIntExact(capacity >>> PAGE_SHIFT);
         this.pageInfo = new long[pages];
         this.slabBits = new long[pages * 4];
+        PoolCounters pc = null;
+        if (options.countersDirectory != null) {
+            try {
+                pc = PoolCounters.create(options.countersDirectory, name);
+            } catch (RuntimeException | Error e) {
+                poolMapping.close();
+                mapper.release(poolAddress, capacity);
+                buddy.close();
+                memory.close();
+                throw e;
+            }
+        }
+        this.counters = pc;
+        this.clockChecks = decayNanos >= 0 || counters != null;
         if (options.decayThread && decayNanos >= 0) {
             long period = Math.max(passInterval, 10_000_000L);
             this.decayThread = Thread.ofPlatform().daemon().name("vcmm-pool-decay-" + name).unstarted(() -> {
                 while (!closed) {
                     LockSupport.parkNanos(this, period);
                     if (!closed) {
-                        maybeDecay();
+                        periodic();
                     }
                 }
             });
@@ -299,6 +333,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         private LeakLevel leakLevel = LeakLevel.fromSystemProperty();
         private int leakInterval = 128;
         private LeakListener leakListener = LeakListener.logging();
+        private Path countersDirectory;
 
         private Builder(long capacity) {
             this.capacity = capacity;
@@ -377,6 +412,19 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         /** @param listener told of each leak; {@link LeakListener#logging()} by default */
         public Builder leakListener(LeakListener listener) {
             this.leakListener = Objects.requireNonNull(listener, "listener");
+            return this;
+        }
+
+        /**
+         * Turns live counters on: a file {@code <directory>/<name>-<pid>.vcmmstat} in Agrona's counters format,
+         * which {@code ./vcmm stat} reads from another process; deleted at {@link #close()}. Needs Agrona on the class
+         * path (an optional dependency) and, on Java 25, {@code --add-exports java.base/jdk.internal.misc=ALL-UNNAMED}.
+         *
+         * @param directory where the file goes, e.g. {@link PoolCounters#DEFAULT_DIRECTORY}; null: no counters (the
+         *                  default)
+         */
+        public Builder counters(Path directory) {
+            this.countersDirectory = directory;
             return this;
         }
 
@@ -524,22 +572,29 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                 + ": the size must be non-negative and the alignment a power of two in [1, chunkSize=" + chunkSize + "]");
         }
         if (byteSize > capacity) {
+            failures.incrementAndGet();
             return null;
         }
         long need = Math.max(byteSize, byteAlignment);
         MemorySegment s;
+        int cls;
         if (need <= SLAB_MAX) {
             s = allocateSmall(byteSize, need);
+            cls = SMALL;
         } else if (need <= chunkSize) {
             s = allocateBlock(byteSize, need);
+            cls = BLOCK;
         } else {
             s = allocateBig(byteSize);
+            cls = LARGE;
         }
-        if (s != null) {
+        if (s == null) {
+            failures.incrementAndGet();
+        } else {
             if (zero && byteSize > 0) {
                 zero(s);
             }
-            tick(counts.get(), byteSize, 1);
+            tick(counts.get(), byteSize, 1, cls);
             if (leaks != null && mayTrack && leaks.sample()) {
                 s = track(s, need > chunkSize ? bigs.get(s.address()) : null);
             }
@@ -791,25 +846,77 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         long off = address - poolAddress;
         if (off >= 0 && off < capacity) {
             long info = (long) INFO.getAcquire(pageInfo, (int) (off >>> PAGE_SHIFT));
+            int cls;
             if (info == BIG_CHUNK) {
                 throw notMine(off, byteSize);
             } else if (info < 0) {
                 freeSmall(off, byteSize, (int) (-info - 1));
+                cls = SMALL;
             } else {
                 freeBlock(off, byteSize, info);
+                cls = BLOCK;
             }
+            tick(counts.get(), -byteSize, -1, cls);
         } else {
             freeBig(address, byteSize);
+            tick(counts.get(), -byteSize, -1, LARGE);
         }
-        tick(counts.get(), -byteSize, -1);
     }
 
-    /** Counts an operation on the calling thread, and on every {@value #DECAY_CHECK_OPS}th checks the decay clock. */
-    private void tick(Counts c, long bytes, long segments) {
-        c.add(bytes, segments);
-        if ((++c.ops & (DECAY_CHECK_OPS - 1)) == 0 && decayNanos >= 0) {
-            maybeDecay();
+    /**
+     * Counts an operation on the calling thread, and on every {@value #DECAY_CHECK_OPS}th reads the clock for decay
+     * and live counters.
+     */
+    private void tick(Counts c, long bytes, long segments, int cls) {
+        c.add(bytes, segments, cls);
+        if ((++c.ops & (DECAY_CHECK_OPS - 1)) == 0 && clockChecks) {
+            periodic();
         }
+    }
+
+    /** A decay pass and a publication of the live counters, each if due. */
+    private void periodic() {
+        long now = clock.getAsLong();
+        if (decayNanos >= 0) {
+            maybeDecay(now);
+        }
+        if (counters != null && now - nextPublish >= 0 && publishing.compareAndSet(0, 1)) {
+            try {
+                nextPublish = now + PUBLISH_INTERVAL;
+                publishCounters(snapshot());
+            } finally {
+                publishing.set(0);
+            }
+        }
+    }
+
+    private void publishCounters(Stats st) {
+        long small = 0;
+        long block = 0;
+        long large = 0;
+        for (Counts c : allCounts) {
+            small += (long) Counts.SMALL_BYTES.getOpaque(c);
+            block += (long) Counts.BLOCK_BYTES.getOpaque(c);
+            large += (long) Counts.LARGE_BYTES.getOpaque(c);
+        }
+        long[] v = new long[PoolCounters.Counter.values().length];
+        v[PoolCounters.Counter.ALLOCATIONS.ordinal()] = st.allocations();
+        v[PoolCounters.Counter.FREES.ordinal()] = st.allocations() - st.liveSegments();
+        v[PoolCounters.Counter.LIVE_SEGMENTS.ordinal()] = st.liveSegments();
+        v[PoolCounters.Counter.ALLOCATED_BYTES.ordinal()] = st.allocatedBytes();
+        v[PoolCounters.Counter.SMALL_BYTES.ordinal()] = small;
+        v[PoolCounters.Counter.BLOCK_BYTES.ordinal()] = block;
+        v[PoolCounters.Counter.LARGE_BYTES.ordinal()] = large;
+        v[PoolCounters.Counter.CACHED_BYTES.ordinal()] = st.cachedBytes();
+        v[PoolCounters.Counter.RESIDENT_BYTES.ordinal()] = st.residentBytes();
+        v[PoolCounters.Counter.MAPPINGS.ordinal()] = st.mappings();
+        v[PoolCounters.Counter.TRIMS.ordinal()] = st.trims();
+        v[PoolCounters.Counter.TRIMMED_BYTES.ordinal()] = st.trimmedBytes();
+        v[PoolCounters.Counter.DECAYED_BYTES.ordinal()] = st.decayedBytes();
+        v[PoolCounters.Counter.DECAY_PASSES.ordinal()] = st.decayPasses();
+        v[PoolCounters.Counter.FAILURES.ordinal()] = st.failures();
+        v[PoolCounters.Counter.CAPACITY.ordinal()] = capacity;
+        counters.publish(v);
     }
 
     private void freeSmall(long off, long byteSize, int c) {
@@ -933,6 +1040,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      */
     public long trim() {
         checkOpen();
+        trims.incrementAndGet();
         while (!passing.compareAndSet(0, 1)) { // a decay pass runs: it ends soon
             Thread.onSpinWait();
         }
@@ -980,8 +1088,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     }
 
     /** Runs a decay pass if a quarter of the decay time has passed since the last and no pass or trim runs. */
-    private void maybeDecay() {
-        long now = clock.getAsLong();
+    private void maybeDecay(long now) {
         if (now - nextPass < 0 || !passing.compareAndSet(0, 1)) {
             return;
         }
@@ -1116,22 +1223,55 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * @param trimmedBytes   bytes punched by {@link #trim()} so far
      * @param decayedBytes   bytes punched by decay passes so far
      * @param decayPasses    decay passes run so far
+     * @param allocations    segments allocated so far (frees: this minus {@code liveSegments})
+     * @param failures       allocations that found no room so far
+     * @param trims          calls of {@link #trim()} so far
      */
     public record Stats(long capacity, long allocatedBytes, long liveSegments, long cachedBytes, long residentBytes,
-                        long mappings, long trimmedBytes, long decayedBytes, long decayPasses) {
+                        long mappings, long trimmedBytes, long decayedBytes, long decayPasses, long allocations,
+                        long failures, long trims) {
     }
 
-    /** @return counters and the resident size (walking the memfd's data extents with {@code lseek}) */
+    /**
+     * With live counters on, also publishes them (what the counters file shows is then this snapshot until the next
+     * publication).
+     *
+     * @return counters and the resident size (walking the memfd's data extents with {@code lseek})
+     */
     public Stats stats() {
         checkOpen();
+        if (counters == null) {
+            return snapshot();
+        }
+        while (!publishing.compareAndSet(0, 1)) { // a periodic publication runs: it ends soon
+            checkOpen(); // or the pool closed and holds it for good
+            Thread.onSpinWait();
+        }
+        try {
+            Stats st = snapshot();
+            publishCounters(st);
+            return st;
+        } finally {
+            publishing.set(0);
+        }
+    }
+
+    private Stats snapshot() {
         long bytes = 0;
         long live = 0;
+        long allocs = 0;
         for (Counts c : allCounts) {
             bytes += (long) Counts.BYTES.getOpaque(c);
             live += (long) Counts.SEGMENTS.getOpaque(c);
+            allocs += (long) Counts.ALLOCS.getOpaque(c);
         }
         return new Stats(capacity, bytes, live, cachedBytes.get(), residentBytes(), mappings.get(), trimmedBytes.get(),
-            decayedBytes.get(), passes.get());
+            decayedBytes.get(), passes.get(), allocs, failures.get(), trims.get());
+    }
+
+    /** @return the live counters' file, if counters are on */
+    public java.util.Optional<Path> countersFile() {
+        return counters == null ? java.util.Optional.empty() : java.util.Optional.of(counters.file());
     }
 
     private Counts newCounts() {
@@ -1149,11 +1289,20 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private static final class Counts {
         static final VarHandle BYTES;
         static final VarHandle SEGMENTS;
+        static final VarHandle ALLOCS;
+        static final VarHandle SMALL_BYTES;
+        static final VarHandle BLOCK_BYTES;
+        static final VarHandle LARGE_BYTES;
 
         static {
             try {
-                BYTES = MethodHandles.lookup().findVarHandle(Counts.class, "bytes", long.class);
-                SEGMENTS = MethodHandles.lookup().findVarHandle(Counts.class, "segments", long.class);
+                MethodHandles.Lookup l = MethodHandles.lookup();
+                BYTES = l.findVarHandle(Counts.class, "bytes", long.class);
+                SEGMENTS = l.findVarHandle(Counts.class, "segments", long.class);
+                ALLOCS = l.findVarHandle(Counts.class, "allocs", long.class);
+                SMALL_BYTES = l.findVarHandle(Counts.class, "small", long.class);
+                BLOCK_BYTES = l.findVarHandle(Counts.class, "block", long.class);
+                LARGE_BYTES = l.findVarHandle(Counts.class, "large", long.class);
             } catch (ReflectiveOperationException e) {
                 throw new ExceptionInInitializerError(e);
             }
@@ -1161,12 +1310,24 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
         long bytes;
         long segments;
+        long allocs;
+        long small;
+        long block;
+        long large;
         /** Operations of this thread: plain, only this thread reads or writes it. */
         int ops;
 
-        void add(long b, long n) {
+        void add(long b, long n, int cls) {
             BYTES.setOpaque(this, bytes + b);
             SEGMENTS.setOpaque(this, segments + n);
+            if (n > 0) {
+                ALLOCS.setOpaque(this, allocs + n);
+            }
+            switch (cls) {
+                case SMALL -> SMALL_BYTES.setOpaque(this, small + b);
+                case BLOCK -> BLOCK_BYTES.setOpaque(this, block + b);
+                default -> LARGE_BYTES.setOpaque(this, large + b);
+            }
         }
     }
 
@@ -1217,6 +1378,12 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             if (interrupted) {
                 Thread.currentThread().interrupt();
             }
+        }
+        if (counters != null) {
+            while (!publishing.compareAndSet(0, 2)) { // held for good: no publication can write the unmapped file
+                Thread.onSpinWait();
+            }
+            counters.close();
         }
         if (leaks != null) {
             leaks.poolClosed();
