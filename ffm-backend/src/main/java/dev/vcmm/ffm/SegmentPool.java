@@ -572,7 +572,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                 + ": the size must be non-negative and the alignment a power of two in [1, chunkSize=" + chunkSize + "]");
         }
         if (byteSize > capacity) {
-            failures.incrementAndGet();
+            failed(byteSize, byteAlignment);
             return null;
         }
         long need = Math.max(byteSize, byteAlignment);
@@ -589,7 +589,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             cls = LARGE;
         }
         if (s == null) {
-            failures.incrementAndGet();
+            failed(byteSize, byteAlignment);
         } else {
             if (zero && byteSize > 0) {
                 zero(s);
@@ -600,6 +600,24 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             }
         }
         return s;
+    }
+
+    /** Counts a failed allocation, and records a JFR event of it if one is recording. */
+    private void failed(long byteSize, long byteAlignment) {
+        failures.incrementAndGet();
+        PoolEvents.OutOfMemory ev = new PoolEvents.OutOfMemory();
+        if (ev.shouldCommit()) {
+            ev.pool = name;
+            ev.requestedBytes = byteSize;
+            ev.alignment = byteAlignment;
+            long bytes = 0;
+            for (Counts c : allCounts) {
+                bytes += (long) Counts.BYTES.getOpaque(c);
+            }
+            ev.allocatedBytes = bytes;
+            ev.capacity = capacity;
+            ev.commit();
+        }
     }
 
     private void zero(MemorySegment s) {
@@ -728,9 +746,23 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         if (b != null) {
             cachedBytes.addAndGet(-b.length);
         } else {
+            PoolEvents.Mapping ev = new PoolEvents.Mapping();
+            ev.begin();
             b = newBig(n);
             if (b == null) {
                 return null;
+            }
+            ev.end();
+            if (ev.shouldCommit()) {
+                ev.pool = name;
+                ev.bytes = b.length;
+                ev.chunks = n;
+                int runs = 1;
+                for (int i = 1; i < n; i++) {
+                    runs += b.chunks[i] == b.chunks[i - 1] + chunkSize ? 0 : 1; // chunks are sorted
+                }
+                ev.runs = runs;
+                ev.commit();
             }
         }
         b.size = byteSize; // volatile: the free that finds it reads it
@@ -1041,16 +1073,20 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     public long trim() {
         checkOpen();
         trims.incrementAndGet();
+        PoolEvents.Trim ev = new PoolEvents.Trim();
+        ev.begin();
         while (!passing.compareAndSet(0, 1)) { // a decay pass runs: it ends soon
             Thread.onSpinWait();
         }
         long punched = 0;
+        int released = 0;
         try {
             for (ConcurrentLinkedQueue<Big> q : bigCache.values()) {
                 Big b;
                 while ((b = q.poll()) != null) {
                     cachedBytes.addAndGet(-b.length);
                     releaseBig(b, false);
+                    released++;
                 }
             }
             buddy.releaseThreadCache();
@@ -1062,6 +1098,13 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             passing.set(0);
         }
         trimmedBytes.addAndGet(punched);
+        ev.end();
+        if (ev.shouldCommit()) {
+            ev.pool = name;
+            ev.punchedBytes = punched;
+            ev.releasedMappings = released;
+            ev.commit();
+        }
         return punched;
     }
 
@@ -1095,7 +1138,16 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         try {
             if (!closed) {
                 nextPass = now + passInterval;
-                decayedBytes.addAndGet(decayPass(now));
+                PoolEvents.Decay ev = new PoolEvents.Decay();
+                ev.begin();
+                long punched = decayPass(now);
+                decayedBytes.addAndGet(punched);
+                ev.end();
+                if (ev.shouldCommit()) {
+                    ev.pool = name;
+                    ev.punchedBytes = punched;
+                    ev.commit();
+                }
             }
         } catch (RuntimeException e) {
             // the operation that ran the pass succeeded: it must not fail for the pass; the memory stays dirty
