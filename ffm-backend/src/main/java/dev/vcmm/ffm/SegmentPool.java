@@ -44,6 +44,9 @@ import java.util.function.LongSupplier;
  *       pool (a racing one fails with an {@link IllegalStateException}, from the pool or from FFM's closed
  *       arena, never with a crash). {@link #stats()} reads counters one by one: it is a snapshot only when no
  *       other thread is operating.</li>
+ *   <li>A decay pass and a publication of the live counters run inside an ordinary operation (every 64th of a
+ *       thread, when due), under try-locks: one thread at a time, the others go on. They are not lock-free (system
+ *       calls), and that operation takes longer.</li>
  * </ul>
  *
  * <h2>Design</h2>
@@ -63,9 +66,10 @@ import java.util.function.LongSupplier;
  * <h2>Decay</h2>
  * Memory freed to the pool stays resident (dirty) for a while, so that the next allocation finds it warm, as
  * jemalloc's dirty pages do; after the <em>decay time</em> ({@link Builder#decay}, 10 s by default) it is punched out
- * of the memfd ({@code fallocate(PUNCH_HOLE | KEEP_SIZE)}) and so given back to the system: every chunk that is
- * wholly free in the buddy, and every chunk of a cached large mapping (the mapping is kept, so its reuse still makes
- * no system call; its pages then read as zeros and refill on touch). Without a thread of its own the pool checks the
+ * of the memfd ({@code fallocate(PUNCH_HOLE | KEEP_SIZE)}) and so given back to the system: the free runs of every
+ * chunk freed into that long ago (live blocks and slab pages are skipped; each free piece is taken from the buddy for
+ * the time of its punch), and every chunk of a cached large mapping freed that long ago (the mapping is kept, so its
+ * reuse still makes no system call; its pages then read as zeros and refill on touch). Without a thread of its own the pool checks the
  * time on every 64th allocate or free of each thread (one {@code System.nanoTime}, a volatile read), and a check
  * finding that a quarter of the decay time has passed since the last pass runs one pass, on that thread. An idle
  * pool therefore keeps its dirty memory until it is used again or {@link #trim()}med; {@link Builder#decayThread}
@@ -73,9 +77,13 @@ import java.util.function.LongSupplier;
  *
  * <h2>Leak detection</h2>
  * Off by default ({@link Builder#leakDetection}, {@link LeakLevel}): tracked segments get a scope of their own whose
- * collection while still allocated is reported to a {@link LeakListener} (docs/allocator.md says exactly what counts as
- * dropped and what is not seen). A pool arena open across the pool's close, or a tracked segment, keeps its memory mapped until it is
- * closed or collected, so that a late access reaches memory instead of faulting the JVM.
+ * collection while still allocated is reported to a {@link LeakListener} (docs/allocator.md says exactly what counts
+ * as dropped and what is not seen). A pool arena open across the pool's close, or a tracked segment, keeps its
+ * memory mapped until it is closed or collected, so that a late access reaches memory instead of faulting the JVM.
+ *
+ * <h2>JFR</h2>
+ * New large mappings, trims, decay passes and failed allocations emit {@code dev.vcmm.pool.*} Flight Recorder
+ * events; the fast paths emit none.
  *
  * <h2>Live counters</h2>
  * Opt-in ({@link Builder#counters}): the pool publishes its counters into a memory-mapped file (see
