@@ -22,6 +22,7 @@ public final class Main {
         register(ScenarioCommand.run());
         register(new AllocDemoCommand());
         register(new PagetableCommand());
+        register(new StatCommand());
     }
 
     private Main() {

@@ -25,11 +25,16 @@ final class PoolArena implements Arena {
     private long[] live = new long[8];
     private int count;
     private boolean closed;
+    /** Null unless the pool's leak detection tracks this arena. */
+    private final LeakTracker.ArenaTrack leak;
 
     PoolArena(SegmentPool pool, boolean shared) {
         this.pool = pool;
         this.scope = shared ? Arena.ofShared() : Arena.ofConfined();
         this.owner = shared ? null : Thread.currentThread();
+        pool.pinMain(); // the pool's close leaves the mapping to this arena's close: our views have our scope
+        LeakTracker leaks = pool.leaks;
+        this.leak = leaks != null && leaks.sample() ? leaks.trackArena(this) : null;
     }
 
     @Override
@@ -47,7 +52,10 @@ final class PoolArena implements Arena {
         if (closed) {
             throw new IllegalStateException("already closed: " + this);
         }
-        MemorySegment s = pool.allocate(byteSize, byteAlignment);
+        MemorySegment s = pool.allocateForArena(byteSize, byteAlignment);
+        if (leak != null) {
+            leak.bytes += byteSize; // only this arena writes it (owner thread, or under its monitor)
+        }
         if (count == live.length) {
             live = Arrays.copyOf(live, count * 2);
         }
@@ -86,23 +94,24 @@ final class PoolArena implements Arena {
         }
         scope.close(); // first: no access can reach the memory once it is back in the pool
         closed = true;
+        if (leak != null) {
+            leak.closed();
+        }
         long[] l = live;
         int n = count;
         live = null;
         count = 0;
-        if (pool.isClosed()) {
-            return; // the pool's close ended everything
-        }
         RuntimeException first = null;
         for (int i = 0; i < n; i += 2) {
             try {
-                pool.release(l[i], l[i + 1]);
+                pool.releaseForArena(l[i], l[i + 1]); // after the pool's close: only unpins
             } catch (RuntimeException e) { // a bug, not an input error (pool.free refuses arena segments): free the rest
                 if (first == null) {
                     first = e;
                 }
             }
         }
+        pool.unpinMainForArena();
         if (first != null) {
             throw first;
         }

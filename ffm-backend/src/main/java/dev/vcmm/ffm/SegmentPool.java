@@ -11,6 +11,8 @@ import java.lang.foreign.SegmentAllocator;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
+import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
@@ -19,6 +21,8 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.LongSupplier;
 
 /**
  * vcmm as an embedded allocator: {@link MemorySegment}s out of one memfd, recycled, handed out in the FFM idiom
@@ -40,6 +44,9 @@ import java.util.concurrent.atomic.AtomicLongArray;
  *       pool (a racing one fails with an {@link IllegalStateException}, from the pool or from FFM's closed
  *       arena, never with a crash). {@link #stats()} reads counters one by one: it is a snapshot only when no
  *       other thread is operating.</li>
+ *   <li>A decay pass and a publication of the live counters run inside an ordinary operation (every 64th of a
+ *       thread, when due), under try-locks: one thread at a time, the others go on. They are not lock-free (system
+ *       calls), and that operation takes longer.</li>
  * </ul>
  *
  * <h2>Design</h2>
@@ -56,8 +63,33 @@ import java.util.concurrent.atomic.AtomicLongArray;
  * for arguments, {@link IllegalStateException} for state. One exception: a slab object is recognised by its start
  * and size class, so a slice that starts at a small object and rounds to the same class frees it.
  *
- * <p>Not done yet: slab pages are never returned to the buddy; there is no decay (only {@link #trim()}); no
- * leak detection; no live counters.
+ * <h2>Decay</h2>
+ * Memory freed to the pool stays resident (dirty) for a while, so that the next allocation finds it warm, as
+ * jemalloc's dirty pages do; after the <em>decay time</em> ({@link Builder#decay}, 10 s by default) it is punched out
+ * of the memfd ({@code fallocate(PUNCH_HOLE | KEEP_SIZE)}) and so given back to the system: the free runs of every
+ * chunk freed into that long ago (live blocks and slab pages are skipped; each free piece is taken from the buddy for
+ * the time of its punch), and every chunk of a cached large mapping freed that long ago (the mapping is kept, so its
+ * reuse still makes no system call; its pages then read as zeros and refill on touch). Without a thread of its own the pool checks the
+ * time on every 64th allocate or free of each thread (one {@code System.nanoTime}, a volatile read), and a check
+ * finding that a quarter of the decay time has passed since the last pass runs one pass, on that thread. An idle
+ * pool therefore keeps its dirty memory until it is used again or {@link #trim()}med; {@link Builder#decayThread}
+ * starts a daemon thread, owned and stopped by {@link #close()}, that makes the same check periodically.
+ *
+ * <h2>Leak detection</h2>
+ * Off by default ({@link Builder#leakDetection}, {@link LeakLevel}): tracked segments get a scope of their own whose
+ * collection while still allocated is reported to a {@link LeakListener} (docs/allocator.md says exactly what counts
+ * as dropped and what is not seen). A pool arena open across the pool's close, or a tracked segment, keeps its
+ * memory mapped until it is closed or collected, so that a late access reaches memory instead of faulting the JVM.
+ *
+ * <h2>JFR</h2>
+ * New large mappings, trims, decay passes and failed allocations emit {@code dev.vcmm.pool.*} Flight Recorder
+ * events; the fast paths emit none.
+ *
+ * <h2>Live counters</h2>
+ * Opt-in ({@link Builder#counters}): the pool publishes its counters into a memory-mapped file (see
+ * {@link PoolCounters}) at most every 100 ms from its operations and at every {@link #stats()}, for {@code ./vcmm stat}.
+ *
+ * <p>Not done yet: slab pages are never returned to the buddy.
  */
 public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
@@ -69,6 +101,15 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     public static final long DEFAULT_CHUNK_SIZE = 2L << 20;
     /** By default at most this share (1/n) of the pool sits in cached large mappings. */
     public static final int DEFAULT_CACHE_SHARE = 4;
+    /** By default freed memory is punched out of the memfd this long after its free (jemalloc's default too). */
+    public static final Duration DEFAULT_DECAY = Duration.ofSeconds(10);
+    /** Each thread checks the decay clock on every this many operations (a power of two). */
+    static final int DECAY_CHECK_OPS = 64;
+    /** With live counters: operations publish them at most this often (nanoseconds of the pool's clock). */
+    static final long PUBLISH_INTERVAL = 100_000_000L;
+    private static final int SMALL = 0;
+    private static final int BLOCK = 1;
+    private static final int LARGE = 2;
 
     /** Segments from this size are zeroed with {@link SegmentPhysicalMemory#zero}, which skips pages never touched. */
     private static final long ZERO_SKIP_HOLES = 1L << 20;
@@ -86,8 +127,11 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private static final long SIZE_MASK = (1L << ORDER_SHIFT) - 1;
     /** Set in a block's page info when it is freed: a later free of it is a double free. */
     private static final long FREED = 1L << 62;
+    /** The page info of the first page of a chunk owned by a large mapping (live or cached). */
+    private static final long BIG_CHUNK = Long.MIN_VALUE;
     private static final VarHandle INFO = MethodHandles.arrayElementVarHandle(long[].class);
     private static final VarHandle BITS = MethodHandles.arrayElementVarHandle(long[].class);
+    private static final VarHandle DIRTY = MethodHandles.arrayElementVarHandle(long[].class);
 
     private final String name;
     private final long capacity;
@@ -125,12 +169,59 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private final AtomicInteger state = new AtomicInteger();
     private volatile boolean closed;
 
-    private SegmentPool(String name, long capacity, long chunkSize, long cacheBudget) {
-        this.name = name;
-        this.capacity = capacity;
-        this.chunkSize = chunkSize;
+    // decay
+    /** Nanoseconds from a chunk's free to its punch; negative: only {@link #trim()} punches. */
+    private final long decayNanos;
+    /** The least time between two decay passes: a quarter of the decay time. */
+    private final long passInterval;
+    private final LongSupplier clock;
+    private final int chunkShift;
+    /**
+     * Per chunk: 0 if it is clean (punched, or never freed into), else the clock's time (never 0) when memory in it
+     * was first freed since it was last punched. Set by CAS from 0 on the free path; cleared by a pass that owns the
+     * chunk (taken whole from the buddy). Read opaque: a stale read only delays or repeats a punch.
+     */
+    private final long[] dirty;
+    /** The clock's time from which the next pass may run. */
+    private volatile long nextPass;
+    /** 1 while a pass or a trim runs: one at a time. */
+    private final AtomicInteger passing = new AtomicInteger();
+    private final AtomicLong decayedBytes = new AtomicLong();
+    private final AtomicLong passes = new AtomicLong();
+    private final Thread decayThread;
+    private final AtomicLong failures = new AtomicLong();
+    private final AtomicLong trims = new AtomicLong();
+
+    // live counters
+    /** Null unless counters were asked for; then the pool publishes into it (see {@link PoolCounters}). */
+    private final PoolCounters counters;
+    /** Whether every 64th operation of a thread reads the clock: for decay or for counters. */
+    private final boolean clockChecks;
+    private volatile long nextPublish;
+    private final AtomicInteger publishing = new AtomicInteger();
+
+    // leak detection
+    /** Null when leak detection is disabled. */
+    final LeakTracker leaks;
+    /** With leak detection: the scope of {@link #all}, ended first at close (tracked views have scopes of their own). */
+    private final Arena viewArena;
+    /** Live tracked scopes over the pool's one mapping: its unmap waits for them (a late access must not fault). */
+    private final AtomicLong mainPins = new AtomicLong();
+    private volatile boolean mainRetiring;
+    private final AtomicInteger mainRetired = new AtomicInteger();
+
+    private SegmentPool(Builder options) {
+        this.name = options.name;
+        this.capacity = options.capacity;
+        this.chunkSize = options.chunkSize;
         this.chunkOrder = Long.numberOfTrailingZeros(chunkSize) - PAGE_SHIFT;
-        this.cacheBudget = cacheBudget;
+        this.chunkShift = Long.numberOfTrailingZeros(chunkSize);
+        this.cacheBudget = options.cacheBudget < 0 ? capacity / DEFAULT_CACHE_SHARE : options.cacheBudget;
+        this.decayNanos = options.decayNanos;
+        this.passInterval = Math.max(0, decayNanos / 4);
+        this.clock = options.clock;
+        this.dirty = new long[Math.toIntExact(capacity >>> chunkShift)];
+        this.nextPass = clock.getAsLong();
         String why = mapper.unavailableReason();
         if (why != null) {
             throw new UnsupportedOperationException("a SegmentPool needs HOST mappings: " + why);
@@ -157,11 +248,47 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         this.buddy = b;
         this.poolAddress = at;
         this.poolMapping = m;
-        this.all = ((FfmHostMapping) m).segment();
+        this.leaks = options.leakLevel == LeakLevel.DISABLED ? null
+            : new LeakTracker(name, options.leakLevel, options.leakInterval, options.leakListener);
+        if (leaks != null) {
+            this.viewArena = Arena.ofShared();
+            this.all = ((FfmHostMapping) m).segment().reinterpret(viewArena, null);
+        } else {
+            this.viewArena = null;
+            this.all = ((FfmHostMapping) m).segment();
+        }
         this.poolScope = all.scope();
         int pages = Math.toIntExact(capacity >>> PAGE_SHIFT);
         this.pageInfo = new long[pages];
         this.slabBits = new long[pages * 4];
+        PoolCounters pc = null;
+        if (options.countersDirectory != null) {
+            try {
+                pc = PoolCounters.create(options.countersDirectory, name);
+            } catch (RuntimeException | Error e) {
+                poolMapping.close();
+                mapper.release(poolAddress, capacity);
+                buddy.close();
+                memory.close();
+                throw e;
+            }
+        }
+        this.counters = pc;
+        this.clockChecks = decayNanos >= 0 || counters != null;
+        if (options.decayThread && decayNanos >= 0) {
+            long period = Math.max(passInterval, 10_000_000L);
+            this.decayThread = Thread.ofPlatform().daemon().name("vcmm-pool-decay-" + name).unstarted(() -> {
+                while (!closed) {
+                    LockSupport.parkNanos(this, period);
+                    if (!closed) {
+                        periodic();
+                    }
+                }
+            });
+            decayThread.start();
+        } else {
+            this.decayThread = null;
+        }
     }
 
     /**
@@ -173,7 +300,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * @throws IllegalArgumentException if capacity is not a positive multiple of 2 MiB, or above 2^43
      */
     public static SegmentPool open(long capacity) {
-        return open("pool", capacity, DEFAULT_CHUNK_SIZE, capacity / DEFAULT_CACHE_SHARE);
+        return builder(capacity).build();
     }
 
     /**
@@ -187,17 +314,191 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      */
     public static SegmentPool open(String name, long capacity, long chunkSize, long cacheBudget) {
         Objects.requireNonNull(name, "name");
-        if (chunkSize < (64 << 10) || chunkSize > (1L << 30) || Long.bitCount(chunkSize) != 1) {
-            throw new IllegalArgumentException("chunkSize=" + chunkSize + " must be a power of two in [64 KiB, 1 GiB]");
-        }
-        if (capacity <= 0 || capacity % chunkSize != 0 || capacity > (1L << 43)) {
-            throw new IllegalArgumentException("capacity=" + capacity + " must be a positive multiple of chunkSize="
-                + chunkSize + " up to 2^43");
-        }
-        if (cacheBudget < 0 || cacheBudget > capacity) {
+        if (cacheBudget < 0) {
             throw new IllegalArgumentException("cacheBudget=" + cacheBudget + " must be in [0, capacity=" + capacity + "]");
         }
-        return new SegmentPool(name, capacity, chunkSize, cacheBudget);
+        return builder(capacity).name(name).chunkSize(chunkSize).cacheBudget(cacheBudget).build();
+    }
+
+    /**
+     * A builder of a pool of {@code capacity} bytes.
+     *
+     * @param capacity bytes, a positive multiple of the chunk size (2 MiB unless {@link Builder#chunkSize} says
+     *                 otherwise), at most 2^43; checked by {@link Builder#build()}
+     * @return a builder of a pool with the defaults of {@link #open(long)}: name "pool", 2 MiB chunks, a cache
+     *         budget of a quarter of the capacity, a decay time of {@link #DEFAULT_DECAY} driven by operations
+     */
+    public static Builder builder(long capacity) {
+        return new Builder(capacity);
+    }
+
+    /**
+     * Options of a {@link SegmentPool}; {@link #build()} checks them all and opens the pool.
+     *
+     * <p><b>Thread-safety:</b> none; a builder is meant for one thread. It may build several pools.
+     */
+    public static final class Builder {
+        private String name = "pool";
+        private final long capacity;
+        private long chunkSize = DEFAULT_CHUNK_SIZE;
+        private long cacheBudget = -1;
+        private long decayNanos = DEFAULT_DECAY.toNanos();
+        private boolean decayThread;
+        private LongSupplier clock = System::nanoTime;
+        private LeakLevel leakLevel = LeakLevel.fromSystemProperty();
+        private int leakInterval = 128;
+        private LeakListener leakListener = LeakListener.logging();
+        private Path countersDirectory;
+
+        private Builder(long capacity) {
+            this.capacity = capacity;
+        }
+
+        /**
+         * Sets {@code name}.
+         *
+         * @param name for messages, thread names and the memfd's name; "pool" by default
+         * @return this builder
+         */
+        public Builder name(String name) {
+            this.name = Objects.requireNonNull(name, "name");
+            return this;
+        }
+
+        /**
+         * Sets {@code chunkSize}.
+         *
+         * @param chunkSize the largest buddy block and the unit of large segments: a power of two in [64 KiB, 1 GiB]
+         * @return this builder
+         */
+        public Builder chunkSize(long chunkSize) {
+            this.chunkSize = chunkSize;
+            return this;
+        }
+
+        /**
+         * Sets {@code cacheBudget}.
+         *
+         * @param cacheBudget the most bytes of large mappings kept for reuse, in {@code [0, capacity]}
+         * @return this builder
+         */
+        public Builder cacheBudget(long cacheBudget) {
+            if (cacheBudget < 0) {
+                throw new IllegalArgumentException("cacheBudget=" + cacheBudget + " must be in [0, capacity=" + capacity + "]");
+            }
+            this.cacheBudget = cacheBudget;
+            return this;
+        }
+
+        /**
+         * How long freed memory stays resident before it is punched out of the memfd.
+         *
+         * @param decay {@link Duration#ZERO} to punch at the next check (within {@value #DECAY_CHECK_OPS} operations
+         *              of a thread, or a period of the decay thread); {@code null} or negative to punch only at
+         *              {@link #trim()}; {@link #DEFAULT_DECAY} by default
+         * @return this builder
+         */
+        public Builder decay(Duration decay) {
+            this.decayNanos = decay == null || decay.isNegative() ? -1 : decay.toNanos();
+            return this;
+        }
+
+        /**
+         * Whether an idle pool gives memory back too.
+         *
+         * @param on whether the pool runs a daemon thread that checks the decay clock every quarter of the decay
+         *           time (at least every 10 ms), so that an idle pool gives memory back too; it ends at
+         *           {@link #close()}. Off by default: operations drive the decay
+         * @return this builder
+         */
+        public Builder decayThread(boolean on) {
+            this.decayThread = on;
+            return this;
+        }
+
+        /**
+         * Sets {@code nanoTime}.
+         *
+         * @param nanoTime the decay clock, in nanoseconds; {@code System::nanoTime} by default (tests pass their own)
+         * @return this builder
+         */
+        public Builder clock(LongSupplier nanoTime) {
+            this.clock = Objects.requireNonNull(nanoTime, "nanoTime");
+            return this;
+        }
+
+        /**
+         * Sets the leak detection level.
+         *
+         * @param level whether and how often segments and arenas dropped without free or close are reported (see
+         *              {@link LeakLevel}); by default the system property {@value LeakLevel#PROPERTY}, else disabled
+         * @return this builder
+         */
+        public Builder leakDetection(LeakLevel level) {
+            this.leakLevel = Objects.requireNonNull(level, "level");
+            return this;
+        }
+
+        /**
+         * Sets how often allocations are tracked at {@link LeakLevel#SIMPLE}.
+         *
+         * @param interval at {@link LeakLevel#SIMPLE}, one allocation in this many (at random) is tracked; 128 by default
+         * @return this builder
+         * @throws IllegalArgumentException if it is not positive
+         */
+        public Builder leakSamplingInterval(int interval) {
+            if (interval <= 0) {
+                throw new IllegalArgumentException("interval=" + interval + " must be positive");
+            }
+            this.leakInterval = interval;
+            return this;
+        }
+
+        /**
+         * Sets {@code listener}.
+         *
+         * @param listener told of each leak; {@link LeakListener#logging()} by default
+         * @return this builder
+         */
+        public Builder leakListener(LeakListener listener) {
+            this.leakListener = Objects.requireNonNull(listener, "listener");
+            return this;
+        }
+
+        /**
+         * Turns live counters on: a file {@code <directory>/<name>-<pid>.vcmmstat} in Agrona's counters format,
+         * which {@code ./vcmm stat} reads from another process; deleted at {@link #close()}. Needs Agrona on the class
+         * path (an optional dependency) and, on Java 25, {@code --add-exports java.base/jdk.internal.misc=ALL-UNNAMED}.
+         *
+         * @param directory where the file goes, e.g. {@link PoolCounters#DEFAULT_DIRECTORY}; null: no counters (the
+         *                  default)
+         * @return this builder
+         */
+        public Builder counters(Path directory) {
+            this.countersDirectory = directory;
+            return this;
+        }
+
+        /**
+         * Opens the pool.
+         *
+         * @return the open pool; close it when done
+         * @throws IllegalArgumentException if an option is out of range (nothing was opened)
+         * @throws UnsupportedOperationException if this system cannot make HOST mappings (no memfd or mmap)
+         */
+        public SegmentPool build() {
+            if (chunkSize < (64 << 10) || chunkSize > (1L << 30) || Long.bitCount(chunkSize) != 1) {
+                throw new IllegalArgumentException("chunkSize=" + chunkSize + " must be a power of two in [64 KiB, 1 GiB]");
+            }
+            if (capacity <= 0 || capacity % chunkSize != 0 || capacity > (1L << 43)) {
+                throw new IllegalArgumentException("capacity=" + capacity + " must be a positive multiple of chunkSize="
+                    + chunkSize + " up to 2^43");
+            }
+            if (cacheBudget > capacity) {
+                throw new IllegalArgumentException("cacheBudget=" + cacheBudget + " must be in [0, capacity=" + capacity + "]");
+            }
+            return new SegmentPool(this);
+        }
     }
 
     /** {@return the pool's bytes} */
@@ -223,7 +524,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      */
     @Override
     public MemorySegment allocate(long byteSize, long byteAlignment) {
-        return orFail(tryAllocate(byteSize, byteAlignment, true), byteSize, byteAlignment);
+        return orFail(tryAllocate(byteSize, byteAlignment, true, true), byteSize, byteAlignment);
     }
 
     /**
@@ -234,7 +535,30 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * @return the segment, of exactly {@code byteSize} bytes
      */
     public MemorySegment allocateUninitialized(long byteSize, long byteAlignment) {
-        return orFail(tryAllocate(byteSize, byteAlignment, false), byteSize, byteAlignment);
+        return orFail(tryAllocate(byteSize, byteAlignment, false, true), byteSize, byteAlignment);
+    }
+
+    /**
+     * Gives a segment a scope of its own, watched by the leak tracker. Its mapping (the pool's, or the large one
+     * {@code b}) is pinned until that scope is collected: an access through a forgotten view after the pool's close
+     * then reaches still-mapped memory instead of faulting the JVM.
+     */
+    private MemorySegment track(MemorySegment s, Big b) {
+        if (b != null) {
+            b.pins.incrementAndGet();
+        } else {
+            mainPins.incrementAndGet();
+        }
+        try {
+            return leaks.track(s, b != null ? () -> unpin(b) : this::unpinMain);
+        } catch (RuntimeException | Error e) {
+            if (b != null) {
+                unpin(b);
+            } else {
+                unpinMain();
+            }
+            throw e;
+        }
     }
 
     private MemorySegment orFail(MemorySegment s, long byteSize, long byteAlignment) {
@@ -256,30 +580,104 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * @throws IllegalStateException    if the pool is closed
      */
     public MemorySegment tryAllocate(long byteSize, long byteAlignment, boolean zero) {
+        return tryAllocate(byteSize, byteAlignment, zero, true);
+    }
+
+    /**
+     * For a pool arena: zeroed, never tracked on its own (the arena is). A large segment's mapping is pinned until
+     * {@link #releaseForArena}: the arena's view has the arena's scope, which the pool's close cannot end.
+     */
+    MemorySegment allocateForArena(long byteSize, long byteAlignment) {
+        MemorySegment s = orFail(tryAllocate(byteSize, byteAlignment, true, false), byteSize, byteAlignment);
+        if (isBig(s.address())) {
+            bigs.get(s.address()).pins.incrementAndGet();
+        }
+        return s;
+    }
+
+    /** {@return whether the address is not in the pool's one mapping, so a large segment's} */
+    private boolean isBig(long address) {
+        long off = address - poolAddress;
+        return off < 0 || off >= capacity;
+    }
+
+    /** For a pool arena's close: frees (unless the pool is closed) and unpins what {@link #allocateForArena} pinned. */
+    void releaseForArena(long address, long byteSize) {
+        Big b = isBig(address) ? bigs.get(address) : null; // still there after close: close keeps the map
+        try {
+            if (!closed) {
+                release(address, byteSize);
+            }
+        } finally {
+            if (b != null) {
+                unpin(b);
+            }
+        }
+    }
+
+    /** A pool arena pins the pool's mapping while it is open: its views outlive the pool's close otherwise. */
+    void pinMain() {
+        mainPins.incrementAndGet();
+    }
+
+    /** @see #pinMain() */
+    void unpinMainForArena() {
+        unpinMain();
+    }
+
+    private MemorySegment tryAllocate(long byteSize, long byteAlignment, boolean zero, boolean mayTrack) {
         checkOpen();
         if (byteSize < 0 || byteAlignment <= 0 || (byteAlignment & (byteAlignment - 1)) != 0 || byteAlignment > chunkSize) {
             throw new IllegalArgumentException("byteSize=" + byteSize + " byteAlignment=" + byteAlignment
                 + ": the size must be non-negative and the alignment a power of two in [1, chunkSize=" + chunkSize + "]");
         }
         if (byteSize > capacity) {
+            failed(byteSize, byteAlignment);
             return null;
         }
         long need = Math.max(byteSize, byteAlignment);
         MemorySegment s;
+        int cls;
         if (need <= SLAB_MAX) {
             s = allocateSmall(byteSize, need);
+            cls = SMALL;
         } else if (need <= chunkSize) {
             s = allocateBlock(byteSize, need);
+            cls = BLOCK;
         } else {
             s = allocateBig(byteSize);
+            cls = LARGE;
         }
-        if (s != null) {
+        if (s == null) {
+            failed(byteSize, byteAlignment);
+        } else {
             if (zero && byteSize > 0) {
                 zero(s);
             }
-            counts.get().add(byteSize, 1);
+            tick(counts.get(), byteSize, 1, cls);
+            if (leaks != null && mayTrack && leaks.sample()) {
+                s = track(s, need > chunkSize ? bigs.get(s.address()) : null);
+            }
         }
         return s;
+    }
+
+    /** Counts a failed allocation, and records a JFR event of it if one is recording. */
+    private void failed(long byteSize, long byteAlignment) {
+        failures.incrementAndGet();
+        PoolEvents.OutOfMemory ev = new PoolEvents.OutOfMemory();
+        if (ev.shouldCommit()) {
+            ev.pool = name;
+            ev.requestedBytes = byteSize;
+            ev.alignment = byteAlignment;
+            long bytes = 0;
+            for (Counts c : allCounts) {
+                bytes += (long) Counts.BYTES.getOpaque(c);
+            }
+            ev.allocatedBytes = bytes;
+            ev.capacity = capacity;
+            ev.commit();
+        }
     }
 
     private void zero(MemorySegment s) {
@@ -408,9 +806,23 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         if (b != null) {
             cachedBytes.addAndGet(-b.length);
         } else {
+            PoolEvents.Mapping ev = new PoolEvents.Mapping();
+            ev.begin();
             b = newBig(n);
             if (b == null) {
                 return null;
+            }
+            ev.end();
+            if (ev.shouldCommit()) {
+                ev.pool = name;
+                ev.bytes = b.length;
+                ev.chunks = n;
+                int runs = 1;
+                for (int i = 1; i < n; i++) {
+                    runs += b.chunks[i] == b.chunks[i - 1] + chunkSize ? 0 : 1; // chunks are sorted
+                }
+                ev.runs = runs;
+                ev.commit();
             }
         }
         b.size = byteSize; // volatile: the free that finds it reads it
@@ -433,6 +845,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                     return null;
                 }
                 chunks[got] = pa;
+                // marks the chunk as a large mapping's: a decay pass skips it without asking the buddy
+                INFO.setRelease(pageInfo, (int) (pa >>> PAGE_SHIFT), BIG_CHUNK);
+                DIRTY.setOpaque(dirty, (int) (pa >>> chunkShift), 0L); // the mapping's dirtyAt tracks it from now
             }
             java.util.Arrays.sort(chunks);
             List<HostMapper.Run> runs = new ArrayList<>();
@@ -465,6 +880,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
     private void freeChunks(long[] chunks, int count) {
         for (int i = 0; i < count; i++) {
+            INFO.setRelease(pageInfo, (int) (chunks[i] >>> PAGE_SHIFT), 0L);
             buddy.free(chunks[i], chunkOrder);
         }
     }
@@ -492,6 +908,11 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         if (segment.scope() != poolScope) { // identity: every slice of a mapping shares its scope object
             Big b = bigs.get(address);
             if (b == null || segment.scope() != b.view.scope()) {
+                LeakTracker.SegmentTrack t = leaks == null ? null : leaks.find(segment.scope());
+                if (t != null) {
+                    freeTracked(t, segment);
+                    return;
+                }
                 throw new IllegalArgumentException("segment at 0x" + Long.toHexString(address) + " byteSize="
                     + segment.byteSize() + " is not from pool '" + name + "' (another pool's or allocator's, or a pool"
                     + " arena's: closing the arena frees those)");
@@ -500,20 +921,96 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         release(address, segment.byteSize());
     }
 
+    private void freeTracked(LeakTracker.SegmentTrack t, MemorySegment segment) {
+        if (t.freed) {
+            throw new IllegalStateException("double free: the segment at 0x" + Long.toHexString(t.address) + " (byteSize="
+                + t.byteSize + ") of pool '" + name + "' was freed already");
+        }
+        if (segment.address() != t.address || segment.byteSize() != t.byteSize) {
+            throw new IllegalArgumentException("segment at 0x" + Long.toHexString(segment.address()) + " byteSize="
+                + segment.byteSize() + " is a slice of the segment at 0x" + Long.toHexString(t.address) + " of "
+                + t.byteSize + " bytes: free the segment allocate returned");
+        }
+        release(t.address, t.byteSize); // two racing frees: the pool's own double-free check lets one through
+        t.freed = true;
+    }
+
     /** Frees by address and size: {@link #free}'s body, and an arena's bulk free. */
     void release(long address, long byteSize) {
         long off = address - poolAddress;
         if (off >= 0 && off < capacity) {
             long info = (long) INFO.getAcquire(pageInfo, (int) (off >>> PAGE_SHIFT));
-            if (info < 0) {
+            int cls;
+            if (info == BIG_CHUNK) {
+                throw notMine(off, byteSize);
+            } else if (info < 0) {
                 freeSmall(off, byteSize, (int) (-info - 1));
+                cls = SMALL;
             } else {
                 freeBlock(off, byteSize, info);
+                cls = BLOCK;
             }
+            tick(counts.get(), -byteSize, -1, cls);
         } else {
             freeBig(address, byteSize);
+            tick(counts.get(), -byteSize, -1, LARGE);
         }
-        counts.get().add(-byteSize, -1);
+    }
+
+    /**
+     * Counts an operation on the calling thread, and on every {@value #DECAY_CHECK_OPS}th reads the clock for decay
+     * and live counters.
+     */
+    private void tick(Counts c, long bytes, long segments, int cls) {
+        c.add(bytes, segments, cls);
+        if ((++c.ops & (DECAY_CHECK_OPS - 1)) == 0 && clockChecks) {
+            periodic();
+        }
+    }
+
+    /** A decay pass and a publication of the live counters, each if due. */
+    private void periodic() {
+        long now = clock.getAsLong();
+        if (decayNanos >= 0) {
+            maybeDecay(now);
+        }
+        if (counters != null && now - nextPublish >= 0 && publishing.compareAndSet(0, 1)) {
+            try {
+                nextPublish = now + PUBLISH_INTERVAL;
+                publishCounters(snapshot());
+            } finally {
+                publishing.set(0);
+            }
+        }
+    }
+
+    private void publishCounters(Stats st) {
+        long small = 0;
+        long block = 0;
+        long large = 0;
+        for (Counts c : allCounts) {
+            small += (long) Counts.SMALL_BYTES.getOpaque(c);
+            block += (long) Counts.BLOCK_BYTES.getOpaque(c);
+            large += (long) Counts.LARGE_BYTES.getOpaque(c);
+        }
+        long[] v = new long[PoolCounters.Counter.values().length];
+        v[PoolCounters.Counter.ALLOCATIONS.ordinal()] = st.allocations();
+        v[PoolCounters.Counter.FREES.ordinal()] = st.allocations() - st.liveSegments();
+        v[PoolCounters.Counter.LIVE_SEGMENTS.ordinal()] = st.liveSegments();
+        v[PoolCounters.Counter.ALLOCATED_BYTES.ordinal()] = st.allocatedBytes();
+        v[PoolCounters.Counter.SMALL_BYTES.ordinal()] = small;
+        v[PoolCounters.Counter.BLOCK_BYTES.ordinal()] = block;
+        v[PoolCounters.Counter.LARGE_BYTES.ordinal()] = large;
+        v[PoolCounters.Counter.CACHED_BYTES.ordinal()] = st.cachedBytes();
+        v[PoolCounters.Counter.RESIDENT_BYTES.ordinal()] = st.residentBytes();
+        v[PoolCounters.Counter.MAPPINGS.ordinal()] = st.mappings();
+        v[PoolCounters.Counter.TRIMS.ordinal()] = st.trims();
+        v[PoolCounters.Counter.TRIMMED_BYTES.ordinal()] = st.trimmedBytes();
+        v[PoolCounters.Counter.DECAYED_BYTES.ordinal()] = st.decayedBytes();
+        v[PoolCounters.Counter.DECAY_PASSES.ordinal()] = st.decayPasses();
+        v[PoolCounters.Counter.FAILURES.ordinal()] = st.failures();
+        v[PoolCounters.Counter.CAPACITY.ordinal()] = capacity;
+        counters.publish(v);
     }
 
     private void freeSmall(long off, long byteSize, int c) {
@@ -543,6 +1040,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                 + ") of pool '" + name + "' is not allocated");
         }
         buddy.free(off, (int) ((info >>> ORDER_SHIFT) & 0x3fff) - 1);
+        markDirty(off); // after the free: a pass that clears the mark after this reads it finds the block free
     }
 
     private void freeBig(long address, long byteSize) {
@@ -564,6 +1062,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             throw new IllegalStateException("double free: the large segment at 0x" + Long.toHexString(address)
                 + " was freed concurrently");
         }
+        if (decayNanos >= 0) {
+            b.dirtyAt = stamp(); // used since its last punch
+        }
         if (cachedBytes.addAndGet(b.length) <= cacheBudget) {
             bigCache.computeIfAbsent(b.chunks.length, k -> new ConcurrentLinkedQueue<>()).offer(b);
         } else {
@@ -574,13 +1075,17 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
     private void releaseBig(Big b, boolean punch) {
         bigs.remove(b.address);
-        b.mapping.close(); // ends every view (a handshake), then PROT_NONE
-        mapper.release(b.address, b.length);
+        retire(b); // its chunks go back to the buddy now; its address range once no tracked view pins it
+        boolean clean = b.dirtyAt == 0 && decayNanos >= 0; // punched by a pass since its last use: stays clean
         for (long pa : b.chunks) {
             if (punch) {
                 punch(pa, chunkSize);
             }
+            INFO.setRelease(pageInfo, (int) (pa >>> PAGE_SHIFT), 0L);
             buddy.free(pa, chunkOrder);
+            if (!punch && !clean) {
+                markDirty(pa);
+            }
         }
     }
 
@@ -629,26 +1134,187 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      */
     public long trim() {
         checkOpen();
-        for (ConcurrentLinkedQueue<Big> q : bigCache.values()) {
-            Big b;
-            while ((b = q.poll()) != null) {
-                cachedBytes.addAndGet(-b.length);
-                releaseBig(b, false);
+        trims.incrementAndGet();
+        PoolEvents.Trim ev = new PoolEvents.Trim();
+        ev.begin();
+        while (!passing.compareAndSet(0, 1)) { // a decay pass runs: it ends soon
+            Thread.onSpinWait();
+        }
+        long punched = 0;
+        int released = 0;
+        try {
+            for (ConcurrentLinkedQueue<Big> q : bigCache.values()) {
+                Big b;
+                while ((b = q.poll()) != null) {
+                    cachedBytes.addAndGet(-b.length);
+                    releaseBig(b, false);
+                    released++;
+                }
+            }
+            buddy.releaseThreadCache();
+            for (int k = 0; k < dirty.length; k++) {
+                DIRTY.setVolatile(dirty, k, 0L);
+                punched += punchFree(k);
+            }
+        } finally {
+            passing.set(0);
+        }
+        trimmedBytes.addAndGet(punched);
+        ev.end();
+        if (ev.shouldCommit()) {
+            ev.pool = name;
+            ev.punchedBytes = punched;
+            ev.releasedMappings = released;
+            ev.commit();
+        }
+        return punched;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // decay
+
+    /** {@return the decay clock's time, never 0 (0 means clean)} */
+    private long stamp() {
+        long t = clock.getAsLong();
+        return t == 0 ? 1 : t;
+    }
+
+    /** Records that memory in the chunk holding {@code off} was freed now, unless it is dirty already. */
+    private void markDirty(long off) {
+        if (decayNanos < 0) {
+            return;
+        }
+        int k = (int) (off >>> chunkShift);
+        // volatile, after the buddy's free: a pass clears the mark (volatile CAS) before it looks at the chunk, so
+        // either this read sees the cleared mark and sets it again, or the pass's look comes after this free
+        if ((long) DIRTY.getVolatile(dirty, k) == 0) { // the clock is read only on a chunk's clean -> dirty transition
+            DIRTY.compareAndSet(dirty, k, 0L, stamp()); // a lost race leaves the winner's stamp, as early as ours
+        }
+    }
+
+    /** Runs a decay pass if a quarter of the decay time has passed since the last and no pass or trim runs. */
+    private void maybeDecay(long now) {
+        if (now - nextPass < 0 || !passing.compareAndSet(0, 1)) {
+            return;
+        }
+        try {
+            if (!closed) {
+                nextPass = now + passInterval;
+                PoolEvents.Decay ev = new PoolEvents.Decay();
+                ev.begin();
+                long punched = decayPass(now);
+                decayedBytes.addAndGet(punched);
+                ev.end();
+                if (ev.shouldCommit()) {
+                    ev.pool = name;
+                    ev.punchedBytes = punched;
+                    ev.commit();
+                }
+            }
+        } catch (RuntimeException e) {
+            // the operation that ran the pass succeeded: it must not fail for the pass; the memory stays dirty
+            System.getLogger(SegmentPool.class.getName()).log(System.Logger.Level.WARNING,
+                "decay pass of pool '" + name + "' failed; the memory stays resident until trim()", e);
+        } finally {
+            passing.set(0);
+        }
+    }
+
+    /**
+     * Punches every dirty chunk freed at least the decay time before {@code now} that is wholly free, and the chunks
+     * of every cached large mapping freed that long ago. A chunk is taken whole from the buddy ({@code allocAt}) for the
+     * time of its punch, a cached mapping removed from its queue: no allocation can see either meanwhile. A chunk
+     * still partly allocated stays dirty and is tried again by a later pass.
+     *
+     * @return bytes punched
+     */
+    private long decayPass(long now) {
+        passes.incrementAndGet();
+        long punched = 0;
+        for (int k = 0; k < dirty.length; k++) {
+            long d = (long) DIRTY.getVolatile(dirty, k);
+            if (d != 0 && now - d >= decayNanos && DIRTY.compareAndSet(dirty, k, d, 0L)) {
+                punched += punchFree(k); // a free into the chunk from now on marks it again
             }
         }
-        buddy.releaseThreadCache();
-        long punched = 0;
-        for (long pa = 0; pa < capacity; pa += chunkSize) {
-            if (buddy.allocAt(pa, chunkOrder)) {
-                try {
-                    punch(pa, chunkSize);
-                    punched += chunkSize;
-                } finally {
-                    buddy.free(pa, chunkOrder);
+        for (ConcurrentLinkedQueue<Big> q : bigCache.values()) {
+            for (Big b : q) {
+                long d = b.dirtyAt;
+                if (d != 0 && now - d >= decayNanos && q.remove(b)) { // remove: exactly one of it and a poll wins
+                    for (long pa : b.chunks) {
+                        punch(pa, chunkSize);
+                    }
+                    b.dirtyAt = 0;
+                    punched += b.length;
+                    q.offer(b);
                 }
             }
         }
-        trimmedBytes.addAndGet(punched);
+        return punched;
+    }
+
+    /**
+     * Punches the free memory of chunk {@code k}: walks its pages by their infos, skipping each live block (by its
+     * order) and each slab page, and cuts every run of other pages into aligned power-of-two blocks, each taken from
+     * the buddy with {@code allocAt} for the time of its punch (so that no allocation sees it meanwhile). A block the
+     * buddy refuses (allocated since the walk read its pages) is skipped. A chunk of a large mapping is skipped whole.
+     *
+     * @return bytes punched
+     */
+    private long punchFree(int k) {
+        int pagesPerChunk = (int) (chunkSize >>> PAGE_SHIFT);
+        int first = k * pagesPerChunk;
+        int end = first + pagesPerChunk;
+        long punched = 0;
+        int run = -1;
+        for (int p = first; p < end; ) {
+            long info = (long) INFO.getAcquire(pageInfo, p);
+            int live;
+            if (info == BIG_CHUNK) {
+                return punched; // only on a chunk's first page: the whole chunk is a large mapping's
+            } else if (info < 0) {
+                live = 1; // a slab page
+            } else if (info > 0 && (info & FREED) == 0) {
+                live = 1 << ((int) ((info >>> ORDER_SHIFT) & 0x3fff) - 1); // a live block of that order
+            } else {
+                live = 0;
+            }
+            if (live == 0) {
+                if (run < 0) {
+                    run = p;
+                }
+                p++;
+            } else {
+                if (run >= 0) {
+                    punched += punchRun(run, p);
+                    run = -1;
+                }
+                p += live;
+            }
+        }
+        if (run >= 0) {
+            punched += punchRun(run, end);
+        }
+        return punched;
+    }
+
+    /** Punches the free pages {@code [from, to)} as the largest aligned blocks that tile them. */
+    private long punchRun(int from, int to) {
+        long punched = 0;
+        while (from < to) {
+            int order = Math.min(Math.min(Integer.numberOfTrailingZeros(from), 31 - Integer.numberOfLeadingZeros(to - from)),
+                chunkOrder);
+            long pa = (long) from << PAGE_SHIFT;
+            if (buddy.allocAt(pa, order)) {
+                try {
+                    punch(pa, PAGE << order);
+                    punched += PAGE << order;
+                } finally {
+                    buddy.free(pa, order);
+                }
+            }
+            from += 1 << order;
+        }
         return punched;
     }
 
@@ -669,21 +1335,57 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * @param residentBytes  bytes of the memfd backed by pages (data, not holes)
      * @param mappings       large mappings ever made (each a few system calls)
      * @param trimmedBytes   bytes punched by {@link #trim()} so far
+     * @param decayedBytes   bytes punched by decay passes so far
+     * @param decayPasses    decay passes run so far
+     * @param allocations    segments allocated so far (frees: this minus {@code liveSegments})
+     * @param failures       allocations that found no room so far
+     * @param trims          calls of {@link #trim()} so far
      */
     public record Stats(long capacity, long allocatedBytes, long liveSegments, long cachedBytes, long residentBytes,
-                        long mappings, long trimmedBytes) {
+                        long mappings, long trimmedBytes, long decayedBytes, long decayPasses, long allocations,
+                        long failures, long trims) {
     }
 
-    /** {@return counters and the resident size (walking the memfd's data extents with {@code lseek})} */
+    /**
+     * With live counters on, also publishes them (what the counters file shows is then this snapshot until the next
+     * publication).
+     *
+     * @return counters and the resident size (walking the memfd's data extents with {@code lseek})
+     */
     public Stats stats() {
         checkOpen();
+        if (counters == null) {
+            return snapshot();
+        }
+        while (!publishing.compareAndSet(0, 1)) { // a periodic publication runs: it ends soon
+            checkOpen(); // or the pool closed and holds it for good
+            Thread.onSpinWait();
+        }
+        try {
+            Stats st = snapshot();
+            publishCounters(st);
+            return st;
+        } finally {
+            publishing.set(0);
+        }
+    }
+
+    private Stats snapshot() {
         long bytes = 0;
         long live = 0;
+        long allocs = 0;
         for (Counts c : allCounts) {
             bytes += (long) Counts.BYTES.getOpaque(c);
             live += (long) Counts.SEGMENTS.getOpaque(c);
+            allocs += (long) Counts.ALLOCS.getOpaque(c);
         }
-        return new Stats(capacity, bytes, live, cachedBytes.get(), residentBytes(), mappings.get(), trimmedBytes.get());
+        return new Stats(capacity, bytes, live, cachedBytes.get(), residentBytes(), mappings.get(), trimmedBytes.get(),
+            decayedBytes.get(), passes.get(), allocs, failures.get(), trims.get());
+    }
+
+    /** {@return the live counters' file, if counters are on} */
+    public java.util.Optional<Path> countersFile() {
+        return counters == null ? java.util.Optional.empty() : java.util.Optional.of(counters.file());
     }
 
     private Counts newCounts() {
@@ -701,11 +1403,20 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private static final class Counts {
         static final VarHandle BYTES;
         static final VarHandle SEGMENTS;
+        static final VarHandle ALLOCS;
+        static final VarHandle SMALL_BYTES;
+        static final VarHandle BLOCK_BYTES;
+        static final VarHandle LARGE_BYTES;
 
         static {
             try {
-                BYTES = MethodHandles.lookup().findVarHandle(Counts.class, "bytes", long.class);
-                SEGMENTS = MethodHandles.lookup().findVarHandle(Counts.class, "segments", long.class);
+                MethodHandles.Lookup l = MethodHandles.lookup();
+                BYTES = l.findVarHandle(Counts.class, "bytes", long.class);
+                SEGMENTS = l.findVarHandle(Counts.class, "segments", long.class);
+                ALLOCS = l.findVarHandle(Counts.class, "allocs", long.class);
+                SMALL_BYTES = l.findVarHandle(Counts.class, "small", long.class);
+                BLOCK_BYTES = l.findVarHandle(Counts.class, "block", long.class);
+                LARGE_BYTES = l.findVarHandle(Counts.class, "large", long.class);
             } catch (ReflectiveOperationException e) {
                 throw new ExceptionInInitializerError(e);
             }
@@ -713,10 +1424,24 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
         long bytes;
         long segments;
+        long allocs;
+        long small;
+        long block;
+        long large;
+        /** Operations of this thread: plain, only this thread reads or writes it. */
+        int ops;
 
-        void add(long b, long n) {
+        void add(long b, long n, int cls) {
             BYTES.setOpaque(this, bytes + b);
             SEGMENTS.setOpaque(this, segments + n);
+            if (n > 0) {
+                ALLOCS.setOpaque(this, allocs + n);
+            }
+            switch (cls) {
+                case SMALL -> SMALL_BYTES.setOpaque(this, small + b);
+                case BLOCK -> BLOCK_BYTES.setOpaque(this, block + b);
+                default -> LARGE_BYTES.setOpaque(this, large + b);
+            }
         }
     }
 
@@ -754,16 +1479,73 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             return;
         }
         closed = true;
+        if (decayThread != null) {
+            LockSupport.unpark(decayThread);
+            boolean interrupted = false;
+            while (decayThread.isAlive()) {
+                try {
+                    decayThread.join();
+                } catch (InterruptedException e) {
+                    interrupted = true; // finish closing: the thread ends within one pass
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        if (counters != null) {
+            while (!publishing.compareAndSet(0, 2)) { // held for good: no publication can write the unmapped file
+                Thread.onSpinWait();
+            }
+            counters.close();
+        }
+        if (leaks != null) {
+            leaks.poolClosed();
+            viewArena.close(); // untracked views end here even if tracked ones keep the mapping for a while
+        }
         for (Big b : bigs.values()) {
+            retire(b);
+        }
+        bigCache.clear(); // bigs stays: an open pool arena's close still finds and unpins its large mappings
+        retireMain();
+        buddy.close();
+        memory.close();
+    }
+
+    /**
+     * Ends a large mapping's views and unmaps it, now or, if a tracked view of it may still be reachable, when the
+     * last such view is collected. Exactly one of this and {@link #unpin(Big)} does it: each writes its flag or count
+     * (volatile) and then reads the other's, so at least one sees both done, and the CAS on {@code retired} picks one.
+     */
+    private void retire(Big b) {
+        b.retiring = true;
+        if (b.pins.get() == 0 && b.retired.compareAndSet(0, 1)) {
+            b.mapping.close(); // ends every view (a handshake), then PROT_NONE
+            mapper.release(b.address, b.length);
+        }
+    }
+
+    private void unpin(Big b) {
+        if (b.pins.decrementAndGet() == 0 && b.retiring && b.retired.compareAndSet(0, 1)) {
             b.mapping.close();
             mapper.release(b.address, b.length);
         }
-        bigs.clear();
-        bigCache.clear();
-        poolMapping.close();
-        mapper.release(poolAddress, capacity);
-        buddy.close();
-        memory.close();
+    }
+
+    /** As {@link #retire(Big)}, for the pool's one mapping at close. */
+    private void retireMain() {
+        mainRetiring = true;
+        if (mainPins.get() == 0 && mainRetired.compareAndSet(0, 1)) {
+            poolMapping.close();
+            mapper.release(poolAddress, capacity);
+        }
+    }
+
+    private void unpinMain() {
+        if (mainPins.decrementAndGet() == 0 && mainRetiring && mainRetired.compareAndSet(0, 1)) {
+            poolMapping.close();
+            mapper.release(poolAddress, capacity);
+        }
     }
 
     void checkOpen() {
@@ -797,6 +1579,13 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         final MemorySegment view;
         /** The live segment's byte size; 0 while cached. */
         volatile long size;
+        /** Tracked views of it whose scope is not yet collected: its unmap waits for them. */
+        final AtomicInteger pins = new AtomicInteger();
+        /** Set once it is to be unmapped; {@link #retired} once it is. */
+        volatile boolean retiring;
+        final AtomicInteger retired = new AtomicInteger();
+        /** While cached: the clock's time of its free (never 0), or 0 once a decay pass punched its chunks. */
+        volatile long dirtyAt;
 
         Big(long address, long length, long[] chunks, HostMapping mapping, MemorySegment view) {
             this.address = address;

@@ -9,6 +9,7 @@ import org.quicktheories.generators.Generate;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -30,7 +31,8 @@ import static org.quicktheories.generators.SourceDSL.lists;
  * model: no two live segments overlap; every live segment keeps the bytes written to it (its whole length up to
  * 4 KiB, else 64 sampled positions and both ends); a zeroed allocation reads zero; a segment of a closed arena
  * fails FFM's liveness check; the pool's allocated bytes and live count agree with the model; a refused operation
- * changed no statistic.
+ * changed no statistic. The pool's decay time is zero, so decay passes (and the {@code trim} operation) punch free
+ * memory out of the memfd between the checks: a punched live page would read as zeros and fail them.
  *
  * <p><b>Replay:</b> each run prints {@code seed=N}; replay with
  * {@code mvn -q -pl property-tests -am verify -Dtest=SegmentPoolProperties -Dsurefire.failIfNoSpecifiedTests=false -Dvcmm.seed=N}.
@@ -117,7 +119,18 @@ class SegmentPoolProperties {
         qt().withFixedSeed(seed).withExamples(examples).withShrinkCycles(200)
             .forAll(operations())
             .checkAssert(ops -> new Run().execute(ops));
+        System.out.println("  decay passes punched " + DECAYED.get() + " bytes in all; runs of 150+ ops: " + LONG_RUNS.get());
+        // a run of 150 operations or more has a 64th operation after frees (a pass with something to punch); a set of
+        // short runs may have none, and then proves nothing about decay, but is no failure
+        org.junit.jupiter.api.Assertions.assertTrue(LONG_RUNS.get() == 0 || DECAYED.get() > 0,
+            "no decay pass punched anything in " + LONG_RUNS.get() + " long runs");
     }
+
+    /** Runs of at least 150 operations in a test. */
+    static final java.util.concurrent.atomic.AtomicLong LONG_RUNS = new java.util.concurrent.atomic.AtomicLong();
+
+    /** Bytes punched by decay passes over all the runs of a test. */
+    static final java.util.concurrent.atomic.AtomicLong DECAYED = new java.util.concurrent.atomic.AtomicLong();
 
     /** A live segment in the model. */
     record Live(MemorySegment segment, long size, byte pattern, int arena) {
@@ -134,7 +147,8 @@ class SegmentPoolProperties {
         byte nextPattern = 1;
 
         void execute(List<Op> ops) {
-            pool = SegmentPool.open("prop", CAPACITY, 2 * MIB, 8 * MIB);
+            // decay time zero: every 64th operation runs a pass that punches free memory between the steps' checks
+            pool = SegmentPool.builder(CAPACITY).name("prop").cacheBudget(8 * MIB).decay(Duration.ZERO).build();
             try {
                 for (Op op : ops) {
                     step++;
@@ -150,6 +164,10 @@ class SegmentPoolProperties {
                     }
                 }
                 check(pool.stats().allocatedBytes() == 0 && pool.stats().liveSegments() == 0, "not empty at end: " + pool.stats());
+                DECAYED.addAndGet(pool.stats().decayedBytes());
+                if (ops.size() >= 150) {
+                    LONG_RUNS.incrementAndGet();
+                }
             } finally {
                 pool.close();
             }

@@ -1,11 +1,13 @@
 package dev.vcmm.property.concurrent;
 
+import dev.vcmm.ffm.LeakLevel;
 import dev.vcmm.ffm.SegmentPool;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -38,10 +40,47 @@ class SegmentPoolStressTest {
 
     @Test
     void shouldNeverOverlapNorCorruptWithCrossThreadFrees() throws Exception {
+        try (SegmentPool pool = SegmentPool.open("stress", 128L << 20, 2L << 20, 16L << 20)) {
+            run(pool);
+        }
+    }
+
+    /**
+     * The same with a decay time of zero: every 64th operation of each thread may run a decay pass that punches free
+     * memory out of the memfd while the others allocate, write and free. A punched live page would read as zeros and
+     * fail the stamp check.
+     */
+    @Test
+    void shouldNeverPunchLiveMemoryWhileDecayingConstantly() throws Exception {
+        try (SegmentPool pool = SegmentPool.builder(128L << 20).name("stress-decay").cacheBudget(16L << 20)
+                .decay(Duration.ZERO).build()) {
+            run(pool);
+            SegmentPool.Stats stats = pool.stats();
+            assertTrue(stats.decayPasses() >= 2, () -> "passes " + stats); // each ran inside an operation, among others
+            assertTrue(stats.decayedBytes() > 0, () -> "nothing was punched: " + stats);
+        }
+    }
+
+    /**
+     * The same with leak detection tracking one allocation in four: tracked segments (scopes of their own) and
+     * untracked ones are freed across threads alike; none is reported, as none is dropped.
+     */
+    @Test
+    void shouldFreeTrackedAndUntrackedSegmentsAlikeAcrossThreads() throws Exception {
+        java.util.concurrent.atomic.AtomicLong leaks = new java.util.concurrent.atomic.AtomicLong();
+        try (SegmentPool pool = SegmentPool.builder(128L << 20).name("stress-leaks").cacheBudget(16L << 20)
+                .leakDetection(LeakLevel.SIMPLE).leakSamplingInterval(4).leakListener(r -> leaks.incrementAndGet())
+                .build()) {
+            run(pool);
+        }
+        assertEquals(0, leaks.get());
+    }
+
+    private static void run(SegmentPool pool) throws Exception {
         long millis = Boolean.getBoolean("vcmm.long") ? 60_000 : 2_000;
         long seed = Long.getLong("vcmm.seed", System.nanoTime());
-        System.out.println("SegmentPoolStressTest seed=" + seed + " threads=" + THREADS + " millis=" + millis);
-        try (SegmentPool pool = SegmentPool.open("stress", 128L << 20, 2L << 20, 16L << 20)) {
+        System.out.println("SegmentPoolStressTest seed=" + seed + " threads=" + THREADS + " millis=" + millis + " " + pool);
+        {
             ConcurrentSkipListMap<Long, Long> claims = new ConcurrentSkipListMap<>();
             ConcurrentLinkedQueue<long[]> handoff = new ConcurrentLinkedQueue<>();
             Map<Long, MemorySegment> segments = new java.util.concurrent.ConcurrentHashMap<>();
