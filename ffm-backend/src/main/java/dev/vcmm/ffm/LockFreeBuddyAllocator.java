@@ -391,6 +391,94 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     }
 
     /**
+     * {@inheritDoc}
+     *
+     * <p>Here: for orders the thread cache serves, one {@link #alloc} at a time (cache pops). Otherwise it
+     * takes blocks from the shared pool in passes, each linearized at one compare-and-set as if every
+     * block it took had been taken by its own alloc:
+     * <ol>
+     *   <li>one compare-and-set claims and marks as many free blocks of the order as the block word it
+     *       reaches holds (up to 32, at most the rest of {@code count});</li>
+     *   <li>when no free block of the order is reachable, it takes one larger block of up to 32 pieces
+     *       (order {@code order + min(5, floor(log2(rest)))} or, failing that, smaller), split from the
+     *       pool like an alloc's, and marks all its pieces allocated with one atomic OR (they share a
+     *       word);</li>
+     *   <li>when no such block is found either, it calls {@link #alloc} for one block and stops at the
+     *       first {@link #NONE}.</li>
+     * </ol>
+     * So a result below {@code count} means exactly what an alloc's {@link #NONE} means here:
+     * linearizable, except as counted by {@link #unprovenFailures()}. Lock-free like {@link #alloc}: each
+     * pass is bounded retries of compare-and-sets that fail only because another thread changed the word.
+     * Unlike {@code count} allocs it is not best fit across passes 2 and 3: it may cut a larger block
+     * while a smaller one that would fit the rest is free.
+     */
+    @Override
+    public int allocBulk(int order, long[] out, int offset, int count) {
+        checkOpen();
+        checkOrder(order);
+        Objects.checkFromIndexSize(offset, count, out.length);
+        if (order < cacheOrders) {
+            return BlockAllocator.super.allocBulk(order, out, offset, count);
+        }
+        int n = 0;
+        while (n < count) {
+            long claimed = claimBits(order, true, count - n);
+            if (claimed >= 0) {
+                long first = (claimed >>> 32) << BuddyLayout.WORD_SHIFT;
+                for (long bits = claimed & BuddyLayout.FREE_MASK; bits != 0; bits &= bits - 1) {
+                    out[offset + n++] = layout.address(first + Long.numberOfTrailingZeros(bits), order);
+                }
+                pause("bulk-claim", order, Long.bitCount(claimed & BuddyLayout.FREE_MASK));
+                continue;
+            }
+            int got = takeAndCut(order, out, offset + n, count - n);
+            if (got > 0) {
+                n += got;
+                pause("bulk-cut", order, got);
+                continue;
+            }
+            long pa = alloc(order);
+            if (pa == NONE) {
+                break;
+            }
+            out[offset + n++] = pa;
+        }
+        return n;
+    }
+
+    /**
+     * Takes one free block of order {@code order + p} from the shared pool, {@code p} as large as the rest
+     * wants (at most 5, so that its pieces share one block word) and the pool affords, and hands out its
+     * {@code 2^p} pieces of {@code order}, marked allocated with one atomic OR.
+     *
+     * @return the number of pieces written to {@code out[at...]}, 0 if no block of order above
+     * {@code order} was found
+     */
+    private int takeAndCut(int order, long[] out, int at, int rest) {
+        int p = Math.min(Math.min(BuddyLayout.WORD_SHIFT, 31 - Integer.numberOfLeadingZeros(rest)), maxOrder - order);
+        for (; p > 0; p--) {
+            long big = takeShared(order + p, false);
+            if (big == NONE) {
+                continue;
+            }
+            int pieces = 1 << p;
+            long first = layout.index(big, order);
+            long free = ((1L << pieces) - 1) << (first & (BuddyLayout.BLOCKS_PER_WORD - 1));
+            long allocated = free << BuddyLayout.BLOCKS_PER_WORD;
+            long old = (long) LONG.getAndBitwiseOr(meta, layout.word(order, first), allocated);
+            if ((old & (allocated | free)) != 0) {
+                throw new IllegalStateException(corrupt("piece of a taken block free or allocated", order, first));
+            }
+            long size = BlockAllocator.orderSize(order);
+            for (int i = 0; i < pieces; i++) {
+                out[at + i] = big + i * size;
+            }
+            return pieces;
+        }
+        return 0;
+    }
+
+    /**
      * Takes the block {@code [pa, pa + orderSize(order))} if all of it is free, by claiming the free block
      * that contains it and splitting that down along {@code pa}'s path. If that fails, blocks parked in
      * thread caches are taken back and the claim is tried again, while brackets on those orders come and go.
@@ -762,6 +850,21 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
      * @return the block index, or -1 if no free block was reachable
      */
     private long claimAny(int k, boolean mark) {
+        long claimed = claimBits(k, mark, 1);
+        return claimed < 0 ? -1 : ((claimed >>> 32) << BuddyLayout.WORD_SHIFT) + Long.numberOfTrailingZeros(claimed);
+    }
+
+    /**
+     * Claims up to {@code want} free blocks of order {@code k} from one block word, with one
+     * compare-and-set: descends the hint layers to a word and takes its lowest {@code min(want, free)}
+     * FREE bits (setting their ALLOCATED bits too with {@code mark}). Each block taken is linearized at
+     * that compare-and-set, as if taken by its own alloc.
+     *
+     * @param want how many blocks at most, {@code >= 1}
+     * @return {@code (w << 32) | bits}: the word's logical index and the FREE bits taken (block
+     * {@code 32 w + s} for each set bit {@code s}), or -1 if no free block was reachable
+     */
+    private long claimBits(int k, boolean mark, int want) {
         final MemorySegment meta = this.meta;
         final BuddyLayout layout = this.layout;
         final long[] offsets = layout.layerOffset[k];
@@ -801,18 +904,31 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                     clearHint(k, 0, w);
                     continue descend;
                 }
-                long bit = Long.lowestOneBit(free);
-                long allocated = bit << BuddyLayout.BLOCKS_PER_WORD;
+                long bits = want == 1 ? Long.lowestOneBit(free) : lowestBits(free, want);
+                long allocated = bits << BuddyLayout.BLOCKS_PER_WORD;
                 if ((v & allocated) != 0) {
                     throw new IllegalStateException(corrupt("block free and allocated", k,
-                        (w << BuddyLayout.WORD_SHIFT) + Long.numberOfTrailingZeros(bit)));
+                        (w << BuddyLayout.WORD_SHIFT) + Long.numberOfTrailingZeros(v & allocated) - BuddyLayout.BLOCKS_PER_WORD));
                 }
-                if (LONG.compareAndSet(meta, addr, v, (v & ~bit) | (mark ? allocated : 0))) {
-                    return (w << BuddyLayout.WORD_SHIFT) + Long.numberOfTrailingZeros(bit); // hints cleared lazily
+                if (LONG.compareAndSet(meta, addr, v, (v & ~bits) | (mark ? allocated : 0))) {
+                    return (w << 32) | bits; // an emptied word keeps its hint: cleared lazily
                 }
                 // lost a race on this word to another thread's successful CAS: re-read and retry
             }
         }
+    }
+
+    /** @return the lowest {@code n} set bits of {@code x} (all of them if it has fewer). */
+    private static long lowestBits(long x, int n) {
+        if (Long.bitCount(x) <= n) {
+            return x;
+        }
+        long bits = 0;
+        for (int i = 0; i < n; i++) {
+            bits |= x & -x;
+            x &= x - 1;
+        }
+        return bits;
     }
 
     /**
