@@ -116,7 +116,7 @@ public class BuddyBenchmark {
                 case "lockfree" -> buddy = lockFree = LockFreeBuddyAllocator.create(spec(THREAD_CACHE_CAPACITY));
                 case "lockfree-nocache" -> buddy = lockFree = LockFreeBuddyAllocator.create(spec(0));
                 // diagnostic only (pass -p impl=lockfree-cache1024): refills split a 2 MiB block, so each
-                // thread's cached 4 KiB blocks have their own 64-byte line of the allocated bitmap
+                // thread's cached 4 KiB blocks have their own two 64-byte lines of order-0 block words
                 case "lockfree-cache1024" -> buddy = lockFree = LockFreeBuddyAllocator.create(spec(1024));
                 case "locked" -> buddy = LockedBuddyAllocator.create(spec(0));
                 case "locked-cache" -> buddy = lockedCached = LockedBuddyAllocator.cached(spec(0), THREAD_CACHE_CAPACITY);
