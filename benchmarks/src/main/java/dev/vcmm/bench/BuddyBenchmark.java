@@ -87,6 +87,8 @@ public class BuddyBenchmark {
     static final int MIX_LENGTH = 1 << 12;
     static final int MIX_MAX_ORDER = 9;
     static final long SEED = 0x5eed_b0dd_1e5L;
+    /** Blocks per op of {@link #allocBulk16x4k} and {@link #alloc16x4k}. */
+    static final int BULK = 16;
 
     /** The shared allocator under test, one per trial. */
     @State(Scope.Benchmark)
@@ -114,7 +116,7 @@ public class BuddyBenchmark {
                 case "lockfree" -> buddy = lockFree = LockFreeBuddyAllocator.create(spec(THREAD_CACHE_CAPACITY));
                 case "lockfree-nocache" -> buddy = lockFree = LockFreeBuddyAllocator.create(spec(0));
                 // diagnostic only (pass -p impl=lockfree-cache1024): refills split a 2 MiB block, so each
-                // thread's cached 4 KiB blocks have their own 64-byte line of the allocated bitmap
+                // thread's cached 4 KiB blocks have their own two 64-byte lines of order-0 block words
                 case "lockfree-cache1024" -> buddy = lockFree = LockFreeBuddyAllocator.create(spec(1024));
                 case "locked" -> buddy = LockedBuddyAllocator.create(spec(0));
                 case "locked-cache" -> buddy = lockedCached = LockedBuddyAllocator.cached(spec(0), THREAD_CACHE_CAPACITY);
@@ -231,9 +233,13 @@ public class BuddyBenchmark {
         }
     }
 
-    /** The calling thread's share of {@link #allocFree4k}: releases its cache at the end. */
+    /** The calling thread's share of {@link #allocFree4k} and the 16-block benchmarks: releases its cache at the end. */
     @State(Scope.Thread)
     public static class Worker {
+
+        /** The blocks of one {@link #allocBulk16x4k} or {@link #alloc16x4k} op. */
+        final long[] blocks = new long[BULK];
+        final ByteBuf[] bufs = new ByteBuf[BULK];
 
         @Setup(Level.Trial)
         public void setUp(Pool pool) {
@@ -320,6 +326,70 @@ public class BuddyBenchmark {
         }
         buddy.free(pa, 0);
         return pa;
+    }
+
+    /**
+     * Sixteen 4 KiB blocks taken with one {@link BlockAllocator#allocBulk} call, then freed one by one:
+     * compare with {@link #alloc16x4k} in the same run. For {@code lockfree-nocache} the blocks come from
+     * one block word with one compare-and-set (the pre-fragmented pool has 16 free blocks in each word);
+     * the cached variants serve their cached orders one pop at a time (the SPI default), and {@code locked}
+     * uses the default too (16 lock acquisitions). Netty has no bulk call: its variants do 16
+     * {@code directBuffer} calls in both benchmarks. One op is 16 allocs and 16 frees.
+     */
+    @Benchmark
+    public long allocBulk16x4k(Pool pool, Worker worker, Failures failures) {
+        final BlockAllocator buddy = pool.buddy;
+        if (buddy == null) {
+            return nettySixteen(pool, worker);
+        }
+        final long[] blocks = worker.blocks;
+        int n = buddy.allocBulk(0, blocks, 0, BULK);
+        failures.allocFailures += BULK - n;
+        long sum = 0;
+        for (int i = 0; i < n; i++) {
+            sum += blocks[i];
+            buddy.free(blocks[i], 0);
+        }
+        return sum;
+    }
+
+    /** Sixteen 4 KiB blocks taken with 16 {@link BlockAllocator#alloc} calls, then freed: the baseline of {@link #allocBulk16x4k}. */
+    @Benchmark
+    public long alloc16x4k(Pool pool, Worker worker, Failures failures) {
+        final BlockAllocator buddy = pool.buddy;
+        if (buddy == null) {
+            return nettySixteen(pool, worker);
+        }
+        final long[] blocks = worker.blocks;
+        int n = 0;
+        for (int i = 0; i < BULK; i++) {
+            long pa = buddy.alloc(0);
+            if (pa == BlockAllocator.NONE) {
+                failures.allocFailures++;
+            } else {
+                blocks[n++] = pa;
+            }
+        }
+        long sum = 0;
+        for (int i = 0; i < n; i++) {
+            sum += blocks[i];
+            buddy.free(blocks[i], 0);
+        }
+        return sum;
+    }
+
+    private static long nettySixteen(Pool pool, Worker worker) {
+        final ByteBuf[] bufs = worker.bufs;
+        for (int i = 0; i < BULK; i++) {
+            bufs[i] = pool.netty.directBuffer(4096);
+        }
+        long sum = 0;
+        for (int i = 0; i < BULK; i++) {
+            sum += bufs[i].capacity();
+            bufs[i].release();
+            bufs[i] = null;
+        }
+        return sum;
     }
 
     /**

@@ -70,6 +70,42 @@ public interface BlockAllocator extends AutoCloseable {
     long alloc(int order);
 
     /**
+     * Takes up to {@code count} free blocks of {@code order} in one call and writes their addresses to
+     * {@code out[offset]}, {@code out[offset + 1]}, ...: for many small chunks at once, where an
+     * implementation can take several blocks with one atomic step. Not all-or-nothing: the blocks taken
+     * are the caller's whatever the count, each to be freed with {@link #free(long, int)}.
+     *
+     * <p>This default takes them one {@link #alloc(int)} at a time and stops at the first {@link #NONE};
+     * an implementation may take several at once but must keep that meaning: a result below
+     * {@code count} means what {@link #alloc(int)} returning {@link #NONE} means in that implementation.
+     *
+     * @param order  the order of every block
+     * @param out    receives the addresses; {@code out[offset, offset + result)} is written, nothing else
+     * @param offset the first index of {@code out} written
+     * @param count  how many blocks are wanted, {@code >= 0}
+     * @return how many blocks were taken, in {@code [0, count]}
+     * @throws IllegalArgumentException  if {@code order} is outside {@code [0, maxOrder()]}
+     * @throws IndexOutOfBoundsException if {@code [offset, offset + count)} is not inside {@code out}
+     * @throws IllegalStateException     if the allocator is closed (blocks taken before a concurrent close
+     *                                   are then lost with the allocator)
+     */
+    default int allocBulk(int order, long[] out, int offset, int count) {
+        if (order < 0 || order > maxOrder()) {
+            throw new IllegalArgumentException("order=" + order + " is outside [0, " + maxOrder() + "]");
+        }
+        java.util.Objects.checkFromIndexSize(offset, count, out.length);
+        int n = 0;
+        while (n < count) {
+            long pa = alloc(order);
+            if (pa == NONE) {
+                break;
+            }
+            out[offset + n++] = pa;
+        }
+        return n;
+    }
+
+    /**
      * Takes the specific block {@code [pa, pa + orderSize(order))} if all of it is free.
      *
      * @param pa    physical address of the block, aligned to its size

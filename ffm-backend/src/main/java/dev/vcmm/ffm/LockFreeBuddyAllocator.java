@@ -51,25 +51,30 @@ import java.util.concurrent.atomic.AtomicLong;
  * search scans the nodes of the wanted level. This allocator instead keeps the Linux buddy system's shape
  * (a set of free blocks per order, split on alloc, merge on free) and makes each set a lock-free bitmap:
  * <ul>
- *   <li><b>One bit per block per order</b>: bit {@code i} of order {@code k} is set iff block
- *       {@code (k, i)} is free in the shared pool. Taking a block is one CAS that clears its bit.</li>
- *   <li><b>Buddies share a word.</b> Blocks {@code i} and {@code i ^ 1} are adjacent bits of one 64-bit
- *       word (the index origin is aligned to twice the largest block), so a free decides atomically, with
- *       one CAS on one word, between "my buddy is free: take it and merge one order up" and "my buddy is
- *       not free: publish my block". At every quiescent point no two free buddies coexist.</li>
- *   <li><b>Hint layers</b> above each bitmap (bit {@code j} of layer {@code L+1}: word {@code j} of layer
- *       {@code L} may be non-zero) make the search O(log64 blocks). Hints are set by whoever makes a word
- *       non-zero and cleared lazily by a search that descends into an empty word (which re-reads the word
- *       and restores the hint if it filled meanwhile). A hint can therefore be missing for a non-empty
- *       word, but only while some thread is inside a bracket (below) on that order.</li>
+ *   <li><b>Two bits per block per order, in one word</b>: a block's FREE bit (set iff it is free in the
+ *       shared pool) and its ALLOCATED bit (set iff it is handed out with that order) live in the same
+ *       64-bit block word, 32 blocks to a word ({@link BuddyLayout}). Taking a free block and marking it
+ *       allocated is one CAS; so is freeing it, which clears the ALLOCATED bit in the CAS that publishes
+ *       the block or takes its buddy. A double free or a wrong order is reported before anything
+ *       changes.</li>
+ *   <li><b>Buddies share a word.</b> Blocks {@code i} and {@code i ^ 1} sit in one block word (the index
+ *       origin is aligned to twice the largest block), so a free decides atomically, with one CAS on one
+ *       word, between "my buddy is free: take it and merge one order up" and "my buddy is not free:
+ *       publish my block". At every quiescent point no two free buddies coexist.</li>
+ *   <li><b>Hint layers</b> above each order's block words (bit {@code j} of layer 1: block word {@code j}
+ *       may have a FREE bit set; bit {@code j} of layer {@code L+1}: word {@code j} of layer {@code L} may
+ *       be non-zero; the top layer is at most one line, scanned) make the search O(log64 blocks). Hints
+ *       are set by whoever makes a word non-empty and cleared lazily by a search that descends into an
+ *       empty word (which re-reads the word and restores the hint if it filled meanwhile). A hint can
+ *       therefore be missing for a non-empty word, but only while some thread is inside a bracket (below)
+ *       on that order.</li>
  *   <li><b>Spread searches.</b> For the small orders (up to {@value #SPREAD_MAX_ORDER}) a search follows, at
- *       the last hint layer, the set bit ranked by a hash of the thread's id rather than the lowest, and the
- *       64 bitmap words under one hint word are stored transposed ({@link BuddyLayout#spreadWord}), so that
- *       threads on the shared path take and return blocks on different cache lines of the free bitmap, as
- *       per-CPU free lists keep CPUs apart. Larger orders keep address order (best fit, lowest address),
- *       which keeps large blocks whole.</li>
- *   <li><b>Allocated bitmaps</b>, one bit per block per order, record what was handed out and with which
- *       order; a double free or a wrong order is reported before anything changes.</li>
+ *       the last hint layer, the lowest set bit in the thread's class (its id mod 8: hint bits {@code c},
+ *       {@code c + 8}, ...) rather than the lowest, falling back to the lowest; with caches off the 64
+ *       block words under one hint word are stored transposed ({@link BuddyLayout#spreadWord}), so that
+ *       threads on the shared path take and return blocks on different cache lines, as per-CPU free lists
+ *       keep CPUs apart. Larger orders keep address order (best fit, lowest address), which keeps large
+ *       blocks whole.</li>
  *   <li><b>Thread caches</b> (optional, {@link MemorySpec#threadCacheCapacity()} &gt; 0) keep free blocks of
  *       the small orders per thread, refilled from a private 2 MiB arena where the pool affords it. Their
  *       total is bounded: every cache holds <em>credit</em> taken from one budget for the whole allocator
@@ -82,13 +87,19 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <h2>Operations</h2>
  * <pre>
- *  alloc(k):   for j = k .. maxOrder:  i = claim a set bit of FREE[j]             (1 CAS, clear bit)
- *              split (j -&gt; k):          for m = j-1 .. k: set bit 2i+1 of FREE[m], i = 2i
- *              mark:                    set bit of ALLOCATED[k]                     (1 atomic OR)
+ *  alloc(k):   j = k:                   claim a FREE bit of order k and set its ALLOCATED bit (1 CAS)
+ *              else j = k+1 .. maxOrder: i = claim a FREE bit of order j                (1 CAS)
+ *                split (j -&gt; k):        for m = j-1 .. k: set FREE bit 2i+1 of order m, i = 2i
+ *                mark:                  set ALLOCATED bit of (k, i)                    (1 atomic OR)
  *
- *  free(pa,k): unmark:                  clear bit of ALLOCATED[k], must have been set (1 atomic AND)
- *              loop: w = FREE[k] word;  buddy bit set?  CAS clear it, k++, i = i/2  (merge, continue)
- *                                       otherwise       CAS set own bit             (done)
+ *  free(pa,k): loop: v = block word;    first step: ALLOCATED bit of (k, i) must be set, else report
+ *                                       buddy FREE bit set?  CAS clear it (and, first step, own
+ *                                                            ALLOCATED bit), k++, i = i/2  (merge)
+ *                                       otherwise            CAS set own FREE bit (and, first step,
+ *                                                            clear own ALLOCATED bit)      (done)
+ *  With thread caches, a cached order's alloc pops a block and sets its ALLOCATED bit (1 atomic OR),
+ *  its free clears the bit (1 atomic AND) and pushes the block: cached blocks are neither FREE nor
+ *  ALLOCATED.
  * </pre>
  *
  * <h2>Failure proofs</h2>
@@ -111,7 +122,7 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <p>Successful operations pay for the proof with two uncontended atomic adds on the thread's own stripe
  * per split, per merge step and per free into an empty word; an alloc without a split and a free into a
- * non-empty word pay nothing.
+ * non-empty word pay nothing: each is one compare-and-set on the shared pool, plus the hint reads.
  *
  * <p>See {@link BuddyLayout} for the metadata layout drawn word by word.
  *
@@ -369,24 +380,107 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     public long alloc(int order) {
         checkOpen();
         checkOrder(order);
-        long pa = NONE;
         if (order < cacheOrders) {
             ThreadCache cache = caches.get();
-            pa = popCached(cache, order);
+            long pa = popCached(cache, order);
             if (pa == NONE) {
                 pa = refillAndPop(cache, order);
             }
-        }
-        if (pa == NONE) {
-            pa = takeShared(order);
-            if (pa == NONE) {
-                pa = allocProven(order);
+            if (pa != NONE) {
+                markAllocated(order, pa);
+                return pa;
             }
         }
-        if (pa != NONE) {
-            markAllocated(order, pa);
+        long pa = takeShared(order, true); // marked allocated by the same compare-and-set that takes it
+        return pa != NONE ? pa : allocProven(order);
+    }
+
+    /**
+     * {@inheritDoc}
+     *
+     * <p>Here: for orders the thread cache serves, one {@link #alloc} at a time (cache pops). Otherwise it
+     * takes blocks from the shared pool in passes, each linearized at one compare-and-set as if every
+     * block it took had been taken by its own alloc:
+     * <ol>
+     *   <li>one compare-and-set claims and marks as many free blocks of the order as the block word it
+     *       reaches holds (up to 32, at most the rest of {@code count});</li>
+     *   <li>when no free block of the order is reachable, it takes one larger block of up to 32 pieces
+     *       (order {@code order + min(5, floor(log2(rest)))} or, failing that, smaller), split from the
+     *       pool like an alloc's, and marks all its pieces allocated with one atomic OR (they share a
+     *       word);</li>
+     *   <li>when no such block is found either, it calls {@link #alloc} for one block and stops at the
+     *       first {@link #NONE}.</li>
+     * </ol>
+     * So a result below {@code count} means exactly what an alloc's {@link #NONE} means here:
+     * linearizable, except as counted by {@link #unprovenFailures()}. Lock-free like {@link #alloc}: each
+     * pass is bounded retries of compare-and-sets that fail only because another thread changed the word.
+     * Unlike {@code count} allocs it is not best fit across passes 2 and 3: it may cut a larger block
+     * while a smaller one that would fit the rest is free.
+     */
+    @Override
+    public int allocBulk(int order, long[] out, int offset, int count) {
+        checkOpen();
+        checkOrder(order);
+        Objects.checkFromIndexSize(offset, count, out.length);
+        if (order < cacheOrders) {
+            return BlockAllocator.super.allocBulk(order, out, offset, count);
         }
-        return pa;
+        int n = 0;
+        while (n < count) {
+            long claimed = claimBits(order, true, count - n);
+            if (claimed >= 0) {
+                long first = (claimed >>> 32) << BuddyLayout.WORD_SHIFT;
+                for (long bits = claimed & BuddyLayout.FREE_MASK; bits != 0; bits &= bits - 1) {
+                    out[offset + n++] = layout.address(first + Long.numberOfTrailingZeros(bits), order);
+                }
+                pause("bulk-claim", order, Long.bitCount(claimed & BuddyLayout.FREE_MASK));
+                continue;
+            }
+            int got = takeAndCut(order, out, offset + n, count - n);
+            if (got > 0) {
+                n += got;
+                pause("bulk-cut", order, got);
+                continue;
+            }
+            long pa = alloc(order);
+            if (pa == NONE) {
+                break;
+            }
+            out[offset + n++] = pa;
+        }
+        return n;
+    }
+
+    /**
+     * Takes one free block of order {@code order + p} from the shared pool, {@code p} as large as the rest
+     * wants (at most 5, so that its pieces share one block word) and the pool affords, and hands out its
+     * {@code 2^p} pieces of {@code order}, marked allocated with one atomic OR.
+     *
+     * @return the number of pieces written to {@code out[at...]}, 0 if no block of order above
+     * {@code order} was found
+     */
+    private int takeAndCut(int order, long[] out, int at, int rest) {
+        int p = Math.min(Math.min(BuddyLayout.WORD_SHIFT, 31 - Integer.numberOfLeadingZeros(rest)), maxOrder - order);
+        for (; p > 0; p--) {
+            long big = takeShared(order + p, false);
+            if (big == NONE) {
+                continue;
+            }
+            int pieces = 1 << p;
+            long first = layout.index(big, order);
+            long free = ((1L << pieces) - 1) << (first & (BuddyLayout.BLOCKS_PER_WORD - 1));
+            long allocated = free << BuddyLayout.BLOCKS_PER_WORD;
+            long old = (long) LONG.getAndBitwiseOr(meta, layout.word(order, first), allocated);
+            if ((old & (allocated | free)) != 0) {
+                throw new IllegalStateException(corrupt("piece of a taken block free or allocated", order, first));
+            }
+            long size = BlockAllocator.orderSize(order);
+            for (int i = 0; i < pieces; i++) {
+                out[at + i] = big + i * size;
+            }
+            return pieces;
+        }
+        return 0;
     }
 
     /**
@@ -439,13 +533,17 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         checkOpen();
         checkBlock(pa, order);
         long index = layout.index(pa, order);
-        long bit = 1L << (index & 63);
-        long old = (long) LONG.getAndBitwiseAnd(meta, layout.allocWord(order, index), ~bit);
+        if (order >= cacheOrders) {
+            freeShared(order, index, true); // one compare-and-set unmarks it and publishes or merges it
+            return;
+        }
+        long bit = BuddyLayout.allocBit(index);
+        long old = (long) LONG.getAndBitwiseAnd(meta, layout.word(order, index), ~bit);
         if ((old & bit) == 0) {
             throw new IllegalStateException(describeNotAllocated(pa, order));
         }
-        if (order >= cacheOrders || !pushCached(caches.get(), order, pa)) {
-            freeShared(order, index);
+        if (!pushCached(caches.get(), order, pa)) {
+            freeShared(order, index, false);
         }
     }
 
@@ -482,13 +580,13 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         long allocatedBytes = 0;
         long largest = 0;
         for (int k = 0; k <= maxOrder; k++) {
-            long freeOff = layout.layerOffset[k][0];
-            long allocOff = layout.allocOffset[k];
+            long wordsOff = layout.layerOffset[k][0];
             long freeCount = 0;
             long allocCount = 0;
             for (long w = 0, n = layout.paddedWords[k]; w < n; w++) { // every physical word, in any order
-                freeCount += Long.bitCount((long) LONG.getVolatile(meta, freeOff + (w << 3)));
-                allocCount += Long.bitCount((long) LONG.getVolatile(meta, allocOff + (w << 3)));
+                long v = (long) LONG.getVolatile(meta, wordsOff + (w << 3));
+                freeCount += Long.bitCount(v & BuddyLayout.FREE_MASK);
+                allocCount += Long.bitCount(v >>> BuddyLayout.BLOCKS_PER_WORD);
             }
             freeBlocks[k] = freeCount;
             freeBytes += freeCount * BlockAllocator.orderSize(k);
@@ -540,14 +638,14 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     }
 
     // ---------------------------------------------------------------------------------------------
-    // shared pool: the free bitmaps
+    // shared pool: the block words
 
     /**
      * One search of the shared pool: a block of the smallest free order that fits, split down. No proof of
      * a failure: see {@link #allocProven}.
      */
-    private long takeShared(int order) {
-        long index = claimAny(order);
+    private long takeShared(int order, boolean mark) {
+        long index = claimAny(order, mark);
         if (index >= 0) {
             return layout.address(index, order);
         }
@@ -559,36 +657,43 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             long ev = eventWord(j - 1);
             open(ev); // the halves of a split from j are free blocks of orders below j in transit
             try {
-                index = claimAny(j);
+                index = claimAny(j, false);
                 if (index >= 0) {
-                    return layout.address(splitDown(j, index, order, -1), order);
+                    index = splitDown(j, index, order, -1);
                 }
             } finally {
                 close(ev);
+            }
+            if (index >= 0) {
+                long pa = layout.address(index, order);
+                if (mark) {
+                    markAllocated(order, pa);
+                }
+                return pa;
             }
         }
         return NONE;
     }
 
-    /** {@return the calling thread's spread key: 32 well-mixed bits of its id} */
-    private static long spreadKey() {
-        return (Thread.currentThread().threadId() * 0x9E3779B97F4A7C15L) >>> 32;
+    /**
+     * @return the calling thread's spread class, its id mod 8: threads created one after another (a pool's
+     * workers) get different classes
+     */
+    private static int spreadClass() {
+        return (int) Thread.currentThread().threadId() & 7;
     }
 
     /**
-     * @return the position of the lowest set bit of the hint word {@code h}, or with {@code spread >= 0} of
-     * the set bit ranked by the thread's key: threads with different keys pick different bitmap words, which
-     * {@link BuddyLayout#spreadWord} places on different cache lines
+     * @return the position of the lowest set bit of the hint word {@code h}, or with {@code spread >= 0} the
+     * lowest set bit whose position is {@code spread} mod 8 if there is one: threads of different classes
+     * then pick different block words, which {@link BuddyLayout#spreadWord} places on different cache
+     * lines. It adds a mask and a conditional move to the search's chain of dependent loads; the ranked
+     * pick it replaced (popcount, multiply, bit-deposit) cost about 8% of an uncached 4 KiB alloc+free on
+     * one thread.
      */
-    private static int pick(long h, long spread) {
-        if (spread < 0 || (h & (h - 1)) == 0) {
-            return Long.numberOfTrailingZeros(h);
-        }
-        int rank = (int) ((spread * Long.bitCount(h)) >>> 32); // in [0, bitCount)
-        for (int i = 0; i < rank; i++) {
-            h &= h - 1;
-        }
-        return Long.numberOfTrailingZeros(h);
+    private static int pick(long h, int spread) {
+        long mine = spread < 0 ? 0 : h & (0x0101_0101_0101_0101L << spread);
+        return Long.numberOfTrailingZeros(mine != 0 ? mine : h);
     }
 
     /**
@@ -610,7 +715,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                 cachesBefore = cachesQuiet(order);
             }
             long before = eventSum(order);
-            long pa = takeShared(order); // every round searches: a busy peer may keep the proof from closing
+            long pa = takeShared(order, true); // every round searches: a busy peer may keep the proof from closing
             if (pa != NONE) {
                 return pa;
             }
@@ -635,10 +740,19 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         }
     }
 
-    /** {@return whether the top hint word (or the only bitmap word) of order {@code k} is empty} */
+    /** @return whether the top hint layer (or the only block word) of order {@code k} is empty. */
     private boolean topEmpty(int k) {
         long[] offsets = layout.layerOffset[k];
-        return (long) LONG.getVolatile(meta, offsets[offsets.length - 1]) == 0;
+        if (offsets.length == 1) {
+            return ((long) LONG.getVolatile(meta, offsets[0]) & BuddyLayout.FREE_MASK) == 0;
+        }
+        long at = offsets[offsets.length - 1];
+        for (int t = 0, n = layout.topWords[k]; t < n; t++) {
+            if ((long) LONG.getVolatile(meta, at + ((long) t << 3)) != 0) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /**
@@ -700,8 +814,8 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         }
         for (int j = order + 1; j <= maxOrder; j++) {
             long ancestor = target >>> (j - order);
-            long word = (long) LONG.getVolatile(meta, layout.freeWord(j, ancestor));
-            if ((word & (1L << (ancestor & 63))) == 0) {
+            long word = (long) LONG.getVolatile(meta, layout.word(j, ancestor));
+            if ((word & BuddyLayout.freeBit(ancestor)) == 0) {
                 continue;
             }
             long ev = eventWord(j - 1);
@@ -718,10 +832,10 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         return false;
     }
 
-    /** Clears bit {@code index} of the free bitmap of {@code k} if set. @return whether this call cleared it. */
+    /** Clears the FREE bit of block {@code (k, index)} if set. @return whether this call cleared it. */
     private boolean claim(int k, long index) {
-        long addr = layout.freeWord(k, index);
-        long bit = 1L << (index & 63);
+        long addr = layout.word(k, index);
+        long bit = BuddyLayout.freeBit(index);
         for (;;) {
             long v = (long) LONG.getVolatile(meta, addr);
             if ((v & bit) == 0) {
@@ -734,63 +848,114 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     }
 
     /**
-     * Claims the lowest set bit of the free bitmap of order {@code k}, descending the hint layers.
+     * Claims a free block of order {@code k}, descending the hint layers: the lowest FREE bit of the word
+     * reached. With {@code mark} the same compare-and-set sets the block's ALLOCATED bit: the alloc's
+     * linearization point, and its only atomic operation when no split is needed.
      *
      * @return the block index, or -1 if no free block was reachable
      */
-    private long claimAny(int k) {
+    private long claimAny(int k, boolean mark) {
+        long claimed = claimBits(k, mark, 1);
+        return claimed < 0 ? -1 : ((claimed >>> 32) << BuddyLayout.WORD_SHIFT) + Long.numberOfTrailingZeros(claimed);
+    }
+
+    /**
+     * Claims up to {@code want} free blocks of order {@code k} from one block word, with one
+     * compare-and-set: descends the hint layers to a word and takes its lowest {@code min(want, free)}
+     * FREE bits (setting their ALLOCATED bits too with {@code mark}). Each block taken is linearized at
+     * that compare-and-set, as if taken by its own alloc.
+     *
+     * @param want how many blocks at most, {@code >= 1}
+     * @return {@code (w << 32) | bits}: the word's logical index and the FREE bits taken (block
+     * {@code 32 w + s} for each set bit {@code s}), or -1 if no free block was reachable
+     */
+    private long claimBits(int k, boolean mark, int want) {
+        final MemorySegment meta = this.meta;
+        final BuddyLayout layout = this.layout;
         final long[] offsets = layout.layerOffset[k];
         final int top = offsets.length - 1;
-        final long spread = k <= SPREAD_MAX_ORDER ? spreadKey() : -1;
+        final int topWords = layout.topWords[k];
+        final int spread = k <= SPREAD_MAX_ORDER ? spreadClass() : -1;
         descend:
         for (;;) {
             long w = 0;
-            for (int layer = top; layer > 0; layer--) {
-                long h = (long) LONG.getVolatile(meta, offsets[layer] + (w << 3));
-                if (h == 0) {
-                    if (layer == top) {
-                        return -1;
-                    }
-                    clearHint(k, layer, w); // a stale hint led here: repair it and start over
-                    continue descend;
+            if (top > 0) {
+                long h = 0;
+                for (int t = 0; t < topWords && h == 0; t++) { // the top layer: one line, in address order
+                    h = (long) LONG.getVolatile(meta, offsets[top] + ((long) t << 3));
+                    w = t;
                 }
-                w = (w << 6) + (layer == 1 ? pick(h, spread) : Long.numberOfTrailingZeros(h));
+                if (h == 0) {
+                    return -1;
+                }
+                w = (w << 6) + (top == 1 ? pick(h, spread) : Long.numberOfTrailingZeros(h));
+                for (int layer = top - 1; layer > 0; layer--) {
+                    h = (long) LONG.getVolatile(meta, offsets[layer] + (w << 3));
+                    if (h == 0) {
+                        clearHint(k, layer, w); // a stale hint led here: repair it and start over
+                        continue descend;
+                    }
+                    w = (w << 6) + (layer == 1 ? pick(h, spread) : Long.numberOfTrailingZeros(h));
+                }
             }
-            long addr = offsets[0] + (BuddyLayout.spreadWord(w) << 3);
+            long addr = layout.wordAt(k, w);
             for (;;) {
                 long v = (long) LONG.getVolatile(meta, addr);
-                if (v == 0) {
+                long free = v & BuddyLayout.FREE_MASK;
+                if (free == 0) {
                     if (top == 0) {
                         return -1;
                     }
                     clearHint(k, 0, w);
                     continue descend;
                 }
-                long bit = Long.lowestOneBit(v);
-                if (LONG.compareAndSet(meta, addr, v, v & ~bit)) {
-                    return (w << 6) + Long.numberOfTrailingZeros(bit); // hints are cleared lazily
+                long bits = want == 1 ? Long.lowestOneBit(free) : lowestBits(free, want);
+                long allocated = bits << BuddyLayout.BLOCKS_PER_WORD;
+                if ((v & allocated) != 0) {
+                    throw new IllegalStateException(corrupt("block free and allocated", k,
+                        (w << BuddyLayout.WORD_SHIFT) + Long.numberOfTrailingZeros(v & allocated) - BuddyLayout.BLOCKS_PER_WORD));
+                }
+                if (LONG.compareAndSet(meta, addr, v, (v & ~bits) | (mark ? allocated : 0))) {
+                    return (w << 32) | bits; // an emptied word keeps its hint: cleared lazily
                 }
                 // lost a race on this word to another thread's successful CAS: re-read and retry
             }
         }
     }
 
+    /** @return the lowest {@code n} set bits of {@code x} (all of them if it has fewer). */
+    private static long lowestBits(long x, int n) {
+        if (Long.bitCount(x) <= n) {
+            return x;
+        }
+        long bits = 0;
+        for (int i = 0; i < n; i++) {
+            bits |= x & -x;
+            x &= x - 1;
+        }
+        return bits;
+    }
+
     /**
-     * Sets bit {@code index} of the free bitmap of {@code k}; the caller owns the block, its buddy is not
+     * Sets the FREE bit of block {@code (k, index)}; the caller owns the block, its buddy is not
      * free, and the caller holds a bracket on an order at or above {@code k} (or runs alone, seeding).
      */
     private void publishFree(int k, long index) {
-        long bit = 1L << (index & 63);
-        long old = (long) LONG.getAndBitwiseOr(meta, layout.freeWord(k, index), bit);
+        long bit = BuddyLayout.freeBit(index);
+        long old = (long) LONG.getAndBitwiseOr(meta, layout.word(k, index), bit);
         if ((old & bit) != 0) {
             throw new IllegalStateException(corrupt("block already free", k, index));
         }
         pause("published", k, index);
-        setHint(k, 0, index >>> 6);
+        setHint(k, 0, index >>> BuddyLayout.WORD_SHIFT);
     }
 
     /**
      * Returns block {@code (k, index)} to the shared pool, merging with free buddies as far as they go.
+     * With {@code allocated} the block must be marked allocated with order {@code k} (a free from the
+     * caller); the compare-and-set of the first step then also clears that mark, so unmarking and
+     * publishing (or taking the buddy) is one atomic step, and a block not marked is reported before
+     * anything changes. Without it the caller owns the unmarked block (a cache flush, an arena rest).
      *
      * <p>Brackets: a publish into a word that is already non-empty needs none. It cannot make its order go
      * from empty to non-empty, and the word's hint path is already set (or a bracket that will set it is
@@ -798,40 +963,50 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
      * empty before that CAS would have had to see the word's first block arrive, which was bracketed. A
      * publish into an empty word, and a merge (whose combined block is in transit), run inside a bracket
      * on the order the block has at that step, opened before the CAS.
+     *
+     * @throws IllegalStateException if {@code allocated} and the block is not marked allocated with
+     *                               order {@code k}; nothing changed
      */
-    private void freeShared(int k, long index) {
+    private void freeShared(int k, long index, boolean allocated) {
+        final MemorySegment meta = this.meta;
+        final BuddyLayout layout = this.layout;
         long ev = -1;
+        long unmark = allocated ? BuddyLayout.allocBit(index) : 0;
         try {
             for (;;) {
-                long addr = layout.freeWord(k, index);
-                long bit = 1L << (index & 63);
-                long buddyBit = 1L << ((index ^ 1) & 63);
+                long addr = layout.word(k, index);
+                long bit = BuddyLayout.freeBit(index);
+                long buddyBit = BuddyLayout.freeBit(index ^ 1);
                 long v = (long) LONG.getVolatile(meta, addr);
+                if ((v & unmark) != unmark) { // only on the first step: a merge step has nothing to unmark
+                    throw new IllegalStateException(describeNotAllocated(layout.address(index, k), k));
+                }
                 if ((v & bit) != 0) {
                     throw new IllegalStateException(corrupt("block already free", k, index));
                 }
                 if (k < maxOrder && (v & buddyBit) != 0) {
                     long up = eventWord(k + 1);
                     open(up); // the merged block, in transit, is a free block of order k + 1
-                    if (LONG.compareAndSet(meta, addr, v, v & ~buddyBit)) { // linearization: the buddy is ours
+                    if (LONG.compareAndSet(meta, addr, v, v & ~(buddyBit | unmark))) { // linearization: the buddy is ours
                         if (ev >= 0) {
                             close(ev);
                         }
                         ev = up;
                         k++;
                         index >>>= 1;
+                        unmark = 0;
                     } else {
                         close(up);
                     }
                     continue;
                 }
-                if (v == 0 && ev < 0) {
+                if ((v & BuddyLayout.FREE_MASK) == 0 && ev < 0) {
                     ev = eventWord(k);
                     open(ev); // the order may go from empty to non-empty: announce it before the CAS
                 }
-                if (LONG.compareAndSet(meta, addr, v, v | bit)) { // linearization: the block is free
+                if (LONG.compareAndSet(meta, addr, v, (v & ~unmark) | bit)) { // linearization: the block is free
                     pause("published", k, index);
-                    setHint(k, 0, index >>> 6);
+                    setHint(k, 0, index >>> BuddyLayout.WORD_SHIFT);
                     return;
                 }
             }
@@ -849,6 +1024,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
      * stopped before its hints (issue 11, defect 4). Where a bit is already set this costs one read.
      */
     private void setHint(int k, int layer, long w) {
+        final MemorySegment meta = this.meta;
         final long[] offsets = layout.layerOffset[k];
         final int top = offsets.length - 1;
         while (layer < top) {
@@ -883,8 +1059,10 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                 if ((old & bit) == 0) {
                     return;
                 }
-                long word = layer == 0 ? BuddyLayout.spreadWord(w) : w;
-                if ((long) LONG.getVolatile(meta, offsets[layer] + (word << 3)) != 0) {
+                long now = layer == 0
+                    ? (long) LONG.getVolatile(meta, layout.wordAt(k, w)) & BuddyLayout.FREE_MASK
+                    : (long) LONG.getVolatile(meta, offsets[layer] + (w << 3));
+                if (now != 0) {
                     setHint(k, layer, w);
                     return;
                 }
@@ -900,19 +1078,20 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
     }
 
     // ---------------------------------------------------------------------------------------------
-    // allocated bitmaps
+    // allocated bits
 
+    /** Marks a block the caller took without marking it (from a cache, or by a split) as allocated. */
     private void markAllocated(int order, long pa) {
         long index = layout.index(pa, order);
-        long bit = 1L << (index & 63);
-        long old = (long) LONG.getAndBitwiseOr(meta, layout.allocWord(order, index), bit);
-        if ((old & bit) != 0) {
+        long bit = BuddyLayout.allocBit(index);
+        long old = (long) LONG.getAndBitwiseOr(meta, layout.word(order, index), bit);
+        if ((old & (bit | BuddyLayout.freeBit(index))) != 0) {
             throw new IllegalStateException(corrupt("block handed out twice", order, index));
         }
     }
 
     private boolean isAllocated(int k, long index) {
-        return ((long) LONG.getVolatile(meta, layout.allocWord(k, index)) & (1L << (index & 63))) != 0;
+        return ((long) LONG.getVolatile(meta, layout.word(k, index)) & BuddyLayout.allocBit(index)) != 0;
     }
 
     private String describeNotAllocated(long pa, int order) {
@@ -996,7 +1175,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             long bigSize = BlockAllocator.orderSize(bigOrder);
             big = carveFromArena(cache, bigSize);
             if (big == NONE && ensureCredit(cache, bigSize)) {
-                big = takeShared(bigOrder);
+                big = takeShared(bigOrder, false);
                 if (big != NONE) {
                     cache.addOwnerBytes(bigSize);
                 }
@@ -1011,7 +1190,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         } else {
             long[] taken = new long[batch]; // the slow path of the slow path: the pool has no larger block
             while (n < batch && ensureCredit(cache, size)) {
-                long pa = takeShared(order);
+                long pa = takeShared(order, false);
                 if (pa == NONE) {
                     break;
                 }
@@ -1064,7 +1243,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         if (!ensureCredit(cache, ARENA_SIZE)) {
             return NONE;
         }
-        long arena = takeShared(ARENA_ORDER);
+        long arena = takeShared(ARENA_ORDER, false);
         if (arena == NONE) {
             return NONE;
         }
@@ -1083,7 +1262,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             while (from + BlockAllocator.orderSize(k) > to) {
                 k--;
             }
-            freeShared(k, layout.index(from, k));
+            freeShared(k, layout.index(from, k), false);
             from += BlockAllocator.orderSize(k);
         }
     }
@@ -1117,7 +1296,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         for (int i = 0; i < half; i++) {
             long v = cache.take(order, i);
             if (v != ThreadCache.EMPTY) {
-                freeShared(order, layout.index(v, order));
+                freeShared(order, layout.index(v, order), false);
                 cache.addOwnerBytes(-size);
             } else {
                 noticeStolen(cache, size);
@@ -1182,7 +1361,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             for (int i = 0; i < n; i++) {
                 long v = cache.take(order, i);
                 if (v != ThreadCache.EMPTY) {
-                    freeShared(order, layout.index(v, order));
+                    freeShared(order, layout.index(v, order), false);
                     cache.addOwnerBytes(-size);
                 } else {
                     noticeStolen(cache, size);
@@ -1226,7 +1405,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
                     cache.addStolen(size); // before the take, so the owner, who notices after it, never subtracts first
                     long v = cache.take(order, i);
                     if (v != ThreadCache.EMPTY) {
-                        freeShared(order, layout.index(v, order));
+                        freeShared(order, layout.index(v, order), false);
                     } else {
                         cache.addStolen(-size); // the owner popped it first
                     }

@@ -7,7 +7,7 @@ import java.lang.ref.WeakReference;
 /**
  * One thread's cache of free small blocks (a "magazine" per order, as Linux's per-CPU page lists and
  * Netty's thread caches keep): LIFO stacks of physical addresses, and the uncarved rest of a private
- * 2 MiB arena, so that a hot alloc/free pair touches no shared word of the free bitmaps.
+ * 2 MiB arena, so that a hot alloc/free pair touches no block word another thread's blocks share.
  *
  * <p><b>Thread-safety:</b> owned by one thread, stealable by any. Only the owner puts blocks in and
  * keeps the owner-only fields ({@link #tops}, {@link #ownerBytes}, {@link #credit}); any thread may take

@@ -180,7 +180,7 @@ class LockFreeBuddyAllocatorTest {
         assertEquals(0, layout.origin & (4 * MIB - 1));
         for (int k = 0; k <= 9; k++) {
             long i = layout.index(0x8000_3000L, k);
-            assertEquals(layout.freeWord(k, i), layout.freeWord(k, i ^ 1), "order " + k);
+            assertEquals(layout.word(k, i), layout.word(k, i ^ 1), "order " + k);
         }
     }
 

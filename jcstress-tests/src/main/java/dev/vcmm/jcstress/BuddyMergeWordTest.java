@@ -12,9 +12,10 @@ import org.openjdk.jcstress.infra.results.III_Result;
 
 /**
  * Buddy merge word: an 8 KiB pool (one order-1 block) is split into its two 4 KiB buddies, both allocated;
- * then two threads free one buddy each at once. Both bits live in one word of the order-0 free bitmap: one
- * free finds its buddy's bit set and merges (clears it with a compare-and-set and carries the order-1
- * block up), the other finds it clear and sets its own; whichever order the compare-and-sets take,
+ * then two threads free one buddy each at once. Both buddies' FREE and ALLOCATED bits live in one order-0
+ * block word: one free finds its buddy's FREE bit set and merges (clears it and its own ALLOCATED bit with
+ * one compare-and-set and carries the order-1 block up), the other finds it clear and sets its own FREE
+ * bit in the compare-and-set that clears its ALLOCATED bit; whichever order the compare-and-sets take,
  * afterwards exactly one order-1 block is free and nothing of order 0. Uses only the public API of
  * {@link LockFreeBuddyAllocator} (no thread caches).
  *
