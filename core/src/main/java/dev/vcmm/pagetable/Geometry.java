@@ -40,17 +40,17 @@ record Geometry(String name, int levels, int entryBytes, List<Level> perLevel, L
      */
     record Level(int shift, int bits, long tableBytes) {
 
-        /** @return the entries a walk may index: {@code 2^bits} */
+        /** {@return the entries a walk may index: {@code 2^bits}} */
         int entries() {
             return 1 << bits;
         }
 
-        /** @return the bytes one entry spans: {@code 2^shift} */
+        /** {@return the bytes one entry spans: {@code 2^shift}} */
         long span() {
             return 1L << shift;
         }
 
-        /** @return the index of {@code va}'s entry in a table of this level */
+        /** {@return the index of {@code va}'s entry in a table of this level} */
         int index(long va) {
             return (int) ((va >>> shift) & ((1L << bits) - 1));
         }
@@ -84,48 +84,48 @@ record Geometry(String name, int levels, int entryBytes, List<Level> perLevel, L
             runs.isEmpty() ? null : runs.getFirst(), page.level() == levels - 1 && page.entries() == 1);
     }
 
-    /** @return whether entries are 64-bit words (else 32-bit) */
+    /** {@return whether entries are 64-bit words (else 32-bit)} */
     boolean wide() {
         return entryBytes == 8;
     }
 
-    /** @return the level of the last-level tables, {@code levels - 1} */
+    /** {@return the level of the last-level tables, {@code levels - 1}} */
     int lastLevel() {
         return levels - 1;
     }
 
-    /** @return the first virtual-address bit above a last-level table's span: its span is {@code 2^lastTableShift} */
+    /** {@return the first virtual-address bit above a last-level table's span: its span is {@code 2^lastTableShift}} */
     int lastTableShift() {
         Level last = perLevel.get(levels - 1);
         return last.shift() + last.bits();
     }
 
-    /** @return the level's index field and table size */
+    /** {@return the level's index field and table size} */
     Level level(int level) {
         return perLevel.get(level);
     }
 
-    /** @return the index of {@code va}'s entry in a table of {@code level} */
+    /** {@return the index of {@code va}'s entry in a table of {@code level}} */
     int index(long va, int level) {
         return perLevel.get(level).index(va);
     }
 
-    /** @return the bytes one entry of {@code level} spans */
+    /** {@return the bytes one entry of {@code level} spans} */
     long entrySpan(int level) {
         return perLevel.get(level).span();
     }
 
-    /** @return the entries a walk may index in a table of {@code level} */
+    /** {@return the entries a walk may index in a table of {@code level}} */
     int entries(int level) {
         return perLevel.get(level).entries();
     }
 
-    /** @return the bytes to allocate for a table of {@code level} */
+    /** {@return the bytes to allocate for a table of {@code level}} */
     long tableBytes(int level) {
         return perLevel.get(level).tableBytes();
     }
 
-    /** @return the largest leaf that the alignment of {@code v} and {@code p} and the remaining {@code rem} allow */
+    /** {@return the largest leaf that the alignment of {@code v} and {@code p} and the remaining {@code rem} allow} */
     LeafSize pick(long v, long p, long rem) {
         for (int i = 0, n = leaves.size(); i < n; i++) {
             LeafSize l = leaves.get(i);
@@ -136,7 +136,7 @@ record Geometry(String name, int levels, int entryBytes, List<Level> perLevel, L
         throw new AssertionError("no leaf fits; checked alignment to the smallest leaf before");
     }
 
-    /** @return the single-entry leaf of {@code size} bytes at {@code level}: what one entry of a run there maps */
+    /** {@return the single-entry leaf of {@code size} bytes at {@code level}: what one entry of a run there maps} */
     LeafSize single(int level, long size) {
         for (LeafSize l : leaves) {
             if (l.level() == level && l.size() == size && !l.isRun()) {
@@ -146,7 +146,7 @@ record Geometry(String name, int levels, int entryBytes, List<Level> perLevel, L
         throw new AssertionError(name + ": no single-entry leaf of " + size + " bytes at level " + level);
     }
 
-    /** @return the largest leaf at {@code level} no larger than {@code block}: what a block one level up splits into */
+    /** {@return the largest leaf at {@code level} no larger than {@code block}: what a block one level up splits into} */
     LeafSize splitInto(int level, LeafSize block) {
         for (LeafSize l : leaves) {
             if (l.level() == level && l.size() <= block.size()) {

@@ -72,8 +72,8 @@ final class Mapper {
     }
 
     /**
-     * @return the last-level table holding {@code v}, from the walk cache or by walking (and creating), with
-     * {@link #FRESH} set if this call created it
+     * {@return the last-level table holding {@code v}, from the walk cache or by walking (and creating), with
+     * {@link #FRESH} set if this call created it}
      */
     private long lastLevelTable(long v) {
         long table = cache.table(v);
@@ -87,8 +87,8 @@ final class Mapper {
     }
 
     /**
-     * @return the table at {@code targetLevel} that holds {@code v}, creating the tables on the way, with
-     * {@link #FRESH} set if this call created the table it returns
+     * {@return the table at {@code targetLevel} that holds {@code v}, creating the tables on the way, with
+     * {@link #FRESH} set if this call created the table it returns}
      */
     long walkCreate(long v, int targetLevel) {
         final int entryBytes = geometry.entryBytes();
@@ -191,7 +191,7 @@ final class Mapper {
         }
     }
 
-    /** @return whether the table maps nothing: every entry is zero or points at a table that maps nothing */
+    /** {@return whether the table maps nothing: every entry is zero or points at a table that maps nothing} */
     private boolean isEmpty(long table, int level) {
         int n = geometry.entries(level);
         int entryBytes = geometry.entryBytes();

@@ -123,45 +123,45 @@ public final class PageTable implements AutoCloseable {
             Objects.requireNonNull(allocator, "allocator"));
     }
 
-    /** @return the physical address of the root table: what a TTBR, CR3 or satp would hold. */
+    /** {@return the physical address of the root table: what a TTBR, CR3 or satp would hold} */
     public long root() {
         return root;
     }
 
-    /** @return the format. */
+    /** {@return the format} */
     public PageTableFormat format() {
         return format;
     }
 
-    /** @return the physical memory the tables live in. */
+    /** {@return the physical memory the tables live in} */
     public PhysicalMemory memory() {
         return memory;
     }
 
-    /** @return the number of tables linked in the table, the root included (retired tables are not counted). */
+    /** {@return the number of tables linked in the table, the root included (retired tables are not counted)} */
     public long tableCount() {
         return lifetime.tableCount();
     }
 
     /**
-     * @return the bytes of table memory in use (sum of the linked tables' sizes), the root included; retired
-     * tables waiting for their grace period are in {@link #retiredBytes()} instead
+     * {@return the bytes of table memory in use (sum of the linked tables' sizes), the root included; retired
+     * tables waiting for their grace period are in {@link #retiredBytes()} instead}
      */
     public long tableBytes() {
         return lifetime.tableBytes();
     }
 
     /**
-     * @return the bytes of table memory held from the block allocator: {@link #tableBytes()} plus, for
+     * {@return the bytes of table memory held from the block allocator: {@link #tableBytes()} plus, for
      * formats whose tables are smaller than a page, the free slots of the pages they are carved from and at
      * most one empty page kept for reuse, plus {@link #retiredBytes()}. {@link #close()} gives all of it back,
-     * at once or when the last walk that could see the table leaves.
+     * at once or when the last walk that could see the table leaves}
      */
     public long heldBytes() {
         return lifetime.heldBytes();
     }
 
-    /** @return the bytes of retired tables waiting for walks that could see them to end (at most about {@link #RETIRED_LIMIT}) */
+    /** {@return the bytes of retired tables waiting for walks that could see them to end (at most about {@link #RETIRED_LIMIT})} */
     public long retiredBytes() {
         return lifetime.retiredBytes();
     }
@@ -371,7 +371,7 @@ public final class PageTable implements AutoCloseable {
         return true;
     }
 
-    /** @return the page encoding of {@code attributes}, cached; null if the one-page fast path does not apply */
+    /** {@return the page encoding of {@code attributes}, cached; null if the one-page fast path does not apply} */
     private PageEncoding encoding(Attributes attributes) {
         if (!geometry.onePageFast() || attributes == null) {
             return null;
@@ -434,7 +434,7 @@ public final class PageTable implements AutoCloseable {
         lifetime.close(root);
     }
 
-    /** @return whether {@link #close()} was called. */
+    /** {@return whether {@link #close()} was called} */
     public boolean isClosed() {
         return closed;
     }

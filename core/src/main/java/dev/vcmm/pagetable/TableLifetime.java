@@ -92,32 +92,32 @@ final class TableLifetime {
         this.tables = new TableAllocator(memory, allocator);
     }
 
-    /** @return the epoch: bumped by every retire, so a value read before a walk names the tables it may see */
+    /** {@return the epoch: bumped by every retire, so a value read before a walk names the tables it may see} */
     long generation() {
         return generation;
     }
 
-    /** @return the number of tables linked (allocated and not retired) */
+    /** {@return the number of tables linked (allocated and not retired)} */
     long tableCount() {
         return tableCount.get();
     }
 
-    /** @return the bytes of linked tables */
+    /** {@return the bytes of linked tables} */
     long tableBytes() {
         return tables.bytesInUse() - retiredBytes.get();
     }
 
-    /** @return the bytes held from the block allocator (linked, retired, and the slab's free slots and spare) */
+    /** {@return the bytes held from the block allocator (linked, retired, and the slab's free slots and spare)} */
     long heldBytes() {
         return tables.bytesHeld();
     }
 
-    /** @return the bytes of retired tables waiting for walks that could see them to end */
+    /** {@return the bytes of retired tables waiting for walks that could see them to end} */
     long retiredBytes() {
         return retiredBytes.get();
     }
 
-    /** @return whether tables wait on the retired list (a plain hint for the callers that then {@link #reclaim}) */
+    /** {@return whether tables wait on the retired list (a plain hint for the callers that then {@link #reclaim})} */
     boolean hasRetired() {
         return retired != null;
     }
@@ -125,14 +125,14 @@ final class TableLifetime {
     // ---------------------------------------------------------------------------------------------
     // allocation
 
-    /** @return the physical address of a new zeroed table of {@code level}, not yet linked */
+    /** {@return the physical address of a new zeroed table of {@code level}, not yet linked} */
     long alloc(int level) {
         long pa = tables.alloc(geometry.tableBytes(level));
         tableCount.incrementAndGet();
         return pa;
     }
 
-    /** @return the table descriptor for {@code fresh} at {@code level}; if the format refuses it, frees the table first */
+    /** {@return the table descriptor for {@code fresh} at {@code level}; if the format refuses it, frees the table first} */
     long tableEntryOrFree(int level, long fresh) {
         try {
             return format.tableEntry(level, fresh);
@@ -191,7 +191,7 @@ final class TableLifetime {
         }
     }
 
-    /** @return the generation the oldest running walk announced (Long.MAX_VALUE if none, MIN_VALUE if unknown) */
+    /** {@return the generation the oldest running walk announced (Long.MAX_VALUE if none, MIN_VALUE if unknown)} */
     private long oldestWalk() {
         if (overflowWalks != 0) {
             return Long.MIN_VALUE;

@@ -42,17 +42,17 @@ final class TableMemory {
         this.directBase = memory.base();
     }
 
-    /** @return whether entries are 64-bit words (else 32-bit) */
+    /** {@return whether entries are 64-bit words (else 32-bit)} */
     boolean wide() {
         return wide;
     }
 
-    /** @return the plain value of the entry at {@code address} */
+    /** {@return the plain value of the entry at {@code address}} */
     long lp(long address) {
         return wide ? memory.lpLong(address) : Integer.toUnsignedLong(memory.lpInt(address));
     }
 
-    /** @return the value of the entry at {@code address}, read with acquire semantics (pairs with {@link #so} and {@link #cas}) */
+    /** {@return the value of the entry at {@code address}, read with acquire semantics (pairs with {@link #so} and {@link #cas})} */
     long la(long address) {
         return wide ? memory.laLong(address) : Integer.toUnsignedLong(memory.laInt(address));
     }
@@ -75,7 +75,7 @@ final class TableMemory {
         }
     }
 
-    /** @return whether the entry at {@code address} was {@code expected} and is now {@code value} (volatile semantics) */
+    /** {@return whether the entry at {@code address} was {@code expected} and is now {@code value} (volatile semantics)} */
     boolean cas(long address, long expected, long value) {
         return wide ? memory.casLong(address, expected, value) : memory.casInt(address, (int) expected, (int) value);
     }
@@ -99,17 +99,21 @@ final class TableMemory {
         return memory.spLongsIfZero(address, count, first, step);
     }
 
-    /** @return the index of the first non-zero entry among {@code count} from {@code address}, or -1 (plain loads) */
+    /** {@return the index of the first non-zero entry among {@code count} from {@code address}, or -1 (plain loads)} */
     int findNonZero(long address, int count) {
         return wide ? memory.findNonZeroLong(address, count) : memory.findNonZeroInt(address, count);
     }
 
-    /** Zeroes {@code count} entries from {@code address} (plain stores); @return how many of them were non-zero */
+    /**
+     * Zeroes {@code count} entries from {@code address} (plain stores).
+     *
+     * @return how many of them were non-zero
+     */
     int clear(long address, int count) {
         return wide ? memory.clearLongs(address, count) : memory.clearInts(address, count);
     }
 
-    /** @return the non-zero entries among the first {@code count} of the table at {@code table} (plain loads) */
+    /** {@return the non-zero entries among the first {@code count} of the table at {@code table} (plain loads)} */
     int countNonZero(long table, int count) {
         int live = 0;
         MemorySegment s = direct;
@@ -131,7 +135,7 @@ final class TableMemory {
         return live;
     }
 
-    /** @return the plain value of the entry at {@code address}, through the segment if the memory is one */
+    /** {@return the plain value of the entry at {@code address}, through the segment if the memory is one} */
     long lpDirect(long address) {
         MemorySegment s = direct;
         if (s == null) {

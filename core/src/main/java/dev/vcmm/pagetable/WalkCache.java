@@ -35,7 +35,7 @@ final class WalkCache {
         this.lastTableShift = lastTableShift;
     }
 
-    /** @return the physical address of the last-level table of {@code va}'s span, or {@link #NONE} on a miss */
+    /** {@return the physical address of the last-level table of {@code va}'s span, or {@link #NONE} on a miss} */
     long table(long va) {
         long key = va >>> lastTableShift;
         Hint h = last;
