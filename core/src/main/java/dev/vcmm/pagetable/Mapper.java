@@ -52,8 +52,8 @@ final class Mapper {
         int tableEntries = geometry.entries(level);
         int sizeShift = Long.numberOfTrailingZeros(size); // sizes are powers of two: shift, never divide
         long count = Math.min(rem >>> sizeShift, (tableEntries - idx) >>> Integer.numberOfTrailingZeros(leaf.entries()));
-        for (LeafSize bigger : geometry.leaves()) {
-            long b = bigger.size();
+        for (int i = 0, leaves = geometry.leafCount(); i < leaves; i++) {
+            long b = geometry.leaf(i).size();
             if (b <= size) {
                 break;
             }
@@ -91,35 +91,56 @@ final class Mapper {
      * {@link #FRESH} set if this call created the table it returns}
      */
     long walkCreate(long v, int targetLevel) {
+        // the rare branches (install a table, decode what is not a table) are methods of their own: this loop
+        // stays small enough for the JIT to inline into mapBatch
         final int entryBytes = geometry.entryBytes();
         long table = root;
         for (int level = 0; level < targetLevel; level++) {
             long address = table + (long) geometry.index(v, level) * entryBytes;
             long raw = entries.la(address);
             if (raw == 0) {
-                long fresh = lifetime.alloc(level + 1);
-                if (entries.cas(address, 0, lifetime.tableEntryOrFree(level, fresh))) { // release: the zeroed table is visible first
+                long fresh = install(address, level);
+                if (fresh != 0) {
                     table = fresh;
                     if (level + 1 == targetLevel) {
                         return fresh | FRESH;
                     }
                     continue;
                 }
-                lifetime.freeUnpublished(fresh, level + 1); // lost the race: no one saw it; use the winner's table
-                raw = entries.la(address);
+                raw = entries.la(address); // lost the race: use the winner's table
             }
-            if (format.isTable(level, raw)) {
-                table = format.tableAddress(level, raw);
-                continue;
-            }
-            switch (format.decode(level, raw, v)) {
-                case Descriptor.Table t -> table = t.tablePa();
-                case Descriptor.Leaf leaf -> throw alreadyMapped(v, "a " + leaf.leaf() + " leaf maps it");
-                case Descriptor.Invalid invalid -> throw new IllegalStateException(format.name()
-                    + ": corrupt entry 0x" + Long.toHexString(raw) + " at level " + level + ": " + invalid.why());
-            }
+            table = format.isTable(level, raw) ? format.tableAddress(level, raw) : nextTable(level, raw, v);
         }
         return table;
+    }
+
+    /**
+     * Installs a new zeroed table of {@code level + 1} in the empty entry at {@code address}, by compare-and-set.
+     *
+     * @return the new table, or 0 if another thread installed one first (this one is freed: no one saw it)
+     */
+    private long install(long address, int level) {
+        long fresh = lifetime.alloc(level + 1);
+        if (entries.cas(address, 0, lifetime.tableEntryOrFree(level, fresh))) { // release: the zeroed table is visible first
+            return fresh;
+        }
+        lifetime.freeUnpublished(fresh, level + 1);
+        return 0;
+    }
+
+    /**
+     * Decodes a non-zero entry that {@link PageTableFormat#isTable} refused: a leaf (the range is already mapped)
+     * or a corrupt entry, both thrown; a table descriptor the fast test missed is followed.
+     *
+     * @return the next-level table
+     */
+    private long nextTable(int level, long raw, long v) {
+        return switch (format.decode(level, raw, v)) {
+            case Descriptor.Table t -> t.tablePa();
+            case Descriptor.Leaf leaf -> throw alreadyMapped(v, "a " + leaf.leaf() + " leaf maps it");
+            case Descriptor.Invalid invalid -> throw new IllegalStateException(format.name()
+                + ": corrupt entry 0x" + Long.toHexString(raw) + " at level " + level + ": " + invalid.why());
+        };
     }
 
     /** Writes a batch of leaves into {@code table}; {@code fresh}: this call created the table, so the batch's entries are zero. */

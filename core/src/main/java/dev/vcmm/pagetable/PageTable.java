@@ -90,8 +90,15 @@ public final class PageTable implements AutoCloseable {
     private final Mapper mapper;
     private final Unmapper unmapper;
     private final long root;
-    /** The smallest leaf's size, the one-page fast paths' length: a field of its own, one load less. */
+    // the geometry's values the one-page fast paths read, copied: a field of this class is one load, the
+    // geometry's is two
+    /** The smallest leaf's size, the one-page fast paths' length. */
     private final long minLeaf;
+    private final int pageShift;
+    private final int lastLevel;
+    private final boolean onePageFast;
+    /** The run leaf of the last level, or null: see {@link Geometry#lastLevelRun()}. */
+    private final LeafSize lastLevelRun;
     /** The last attributes a one-page map encoded; see {@link PageEncoding}. */
     private PageEncoding pageEncoding;
     private volatile boolean closed;
@@ -102,8 +109,12 @@ public final class PageTable implements AutoCloseable {
         this.geometry = Geometry.of(format);
         this.entries = new TableMemory(memory, geometry.entryBytes());
         this.lifetime = new TableLifetime(format, geometry, entries, memory, allocator);
-        this.cache = new WalkCache(lifetime, geometry.lastTableShift());
+        this.cache = new WalkCache(lifetime, geometry);
         this.minLeaf = geometry.page().size();
+        this.pageShift = Long.numberOfTrailingZeros(minLeaf);
+        this.lastLevel = geometry.lastLevel();
+        this.onePageFast = geometry.onePageFast();
+        this.lastLevelRun = geometry.lastLevelRun();
         this.root = lifetime.alloc(0);
         this.mapper = new Mapper(format, geometry, entries, lifetime, cache, root);
         this.unmapper = new Unmapper(format, geometry, entries, lifetime, cache, root);
@@ -348,9 +359,9 @@ public final class PageTable implements AutoCloseable {
      * input, so that the general path does the work or names the error.
      */
     private boolean mapOneCached(long va, long pa, Attributes attributes) {
-        long table = cache.table(va);
+        long address = cache.entry(va);
         PageEncoding enc = pageEncoding;
-        if (table == WalkCache.NONE || closed || ((va | pa) & (minLeaf - 1)) != 0) {
+        if (address == WalkCache.NONE || closed || ((va | pa) & (minLeaf - 1)) != 0) {
             return false;
         }
         if (enc == null || enc.attributes() != attributes) {
@@ -362,18 +373,17 @@ public final class PageTable implements AutoCloseable {
         if (pa < 0 || pa >= enc.paLimit()) {
             return false;
         }
-        long address = table + (long) geometry.index(va, geometry.lastLevel()) * geometry.entryBytes();
         if (entries.lpDirect(address) != 0) {
             return false;
         }
-        entries.spDirect(address, enc.e0() + (pa >>> Long.numberOfTrailingZeros(minLeaf)) * enc.step());
+        entries.spDirect(address, enc.e0() + (pa >>> pageShift) * enc.step());
         VarHandle.releaseFence();
         return true;
     }
 
     /** {@return the page encoding of {@code attributes}, cached; null if the one-page fast path does not apply} */
     private PageEncoding encoding(Attributes attributes) {
-        if (!geometry.onePageFast() || attributes == null) {
+        if (!onePageFast || attributes == null) {
             return null;
         }
         PageEncoding enc = pageEncoding;
@@ -400,17 +410,15 @@ public final class PageTable implements AutoCloseable {
      * @return the bytes unmapped, or -1 to take the general path (nothing changed)
      */
     private long unmapOneCached(long va) {
-        long table = cache.table(va);
-        if (table == WalkCache.NONE || closed || (va & (minLeaf - 1)) != 0 || !geometry.onePageFast()) {
+        long address = cache.entry(va);
+        if (address == WalkCache.NONE || closed || (va & (minLeaf - 1)) != 0 || !onePageFast) {
             return -1;
         }
-        int level = geometry.lastLevel();
-        long address = table + (long) geometry.index(va, level) * geometry.entryBytes();
         long raw = entries.lpDirect(address);
         if (raw == 0) {
             return 0;
         }
-        if (geometry.lastLevelRun() != null && format.isRunEntry(level, raw)) {
+        if (lastLevelRun != null && format.isRunEntry(lastLevel, raw)) {
             return -1;
         }
         entries.spDirect(address, 0);

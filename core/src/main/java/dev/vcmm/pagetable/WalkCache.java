@@ -26,13 +26,31 @@ final class WalkCache {
 
     private final TableLifetime lifetime;
     private final int lastTableShift;
+    // the last level's index field and the entry size, copied from the geometry: entry() is on the one-page fast
+    // paths, where a chain of loads through the geometry's arrays was measurable
+    private final int lastShift;
+    private final long lastIndexMask;
+    private final int entryBytes;
     private final Hint[] hints = new Hint[HINTS];
     /** The entry of {@link #hints} used last: probed first, one load less than the array. */
     private Hint last;
 
-    WalkCache(TableLifetime lifetime, int lastTableShift) {
+    WalkCache(TableLifetime lifetime, Geometry geometry) {
         this.lifetime = lifetime;
-        this.lastTableShift = lastTableShift;
+        this.lastTableShift = geometry.lastTableShift();
+        this.lastShift = geometry.shifts()[geometry.lastLevel()];
+        this.lastIndexMask = geometry.entries(geometry.lastLevel()) - 1L;
+        this.entryBytes = geometry.entryBytes();
+    }
+
+    /**
+     * The one-page fast paths' lookup: {@link #table} plus the offset of {@code va}'s entry.
+     *
+     * @return the physical address of {@code va}'s entry in the last-level table of its span, or {@link #NONE}
+     */
+    long entry(long va) {
+        long table = table(va);
+        return table == NONE ? NONE : table + ((va >>> lastShift) & lastIndexMask) * entryBytes;
     }
 
     /** {@return the physical address of the last-level table of {@code va}'s span, or {@link #NONE} on a miss} */
