@@ -10,7 +10,11 @@ package dev.vcmm.pagetable;
 public class AddressRangeException extends IllegalArgumentException {
     private static final long serialVersionUID = 1L;
 
-    /** @param message names the address, the length and the format's limit */
+    /**
+     * Creates the exception.
+     *
+     * @param message names the address, the length and the format's limit
+     */
     public AddressRangeException(String message) {
         super(message);
     }

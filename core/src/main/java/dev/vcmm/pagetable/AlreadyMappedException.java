@@ -12,13 +12,18 @@ public class AlreadyMappedException extends IllegalStateException {
     /** The first virtual address found mapped. */
     private final long va;
 
-    /** @param va the first virtual address found mapped; @param message what was asked */
+    /**
+     * Creates the exception.
+     *
+     * @param va      the first virtual address found mapped
+     * @param message what was asked
+     */
     public AlreadyMappedException(long va, String message) {
         super(message);
         this.va = va;
     }
 
-    /** @return the first virtual address found mapped */
+    /** {@return the first virtual address found mapped} */
     public long va() {
         return va;
     }

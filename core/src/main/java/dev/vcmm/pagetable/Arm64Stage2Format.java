@@ -108,6 +108,8 @@ public final class Arm64Stage2Format implements PageTableFormat {
     }
 
     /**
+     * Makes the stage 2 format of one input size.
+     *
      * @param ipaBits the input (IPA) size, {@code 64 - VTCR_EL2.T0SZ}: 32 to 48
      * @return the stage 2 format for that size
      * @throws IllegalArgumentException naming the argument out of range
@@ -119,12 +121,16 @@ public final class Arm64Stage2Format implements PageTableFormat {
         return ipaBits == 40 ? INSTANCE : new Arm64Stage2Format(ipaBits);
     }
 
-    /** @return the Arm level (0-3) of this interface's {@code level} */
+    /**
+     * {@return the Arm level (0-3) of this interface's {@code level}}
+     *
+     * @param level a table level of this interface, 0 at the root
+     */
     public int armLevel(int level) {
         return startLevel + level;
     }
 
-    /** @return how many 4 KiB tables the root concatenates (1 if none) */
+    /** {@return how many 4 KiB tables the root concatenates (1 if none)} */
     public int concatenatedTables() {
         return Math.max(1, 1 << (levelBits(0) - 9));
     }

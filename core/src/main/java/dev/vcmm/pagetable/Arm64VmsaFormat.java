@@ -152,6 +152,8 @@ public final class Arm64VmsaFormat implements PageTableFormat {
     }
 
     /**
+     * Makes the stage 1 format of one translation regime's configuration.
+     *
      * @param granule the translation granule: 4096, 16384 or 65536
      * @param vaBits  the input size, {@code 64 - TxSZ}: 39-48 for 4K, 36-48 for 16K, 42-48 for 64K
      * @param paBits  the output size TCR_ELx.IPS encodes: 32, 36, 40, 42, 44 or 48
@@ -177,7 +179,11 @@ public final class Arm64VmsaFormat implements PageTableFormat {
         return new Arm64VmsaFormat(g, vaBits, paBits, java.util.Objects.requireNonNull(range, "range"));
     }
 
-    /** @return the smallest input size this class accepts for {@code granule} bytes (the ranges). */
+    /**
+     * {@return the smallest input size this class accepts for {@code granule} bytes (the issue's ranges)}
+     *
+     * @param granule the translation granule: 4096, 16384 or 65536
+     */
     public static int minVaBits(int granule) {
         return switch (granule) {
             case 4096 -> 39;
@@ -186,17 +192,21 @@ public final class Arm64VmsaFormat implements PageTableFormat {
         };
     }
 
-    /** @return the granule in bytes */
+    /** {@return the granule in bytes} */
     public long granule() {
         return 1L << granuleShift;
     }
 
-    /** @return which VA range (TTBR) the tables serve */
+    /** {@return which VA range (TTBR) the tables serve} */
     public Range range() {
         return range;
     }
 
-    /** @return the Arm level (0-3) of this interface's {@code level}: the walk starts at {@code 4 - levels()} */
+    /**
+     * {@return the Arm level (0-3) of this interface's {@code level}: the walk starts at {@code 4 - levels()}}
+     *
+     * @param level a table level of this interface, 0 at the root
+     */
     public int armLevel(int level) {
         return startLevel + level;
     }

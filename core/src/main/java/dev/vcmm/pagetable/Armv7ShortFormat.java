@@ -378,7 +378,7 @@ public final class Armv7ShortFormat implements PageTableFormat {
         return new Descriptor.Leaf(pa, leaf, new Attributes(read, write, execute, user, cache));
     }
 
-    /** @return the policy of a TEX:C:B value (SCTLR.TRE = 0, table B3-10), or null if reserved or IMP DEF */
+    /** {@return the policy of a TEX:C:B value (SCTLR.TRE = 0, table B3-10), or null if reserved or IMP DEF} */
     private static CachePolicy cachePolicy(int texcb) {
         if ((texcb & 0b100_00) != 0) { // TEX = 1BB: cacheable, outer BB, inner AA = C:B; decoded by the inner policy
             return switch (texcb & 3) {

@@ -31,6 +31,8 @@ public record Attributes(boolean read, boolean write, boolean execute, boolean u
      * Parses the CLI spelling: three characters {@code r|-}, {@code w|-}, {@code x|-}, optionally followed by
      * {@code u} for user access, e.g. {@code rw-}, {@code r-x}, {@code rwxu}. Write-back memory.
      *
+     * @param perms the text, e.g. {@code rw-}
+     * @return the attributes it spells
      * @throws IllegalArgumentException naming the bad text
      */
     public static Attributes parse(String perms) {
@@ -53,17 +55,30 @@ public record Attributes(boolean read, boolean write, boolean execute, boolean u
         throw new IllegalArgumentException("perms=" + perms + ": position " + i + " must be '" + c + "' or '-'");
     }
 
-    /** @return a copy with another cache policy. */
+    /**
+     * {@return a copy with another cache policy}
+     *
+     * @param policy the cache policy of the copy
+     */
     public Attributes with(CachePolicy policy) {
         return new Attributes(read, write, execute, user, policy);
     }
 
-    /** @return a copy with user access set as given. */
+    /**
+     * {@return a copy with user access set as given}
+     *
+     * @param userAccess whether the copy allows unprivileged access
+     */
     public Attributes withUser(boolean userAccess) {
         return new Attributes(read, write, execute, userAccess, cache);
     }
 
-    /** @return whether these permissions allow {@code access} from the given privilege. */
+    /**
+     * {@return whether these permissions allow {@code access} from the given privilege}
+     *
+     * @param access   the kind of access
+     * @param fromUser whether it comes from the unprivileged level
+     */
     public boolean allows(Access access, boolean fromUser) {
         if (fromUser && !user) {
             return false;
@@ -75,7 +90,7 @@ public record Attributes(boolean read, boolean write, boolean execute, boolean u
         };
     }
 
-    /** @return the CLI spelling, e.g. {@code rw-u/WRITE_BACK}. */
+    /** {@return the CLI spelling, e.g. {@code rw-u/WRITE_BACK}} */
     @Override
     public String toString() {
         return (read ? "r" : "-") + (write ? "w" : "-") + (execute ? "x" : "-") + (user ? "u" : "") + "/" + cache;

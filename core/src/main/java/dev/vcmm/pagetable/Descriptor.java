@@ -26,7 +26,11 @@ public sealed interface Descriptor {
             java.util.Objects.requireNonNull(reason, "reason");
         }
 
-        /** An entry that raises a translation fault. */
+        /**
+         * An entry that raises a translation fault.
+         *
+         * @param why what is wrong with the entry, for a reader
+         */
         public Invalid(String why) {
             this(why, FaultReason.TRANSLATION);
         }
@@ -47,17 +51,28 @@ public sealed interface Descriptor {
     record Table(long tablePa, boolean allowsWrite, boolean allowsUser, boolean allowsUserExecute,
                  boolean allowsPrivilegedExecute) implements Descriptor {
 
-        /** A table descriptor whose execute limit applies at every privilege (x86 XD). */
+        /**
+         * A table descriptor whose execute limit applies at every privilege (x86 XD).
+         *
+         * @param tablePa       physical address of the next-level table
+         * @param allowsWrite   {@code false} if no leaf below may be written
+         * @param allowsUser    {@code false} if no leaf below may be reached from the unprivileged level
+         * @param allowsExecute {@code false} if no leaf below may be executed at any level
+         */
         public Table(long tablePa, boolean allowsWrite, boolean allowsUser, boolean allowsExecute) {
             this(tablePa, allowsWrite, allowsUser, allowsExecute, allowsExecute);
         }
 
-        /** A table descriptor that limits nothing: formats without hierarchical permissions. */
+        /**
+         * A table descriptor that limits nothing: formats without hierarchical permissions.
+         *
+         * @param tablePa physical address of the next-level table
+         */
         public Table(long tablePa) {
             this(tablePa, true, true, true, true);
         }
 
-        /** @return whether this descriptor limits nothing */
+        /** {@return whether this descriptor limits nothing} */
         public boolean limitsNothing() {
             return allowsWrite && allowsUser && allowsUserExecute && allowsPrivilegedExecute;
         }

@@ -22,17 +22,21 @@ public record LeafSize(long size, int level, int entries) {
         }
     }
 
-    /** @return the bytes one entry of the run spans, {@code size / entries}. */
+    /** {@return the bytes one entry of the run spans, {@code size / entries}} */
     public long entrySpan() {
         return size / entries;
     }
 
-    /** @return whether this leaf is a run of several entries. */
+    /** {@return whether this leaf is a run of several entries} */
     public boolean isRun() {
         return entries > 1;
     }
 
-    /** @return a short name like {@code 4K}, {@code 2M}, {@code 1G}. */
+    /**
+     * {@return a short name like {@code 4K}, {@code 2M}, {@code 1G}}
+     *
+     * @param bytes a size in bytes
+     */
     public static String humanSize(long bytes) {
         if (bytes >= (1L << 30) && bytes % (1L << 30) == 0) {
             return (bytes >> 30) + "G";

@@ -44,25 +44,27 @@ public final class PageTableFormats {
     }
 
     /**
-     * @return the built-in formats whose smallest page is 4 KiB and that express privileged read-write
+     * {@return the built-in formats whose smallest page is 4 KiB and that express privileged read-write
      * mappings, in a stable order: what callers written before the 16K/64K granules and stage 2 assume of
-     * "every format" (they map 4 KiB {@link Attributes#RW} pages in each). {@link #everyFormat()} adds the rest.
+     * "every format" (they map 4 KiB {@link Attributes#RW} pages in each). {@link #everyFormat()} adds the rest}
      */
     public static List<PageTableFormat> all() {
         return FOUR_K_PRIVILEGED;
     }
 
     /**
-     * @return every built-in format by its registered name, in a stable order: {@link #all()}, then
+     * {@return every built-in format by its registered name, in a stable order: {@link #all()}, then
      * {@code arm64-16k}, {@code arm64-64k} (smallest pages of 16 and 64 KiB) and {@code arm64-s2-4k} (stage 2:
-     * no privileged-only mappings). Sized variants ({@code arm64-64k-va42}, ...) are reached by {@link #byName}.
+     * no privileged-only mappings). Sized variants ({@code arm64-64k-va42}, ...) are reached by {@link #byName}}
      */
     public static List<PageTableFormat> everyFormat() {
         return List.copyOf(BY_NAME.values());
     }
 
     /**
-     * @return the format called {@code name}
+     * {@return the format called {@code name}}
+     *
+     * @param name a name of {@link #all()}, or an arm64 spelling with its options
      * @throws IllegalArgumentException listing the known names if there is none
      */
     public static PageTableFormat byName(String name) {
@@ -98,8 +100,11 @@ public final class PageTableFormats {
     }
 
     /**
-     * @return the format called {@code name} with {@code vaBits}-bit inputs: {@code name} itself for 48 bits or
-     * a format without a choice of input size
+     * {@return the format called {@code name} with {@code vaBits}-bit inputs: {@code name} itself for 48 bits or
+     * a format without a choice of input size}
+     *
+     * @param name   a format name, as {@link #byName(String)} takes it
+     * @param vaBits the input size wanted
      * @throws IllegalArgumentException naming the argument if the format has no such input size
      */
     public static PageTableFormat byName(String name, int vaBits) {

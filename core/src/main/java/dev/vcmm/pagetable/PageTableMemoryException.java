@@ -9,7 +9,11 @@ package dev.vcmm.pagetable;
 public class PageTableMemoryException extends RuntimeException {
     private static final long serialVersionUID = 1L;
 
-    /** @param message names the table size asked for and the allocator */
+    /**
+     * Creates the exception.
+     *
+     * @param message names the table size asked for and the allocator
+     */
     public PageTableMemoryException(String message) {
         super(message);
     }

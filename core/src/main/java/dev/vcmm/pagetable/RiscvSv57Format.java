@@ -32,7 +32,7 @@ package dev.vcmm.pagetable;
  *   Pointer PTE: V=1 R=W=X=0, U=A=D=0, PBMT=0. Leaf: V=1, R/W/X/U from the attributes, A=D=1, G=0.
  *
  * Svnapot 64 KiB page ("Svnapot" chapter, "Page-based NAPOT PTE encoding"): 16 identical level-4 PTEs with
- *   N (bit 63) = 1 and PPN[3:0] = 1000; PA = PPN[43:4] << 16 | VA[15:0]. N in a pointer PTE, above the last
+ *   N (bit 63) = 1 and PPN[3:0] = 1000; PA = PPN[43:4] &lt;&lt; 16 | VA[15:0]. N in a pointer PTE, above the last
  *   level or with another PPN[3:0] is reserved: a page fault.
  * </pre>
  *

@@ -266,17 +266,17 @@ abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39
         return new Descriptor.Leaf(pa | (va & (span - 1)), leaf, new Attributes(read, write, execute, user, cache));
     }
 
-    /** @return whether {@code raw} (valid) is a leaf: any of R, W, X set. */
+    /** {@return whether {@code raw} (valid) is a leaf: any of R, W, X set} */
     static boolean isLeaf(long raw) {
         return (raw & RISCV_PTE_RWX) != 0;
     }
 
-    /** @return the PPN field, bits 53:10, for the physical address {@code pa}. */
+    /** {@return the PPN field, bits 53:10, for the physical address {@code pa}} */
     static long toPpnField(long pa) {
         return (pa >>> PAGE_SHIFT << RISCV_PTE_PPN_SHIFT) & RISCV_PTE_PPN_MASK;
     }
 
-    /** @return the physical address the PPN field of {@code raw} names. */
+    /** {@return the physical address the PPN field of {@code raw} names} */
     static long fromPpnField(long raw) {
         return (raw & RISCV_PTE_PPN_MASK) >>> RISCV_PTE_PPN_SHIFT << PAGE_SHIFT;
     }

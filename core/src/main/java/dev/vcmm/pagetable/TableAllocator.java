@@ -52,12 +52,12 @@ final class TableAllocator {
         return bytesInUse.get();
     }
 
-    /** @return the bytes held from the block allocator: the tables, the free slots of slab pages, spare pages */
+    /** {@return the bytes held from the block allocator: the tables, the free slots of slab pages, spare pages} */
     long bytesHeld() {
         return bytesHeld.get();
     }
 
-    /** @return the physical address of a zeroed table of {@code bytes}, aligned to {@code bytes} */
+    /** {@return the physical address of a zeroed table of {@code bytes}, aligned to {@code bytes}} */
     long alloc(long bytes) {
         long pa = bytes >= BlockAllocator.PAGE_SIZE ? allocBlock(bytes) : allocSlab((int) bytes);
         memory.fill(pa, bytes, (byte) 0);
@@ -125,7 +125,7 @@ final class TableAllocator {
         return page;
     }
 
-    /** @return a slot claimed in {@code page}, or NONE if it has none free */
+    /** {@return a slot claimed in {@code page}, or NONE if it has none free} */
     private long claim(long page, AtomicInteger mask, int bytes, int full) {
         for (int m = mask.get(); m != DEAD && m != full; m = mask.get()) {
             int slot = Integer.numberOfTrailingZeros(~m);

@@ -9,7 +9,11 @@ package dev.vcmm.pagetable;
 public class UnsupportedAttributeException extends IllegalArgumentException {
     private static final long serialVersionUID = 1L;
 
-    /** @param message names the format and the attribute it cannot express */
+    /**
+     * Creates the exception.
+     *
+     * @param message names the format and the attribute it cannot express
+     */
     public UnsupportedAttributeException(String message) {
         super(message);
     }

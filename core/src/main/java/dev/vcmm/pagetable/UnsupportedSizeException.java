@@ -9,7 +9,11 @@ package dev.vcmm.pagetable;
 public class UnsupportedSizeException extends IllegalArgumentException {
     private static final long serialVersionUID = 1L;
 
-    /** @param message names the value and the format's smallest leaf */
+    /**
+     * Creates the exception.
+     *
+     * @param message names the value and the format's smallest leaf
+     */
     public UnsupportedSizeException(String message) {
         super(message);
     }

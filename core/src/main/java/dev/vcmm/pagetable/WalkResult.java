@@ -7,7 +7,7 @@ package dev.vcmm.pagetable;
  */
 public sealed interface WalkResult permits WalkResult.Translation, WalkResult.PageFault {
 
-    /** @return whether the walk found a mapping that allows the access */
+    /** {@return whether the walk found a mapping that allows the access} */
     default boolean isMapped() {
         return this instanceof Translation;
     }

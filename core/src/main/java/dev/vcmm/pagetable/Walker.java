@@ -26,6 +26,10 @@ public final class Walker {
     /**
      * Translates {@code va} with no permission check.
      *
+     * @param format the format of the tables
+     * @param memory the physical memory they live in
+     * @param root   the physical address of the root table
+     * @param va     the input address to translate
      * @return the translation, or the fault the hardware would raise
      */
     public static WalkResult translate(PageTableFormat format, PhysicalMemory memory, long root, long va) {
@@ -36,6 +40,12 @@ public final class Walker {
      * Translates {@code va} for an access of kind {@code access} from user ({@code fromUser}) or
      * privileged level, raising a {@link FaultReason#PERMISSION} fault where the leaf forbids it.
      *
+     * @param format   the format of the tables
+     * @param memory   the physical memory they live in
+     * @param root     the physical address of the root table
+     * @param va       the input address to translate
+     * @param access   the access to check
+     * @param fromUser whether the access comes from the unprivileged level
      * @return the translation, or the fault the hardware would raise
      */
     public static WalkResult translate(PageTableFormat format, PhysicalMemory memory, long root, long va,
@@ -126,6 +136,12 @@ public final class Walker {
         /**
          * A non-zero entry that a walk through it would fault on (a reserved encoding, AF=0, a table outside
          * the memory). Zero entries are not reported.
+         *
+         * @param va     the first input address the entry spans
+         * @param span   the bytes it spans
+         * @param level  the level it was read at
+         * @param reason the fault a walk through it raises
+         * @param detail what is wrong with it, for a reader
          */
         default void fault(long va, long span, int level, FaultReason reason, String detail) {
         }
@@ -135,6 +151,11 @@ public final class Walker {
      * Visits every mapping the tables at {@code root} hold, reading only the memory, as {@link #translate}
      * would find them one address at a time: the hardware view of a table someone else may have built.
      * Hierarchical limits are applied as in {@link #translate}.
+     *
+     * @param format  the format of the tables
+     * @param memory  the physical memory they live in
+     * @param root    the physical address of the root table
+     * @param visitor receives every leaf entry and every non-zero entry that would fault
      */
     public static void forEachLeaf(PageTableFormat format, PhysicalMemory memory, long root, LeafVisitor visitor) {
         visit(format, memory, root, 0, 0, true, true, true, true, java.util.Objects.requireNonNull(visitor, "visitor"));
@@ -179,7 +200,7 @@ public final class Walker {
         }
     }
 
-    /** @return {@code v} (in {@code [0, 2^vaBits)}) as the format spells it: as is, or with bits 63:vaBits set */
+    /** {@return {@code v} (in {@code [0, 2^vaBits)}) as the format spells it: as is, or with bits 63:vaBits set} */
     private static long inputAddress(PageTableFormat format, long v) {
         if (format.isValidVa(v)) {
             return v;
