@@ -20,7 +20,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
 /**
- * Memory handed to a new owner never shows a previous owner's bytes (issue 11): physAlloc zeroes what it hands out,
+ * Memory handed to a new owner never shows a previous owner's bytes: physAlloc zeroes what it hands out,
  * whichever way the blocks came back to the pool, unless the memory type opted out; memory still backing someone's
  * reservation is not freed, and so keeps its bytes.
  */

@@ -26,7 +26,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * Issue #2: the lock-free buddy allocator against a one-lock buddy allocator and Netty's pooled allocator.
+ * The lock-free buddy allocator against a one-lock buddy allocator and Netty's pooled allocator.
  *
  * <p>Every figure is the average time of one alloc plus one free, in ns/op, per thread: with {@code -t 2}
  * a score of 50 ns/op means each of the two threads completes an alloc+free every 50 ns.
@@ -36,7 +36,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  *   <li>{@code lockfree}: {@link LockFreeBuddyAllocator} with per-thread caches of
  *       {@value #THREAD_CACHE_CAPACITY} blocks per small order ({@code threadCacheCapacity} =
  *       {@value #THREAD_CACHE_CAPACITY}) and the default total cache budget (1/32 of the pool): the
- *       configuration we ship.</li>
+ *       default of {@code MemoryType} (the cli's demo and scenarios turn caches off so that runs repeat).</li>
  *   <li>{@code locked-cache}: {@link LockedBuddyAllocator#cached}, the same textbook locked allocator behind
  *       per-thread caches of {@value #THREAD_CACHE_CAPACITY} blocks per order up to 32 KiB, refilled and
  *       flushed in half-cache batches under one lock acquisition: the like-for-like baseline of

@@ -19,7 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The recipes of issue 11 (defects 1 and 3) as deterministic interleavings: a {@link PausePoint} stalls
+ * The recipes of a walk reading a freed table and of an unmap waiting on unrelated walks as deterministic interleavings: a {@link PausePoint} stalls
  * one walk at a chosen read while the test thread unmaps or closes, and the test checks what the issue
  * requires: unmap and close return at once (they never wait for walks), an unlinked table is not reused
  * while a walk that may read it is stalled, a walk that races or follows a close faults and never answers

@@ -20,8 +20,8 @@ import java.util.concurrent.atomic.AtomicLong;
  *
  * <p><b>Thread-safety:</b> every method is thread-safe. What is lock-free and what is not:
  * <ul>
- *   <li>{@link #alloc}, {@link #allocAt} and {@link #free} take no lock and never wait for another
- *       thread: each is a bounded number of steps plus retries of compare-and-set operations that only fail
+ *   <li>{@link #alloc}, {@link #allocBulk}, {@link #allocAt} and {@link #free} take no lock and never wait for
+ *       another thread: each is a bounded number of steps plus retries of compare-and-set operations that only fail
  *       because another thread's operation changed the same word (lock-free). A thread stopped anywhere
  *       inside one of them stops no other thread. Blocks parked in other threads' caches are taken back
  *       with atomic exchanges, never by asking those threads.</li>
@@ -1021,7 +1021,7 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
      * Word {@code w} of {@code layer} of order {@code k} is non-zero: make sure its hint bit and every hint
      * above it are set. Every publisher calls this, not only the one that made the word non-zero, so a
      * block is reachable once its publisher returns even if the thread that filled the word first is
-     * stopped before its hints (issue 11, defect 4). Where a bit is already set this costs one read.
+     * stopped before its hints. Where a bit is already set this costs one read.
      */
     private void setHint(int k, int layer, long w) {
         final MemorySegment meta = this.meta;

@@ -20,7 +20,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * The interleavings of issue 11 (defects 4 and 5, close), forced with the allocator's test-only pause
+ * The interleavings behind spurious failing allocs, stranded caches and a failing close, forced with the allocator's test-only pause
  * point: each test stops one thread at a named place, lets another thread run a whole operation, and
  * checks the outcome. Each of these failed on the allocator before the fix (commit message says which).
  */
@@ -230,7 +230,7 @@ class LockFreeBuddyRaceTest {
      * Defect 4 under churn: in an empty pool every alloc(0) splits the one top block down to 4 KiB and every
      * free merges it back, so one thread's block is in transit most of the time. Two threads started at a
      * barrier each hold at most one page of a 16 MiB pool: an alloc that returns NONE is never
-     * linearizable. Failed on the allocator before issue 11 (4 NONEs in one of two runs: chains outlasting
+     * linearizable. Failed on the allocator before the event-word proof (4 NONEs in one of two runs: chains outlasting
      * its 128 retries); a plain loop on a 1 GiB pool showed the same for a first version of the fix that
      * did not search while the other thread had a bracket open.
      */

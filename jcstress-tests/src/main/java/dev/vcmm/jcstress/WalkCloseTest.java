@@ -13,7 +13,7 @@ import org.openjdk.jcstress.annotations.State;
 import org.openjdk.jcstress.infra.results.III_Result;
 
 /**
- * Walk vs close (issue 11's first defect as a race): one thread closes table t1 and makes t2 from the
+ * Walk vs close (a walk that read freed table memory, as a race): one thread closes table t1 and makes t2 from the
  * same page-table memory, mapping the same address elsewhere; another walks t1. The walk answers t1's
  * mapping (it ended before the close) or faults as closed; it never answers t2's mapping; once both are
  * done every page of t1 is back.

@@ -19,7 +19,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * Issue 11, defects 4 and 5 under load, on a 128 MiB pool (so that, with caches on, threads carve private
+ * Spurious failing allocs and stranded caches under load, on a 128 MiB pool (so that, with caches on, threads carve private
  * 2 MiB arenas concurrently): eight threads allocate and free small blocks (orders 0..3, at most 16 held
  * each, so never more than 4 MiB), and thread 0 also repeatedly takes and returns half the pool (64 MiB,
  * order 14). At every instant at least 60 MiB are therefore free somewhere, in the shared pool or in some

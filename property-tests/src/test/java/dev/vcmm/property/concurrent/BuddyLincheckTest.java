@@ -39,7 +39,7 @@ import java.util.concurrent.atomic.AtomicReference;
  *   <li>{@link CountingPool}: a pool of max order 0 (no splits or merges, hence no chain in transit), so
  *       {@code alloc(0)} succeeds iff fewer than all blocks are held, and a thread frees only blocks it
  *       holds.</li>
- *   <li>{@link SplittingPool} and {@link CachedSplittingPool} (issue 11, defect 4 and 5): the same count
+ *   <li>{@link SplittingPool} and {@link CachedSplittingPool} (failing allocs while blocks move, with thread caches off and on): the same count
  *       rule on a pool of 8 pages with max order 3, so every alloc splits and every free merges, with thread
  *       caches off and on. {@code alloc(0)} must fail iff all 8 pages are held: a {@code NONE} while a page
  *       sits in transit, behind an unpublished hint, or in another thread's cache is a linearizability
