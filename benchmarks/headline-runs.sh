@@ -24,11 +24,11 @@ run() {
     "$JAVA" --enable-native-access=ALL-UNNAMED -jar "$JAR" "$@" -jvm "$JAVA" > "$OUT/$name.txt" 2>&1
     sed -n '/^Benchmark /,$p' "$OUT/$name.txt" | grep -v ':stack'
 }
-run dma 'DmaBenchmark.(dmaWarm|dmaCold|segmentCopyLimit)' -f 1 -wi 3 -i 5
-run mapunmap 'MapUnmapBenchmark.(mapUnmapOne|mapUnmapRange4k|rawStoreLimit|agronaOne|agronaRange4k|hashMapOne)' \
-    -p size=4k -p format=arm64-4k,armv7-short,x86-64 -f 1 -wi 3 -i 5
-run buddy-t1 'BuddyBenchmark.allocFree4k' -p impl=lockfree,locked-cache,lockfree-nocache,locked -f 1 -wi 3 -i 5 -t 1
-run buddy-t2 'BuddyBenchmark.allocFree4k' -p impl=lockfree,locked-cache,lockfree-nocache,locked -f 1 -wi 3 -i 5 -t 2
+run dma 'DmaBenchmark.(dmaWarm|dmaCold|segmentCopyLimit)' -f 3 -wi 3 -i 5
+run mapunmap 'MapUnmapBenchmark.(mapUnmapOne|mapUnmapRange4k|rawStoreLimit|agronaOne|agronaRange4k)' \
+    -p size=4k -p format=arm64-4k,armv7-short,x86-64 -f 2 -wi 3 -i 5
+run buddy-t1 'BuddyBenchmark.allocFree4k' -p impl=lockfree,locked-cache,lockfree-nocache,locked -f 3 -wi 3 -i 5 -t 1
+run buddy-t2 'BuddyBenchmark.allocFree4k' -p impl=lockfree,locked-cache,lockfree-nocache,locked -f 3 -wi 3 -i 5 -t 2
 run graphscale 'GraphScaleBenchmark' -p live=0,100000 -f 1 -wi 3 -i 5
 run graphscale-1m 'GraphScaleBenchmark.(backUnback64k|mapUnmapPages64k)' -p live=1000000 -f 1 -wi 3 -i 5
 run granule 'GranuleMapUnmapBenchmark' -f 1 -wi 3 -i 5

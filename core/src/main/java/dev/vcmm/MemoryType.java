@@ -47,9 +47,6 @@ public final class MemoryType implements AutoCloseable {
     /** The default blocks per small order in each thread's allocator cache (see {@link Builder#threadCacheCapacity}). */
     public static final int DEFAULT_THREAD_CACHE_CAPACITY = 64;
 
-    /** The most chunks of one size {@code physAlloc} asks the allocator for in one {@code allocBulk} call. */
-    private static final int BULK_BATCH = 64;
-
     private final MemorySpec spec;
     private final Set<MemoryAttribute> attributes;
     private final String backendName;
@@ -321,24 +318,16 @@ public final class MemoryType implements AutoCloseable {
     private PhysMem allocScattered(long length, long rounded, ChunkPolicy policy, PhysAllocOptions options, int[] usable) {
         List<Chunk> taken = new ArrayList<>();
         long remaining = rounded;
-        long[] batch = null;
         try {
             for (int order : usable) {
                 long chunkSize = BlockAllocator.orderSize(order);
-                // the chunks of one size in batches: the allocator may take many blocks in one pass (allocBulk)
                 while (remaining >= chunkSize) {
-                    int want = (int) Math.min(remaining / chunkSize, BULK_BATCH);
-                    if (batch == null) {
-                        batch = new long[BULK_BATCH];
+                    long pa = allocator.alloc(order);
+                    if (pa == BlockAllocator.NONE) {
+                        break; // fall back to the next smaller chunk size
                     }
-                    int got = allocator.allocBulk(order, batch, 0, want);
-                    for (int i = 0; i < got; i++) {
-                        taken.add(new Chunk(batch[i], order));
-                    }
-                    remaining -= got * chunkSize;
-                    if (got < want) {
-                        break; // none of this size is free: fall back to the next smaller chunk size
-                    }
+                    taken.add(new Chunk(pa, order));
+                    remaining -= chunkSize;
                 }
             }
         } catch (RuntimeException | Error e) {
