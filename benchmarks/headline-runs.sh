@@ -25,7 +25,7 @@ run() {
     sed -n '/^Benchmark /,$p' "$OUT/$name.txt" | grep -v ':stack'
 }
 run dma 'DmaBenchmark.(dmaWarm|dmaCold|segmentCopyLimit)' -f 3 -wi 3 -i 5
-run mapunmap 'MapUnmapBenchmark.(mapUnmapOne|mapUnmapRange4k|rawStoreLimit|agronaOne|agronaRange4k)' \
+run mapunmap '^dev.vcmm.bench.MapUnmapBenchmark\.(mapUnmapOne|mapUnmapRange4k|rawStoreLimit|agronaOne|agronaRange4k)' \
     -p size=4k -p format=arm64-4k,armv7-short,x86-64 -f 2 -wi 3 -i 5
 run buddy-t1 'BuddyBenchmark.allocFree4k' -p impl=lockfree,locked-cache,lockfree-nocache,locked -f 3 -wi 3 -i 5 -t 1
 run buddy-t2 'BuddyBenchmark.allocFree4k' -p impl=lockfree,locked-cache,lockfree-nocache,locked -f 3 -wi 3 -i 5 -t 2
