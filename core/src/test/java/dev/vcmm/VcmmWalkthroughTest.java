@@ -257,27 +257,4 @@ class VcmmWalkthroughTest {
         assertEquals(sm.physicalAddress(4096 * 3), vcmm.whoMaps(sm.physicalAddress(4096 * 3)).stream()
             .filter(m -> m.reservation().vcm() == part).findFirst().map(m -> sm.physicalAddress(4096 * 3)).orElseThrow());
     }
-
-    @Test
-    void shouldRunTheReadmeGraphExample() {
-        try (Vcmm vcmm = Vcmm.builder()
-                .memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(1L << 30))
-                .memoryType(MemoryType.builder("pt").base(0x1000_0000L).size(16 << 20))
-                .pageTableMemory("pt")
-                .build()) {
-            Device gpu = vcmm.device("gpu", Arm64Lpae4kFormat.INSTANCE);
-            Device cam = vcmm.device("camera", Armv7ShortFormat.INSTANCE);
-            Vcm vcm = vcmm.createVcm(0x1000_0000L, 256L << 20);
-            vcmm.assoc(vcm, gpu).activate();
-            vcmm.assoc(vcm, cam).activate();
-            Reservation frame = vcm.reserve(8 << 20, ReservationAttributes.RW, 1 << 20);
-            PhysMem pm = vcmm.physAlloc("ddr", 8 << 20, ChunkPolicy.VCMM);
-            frame.back(pm);
-            assertEquals(pm.physicalAddress(42), pa(gpu.translate(frame.address() + 42)));
-            assertEquals(pm.physicalAddress(42), pa(cam.translate(frame.address() + 42)));
-            frame.unback();
-            frame.unreserve();
-            pm.free();
-        }
-    }
 }
