@@ -154,22 +154,24 @@ public final class ResultsTable {
      * @throws IllegalArgumentException if the markers are missing or out of order
      */
     public static String replace(String readme, String table) {
-        int b = readme.indexOf(BEGIN);
-        int e = readme.indexOf(END);
-        if (b < 0 || e < b) {
-            throw new IllegalArgumentException("the README has no results markers (" + BEGIN + " ... " + END + ")");
-        }
-        return readme.substring(0, b + BEGIN.length()) + "\n" + table + readme.substring(e);
+        int[] m = markers(readme);
+        return readme.substring(0, m[0] + BEGIN.length()) + "\n" + table + readme.substring(m[1]);
     }
 
     /** @return the table the README holds now, between its markers */
     public static String current(String readme) {
+        int[] m = markers(readme);
+        return readme.substring(m[0] + BEGIN.length() + 1, m[1]);
+    }
+
+    /** The offsets of {@link #BEGIN} and {@link #END} in {@code readme}, checked to be present and in order. */
+    private static int[] markers(String readme) {
         int b = readme.indexOf(BEGIN);
         int e = readme.indexOf(END);
         if (b < 0 || e < b) {
             throw new IllegalArgumentException("the README has no results markers (" + BEGIN + " ... " + END + ")");
         }
-        return readme.substring(b + BEGIN.length() + 1, e);
+        return new int[] {b, e};
     }
 
     /** Prints the table of {@code args[0]}, or writes it into the README {@code args[1]} with {@code --write}. */
