@@ -36,6 +36,8 @@ import java.util.concurrent.TimeUnit;
  * <ul>
  *   <li>{@code backUnback64k}: {@code back} + {@code unback} of the measured buffer through the graph (reverse map,
  *       page table, IOTLB invalidation and the device's DMA fence).</li>
+ *   <li>{@code reserveUnreserve64k}: {@code reserve} + {@code unreserve} of 64 KiB among the {@code live}
+ *       reservations (the range found is the one above the measured buffer's).</li>
  *   <li>{@code mapUnmapPages64k}: the floor: the same 16 pages mapped and unmapped one by one in a warm
  *       arm64-4k {@link PageTable} of its own, no graph.</li>
  *   <li>{@code allocFree64k}: {@code physAlloc} of 64 KiB in 4 KiB chunks + {@code free}, in the shipped
@@ -68,6 +70,7 @@ public class GraphScaleBenchmark {
 
     private Vcmm vcmm;
     private MemoryType ddr;
+    private Vcm vcm;
     private Reservation measured;
     private PhysMem scattered;
     private PageTable floor;
@@ -85,7 +88,7 @@ public class GraphScaleBenchmark {
             .build();
         ddr = vcmm.memoryType("ddr");
         Device gpu = vcmm.device("gpu", PageTableFormats.byName("arm64-4k"));
-        Vcm vcm = vcmm.createVcm(VCM_START, Math.max(GIB, (live + 1024L) * BUFFER * 2));
+        vcm = vcmm.createVcm(VCM_START, Math.max(GIB, (live + 1024L) * BUFFER * 2));
         vcmm.assoc(vcm, gpu).activate();
 
         long before = usedHeap();
@@ -144,6 +147,15 @@ public class GraphScaleBenchmark {
     public void backUnback64k() {
         measured.back(scattered);
         measured.unback();
+    }
+
+    /**
+     * Reserve + unreserve of 64 KiB (aligned to 64 KiB) with {@code live} other reservations in the VCM: the
+     * address-space allocator's first fit and the VCM's reservation index, no page table.
+     */
+    @Benchmark
+    public void reserveUnreserve64k() {
+        vcm.reserve(BUFFER, ReservationAttributes.RW, BUFFER).unreserve();
     }
 
     /** The page-table floor: the same 16 pages mapped and unmapped one by one in a warm table. */
