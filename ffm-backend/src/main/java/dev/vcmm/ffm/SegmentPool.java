@@ -231,6 +231,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private final AtomicLong mainPins = new AtomicLong();
     private volatile boolean mainRetiring;
     private final AtomicInteger mainRetired = new AtomicInteger();
+    /** Orders the reclaim of leaked memory (cleaner threads) with {@link #close()}. */
+    private final Object reclaimLock = new Object();
+    private final AtomicLong reclaimedLeaks = new AtomicLong();
 
     private SegmentPool(Builder options) {
         this.name = options.name;
@@ -572,7 +575,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             mainPins.incrementAndGet();
         }
         try {
-            return leaks.track(s, b != null ? () -> unpin(b) : this::unpinMain);
+            long address = s.address();
+            long size = s.byteSize();
+            return leaks.track(s, () -> reclaimLeaked(address, size), b != null ? () -> unpin(b) : this::unpinMain);
         } catch (RuntimeException | Error e) {
             if (b != null) {
                 unpin(b);
@@ -1031,6 +1036,12 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         reclaimSlabs();
     }
 
+    /** For tests: what {@link #trim()} and a decay pass do to magazines and depots, without punching. */
+    long reclaimNow() {
+        drainBlocks();
+        return reclaimSlabs();
+    }
+
     /** {@return slab pages given back to the buddy so far (by {@link #trim()}, decay passes and failing allocations)} */
     long slabPagesReturned() {
         return slabPagesReturned.get();
@@ -1222,7 +1233,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     }
 
     private void freeTracked(LeakTracker.SegmentTrack t, MemorySegment segment) {
-        if (t.freed) {
+        if (t.freed()) {
             throw new IllegalStateException("double free: the segment at 0x" + Long.toHexString(t.address) + " (byteSize="
                 + t.byteSize + ") of pool '" + name + "' was freed already");
         }
@@ -1231,8 +1242,64 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                 + segment.byteSize() + " is a slice of the segment at 0x" + Long.toHexString(t.address) + " of "
                 + t.byteSize + " bytes: free the segment allocate returned");
         }
-        release(t.address, t.byteSize); // two racing frees: the pool's own double-free check lets one through
-        t.freed = true;
+        if (!t.claimFree()) { // before the release: once the memory is back, a collection must not reclaim it again
+            throw new IllegalStateException("double free: the segment at 0x" + Long.toHexString(t.address)
+                + " (byteSize=" + t.byteSize + ") of pool '" + name + "' was freed concurrently");
+        }
+        try {
+            release(t.address, t.byteSize);
+        } catch (RuntimeException | Error e) {
+            t.unclaimFree();
+            throw e;
+        } finally {
+            java.lang.ref.Reference.reachabilityFence(segment); // its scope stays reachable until the claim is made
+        }
+    }
+
+    /**
+     * Gives back the memory of a tracked segment whose scope was collected while it was live (on the cleaner thread):
+     * no view can reach it. Under {@link #reclaimLock}, which {@link #close()} takes to set {@link #closed}: a reclaim
+     * either completes before the close begins or sees the pool closed and does nothing.
+     */
+    private void reclaimLeaked(long address, long byteSize) {
+        synchronized (reclaimLock) {
+            if (closed) {
+                return;
+            }
+            try {
+                release(address, byteSize);
+                reclaimedLeaks.incrementAndGet();
+            } catch (RuntimeException e) {
+                System.getLogger(SegmentPool.class.getName()).log(System.Logger.Level.WARNING,
+                    "could not reclaim a leaked segment of pool '" + name + "'", e);
+            }
+        }
+    }
+
+    /**
+     * Frees the segments of a pool arena that was dropped unclosed, once no view of them is reachable (the arena's
+     * JDK scope was collected), and lets go of its pins; see {@link #reclaimLeaked}.
+     */
+    void reclaimArena(long[] live, int count) {
+        synchronized (reclaimLock) {
+            for (int i = 0; i < count; i += 2) {
+                try {
+                    releaseForArena(live[i], live[i + 1]); // after the pool's close: only unpins
+                } catch (RuntimeException e) {
+                    System.getLogger(SegmentPool.class.getName()).log(System.Logger.Level.WARNING,
+                        "could not reclaim a segment of a leaked arena of pool '" + name + "'", e);
+                }
+            }
+            if (!closed) {
+                reclaimedLeaks.incrementAndGet();
+            }
+            unpinMain();
+        }
+    }
+
+    /** {@return leaked segments and arenas whose memory was given back so far} */
+    long reclaimedLeaks() {
+        return reclaimedLeaks.get();
     }
 
     /** Frees by address and size: {@link #free}'s body, and an arena's bulk free. */
@@ -1833,7 +1900,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         if (!state.compareAndSet(0, 1)) {
             return;
         }
-        closed = true;
+        synchronized (reclaimLock) { // a reclaim of leaked memory under way ends first; later ones see closed
+            closed = true;
+        }
         if (decayThread != null) {
             LockSupport.unpark(decayThread);
             boolean interrupted = false;
