@@ -33,10 +33,17 @@ import java.util.function.LongSupplier;
  * consulted, no message is sent). What is lock-free and what is not:
  * <ul>
  *   <li>Small segments (at most {@value #SLAB_MAX} bytes) and buddy blocks (up to {@link #chunkSize()}) are
- *       allocated and freed lock-free: slab free lists are Treiber stacks with a 24-bit stamp against ABA (a
- *       thread would have to be stopped across exactly 2<sup>24</sup> operations of one class to be fooled),
- *       blocks come from the {@link LockFreeBuddyAllocator} (see its contract), allocation marks are atomic bit
- *       operations. A failing allocation is the buddy's linearizable "none".</li>
+ *       allocated and freed lock-free. Slab objects and blocks of 4 KiB to 64 KiB go through per-thread
+ *       <em>magazines</em> (arrays whose every slot is one atomic word: the owner pops, and any thread steals, with an
+ *       exchange) and per-class <em>depots</em> (Treiber stacks of chains of half a magazine, with a 24-bit stamp
+ *       against ABA: a thread would have to be stopped across exactly 2<sup>24</sup> depot operations of one class to
+ *       be fooled); larger blocks come from the {@link LockFreeBuddyAllocator} (see its contract); allocation marks
+ *       are atomic bit operations. A free on another thread goes into that thread's magazine; a full magazine moves
+ *       half of itself to the depot in one CAS, an empty one takes a chain back in one CAS, so a producer and a
+ *       consumer thread meet once per half magazine, not per segment. An allocation that finds no room first takes
+ *       back every magazine's and depot's blocks and every wholly free slab page, then asks the buddy once more: its
+ *       failure is the buddy's linearizable "none" for that retry, but a block freed into some thread's magazine
+ *       after the take-back is not seen.</li>
  *   <li>Large segments (above the chunk size) are lock-free when a recycled mapping of the right chunk count is
  *       cached (a poll of a {@link ConcurrentLinkedQueue}); a miss makes system calls ({@code mmap}) and a
  *       release closes a shared arena (a handshake with every thread): neither is lock-free.</li>
@@ -51,8 +58,10 @@ import java.util.function.LongSupplier;
  *
  * <h2>Design</h2>
  * <pre>
- *  size &lt;= 2 KiB       slab object: size classes 16, 32 .. 2048 bytes carved from 4 KiB buddy pages
- *  size &lt;= chunk      buddy block: a plain slice of the pool's one mapping of the memfd (physically contiguous)
+ *  size &lt;= 2 KiB       slab object: size classes 16, 32 .. 2048 bytes carved from 4 KiB buddy pages; a page goes
+ *                     back to the buddy once every object of it is free (at trim, decay passes, failing allocations)
+ *  size &lt;= chunk      buddy block: a plain slice of the pool's one mapping of the memfd (physically contiguous);
+ *                     4 KiB .. 64 KiB ones recycled through magazines and depots
  *  size &gt;  chunk      n = ceil(size / chunk) scattered chunks mapped virtually contiguous (HOST machinery:
  *                     {@link MmapHostMapper}), recycled through a per-n cache: steady state makes no system call
  * </pre>
@@ -67,8 +76,9 @@ import java.util.function.LongSupplier;
  * Memory freed to the pool stays resident (dirty) for a while, so that the next allocation finds it warm, as
  * jemalloc's dirty pages do; after the <em>decay time</em> ({@link Builder#decay}, 10 s by default) it is punched out
  * of the memfd ({@code fallocate(PUNCH_HOLE | KEEP_SIZE)}) and so given back to the system: the free runs of every
- * chunk freed into that long ago (live blocks and slab pages are skipped; each free piece is taken from the buddy for
- * the time of its punch), and every chunk of a cached large mapping freed that long ago (the mapping is kept, so its
+ * chunk freed into that long ago (a pass first gives parked blocks and wholly free slab pages back to the buddy; live
+ * blocks and slab pages in use are skipped; each free piece is taken from the buddy for the time of its punch; a slab
+ * page given back by a pass is punched a decay time later), and every chunk of a cached large mapping freed that long ago (the mapping is kept, so its
  * reuse still makes no system call; its pages then read as zeros and refill on touch). Without a thread of its own the pool checks the
  * time on every 64th allocate or free of each thread (one {@code System.nanoTime}, a volatile read), and a check
  * finding that a quarter of the decay time has passed since the last pass runs one pass, on that thread. An idle
@@ -78,8 +88,11 @@ import java.util.function.LongSupplier;
  * <h2>Leak detection</h2>
  * Off by default ({@link Builder#leakDetection}, {@link LeakLevel}): tracked segments get a scope of their own whose
  * collection while still allocated is reported to a {@link LeakListener} (docs/allocator.md says exactly what counts
- * as dropped and what is not seen). A pool arena open across the pool's close, or a tracked segment, keeps its
- * memory mapped until it is closed or collected, so that a late access reaches memory instead of faulting the JVM.
+ * as dropped and what is not seen), and their memory is then given back to the pool: no view can reach it, as every
+ * view holds that scope. A tracked pool arena dropped unclosed is reported once the arena object is collected, and its
+ * memory given back once its scope is (so only when no view of its segments is left either). Untracked segments and
+ * arenas are neither reported nor reclaimed. A pool arena open across the pool's close, or a tracked segment, keeps
+ * its memory mapped until it is closed or collected, so that a late access reaches memory instead of faulting the JVM.
  *
  * <h2>JFR</h2>
  * New large mappings, trims, decay passes and failed allocations emit {@code dev.vcmm.pool.*} Flight Recorder
@@ -89,7 +102,15 @@ import java.util.function.LongSupplier;
  * Opt-in ({@link Builder#counters}): the pool publishes its counters into a memory-mapped file (see
  * {@link PoolCounters}) at most every 100 ms from its operations and at every {@link #stats()}, for {@code ./vcmm stat}.
  *
- * <p>Not done yet: slab pages are never returned to the buddy.
+ * <h2>Magazines and slab pages</h2>
+ * Each thread parks at most 127 KiB of slab objects and 1.25 MiB of 4-64 KiB blocks in its magazines; a block depot
+ * holds at most {@value #BLOCK_DEPOT_CHAINS} chains per order (beyond, a flush frees to the buddy); slab depots are
+ * unbounded, but their wholly free pages go back. {@link #trim()}, every decay pass and an allocation that finds no
+ * room collect every free object of each slab class out of the depot and all magazines (dead threads' included);
+ * a page of which they then hold every object goes back to the buddy (and is punched like other free memory), the
+ * rest goes back to the depot. A page is never given back while one of its objects is allocated or on its way in or
+ * out of a list (that object would be missing from the collection), and a depot pop that read the head before a
+ * collection fails its stamped CAS, so no allocation gets an object of a page given back.
  */
 public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
@@ -1499,10 +1520,11 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     }
 
     /**
-     * Gives memory back to the system now: releases every cached large mapping, and punches every whole free
-     * chunk out of the memfd ({@code fallocate(PUNCH_HOLE)}; the pages then read as zeros). Slab pages and free
-     * blocks smaller than a chunk stay resident. While it runs, an allocation of a chunk may fail transiently
-     * (each chunk is taken for the time of its punch).
+     * Gives memory back to the system now: releases every cached large mapping, gives the blocks parked in magazines
+     * and depots and every wholly free slab page back to the buddy, and punches every free run of pages out of the
+     * memfd ({@code fallocate(PUNCH_HOLE)}; the pages then read as zeros). Pages holding a live slab object stay
+     * resident. While it runs, an allocation may fail transiently (each free piece is taken from the buddy for the
+     * time of its punch).
      *
      * @return the bytes punched
      * @throws IllegalStateException if the pool is closed
