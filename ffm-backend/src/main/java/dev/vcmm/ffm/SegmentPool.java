@@ -1799,7 +1799,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * One thread's counts: written only by that thread (opaque stores, no fence), read by {@link #stats()} with
      * opaque loads. The race is benign: a sum over threads is exact once the threads' operations happen-before the
      * read (e.g. after a join), and otherwise a best-effort snapshot, as documented on {@link #stats()}. Counts of
-     * terminated threads stay in the list (a few words per thread that ever used the pool).
+     * terminated threads stay in the list (a few words per thread that ever used the pool). It also holds the thread's
+     * magazines, which other threads may steal from (see {@link #mags}); what a terminated thread's magazines hold is
+     * collected by the next trim, decay pass or failing allocation.
      */
     private static final class Counts {
         static final VarHandle BYTES;
