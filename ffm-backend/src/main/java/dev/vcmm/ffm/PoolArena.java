@@ -14,7 +14,9 @@ import java.util.Arrays;
  * with every thread, as {@link Arena#ofShared()}'s. Segments are zeroed and scoped to the arena (they are
  * {@link MemorySegment#reinterpret(Arena, java.util.function.Consumer) reinterpreted} into a JDK arena of the same
  * kind), so an access after close fails in FFM's own liveness check with an {@link IllegalStateException}. Close
- * ends that scope first, then frees every segment to the pool in one pass. Close is idempotent.
+ * ends that scope first, then frees every segment to the pool in one pass. Close is idempotent. An arena tracked by
+ * the pool's leak detection and dropped unclosed has its segments freed on a cleaner thread once its JDK scope is
+ * unreachable (no view left); its close and that reclaim claim the arena's records by CAS, so only one frees them.
  */
 final class PoolArena implements Arena {
 
