@@ -78,9 +78,9 @@ import java.util.function.LongSupplier;
  * of the memfd ({@code fallocate(PUNCH_HOLE | KEEP_SIZE)}) and so given back to the system: the free runs of every
  * chunk freed into that long ago (a pass first gives parked blocks and wholly free slab pages back to the buddy; live
  * blocks and slab pages in use are skipped; each free piece is taken from the buddy for the time of its punch; a slab
- * page given back by a pass is punched a decay time later), and every chunk of a cached large mapping freed that long ago (the mapping is kept, so its
- * reuse still makes no system call; its pages then read as zeros and refill on touch). Without a thread of its own the pool checks the
- * time on every 64th allocate or free of each thread (one {@code System.nanoTime}, a volatile read), and a check
+ * page given back by a pass is punched a decay time later), and every chunk of a cached large mapping freed that
+ * long ago (the mapping is kept, so its reuse still makes no system call; its pages then read as zeros and refill on
+ * touch). Without a thread of its own the pool checks the time on every 64th allocate or free of each thread (one {@code System.nanoTime}, a volatile read), and a check
  * finding that a quarter of the decay time has passed since the last pass runs one pass, on that thread. An idle
  * pool therefore keeps its dirty memory until it is used again or {@link #trim()}med; {@link Builder#decayThread}
  * starts a daemon thread, owned and stopped by {@link #close()}, that makes the same check periodically.
