@@ -4,7 +4,8 @@ import java.util.Objects;
 
 /**
  * A leak: a segment or an arena of a {@link SegmentPool} became unreachable while it was live (never freed, never
- * closed) and the pool was open. Its memory stays allocated in the pool until the pool closes.
+ * closed) and the pool was open. A segment's memory is given back to the pool right after the report (no view of it
+ * is left); an arena's once no view of its segments is left either, which may be later or never.
  *
  * <p><b>Thread-safety:</b> an immutable record.
  *
@@ -37,6 +38,7 @@ public record LeakReport(String pool, Kind kind, long address, long byteSize, Th
             ? "a segment of pool '" + pool + "' (0x" + Long.toHexString(address) + ", " + byteSize + " bytes) became"
                 + " unreachable without SegmentPool.free"
             : "an arena of pool '" + pool + "' (holding " + byteSize + " bytes) became unreachable without close")
-            + "; its memory stays allocated until the pool closes. Allocated at:";
+            + (kind == Kind.SEGMENT ? "; its memory goes back to the pool"
+                : "; its memory goes back to the pool once no view of its segments is left") + ". Allocated at:";
     }
 }

@@ -54,9 +54,10 @@ final class LeakTracker {
      * @param unpin   run once the tracked segment's scope is collected (after any report)
      * @return a view of {@code segment} with a scope of its own, tracked
      */
-    MemorySegment track(MemorySegment segment, Runnable unpin) {
+    MemorySegment track(MemorySegment segment, Runnable reclaim, Runnable unpin) {
         SegmentTrack t = new SegmentTrack(this, segment.address(), segment.byteSize(),
-            new AllocationSite("segment of " + segment.byteSize() + " bytes allocated from pool '" + pool + "'"), unpin);
+            new AllocationSite("segment of " + segment.byteSize() + " bytes allocated from pool '" + pool + "'"), reclaim,
+            unpin);
         MemorySegment view = segment.reinterpret(Arena.ofAuto(), t); // t must not reach the scope: it would never die
         synchronized (segments) {
             segments.put(view.scope(), t);
@@ -104,6 +105,18 @@ final class LeakTracker {
         }
     }
 
+    /**
+     * Runs {@code action} on the cleaner thread once {@code watched} is unreachable, or when the returned handle is
+     * cleaned, whichever comes first (once).
+     *
+     * @param watched what is watched; {@code action} must not reach it
+     * @param action  what to run
+     * @return the handle
+     */
+    static Cleaner.Cleanable whenUnreachable(Object watched, Runnable action) {
+        return CleanerHolder.CLEANER.register(watched, action);
+    }
+
     private static final class CleanerHolder {
         /** One daemon thread, started on first use: only when some pool tracks arenas. */
         static final Cleaner CLEANER = Cleaner.create();
@@ -116,30 +129,56 @@ final class LeakTracker {
         }
     }
 
-    /** A tracked segment; the cleanup action of its scope. */
+    /**
+     * A tracked segment; the cleanup action of its scope. Its state goes once from live to freed (the pool's free) or
+     * to reclaimed (its scope collected while live); a compare-and-set picks one, so the memory goes back once.
+     */
     static final class SegmentTrack implements Consumer<MemorySegment> {
+        private static final int LIVE = 0;
+        private static final int FREED = 1;
+        private static final int RECLAIMED = 2;
         private final LeakTracker tracker;
         final long address;
         final long byteSize;
         private final Throwable site;
+        private final Runnable reclaim;
         private final Runnable unpin;
-        /** Set by the pool's free once the memory is back; then its collection is no leak. */
-        volatile boolean freed;
+        private final java.util.concurrent.atomic.AtomicInteger state = new java.util.concurrent.atomic.AtomicInteger();
 
-        SegmentTrack(LeakTracker tracker, long address, long byteSize, Throwable site, Runnable unpin) {
+        SegmentTrack(LeakTracker tracker, long address, long byteSize, Throwable site, Runnable reclaim, Runnable unpin) {
             this.tracker = tracker;
             this.address = address;
             this.byteSize = byteSize;
             this.site = site;
+            this.reclaim = reclaim;
             this.unpin = unpin;
         }
 
-        /** Runs on the JDK's cleaner thread once no view of the segment is reachable. */
+        /** {@return whether it was freed (or reclaimed) already} */
+        boolean freed() {
+            return state.get() != LIVE;
+        }
+
+        /** {@return true for the one caller that moves it from live to freed: that caller frees the memory} */
+        boolean claimFree() {
+            return state.compareAndSet(LIVE, FREED);
+        }
+
+        /** The free that claimed it failed without freeing: live again (nothing changed). */
+        void unclaimFree() {
+            state.set(LIVE);
+        }
+
+        /**
+         * Runs on the JDK's cleaner thread once no view of the segment is reachable: still live, it is reported and
+         * its memory given back to the pool (no view can reach it any more), then the mapping is unpinned.
+         */
         @Override
         public void accept(MemorySegment ignored) {
             try {
-                if (!freed && !tracker.poolClosed) {
+                if (state.compareAndSet(LIVE, RECLAIMED) && !tracker.poolClosed) {
                     tracker.report(LeakReport.Kind.SEGMENT, address, byteSize, site);
+                    reclaim.run();
                 }
             } finally {
                 unpin.run();

@@ -14,19 +14,22 @@ import java.util.Arrays;
  * with every thread, as {@link Arena#ofShared()}'s. Segments are zeroed and scoped to the arena (they are
  * {@link MemorySegment#reinterpret(Arena, java.util.function.Consumer) reinterpreted} into a JDK arena of the same
  * kind), so an access after close fails in FFM's own liveness check with an {@link IllegalStateException}. Close
- * ends that scope first, then frees every segment to the pool in one pass. Close is idempotent.
+ * ends that scope first, then frees every segment to the pool in one pass. Close is idempotent. An arena tracked by
+ * the pool's leak detection and dropped unclosed has its segments freed on a cleaner thread once its JDK scope is
+ * unreachable (no view left); its close and that reclaim claim the arena's records by CAS, so only one frees them.
  */
 final class PoolArena implements Arena {
 
     private final SegmentPool pool;
     private final Arena scope;
     private final Thread owner;
-    /** (address, size) pairs of the segments to free at close. Confined: owner only; shared: under {@code this}. */
-    private long[] live = new long[8];
-    private int count;
+    /** What to free at close, or at the reclaim of a dropped arena; never refers to this arena or its scope. */
+    private final Books books = new Books();
     private boolean closed;
     /** Null unless the pool's leak detection tracks this arena. */
     private final LeakTracker.ArenaTrack leak;
+    /** With leak detection tracking this arena: frees its segments once its JDK scope is unreachable, if unclosed. */
+    private final java.lang.ref.Cleaner.Cleanable reclaim;
 
     PoolArena(SegmentPool pool, boolean shared) {
         this.pool = pool;
@@ -35,6 +38,9 @@ final class PoolArena implements Arena {
         pool.pinMain(); // the pool's close leaves the mapping to this arena's close: our views have our scope
         LeakTracker leaks = pool.leaks;
         this.leak = leaks != null && leaks.sample() ? leaks.trackArena(this) : null;
+        // Watch the JDK scope, not this object: every view of our segments holds the scope, so once it is unreachable
+        // no view is left and the memory can go back (a view kept alive keeps the memory, even if this arena is gone)
+        this.reclaim = leak == null ? null : LeakTracker.whenUnreachable(scope.scope(), new Reclaim(pool, books));
     }
 
     @Override
@@ -56,12 +62,7 @@ final class PoolArena implements Arena {
         if (leak != null) {
             leak.bytes += byteSize; // only this arena writes it (owner thread, or under its monitor)
         }
-        if (count == live.length) {
-            live = Arrays.copyOf(live, count * 2);
-        }
-        live[count] = s.address();
-        live[count + 1] = byteSize;
-        count += 2;
+        books.add(s.address(), byteSize);
         return s.reinterpret(scope, null);
     }
 
@@ -97,10 +98,16 @@ final class PoolArena implements Arena {
         if (leak != null) {
             leak.closed();
         }
-        long[] l = live;
-        int n = count;
-        live = null;
-        count = 0;
+        if (!books.claim()) {
+            return; // cannot happen: a reclaim runs only once this arena is unreachable
+        }
+        if (reclaim != null) {
+            reclaim.clean(); // claimed: its action does nothing, and the cleaner forgets it
+        }
+        long[] l = books.live;
+        int n = books.count;
+        books.live = null;
+        books.count = 0;
         RuntimeException first = null;
         for (int i = 0; i < n; i += 2) {
             try {
@@ -112,8 +119,42 @@ final class PoolArena implements Arena {
             }
         }
         pool.unpinMainForArena();
+        java.lang.ref.Reference.reachabilityFence(this); // keeps the scope reachable until the claim above is made
         if (first != null) {
             throw first;
+        }
+    }
+
+    /**
+     * The (address, size) pairs of an arena's segments. Confined: written by the owner only; shared: under the arena's
+     * monitor; read by a reclaim only once the arena is unreachable. Whoever claims it (close or reclaim) frees them.
+     */
+    private static final class Books {
+        long[] live = new long[8];
+        int count;
+        private final java.util.concurrent.atomic.AtomicBoolean claimed = new java.util.concurrent.atomic.AtomicBoolean();
+
+        void add(long address, long byteSize) {
+            if (count == live.length) {
+                live = Arrays.copyOf(live, count * 2);
+            }
+            live[count] = address;
+            live[count + 1] = byteSize;
+            count += 2;
+        }
+
+        boolean claim() {
+            return claimed.compareAndSet(false, true);
+        }
+    }
+
+    /** The cleanup of a dropped tracked arena: refers to the pool and the books, never to the arena or its scope. */
+    private record Reclaim(SegmentPool pool, Books books) implements Runnable {
+        @Override
+        public void run() {
+            if (books.claim()) {
+                pool.reclaimArena(books.live, books.count);
+            }
         }
     }
 
@@ -126,7 +167,7 @@ final class PoolArena implements Arena {
 
     @Override
     public String toString() {
-        return "PoolArena{" + (owner == null ? "shared" : "confined to " + owner.getName()) + ", segments=" + count / 2
+        return "PoolArena{" + (owner == null ? "shared" : "confined to " + owner.getName()) + ", segments=" + books.count / 2
             + (closed ? ", closed" : "") + ", " + pool + '}';
     }
 }

@@ -33,10 +33,17 @@ import java.util.function.LongSupplier;
  * consulted, no message is sent). What is lock-free and what is not:
  * <ul>
  *   <li>Small segments (at most {@value #SLAB_MAX} bytes) and buddy blocks (up to {@link #chunkSize()}) are
- *       allocated and freed lock-free: slab free lists are Treiber stacks with a 24-bit stamp against ABA (a
- *       thread would have to be stopped across exactly 2<sup>24</sup> operations of one class to be fooled),
- *       blocks come from the {@link LockFreeBuddyAllocator} (see its contract), allocation marks are atomic bit
- *       operations. A failing allocation is the buddy's linearizable "none".</li>
+ *       allocated and freed lock-free. Slab objects and blocks of 4 KiB to 64 KiB go through per-thread
+ *       <em>magazines</em> (arrays whose every slot is one atomic word: the owner pops, and any thread steals, with an
+ *       exchange) and per-class <em>depots</em> (Treiber stacks of chains of half a magazine, with a 24-bit stamp
+ *       against ABA: a thread would have to be stopped across exactly 2<sup>24</sup> depot operations of one class to
+ *       be fooled); larger blocks come from the {@link LockFreeBuddyAllocator} (see its contract); allocation marks
+ *       are atomic bit operations. A free on another thread goes into that thread's magazine; a full magazine moves
+ *       half of itself to the depot in one CAS, an empty one takes a chain back in one CAS, so a producer and a
+ *       consumer thread meet once per half magazine, not per segment. An allocation that finds no room first takes
+ *       back every magazine's and depot's blocks and every wholly free slab page, then asks the buddy once more: its
+ *       failure is the buddy's linearizable "none" for that retry, but a block freed into some thread's magazine
+ *       after the take-back is not seen.</li>
  *   <li>Large segments (above the chunk size) are lock-free when a recycled mapping of the right chunk count is
  *       cached (a poll of a {@link ConcurrentLinkedQueue}); a miss makes system calls ({@code mmap}) and a
  *       release closes a shared arena (a handshake with every thread): neither is lock-free.</li>
@@ -51,8 +58,10 @@ import java.util.function.LongSupplier;
  *
  * <h2>Design</h2>
  * <pre>
- *  size &lt;= 2 KiB       slab object: size classes 16, 32 .. 2048 bytes carved from 4 KiB buddy pages
- *  size &lt;= chunk      buddy block: a plain slice of the pool's one mapping of the memfd (physically contiguous)
+ *  size &lt;= 2 KiB       slab object: size classes 16, 32 .. 2048 bytes carved from 4 KiB buddy pages; a page goes
+ *                     back to the buddy once every object of it is free (at trim, decay passes, failing allocations)
+ *  size &lt;= chunk      buddy block: a plain slice of the pool's one mapping of the memfd (physically contiguous);
+ *                     4 KiB .. 64 KiB ones recycled through magazines and depots
  *  size &gt;  chunk      n = ceil(size / chunk) scattered chunks mapped virtually contiguous (HOST machinery:
  *                     {@link MmapHostMapper}), recycled through a per-n cache: steady state makes no system call
  * </pre>
@@ -67,10 +76,11 @@ import java.util.function.LongSupplier;
  * Memory freed to the pool stays resident (dirty) for a while, so that the next allocation finds it warm, as
  * jemalloc's dirty pages do; after the <em>decay time</em> ({@link Builder#decay}, 10 s by default) it is punched out
  * of the memfd ({@code fallocate(PUNCH_HOLE | KEEP_SIZE)}) and so given back to the system: the free runs of every
- * chunk freed into that long ago (live blocks and slab pages are skipped; each free piece is taken from the buddy for
- * the time of its punch), and every chunk of a cached large mapping freed that long ago (the mapping is kept, so its
- * reuse still makes no system call; its pages then read as zeros and refill on touch). Without a thread of its own the pool checks the
- * time on every 64th allocate or free of each thread (one {@code System.nanoTime}, a volatile read), and a check
+ * chunk freed into that long ago (a pass first gives parked blocks and wholly free slab pages back to the buddy; live
+ * blocks and slab pages in use are skipped; each free piece is taken from the buddy for the time of its punch; a slab
+ * page given back by a pass is punched a decay time later), and every chunk of a cached large mapping freed that
+ * long ago (the mapping is kept, so its reuse still makes no system call; its pages then read as zeros and refill on
+ * touch). Without a thread of its own the pool checks the time on every 64th allocate or free of each thread (one {@code System.nanoTime}, a volatile read), and a check
  * finding that a quarter of the decay time has passed since the last pass runs one pass, on that thread. An idle
  * pool therefore keeps its dirty memory until it is used again or {@link #trim()}med; {@link Builder#decayThread}
  * starts a daemon thread, owned and stopped by {@link #close()}, that makes the same check periodically.
@@ -78,8 +88,11 @@ import java.util.function.LongSupplier;
  * <h2>Leak detection</h2>
  * Off by default ({@link Builder#leakDetection}, {@link LeakLevel}): tracked segments get a scope of their own whose
  * collection while still allocated is reported to a {@link LeakListener} (docs/allocator.md says exactly what counts
- * as dropped and what is not seen). A pool arena open across the pool's close, or a tracked segment, keeps its
- * memory mapped until it is closed or collected, so that a late access reaches memory instead of faulting the JVM.
+ * as dropped and what is not seen), and their memory is then given back to the pool: no view can reach it, as every
+ * view holds that scope. A tracked pool arena dropped unclosed is reported once the arena object is collected, and its
+ * memory given back once its scope is (so only when no view of its segments is left either). Untracked segments and
+ * arenas are neither reported nor reclaimed. A pool arena open across the pool's close, or a tracked segment, keeps
+ * its memory mapped until it is closed or collected, so that a late access reaches memory instead of faulting the JVM.
  *
  * <h2>JFR</h2>
  * New large mappings, trims, decay passes and failed allocations emit {@code dev.vcmm.pool.*} Flight Recorder
@@ -89,7 +102,15 @@ import java.util.function.LongSupplier;
  * Opt-in ({@link Builder#counters}): the pool publishes its counters into a memory-mapped file (see
  * {@link PoolCounters}) at most every 100 ms from its operations and at every {@link #stats()}, for {@code ./vcmm stat}.
  *
- * <p>Not done yet: slab pages are never returned to the buddy.
+ * <h2>Magazines and slab pages</h2>
+ * Each thread parks at most 127 KiB of slab objects and 1.25 MiB of 4-64 KiB blocks in its magazines; a block depot
+ * holds at most {@value #BLOCK_DEPOT_CHAINS} chains per order (beyond, a flush frees to the buddy); slab depots are
+ * unbounded, but their wholly free pages go back. {@link #trim()}, every decay pass and an allocation that finds no
+ * room collect every free object of each slab class out of the depot and all magazines (dead threads' included);
+ * a page of which they then hold every object goes back to the buddy (and is punched like other free memory), the
+ * rest goes back to the depot. A page is never given back while one of its objects is allocated or on its way in or
+ * out of a list (that object would be missing from the collection), and a depot pop that read the head before a
+ * collection fails its stamped CAS, so no allocation gets an object of a page given back.
  */
 public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
@@ -120,6 +141,17 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private static final long LINK_MASK = (1L << 40) - 1;
     private static final int STAMP_SHIFT = 40;
     private static final int HEAD_STRIDE = 16; // longs: each head on its own 128-byte pair of lines
+    /** In a depot's stride: the approximate number of chains in it, on a line of its own (the head's + 64 bytes). */
+    private static final int DEPOT_COUNT = 8;
+    /** Buddy orders 0..4 (4 KiB .. 64 KiB) go through the magazines and depots too, as magazine classes after the slabs. */
+    private static final int BLOCK_CLASSES = 5;
+    /** Slab classes, then block orders: each has a depot (a stack of chains) and a magazine in every thread. */
+    private static final int MAG_CLASSES = CLASSES + BLOCK_CLASSES;
+    /** A depot of a block order holds at most this many chains; a flush beyond it frees to the buddy. */
+    private static final int BLOCK_DEPOT_CHAINS = 8;
+    /** The value of an empty magazine slot. */
+    private static final long EMPTY = -1;
+    private static final VarHandle SLOT = MethodHandles.arrayElementVarHandle(long[].class);
     private static final ValueLayout.OfLong LINK = ValueLayout.JAVA_LONG_UNALIGNED;
     private static final ValueLayout.OfLong ZERO_WORD = ValueLayout.JAVA_LONG_UNALIGNED;
     /** A block's page info: {@code (order + 1) << ORDER_SHIFT | byteSize}. */
@@ -155,7 +187,18 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private final long[] pageInfo;
     /** Per slab page, 4 longs: bit {@code i} set iff object {@code i} is allocated. */
     private final long[] slabBits;
-    private final AtomicLongArray heads = new AtomicLongArray(CLASSES * HEAD_STRIDE);
+    /**
+     * Per magazine class, a depot: a Treiber stack of chains of free objects (a slab class) or blocks (an order). Head
+     * at {@code class * HEAD_STRIDE}: low 40 bits the chain's first object's 16-byte granule + 1 (0: empty), high 24
+     * bits a stamp; at {@code + DEPOT_COUNT} the approximate number of chains.
+     */
+    private final AtomicLongArray heads = new AtomicLongArray(MAG_CLASSES * HEAD_STRIDE);
+    /** Per magazine class: how many objects a thread's magazine holds; a flush or a refill moves half of it. */
+    private static final int[] MAG_CAPACITY = magazineCapacities();
+    /** Slab pages given back to the buddy so far. */
+    private final AtomicLong slabPagesReturned = new AtomicLong();
+    /** Test hook: run by a depot pop between reading the head and its CAS (null but in tests). */
+    Runnable depotPopHook;
     /** Large mappings by address, live or cached. */
     private final ConcurrentHashMap<Long, Big> bigs = new ConcurrentHashMap<>();
     /** Cached large mappings, by chunk count. */
@@ -209,6 +252,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private final AtomicLong mainPins = new AtomicLong();
     private volatile boolean mainRetiring;
     private final AtomicInteger mainRetired = new AtomicInteger();
+    /** Orders the reclaim of leaked memory (cleaner threads) with {@link #close()}. */
+    private final Object reclaimLock = new Object();
+    private final AtomicLong reclaimedLeaks = new AtomicLong();
 
     private SegmentPool(Builder options) {
         this.name = options.name;
@@ -550,7 +596,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             mainPins.incrementAndGet();
         }
         try {
-            return leaks.track(s, b != null ? () -> unpin(b) : this::unpinMain);
+            long address = s.address();
+            long size = s.byteSize();
+            return leaks.track(s, () -> reclaimLeaked(address, size), b != null ? () -> unpin(b) : this::unpinMain);
         } catch (RuntimeException | Error e) {
             if (b != null) {
                 unpin(b);
@@ -636,13 +684,14 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             return null;
         }
         long need = Math.max(byteSize, byteAlignment);
+        Counts k = counts.get();
         MemorySegment s;
         int cls;
         if (need <= SLAB_MAX) {
-            s = allocateSmall(byteSize, need);
+            s = allocateSmall(byteSize, need, k);
             cls = SMALL;
         } else if (need <= chunkSize) {
-            s = allocateBlock(byteSize, need);
+            s = allocateBlock(byteSize, need, k);
             cls = BLOCK;
         } else {
             s = allocateBig(byteSize);
@@ -654,7 +703,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             if (zero && byteSize > 0) {
                 zero(s);
             }
-            tick(counts.get(), byteSize, 1, cls);
+            tick(k, byteSize, 1, cls);
             if (leaks != null && mayTrack && leaks.sample()) {
                 s = track(s, need > chunkSize ? bigs.get(s.address()) : null);
             }
@@ -718,13 +767,17 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         return need <= SLAB_MIN ? 0 : 64 - Long.numberOfLeadingZeros(need - 1) - 4;
     }
 
-    private MemorySegment allocateSmall(long byteSize, long need) {
+    private MemorySegment allocateSmall(long byteSize, long need, Counts k) {
         int c = classOf(need);
-        long off = popSlab(c);
-        if (off < 0) {
-            off = refillSlab(c);
-            if (off < 0) {
-                return null;
+        long off = takeCached(c, k);
+        if (off == EMPTY) {
+            off = carveSlab(c, k);
+            if (off == EMPTY) {
+                scavenge(); // free objects may sit in other threads' magazines, free pages in block magazines
+                off = takeCached(c, k);
+                if (off == EMPTY && (off = carveSlab(c, k)) == EMPTY) {
+                    return null;
+                }
             }
         }
         long page = off >>> PAGE_SHIFT;
@@ -737,62 +790,341 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         return all.asSlice(off, byteSize);
     }
 
-    /** {@return the offset of a free object of class {@code c}, or -1 if the list is empty} */
-    private long popSlab(int c) {
+    private static int[] magazineCapacities() {
+        int[] caps = new int[MAG_CLASSES];
+        for (int c = 0; c < CLASSES; c++) {
+            caps[c] = (int) Math.clamp((32L << 10) / (SLAB_MIN << c), 8, 64); // 64 objects, 16 of 2 KiB
+        }
+        for (int o = 0; o < BLOCK_CLASSES; o++) {
+            caps[CLASSES + o] = (int) Math.clamp((256L << 10) / (PAGE << o), 4, 64); // 64 pages .. 4 of 64 KiB
+        }
+        return caps;
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // magazines and depots
+    //
+    // Every thread has, per magazine class (a slab class or a small buddy order), a magazine: a LIFO array of free
+    // objects' offsets, each slot one atomic word (see Counts). Its owner pops with an exchange to EMPTY and pushes
+    // with a release store; any thread may steal a slot with an exchange. A full magazine flushes half of itself as
+    // one chain (objects linked through their first word) onto the class's depot, a Treiber stack of chains whose
+    // heads link through their second word; an empty one refills with one chain from the depot. So a producer and a
+    // consumer on two threads meet on the depot's head once per half magazine, not once per object (mimalloc's
+    // thread-delayed free and jemalloc's tcache flush do this job with per-owner lists; here any thread's free goes to
+    // its own magazine and the depot carries the batch across).
+
+    /** {@return a free object or block of class {@code c}: from this thread's magazine, else a depot chain; or EMPTY} */
+    private long takeCached(int c, Counts k) {
+        long off = k.pop(c);
+        if (off != EMPTY) {
+            return off;
+        }
+        long chain = depotPop(c);
+        if (chain == EMPTY) {
+            return EMPTY;
+        }
+        // the chain is ours: walk it (its links were written before the push's release CAS, which our pop read)
+        long next = all.get(LINK, chain) & LINK_MASK;
+        while (next != 0) {
+            long o = (next - 1) << 4;
+            next = all.get(LINK, o) & LINK_MASK;
+            if (!k.push(c, o)) { // longer than the magazine (cannot happen: chains are at most half of it)
+                depotPush(c, o); // o still links the rest
+                break;
+            }
+        }
+        return chain;
+    }
+
+    /** Puts a freed object or block of class {@code c} into this thread's magazine, flushing half of it if full. */
+    private void putCached(int c, long off, Counts k) {
+        if (!k.push(c, off)) {
+            flush(c, k);
+            k.push(c, off);
+        }
+    }
+
+    /** Moves the upper half of this thread's magazine of class {@code c} onto the depot as one chain. */
+    private void flush(int c, Counts k) {
+        long[] slots = k.mags[c];
+        int half = slots.length >>> 1;
+        long first = EMPTY;
+        long prev = EMPTY;
+        int n = 0;
+        for (int i = half; i < slots.length; i++) {
+            long o = (long) SLOT.getAndSet(slots, i, EMPTY); // a thief may have taken it: then EMPTY
+            if (o != EMPTY) {
+                if (first == EMPTY) {
+                    first = o;
+                } else {
+                    all.set(LINK, prev, (o >>> 4) + 1);
+                }
+                prev = o;
+                n++;
+            }
+        }
+        k.tops[c] = half;
+        if (first == EMPTY) {
+            return;
+        }
+        all.set(LINK, prev, 0L);
+        if (c >= CLASSES && heads.get(c * HEAD_STRIDE + DEPOT_COUNT) >= BLOCK_DEPOT_CHAINS) {
+            freeChainToBuddy(c, first); // the depot of blocks is bounded: beyond it, blocks go back to the buddy
+        } else {
+            depotPush(c, first);
+        }
+    }
+
+    private void freeChainToBuddy(int c, long first) {
+        int order = c - CLASSES;
+        long next = (first >>> 4) + 1;
+        while (next != 0) {
+            long o = (next - 1) << 4;
+            next = all.get(LINK, o) & LINK_MASK;
+            buddy.free(o, order);
+            markDirty(o);
+        }
+    }
+
+    /** Pushes the chain starting at {@code first} (objects linked through their first word, the last's 0). */
+    private void depotPush(int c, long first) {
+        int at = c * HEAD_STRIDE;
+        long link = (first >>> 4) + 1;
+        while (true) {
+            long h = heads.get(at);
+            all.set(LINK, first + 8, h & LINK_MASK); // plain; published by the CAS below (release)
+            long stamp = (h >>> STAMP_SHIFT) + 1;
+            if (heads.compareAndSet(at, h, (stamp << STAMP_SHIFT) | link)) {
+                break;
+            }
+        }
+        if (c >= CLASSES) {
+            heads.getAndIncrement(at + DEPOT_COUNT);
+        }
+    }
+
+    /** {@return the first object of a chain popped off the depot of class {@code c}, now the caller's; or EMPTY} */
+    private long depotPop(int c) {
         int at = c * HEAD_STRIDE;
         while (true) {
-            long h = heads.get(at); // volatile: acquires the link written before the push's release CAS
+            long h = heads.get(at); // volatile: acquires the links written before the push's release CAS
             long link = h & LINK_MASK;
             if (link == 0) {
-                return -1;
+                return EMPTY;
             }
             long off = (link - 1) << 4;
-            // benign race: the object may have been popped (and written) since h was read; then the stamp differs
-            // and the CAS fails, whatever was read
-            long next = all.get(LINK, off) & LINK_MASK;
+            // benign race: the chain may have been popped (and its memory reused, or its page returned to the buddy)
+            // since h was read; then the stamp differs and the CAS fails, whatever was read
+            long next = all.get(LINK, off + 8) & LINK_MASK;
+            Runnable hook = depotPopHook;
+            if (hook != null) {
+                hook.run();
+            }
             long stamp = (h >>> STAMP_SHIFT) + 1;
             if (heads.compareAndSet(at, h, (stamp << STAMP_SHIFT) | next)) {
+                if (c >= CLASSES) {
+                    heads.getAndDecrement(at + DEPOT_COUNT);
+                }
                 return off;
             }
         }
     }
 
-    private void pushSlab(int c, long firstOff, long lastOff) {
+    /**
+     * Takes every free object of class {@code c} that sits in the depot or in any thread's magazine (dead threads'
+     * included), and adds it to {@code into}: each is then the caller's alone (a stamped CAS empties the depot; each
+     * slot is taken with an exchange). Objects being allocated or freed at this moment are in no list, and not taken.
+     */
+    private void collect(int c, LongBag into) {
         int at = c * HEAD_STRIDE;
-        long link = (firstOff >>> 4) + 1;
-        while (true) {
-            long h = heads.get(at);
-            all.set(LINK, lastOff, h & LINK_MASK); // plain; published by the CAS below (release)
-            long stamp = (h >>> STAMP_SHIFT) + 1;
-            if (heads.compareAndSet(at, h, (stamp << STAMP_SHIFT) | link)) {
-                return;
+        long h;
+        do {
+            h = heads.get(at);
+        } while ((h & LINK_MASK) != 0 && !heads.compareAndSet(at, h, ((h >>> STAMP_SHIFT) + 1) << STAMP_SHIFT));
+        long chain = h & LINK_MASK;
+        int chains = 0;
+        while (chain != 0) {
+            long first = (chain - 1) << 4;
+            chain = all.get(LINK, first + 8) & LINK_MASK;
+            chains++;
+            for (long next = (first >>> 4) + 1; next != 0; ) {
+                long o = (next - 1) << 4;
+                next = all.get(LINK, o) & LINK_MASK;
+                into.add(o);
+            }
+        }
+        if (c >= CLASSES && chains > 0) {
+            heads.getAndAdd(at + DEPOT_COUNT, -chains);
+        }
+        for (Counts k : allCounts) {
+            long[] slots = k.mags[c];
+            for (int i = 0; i < slots.length; i++) {
+                if ((long) SLOT.getOpaque(slots, i) != EMPTY) { // a hint; the exchange decides
+                    long o = (long) SLOT.getAndSet(slots, i, EMPTY);
+                    if (o != EMPTY) {
+                        into.add(o);
+                    }
+                }
             }
         }
     }
 
-    /** Carves a buddy page into objects of class {@code c}; keeps the first, pushes the rest. */
-    private long refillSlab(int c) {
+    /** Pushes {@code offs[from, to)} onto the depot of class {@code c} as chains of at most half a magazine. */
+    private void pushChains(int c, long[] offs, int from, int to) {
+        int half = MAG_CAPACITY[c] >>> 1;
+        while (from < to) {
+            int end = Math.min(to, from + half);
+            for (int i = from; i < end - 1; i++) {
+                all.set(LINK, offs[i], (offs[i + 1] >>> 4) + 1);
+            }
+            all.set(LINK, offs[end - 1], 0L);
+            depotPush(c, offs[from]);
+            from = end;
+        }
+    }
+
+    /**
+     * Gives every wholly free slab page back to the buddy. Per class it takes every free object out of the depot and
+     * all magazines ({@link #collect}); a page of which it then holds every object (and whose allocation bits are
+     * all clear) is free and nobody else can reach one of its objects: no list holds one, and no thread is between
+     * taking one and marking it, or between unmarking one and putting it back (that object would be missing). So the
+     * page's record is cleared and it goes back to the buddy; everything else is pushed back as chains. A depot pop
+     * that read the old head before the collection fails its stamped CAS, so it cannot hand out an object of a page
+     * given back. Safe to run concurrently with everything, itself included (objects split between two collectors
+     * only keep their page).
+     *
+     * @return the pages given back
+     */
+    private long reclaimSlabs() {
+        long returned = 0;
+        LongBag bag = new LongBag();
+        LongBag rest = new LongBag();
+        for (int c = 0; c < CLASSES; c++) {
+            bag.n = 0;
+            rest.n = 0;
+            collect(c, bag);
+            if (bag.n == 0) {
+                continue;
+            }
+            java.util.Arrays.sort(bag.a, 0, bag.n);
+            int perPage = (int) (PAGE / (SLAB_MIN << c));
+            for (int i = 0; i < bag.n; ) {
+                long page = bag.a[i] >>> PAGE_SHIFT;
+                int j = i + 1;
+                while (j < bag.n && bag.a[j] >>> PAGE_SHIFT == page) {
+                    j++;
+                }
+                if (j - i == perPage && bitsClear(page)) {
+                    INFO.setRelease(pageInfo, (int) page, 0L); // before the free: the page is a slab page no more
+                    buddy.free(page << PAGE_SHIFT, 0);
+                    markDirty(page << PAGE_SHIFT);
+                    returned++;
+                } else {
+                    for (int x = i; x < j; x++) {
+                        rest.add(bag.a[x]);
+                    }
+                }
+                i = j;
+            }
+            pushChains(c, rest.a, 0, rest.n);
+        }
+        slabPagesReturned.addAndGet(returned);
+        return returned;
+    }
+
+    private boolean bitsClear(long page) {
+        int w = (int) (page * 4);
+        return ((long) BITS.getVolatile(slabBits, w) | (long) BITS.getVolatile(slabBits, w + 1)
+            | (long) BITS.getVolatile(slabBits, w + 2) | (long) BITS.getVolatile(slabBits, w + 3)) == 0;
+    }
+
+    /** Gives every block in a depot or a magazine (any thread's) back to the buddy. */
+    private void drainBlocks() {
+        LongBag bag = new LongBag();
+        for (int c = CLASSES; c < MAG_CLASSES; c++) {
+            bag.n = 0;
+            collect(c, bag);
+            for (int i = 0; i < bag.n; i++) {
+                buddy.free(bag.a[i], c - CLASSES);
+                markDirty(bag.a[i]);
+            }
+        }
+    }
+
+    /** After the buddy said none: takes back what magazines and depots hold (blocks, wholly free slab pages). */
+    private void scavenge() {
+        drainBlocks();
+        reclaimSlabs();
+    }
+
+    /** For tests: what {@link #trim()} and a decay pass do to magazines and depots, without punching. */
+    long reclaimNow() {
+        drainBlocks();
+        return reclaimSlabs();
+    }
+
+    /** {@return slab pages given back to the buddy so far (by {@link #trim()}, decay passes and failing allocations)} */
+    long slabPagesReturned() {
+        return slabPagesReturned.get();
+    }
+
+    /** {@return the slab class of the page holding this address of the pool's mapping, or -1 if it is no slab page} */
+    int slabClassAt(long address) {
+        long info = (long) INFO.getAcquire(pageInfo, (int) ((address - poolAddress) >>> PAGE_SHIFT));
+        return info < 0 && info != BIG_CHUNK ? (int) (-info - 1) : -1;
+    }
+
+    /** A growable list of longs, for the slow paths. */
+    private static final class LongBag {
+        long[] a = new long[64];
+        int n;
+
+        void add(long v) {
+            if (n == a.length) {
+                a = java.util.Arrays.copyOf(a, n * 2);
+            }
+            a[n++] = v;
+        }
+    }
+
+    /** Carves a buddy page into objects of class {@code c}; keeps the first, puts the rest in the magazine and depot. */
+    private long carveSlab(int c, Counts k) {
         long pa = buddy.alloc(0);
         if (pa == BlockAllocator.NONE) {
-            return -1;
+            return EMPTY;
         }
         INFO.setRelease(pageInfo, (int) (pa >>> PAGE_SHIFT), (long) -(1 + c));
         long size = SLAB_MIN << c;
-        long n = PAGE / size;
-        if (n > 1) {
-            for (long i = 1; i < n - 1; i++) {
-                all.set(LINK, pa + i * size, ((pa + (i + 1) * size) >>> 4) + 1);
+        int n = (int) (PAGE / size);
+        int i = 1;
+        int half = MAG_CAPACITY[c] >>> 1;
+        for (; i < n && i <= half; i++) { // half the magazine: the other half takes frees without a flush
+            if (!k.push(c, pa + i * size)) {
+                break;
             }
-            pushSlab(c, pa + size, pa + (n - 1) * size);
+        }
+        if (i < n) {
+            long[] rest = new long[n - i];
+            for (int x = 0; x < rest.length; x++) {
+                rest[x] = pa + (i + x) * size;
+            }
+            pushChains(c, rest, 0, rest.length);
         }
         return pa;
     }
 
-    private MemorySegment allocateBlock(long byteSize, long need) {
+    private MemorySegment allocateBlock(long byteSize, long need, Counts k) {
         int order = Math.max(0, 64 - Long.numberOfLeadingZeros(need - 1) - PAGE_SHIFT);
-        long pa = buddy.alloc(order);
-        if (pa == BlockAllocator.NONE) {
-            return null;
+        long pa = order < BLOCK_CLASSES ? takeCached(CLASSES + order, k) : EMPTY;
+        if (pa == EMPTY) {
+            pa = buddy.alloc(order);
+            if (pa == BlockAllocator.NONE) {
+                scavenge(); // blocks parked in magazines and depots, empty slab pages: back to the buddy, once
+                pa = buddy.alloc(order);
+                if (pa == BlockAllocator.NONE) {
+                    return null;
+                }
+            }
         }
         // 0 bytes are recorded as 1: info 0 means "no block starts here"
         INFO.setRelease(pageInfo, (int) (pa >>> PAGE_SHIFT), ((long) (order + 1) << ORDER_SHIFT) | Math.max(1, byteSize));
@@ -922,7 +1254,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     }
 
     private void freeTracked(LeakTracker.SegmentTrack t, MemorySegment segment) {
-        if (t.freed) {
+        if (t.freed()) {
             throw new IllegalStateException("double free: the segment at 0x" + Long.toHexString(t.address) + " (byteSize="
                 + t.byteSize + ") of pool '" + name + "' was freed already");
         }
@@ -931,8 +1263,64 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                 + segment.byteSize() + " is a slice of the segment at 0x" + Long.toHexString(t.address) + " of "
                 + t.byteSize + " bytes: free the segment allocate returned");
         }
-        release(t.address, t.byteSize); // two racing frees: the pool's own double-free check lets one through
-        t.freed = true;
+        if (!t.claimFree()) { // before the release: once the memory is back, a collection must not reclaim it again
+            throw new IllegalStateException("double free: the segment at 0x" + Long.toHexString(t.address)
+                + " (byteSize=" + t.byteSize + ") of pool '" + name + "' was freed concurrently");
+        }
+        try {
+            release(t.address, t.byteSize);
+        } catch (RuntimeException | Error e) {
+            t.unclaimFree();
+            throw e;
+        } finally {
+            java.lang.ref.Reference.reachabilityFence(segment); // its scope stays reachable until the claim is made
+        }
+    }
+
+    /**
+     * Gives back the memory of a tracked segment whose scope was collected while it was live (on the cleaner thread):
+     * no view can reach it. Under {@link #reclaimLock}, which {@link #close()} takes to set {@link #closed}: a reclaim
+     * either completes before the close begins or sees the pool closed and does nothing.
+     */
+    private void reclaimLeaked(long address, long byteSize) {
+        synchronized (reclaimLock) {
+            if (closed) {
+                return;
+            }
+            try {
+                release(address, byteSize);
+                reclaimedLeaks.incrementAndGet();
+            } catch (RuntimeException e) {
+                System.getLogger(SegmentPool.class.getName()).log(System.Logger.Level.WARNING,
+                    "could not reclaim a leaked segment of pool '" + name + "'", e);
+            }
+        }
+    }
+
+    /**
+     * Frees the segments of a pool arena that was dropped unclosed, once no view of them is reachable (the arena's
+     * JDK scope was collected), and lets go of its pins; see {@link #reclaimLeaked}.
+     */
+    void reclaimArena(long[] live, int count) {
+        synchronized (reclaimLock) {
+            for (int i = 0; i < count; i += 2) {
+                try {
+                    releaseForArena(live[i], live[i + 1]); // after the pool's close: only unpins
+                } catch (RuntimeException e) {
+                    System.getLogger(SegmentPool.class.getName()).log(System.Logger.Level.WARNING,
+                        "could not reclaim a segment of a leaked arena of pool '" + name + "'", e);
+                }
+            }
+            if (!closed) {
+                reclaimedLeaks.incrementAndGet();
+            }
+            unpinMain();
+        }
+    }
+
+    /** {@return leaked segments and arenas whose memory was given back so far} */
+    long reclaimedLeaks() {
+        return reclaimedLeaks.get();
     }
 
     /** Frees by address and size: {@link #free}'s body, and an arena's bulk free. */
@@ -941,16 +1329,17 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         if (off >= 0 && off < capacity) {
             long info = (long) INFO.getAcquire(pageInfo, (int) (off >>> PAGE_SHIFT));
             int cls;
+            Counts k = counts.get();
             if (info == BIG_CHUNK) {
                 throw notMine(off, byteSize);
             } else if (info < 0) {
-                freeSmall(off, byteSize, (int) (-info - 1));
+                freeSmall(off, byteSize, (int) (-info - 1), k);
                 cls = SMALL;
             } else {
-                freeBlock(off, byteSize, info);
+                freeBlock(off, byteSize, info, k);
                 cls = BLOCK;
             }
-            tick(counts.get(), -byteSize, -1, cls);
+            tick(k, -byteSize, -1, cls);
         } else {
             freeBig(address, byteSize);
             tick(counts.get(), -byteSize, -1, LARGE);
@@ -1013,7 +1402,7 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         counters.publish(v);
     }
 
-    private void freeSmall(long off, long byteSize, int c) {
+    private void freeSmall(long off, long byteSize, int c, Counts k) {
         long size = SLAB_MIN << c;
         // a small request with a larger alignment lives in a larger class: any size up to the class is accepted
         if ((off & (size - 1)) != 0 || byteSize > size) {
@@ -1027,10 +1416,10 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             throw new IllegalStateException("double free: the " + size + "-byte object at offset " + off + " of pool '"
                 + name + "' is not allocated");
         }
-        pushSlab(c, off, off);
+        putCached(c, off, k);
     }
 
-    private void freeBlock(long off, long byteSize, long info) {
+    private void freeBlock(long off, long byteSize, long info, Counts k) {
         if (info == 0 || (off & (PAGE - 1)) != 0 || (info & SIZE_MASK) != Math.max(1, byteSize)) {
             throw notMine(off, byteSize);
         }
@@ -1039,8 +1428,15 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             throw new IllegalStateException("double free: the block at offset " + off + " (byteSize=" + byteSize
                 + ") of pool '" + name + "' is not allocated");
         }
-        buddy.free(off, (int) ((info >>> ORDER_SHIFT) & 0x3fff) - 1);
-        markDirty(off); // after the free: a pass that clears the mark after this reads it finds the block free
+        int order = (int) ((info >>> ORDER_SHIFT) & 0x3fff) - 1;
+        if (order < BLOCK_CLASSES) {
+            putCached(CLASSES + order, off, k); // the buddy still counts it allocated; FREED marks it free for us
+        } else {
+            buddy.free(off, order);
+        }
+        // after the free: a pass that clears the mark after this reads it finds the block free (a pass drains the
+        // magazines and depots into the buddy before it looks at the marks)
+        markDirty(off);
     }
 
     private void freeBig(long address, long byteSize) {
@@ -1124,10 +1520,11 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     }
 
     /**
-     * Gives memory back to the system now: releases every cached large mapping, and punches every whole free
-     * chunk out of the memfd ({@code fallocate(PUNCH_HOLE)}; the pages then read as zeros). Slab pages and free
-     * blocks smaller than a chunk stay resident. While it runs, an allocation of a chunk may fail transiently
-     * (each chunk is taken for the time of its punch).
+     * Gives memory back to the system now: releases every cached large mapping, gives the blocks parked in magazines
+     * and depots and every wholly free slab page back to the buddy, and punches every free run of pages out of the
+     * memfd ({@code fallocate(PUNCH_HOLE)}; the pages then read as zeros). Pages holding a live slab object stay
+     * resident. While it runs, an allocation may fail transiently (each free piece is taken from the buddy for the
+     * time of its punch).
      *
      * @return the bytes punched
      * @throws IllegalStateException if the pool is closed
@@ -1151,6 +1548,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
                     released++;
                 }
             }
+            drainBlocks();
+            reclaimSlabs();
             buddy.releaseThreadCache();
             for (int k = 0; k < dirty.length; k++) {
                 DIRTY.setVolatile(dirty, k, 0L);
@@ -1230,6 +1629,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      */
     private long decayPass(long now) {
         passes.incrementAndGet();
+        drainBlocks(); // first: a block freed into a magazine marked its chunk, and must be free when it is walked
+        reclaimSlabs();
         long punched = 0;
         for (int k = 0; k < dirty.length; k++) {
             long d = (long) DIRTY.getVolatile(dirty, k);
@@ -1398,7 +1799,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
      * One thread's counts: written only by that thread (opaque stores, no fence), read by {@link #stats()} with
      * opaque loads. The race is benign: a sum over threads is exact once the threads' operations happen-before the
      * read (e.g. after a join), and otherwise a best-effort snapshot, as documented on {@link #stats()}. Counts of
-     * terminated threads stay in the list (a few words per thread that ever used the pool).
+     * terminated threads stay in the list (a few words per thread that ever used the pool). It also holds the thread's
+     * magazines, which other threads may steal from (see {@link #mags}); what a terminated thread's magazines hold is
+     * collected by the next trim, decay pass or failing allocation.
      */
     private static final class Counts {
         static final VarHandle BYTES;
@@ -1430,6 +1833,49 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         long large;
         /** Operations of this thread: plain, only this thread reads or writes it. */
         int ops;
+        /**
+         * This thread's magazines, one per magazine class: a slot holds a free object's offset or {@link #EMPTY}. Only
+         * the owner writes a non-empty value (a release store into a slot at or above its top, which is empty: every
+         * taker leaves {@link #EMPTY}); the owner pops and any thread steals with an exchange to {@link #EMPTY}, so
+         * exactly one thread gets each object.
+         */
+        final long[][] mags = new long[MAG_CLASSES][];
+        /** Per class: slots at or above it are empty; below it they hold objects unless stolen. Owner only. */
+        final int[] tops = new int[MAG_CLASSES];
+
+        Counts() {
+            for (int c = 0; c < MAG_CLASSES; c++) {
+                mags[c] = new long[MAG_CAPACITY[c]];
+                java.util.Arrays.fill(mags[c], EMPTY);
+            }
+        }
+
+        /** Owner only: {@return the most recently put object of class {@code c}, now the caller's; or EMPTY} */
+        long pop(int c) {
+            long[] slots = mags[c];
+            int t = tops[c];
+            while (t > 0) {
+                long o = (long) SLOT.getAndSet(slots, --t, EMPTY); // EMPTY: a thief took it
+                if (o != EMPTY) {
+                    tops[c] = t;
+                    return o;
+                }
+            }
+            tops[c] = 0;
+            return EMPTY;
+        }
+
+        /** Owner only: {@return whether {@code o} went into the magazine of class {@code c} (false: it is full)} */
+        boolean push(int c, long o) {
+            long[] slots = mags[c];
+            int t = tops[c];
+            if (t == slots.length) {
+                return false;
+            }
+            SLOT.setRelease(slots, t, o);
+            tops[c] = t + 1;
+            return true;
+        }
 
         void add(long b, long n, int cls) {
             BYTES.setOpaque(this, bytes + b);
@@ -1478,7 +1924,9 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         if (!state.compareAndSet(0, 1)) {
             return;
         }
-        closed = true;
+        synchronized (reclaimLock) { // a reclaim of leaked memory under way ends first; later ones see closed
+            closed = true;
+        }
         if (decayThread != null) {
             LockSupport.unpark(decayThread);
             boolean interrupted = false;

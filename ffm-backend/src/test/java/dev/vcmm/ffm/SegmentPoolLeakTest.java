@@ -65,7 +65,82 @@ class SegmentPoolLeakTest {
             assertEquals("leaky", r.pool());
             assertEquals(4096, r.byteSize());
             assertTrue(mentions(r, "leakASegment"), () -> "stack: " + Arrays.toString(r.allocationSite().getStackTrace()));
-            assertEquals(4096, pool.stats().allocatedBytes(), "a leak stays allocated");
+            assertTrue(awaitAllocated(pool, 0), () -> "the leak was not reclaimed: " + pool.stats());
+        }
+    }
+
+    /** Collects garbage until the pool's allocated bytes are {@code bytes}, at most about 20 s. */
+    private static boolean awaitAllocated(SegmentPool pool, long bytes) throws InterruptedException {
+        for (int i = 0; i < 200; i++) {
+            if (pool.stats().allocatedBytes() == bytes) {
+                return true;
+            }
+            System.gc();
+            Thread.sleep(100);
+        }
+        return pool.stats().allocatedBytes() == bytes;
+    }
+
+    @Test
+    void shouldReclaimDroppedSegmentsOfEverySize() throws InterruptedException {
+        LinkedBlockingQueue<LeakReport> reports = new LinkedBlockingQueue<>();
+        try (SegmentPool pool = pool("reclaimed", LeakLevel.PARANOID, reports)) {
+            MemorySegment kept = pool.allocate(64);
+            for (long size : new long[] {64, 4096, 65536, 5 * MIB}) {
+                leakASegment(pool, size);
+            }
+            assertTrue(awaitAllocated(pool, 64), () -> "leaks not reclaimed: " + pool.stats());
+            assertEquals(1, pool.stats().liveSegments());
+            assertEquals(4, pool.reclaimedLeaks());
+            assertEquals(64, kept.byteSize());
+            pool.free(kept); // the live one was never touched
+            assertEquals(0, pool.stats().liveSegments());
+            pool.trim();
+            pool.free(pool.allocate(12 * MIB)); // the reclaimed memory is usable again: 12 of 16 MiB at once
+        }
+    }
+
+    @Test
+    void shouldReclaimADroppedArenaOnlyOnceNoViewOfItIsLeft() throws InterruptedException {
+        LinkedBlockingQueue<LeakReport> reports = new LinkedBlockingQueue<>();
+        try (SegmentPool pool = pool("reclaimed-arena", LeakLevel.PARANOID, reports)) {
+            MemorySegment[] view = {leakAnArenaKeepingAView(pool)};
+            LeakReport r = awaitReport(reports); // the arena object is gone: reported, as nobody can close it
+            assertNotNull(r, "no report after 200 collections");
+            assertEquals(LeakReport.Kind.ARENA, r.kind());
+            for (int i = 0; i < 10; i++) {
+                System.gc();
+                Thread.sleep(20);
+            }
+            assertEquals(100, pool.stats().allocatedBytes(), "a view is left: the memory must stay");
+            view[0].set(ValueLayout.JAVA_LONG, 8, 42L);
+            assertEquals(42L, view[0].get(ValueLayout.JAVA_LONG, 8));
+            assertEquals(0, pool.reclaimedLeaks());
+            view[0] = null; // the last view goes
+            assertTrue(awaitAllocated(pool, 0), () -> "arena not reclaimed: " + pool.stats());
+            assertEquals(1, pool.reclaimedLeaks());
+            assertEquals(0, pool.stats().liveSegments());
+        }
+    }
+
+    private static MemorySegment leakAnArenaKeepingAView(SegmentPool pool) {
+        Arena a = pool.newArena();
+        MemorySegment s = a.allocate(100);
+        s.set(ValueLayout.JAVA_BYTE, 0, (byte) 1);
+        return s; // the arena is dropped here, never closed; the view lives on
+    }
+
+    @Test
+    void shouldNotReclaimAnythingTheLeakDetectorDoesNotTrack() throws InterruptedException {
+        LinkedBlockingQueue<LeakReport> reports = new LinkedBlockingQueue<>();
+        try (SegmentPool pool = pool("untracked", LeakLevel.DISABLED, reports)) {
+            leakASegment(pool, 4096);
+            for (int i = 0; i < 10; i++) {
+                System.gc();
+                Thread.sleep(20);
+            }
+            assertEquals(4096, pool.stats().allocatedBytes(), "untracked: nothing knows it was dropped");
+            assertEquals(0, pool.reclaimedLeaks());
         }
     }
 
