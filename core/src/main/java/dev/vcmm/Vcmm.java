@@ -741,9 +741,10 @@ public final class Vcmm implements AutoCloseable {
                 throw new IllegalStateException("association removed: " + a);
             }
             Device d = a.device();
+            boolean wasActive = a.isActive();
             d.unprogram(a);
             a.setActive(false);
-            if (batch != null && a.isActive()) {
+            if (batch != null && wasActive) {
                 batch.deactivated(a); // the batch drops the PASID's IOTLB entries and synchronizes at commit
             } else {
                 d.deactivated(a); // after the slots are cleared: drop its PASID's IOTLB entries and synchronize
