@@ -136,6 +136,18 @@ final class Bindings {
         return e.memory == null ? -1 : e.memory.physicalAddress(e.memoryOffset + (o - e.offset));
     }
 
+    /** @return the bytes of {@code r} that sub-range unbacks left unbound (0 without bindings) */
+    static long unboundBytes(Reservation r) {
+        Bindings x = r.bindings();
+        long n = 0;
+        for (Extent e : x == null ? List.<Extent>of() : x.extents) {
+            if (e.memory == null) {
+                n += e.length;
+            }
+        }
+        return n;
+    }
+
     /**
      * @return the offsets of {@code r} that map byte {@code memoryOffset} of {@code pm}: through the backing where no
      *         extent covers it, and through every extent bound to {@code pm}

@@ -13,7 +13,8 @@ package dev.vcmm;
  * @param misses             lookups that found none (one per lookup, however many sizes were probed)
  * @param fills              entries inserted
  * @param staleFillsRefused  inserts refused because an invalidation raced with their walk
- * @param flushes            whole-IOTLB invalidations (deactivate, crash, reset, {@link Device#flushIotlb()})
+ * @param flushes            whole-IOTLB invalidations (crash, reset, {@link Device#flushIotlb()}, a batch of more
+ *                           ranges than {@link InvalidationBatch#MAX_RANGES})
  * @param rangeInvalidations range invalidations (one per unback per affected device; a batch merges them)
  * @param invalidatedEntries valid entries dropped by flushes, range and PASID invalidations
  * @param pasidInvalidations invalidations of every entry of one PASID (deactivating an association)
