@@ -373,6 +373,13 @@ public final class Device {
         this.handler = handler;
     }
 
+    /** Removes {@code h} if it is the handler now (a {@link PageRequests} closing); another handler stays. */
+    void unhook(FaultHandler h) {
+        if (handler == h) {
+            handler = null;
+        }
+    }
+
     /**
      * Crashes the device: marks it crashed (DMA, including DMA in flight in other threads before its next leaf,
      * fails with an {@link IllegalStateException} saying so), deactivates every association, flushes the IOTLB,
@@ -692,7 +699,13 @@ public final class Device {
         if (attempt >= MAX_RETRIES) {
             throw fail(fault, "still faulting after " + MAX_RETRIES + " retries");
         }
-        FaultAction action = Objects.requireNonNull(h.onFault(fault), "the fault handler returned null");
+        FaultAction action;
+        try {
+            action = Objects.requireNonNull(h.onFault(fault), "the fault handler returned null");
+        } catch (DeviceFaultException e) {
+            failed.incrementAndGet(); // the handler failed the access itself, with its reason (e.g. page requests)
+            throw e;
+        }
         if (action == FaultAction.TERMINATE) {
             throw fail(fault, "terminated by the fault handler");
         }
