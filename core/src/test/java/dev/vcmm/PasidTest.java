@@ -16,6 +16,7 @@ import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** PASIDs: one device, many address spaces at once, tagged IOTLB entries, invalidation by PASID. */
 class PasidTest {
@@ -148,6 +149,7 @@ class PasidTest {
         assertSame(b, gpu.activeFor(9));
         assertNull(gpu.activeFor(10));
         assertNull(gpu.activeLow(), "a PASID association takes no slot");
+        assertTrue(GraphExport.toDot(vcmm).contains("pasid 9, active"), "the picture labels PASID associations");
     }
 
     @Test
