@@ -6,6 +6,12 @@ package dev.vcmm;
  * format into the device, {@link #deactivate()} clears it; {@link #deassoc()} removes the link and is
  * refused while active.
  *
+ * <p><b>PASIDs:</b> an association made with {@link Vcmm#assoc(Vcm, Device, int)} names a PASID (1 to
+ * {@link #MAX_PASID}): activating it programs the VCM's table for that PASID alone, and the device reaches it
+ * through the DMA calls that name the PASID ({@link Device#read(int, long, byte[], int, int)}, ...). A device may
+ * have one active association per PASID, any number at once. PASID 0 is the default association: the calls without
+ * a PASID use it, through the low and high slots of its {@link AssociationMode}.
+ *
  * <p><b>Thread-safety:</b> thread-safe: every state change goes through the {@link Vcmm}'s graph lock.
  */
 public final class Association {
@@ -13,13 +19,29 @@ public final class Association {
     private final Vcm vcm;
     private final Device device;
     private final AssociationMode mode;
+    private final int pasid;
     private volatile boolean active;
+    /** Deactivated inside an {@link InvalidationBatch} that has not committed yet: its IOTLB entries may remain. */
+    private volatile InvalidationBatch pendingBatch;
     private volatile boolean removed;
 
+    /** The largest PASID: PCIe PASIDs have 20 bits. */
+    public static final int MAX_PASID = (1 << 20) - 1;
+
     Association(Vcm vcm, Device device, AssociationMode mode) {
+        this(vcm, device, mode, 0);
+    }
+
+    Association(Vcm vcm, Device device, AssociationMode mode, int pasid) {
         this.vcm = vcm;
         this.device = device;
         this.mode = mode;
+        this.pasid = pasid;
+    }
+
+    /** {@return the PASID the device reaches the VCM under; 0 for the default association} */
+    public int pasid() {
+        return pasid;
     }
 
     /** {@return the VCM} */
@@ -94,7 +116,19 @@ public final class Association {
         removed = true;
     }
 
+    /** @return the uncommitted batch that deactivated this association, or {@code null} */
+    InvalidationBatch pendingBatch() {
+        return pendingBatch;
+    }
+
+    void pendingBatch(InvalidationBatch b) {
+        pendingBatch = b;
+    }
+
     int[] slots() {
+        if (pasid != 0) {
+            return new int[0]; // a PASID association is programmed in the device's PASID table, not in a slot
+        }
         return switch (mode) {
             case WHOLE -> new int[] {Device.LOW, Device.HIGH};
             case USE_LOW -> new int[] {Device.LOW};
@@ -104,6 +138,6 @@ public final class Association {
 
     @Override
     public String toString() {
-        return "Association{" + vcm.name() + " <-> " + device.name() + ", " + mode + (active ? ", active" : "") + (removed ? ", removed" : "") + '}';
+        return "Association{" + vcm.name() + " <-> " + device.name() + (pasid != 0 ? ", pasid " + pasid : ", " + mode) + (active ? ", active" : "") + (removed ? ", removed" : "") + '}';
     }
 }

@@ -51,6 +51,13 @@ import java.util.concurrent.atomic.AtomicLong;
  * burst in flight, never by a whole transfer. Consecutive bursts inside one leaf reuse the translation of the
  * previous burst while the IOTLB's generation (bumped by every invalidation) is unchanged, as a device's micro-TLB
  * does; such reuse counts no IOTLB lookup.
+ *
+ * <p><b>PASIDs:</b> besides the default association (PASID 0, in the low and high slots), the device has a PASID
+ * table: an association made with {@link Vcmm#assoc(Vcm, Device, int)} is programmed for its PASID alone, any number
+ * at once, and the DMA calls that take a PASID ({@link #read(int, long, byte[], int, int)},
+ * {@link #write(int, long, byte[], int, int)}, {@link #translate(int, long, Access, boolean)}) translate through it.
+ * IOTLB entries are tagged with their PASID: a lookup matches its own PASID only, and deactivating one association
+ * invalidates the entries of its PASID and no other.
  */
 public final class Device {
 
@@ -70,6 +77,8 @@ public final class Device {
     /** The associations whose tables are programmed, by slot; written under the graph lock, read by anyone. */
     private volatile Association low;
     private volatile Association high;
+    /** The associations programmed for PASIDs 1 and up; changed under the graph lock, read by anyone. */
+    private final PasidTable pasids = new PasidTable();
     /** {@code null} for one-to-one devices: they translate nothing, so there is nothing to cache. */
     private final Iotlb iotlb;
     /** Bursts and fenced translations enter it; invalidations synchronize it. */
@@ -160,9 +169,18 @@ public final class Device {
         return i == LOW ? low : high;
     }
 
-    /** @return whether {@code a} is programmed in one of the slots */
+    /** @return whether {@code a} is programmed in one of the slots, or for its PASID */
     boolean isProgrammed(Association a) {
-        return low == a || high == a;
+        return a.pasid() != 0 ? pasids.holds(a) : low == a || high == a;
+    }
+
+    /**
+     * {@return the association programmed for {@code pasid}, or {@code null}; for PASID 0, the one in the low slot}
+     *
+     * @param pasid the PASID
+     */
+    public Association activeFor(int pasid) {
+        return pasid == 0 ? low : pasids.get(pasid);
     }
 
     /** @return the slot an address goes through: the top bit of the format's input address selects high */
@@ -193,10 +211,27 @@ public final class Device {
      * @return the translation, or the fault the device would take
      */
     public WalkResult translate(long address, Access access, boolean fromUser) {
+        return translate(0, address, access, fromUser);
+    }
+
+    /**
+     * Translates a device address of address space {@code pasid} for an access, as {@link #translate(long, Access,
+     * boolean)} does for PASID 0.
+     *
+     * @param pasid    the PASID (0: the default association)
+     * @param address  the device (input) address
+     * @param access   the kind of access, or {@code null} for no permission check
+     * @param fromUser whether the access is unprivileged
+     * @return the translation, or the fault the device would take (no association active for the PASID: a
+     *         {@link FaultReason#TRANSLATION} fault)
+     * @throws IllegalArgumentException if {@code pasid} is outside {@code [0, Association.MAX_PASID]}
+     */
+    public WalkResult translate(int pasid, long address, Access access, boolean fromUser) {
+        checkPasid(pasid);
         BurstFence f = fence;
         int at = f.enter(); // a translation request is fenced like a burst: deactivate waits for it
         try {
-            return walk(address, access, fromUser);
+            return walk(pasid, address, access, fromUser);
         } finally {
             f.leave(at);
         }
@@ -207,10 +242,11 @@ public final class Device {
      * reservations). The caller is inside this device's fence, so the association it reads cannot be deactivated, and
      * its table cannot be closed (deassoc needs a deactivated association), until the caller leaves.
      */
-    private WalkResult walk(long address, Access access, boolean fromUser) {
-        Association a = slot(slotFor(address));
+    private WalkResult walk(int pasid, long address, Access access, boolean fromUser) {
+        Association a = pasid == 0 ? slot(slotFor(address)) : pasids.get(pasid);
         if (a == null) {
-            return new WalkResult.PageFault(address, 0, FaultReason.TRANSLATION, "device " + name + " has no active table for this address");
+            return new WalkResult.PageFault(address, 0, FaultReason.TRANSLATION, "device " + name + " has no active table for this address"
+                + (pasid != 0 ? " in pasid " + pasid : ""));
         }
         Runnable hook = slotReadHook;
         if (hook != null) {
@@ -238,7 +274,29 @@ public final class Device {
     public void read(long address, byte[] dst, int off, int len) {
         Objects.requireNonNull(dst, "dst");
         Objects.checkFromIndexSize(off, len, dst.length);
-        transfer(address, Access.READ, dst, off, null, len);
+        transfer(0, address, Access.READ, dst, off, null, len);
+    }
+
+    /**
+     * Reads {@code len} bytes at device address {@code address} of address space {@code pasid} into
+     * {@code dst[off, off + len)}: as {@link #read(long, byte[], int, int)}, through the association programmed for
+     * the PASID (PASID 0: the default one).
+     *
+     * @param pasid   the PASID
+     * @param address the device address
+     * @param dst     the destination
+     * @param off     the first index in the array
+     * @param len     the number of bytes
+     * @throws DeviceFaultException      if an access faults and is not retried; the bytes before it were read
+     * @throws IllegalStateException     if the device is or becomes crashed
+     * @throws IndexOutOfBoundsException if the range is outside {@code dst}
+     * @throws IllegalArgumentException  if {@code pasid} is outside {@code [0, Association.MAX_PASID]}
+     */
+    public void read(int pasid, long address, byte[] dst, int off, int len) {
+        checkPasid(pasid);
+        Objects.requireNonNull(dst, "dst");
+        Objects.checkFromIndexSize(off, len, dst.length);
+        transfer(pasid, address, Access.READ, dst, off, null, len);
     }
 
     /**
@@ -254,7 +312,7 @@ public final class Device {
         if (dst.isReadOnly()) {
             throw new IllegalArgumentException("dst=" + dst + " is read-only");
         }
-        transfer(address, Access.READ, null, 0, dst, dst.remaining());
+        transfer(0, address, Access.READ, null, 0, dst, dst.remaining());
     }
 
     /**
@@ -271,7 +329,28 @@ public final class Device {
     public void write(long address, byte[] src, int off, int len) {
         Objects.requireNonNull(src, "src");
         Objects.checkFromIndexSize(off, len, src.length);
-        transfer(address, Access.WRITE, src, off, null, len);
+        transfer(0, address, Access.WRITE, src, off, null, len);
+    }
+
+    /**
+     * Writes {@code src[off, off + len)} to device address {@code address} of address space {@code pasid}: as
+     * {@link #write(long, byte[], int, int)}, through the association programmed for the PASID.
+     *
+     * @param pasid   the PASID
+     * @param address the device address
+     * @param src     the source
+     * @param off     the first index in the array
+     * @param len     the number of bytes
+     * @throws DeviceFaultException      if an access faults and is not retried; the bytes before it were written
+     * @throws IllegalStateException     if the device is or becomes crashed
+     * @throws IndexOutOfBoundsException if the range is outside {@code src}
+     * @throws IllegalArgumentException  if {@code pasid} is outside {@code [0, Association.MAX_PASID]}
+     */
+    public void write(int pasid, long address, byte[] src, int off, int len) {
+        checkPasid(pasid);
+        Objects.requireNonNull(src, "src");
+        Objects.checkFromIndexSize(off, len, src.length);
+        transfer(pasid, address, Access.WRITE, src, off, null, len);
     }
 
     /**
@@ -282,7 +361,7 @@ public final class Device {
      */
     public void write(long address, ByteBuffer src) {
         Objects.requireNonNull(src, "src");
-        transfer(address, Access.WRITE, null, 0, src, src.remaining());
+        transfer(0, address, Access.WRITE, null, 0, src, src.remaining());
     }
 
     /**
@@ -292,6 +371,13 @@ public final class Device {
      */
     public void hook(FaultHandler handler) {
         this.handler = handler;
+    }
+
+    /** Removes {@code h} if it is the handler now (a {@link PageRequests} closing); another handler stays. */
+    void unhook(FaultHandler h) {
+        if (handler == h) {
+            handler = null;
+        }
     }
 
     /**
@@ -311,7 +397,10 @@ public final class Device {
                 // deassociated meanwhile: nothing is programmed for it
             }
         }
-        deactivated();
+        if (iotlb != null) {
+            iotlb.flush();
+        }
+        synchronizeBursts();
     }
 
     /**
@@ -378,6 +467,14 @@ public final class Device {
         if (crashed) {
             throw new IllegalStateException("device " + name + " crashed; reset() it before activating it again");
         }
+        if (a.pasid() != 0) {
+            Association current = pasids.get(a.pasid());
+            if (current != null) {
+                throw new VcmmBusyException("busy: device " + name + " has " + current + " active for pasid " + a.pasid());
+            }
+            pasids.put(a);
+            return;
+        }
         for (int slot : a.slots()) {
             Association current = slot(slot);
             if (current != null) {
@@ -392,6 +489,10 @@ public final class Device {
 
     /** Clears the slots {@code a} is programmed in; called under the graph lock, before {@link #deactivated()}. */
     void unprogram(Association a) {
+        if (a.pasid() != 0) {
+            pasids.remove(a);
+            return;
+        }
         for (int slot : a.slots()) {
             if (slot(slot) == a) {
                 setSlot(slot, null);
@@ -407,21 +508,27 @@ public final class Device {
         }
     }
 
-    /** Drops the IOTLB's entries for {@code [address, address + length)} (one-to-one devices have none). */
-    void invalidateIotlb(long address, long length) {
+    /** Drops the IOTLB's entries of {@code pasid} for {@code [address, address + length)} (one-to-one devices have none). */
+    void invalidateIotlb(int pasid, long address, long length) {
         if (iotlb != null) {
-            iotlb.invalidate(address, length);
+            iotlb.invalidate(pasid, address, length);
+        }
+    }
+
+    /** Drops every IOTLB entry of {@code pasid} (one-to-one devices have none). */
+    void invalidateIotlbPasid(int pasid) {
+        if (iotlb != null) {
+            iotlb.invalidatePasid(pasid);
         }
     }
 
     /**
-     * After an association of this device was deactivated (its slots cleared): flushes the whole IOTLB and waits
-     * for bursts in flight, so none still uses the association's tables when this returns.
+     * After {@code a} was deactivated (its slots or PASID entry cleared): drops the IOTLB entries of its PASID (the
+     * other PASIDs' stay) and waits for bursts in flight, so none still uses the association's tables when this
+     * returns.
      */
-    void deactivated() {
-        if (iotlb != null) {
-            iotlb.flush();
-        }
+    void deactivated(Association a) {
+        invalidateIotlbPasid(a.pasid());
         synchronizeBursts();
     }
 
@@ -459,6 +566,12 @@ public final class Device {
         }
     }
 
+    private static void checkPasid(int pasid) {
+        if (pasid < 0 || pasid > Association.MAX_PASID) {
+            throw new IllegalArgumentException("pasid=" + pasid + " must be in [0, " + Association.MAX_PASID + "]");
+        }
+    }
+
     void checkOwner(Vcmm owner) {
         if (vcmm != Objects.requireNonNull(owner)) {
             throw new IllegalArgumentException("foreign handle: " + this + " belongs to another Vcmm");
@@ -475,7 +588,7 @@ public final class Device {
      * (AXI's 4 KiB rule), so it lies inside one leaf. Faults are handled outside any burst: a handler may unback,
      * deactivate or crash (which synchronize the fence) without waiting for its own DMA.
      */
-    private void transfer(long address, Access access, byte[] array, int off, ByteBuffer buffer, int len) {
+    private void transfer(int pasid, long address, Access access, byte[] array, int off, ByteBuffer buffer, int len) {
         final BurstFence f = fence;
         final Iotlb tlb = iotlb;
         final long burstMask = burstBytes - 1;
@@ -496,7 +609,7 @@ public final class Device {
                     if (e == null || !e.covers(va) || tlb == null || tlb.generation() != eGeneration) {
                         e = null;
                         long generation = tlb == null ? 0 : tlb.generation(); // before the walk reads slots and tables
-                        Iotlb.Entry hit = tlb == null ? null : tlb.lookup(va);
+                        Iotlb.Entry hit = tlb == null ? null : tlb.lookup(pasid, va);
                         if (hit != null) {
                             if (hit.attributes().allows(access, false)) {
                                 e = hit;
@@ -505,11 +618,11 @@ public final class Device {
                                     access + " from privileged not allowed by " + hit.attributes() + " (IOTLB hit)");
                             }
                         } else {
-                            WalkResult r = walk(va, access, false);
+                            WalkResult r = walk(pasid, va, access, false);
                             if (r instanceof WalkResult.Translation t) {
                                 e = Iotlb.Entry.of(t);
                                 if (tlb != null) {
-                                    tlb.insert(e, generation);
+                                    tlb.insert(pasid, e, generation);
                                 }
                             } else {
                                 WalkResult.PageFault pf = (WalkResult.PageFault) r;
@@ -586,7 +699,13 @@ public final class Device {
         if (attempt >= MAX_RETRIES) {
             throw fail(fault, "still faulting after " + MAX_RETRIES + " retries");
         }
-        FaultAction action = Objects.requireNonNull(h.onFault(fault), "the fault handler returned null");
+        FaultAction action;
+        try {
+            action = Objects.requireNonNull(h.onFault(fault), "the fault handler returned null");
+        } catch (DeviceFaultException e) {
+            failed.incrementAndGet(); // the handler failed the access itself, with its reason (e.g. page requests)
+            throw e;
+        }
         if (action == FaultAction.TERMINATE) {
             throw fail(fault, "terminated by the fault handler");
         }

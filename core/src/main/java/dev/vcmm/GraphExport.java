@@ -68,7 +68,7 @@ public final class GraphExport {
                 d.format() != null ? "\\n" + d.format().name() : ""));
             for (Association a : d.associations()) {
                 sb.append(String.format("  %s -> %s [label=\"%s%s\"%s];%n", id("dev", d.name()), id("vcm", a.vcm().name()),
-                    a.mode(), a.isActive() ? ", active" : "", a.isActive() ? ", penwidth=2" : ", style=dashed"));
+                    a.pasid() != 0 ? "pasid " + a.pasid() : a.mode(), a.isActive() ? ", active" : "", a.isActive() ? ", penwidth=2" : ", style=dashed"));
             }
         }
         sb.append("}\n");

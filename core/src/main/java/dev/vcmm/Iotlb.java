@@ -21,6 +21,12 @@ import java.util.Objects;
  * deactivate can never leave a stale entry behind (the walk's own in-flight access is the usual hardware
  * race and is not prevented).
  *
+ * <p><b>PASID tags:</b> every entry is tagged with the PASID of the address space it translates (0 for the
+ * default association), as an SMMUv3 TLB tags entries with ASID/VMID and a VT-d IOTLB with PASID/domain: a lookup
+ * matches only entries of its own PASID, and {@link #invalidatePasid(int)} or a range invalidation of one PASID
+ * leaves the entries of every other PASID in place. The generation is one per IOTLB (any invalidation refuses
+ * every fill in flight, whatever its PASID: a refused fill is only a missed cache fill).
+ *
  * <p>Geometry: {@code entries = sets x ways}, {@code sets} a power of two. An entry of leaf size {@code 2^s}
  * for input address {@code va} lives in set {@code (va >>> s) & (sets - 1)}, as a TLB indexed by the bits
  * just above the page offset would place it; replacement is LRU within the set. A lookup probes once per
@@ -78,6 +84,8 @@ final class Iotlb {
     private final int[] shifts;
     /** Set {@code s}, way {@code w} is slot {@code s * ways + w}; {@code null} is an invalid entry. */
     private final Entry[] slots;
+    /** The PASID each slot's entry is tagged with, parallel to {@link #slots}. */
+    private final int[] tags;
     /** LRU stamps, parallel to {@link #slots}: the tick of the last use. */
     private final long[] stamps;
     private long tick;
@@ -89,6 +97,7 @@ final class Iotlb {
     private long staleFillsRefused;
     private long flushes;
     private long rangeInvalidations;
+    private long pasidInvalidations;
     /** Slots holding an entry; lets an invalidation of an empty IOTLB skip the scan. Guarded by this. */
     private int occupied;
     private long invalidatedEntries;
@@ -118,6 +127,7 @@ final class Iotlb {
             throw new IllegalArgumentException("leafSizes must name at least one size");
         }
         this.slots = new Entry[entries];
+        this.tags = new int[entries];
         this.stamps = new long[entries];
     }
 
@@ -141,13 +151,23 @@ final class Iotlb {
      *
      * @return the entry covering {@code va}, or {@code null}
      */
-    public synchronized Entry lookup(long va) {
+    public Entry lookup(long va) {
+        return lookup(0, va);
+    }
+
+    /**
+     * Looks {@code va} of address space {@code pasid} up, counting a hit or a miss; only entries tagged with
+     * {@code pasid} match.
+     *
+     * @return the entry covering {@code va}, or {@code null}
+     */
+    public synchronized Entry lookup(int pasid, long va) {
         for (int shift : shifts) {
-            int base = set(va, shift) * ways;
+            int base = set(pasid, va, shift) * ways;
             long vaBase = va & (-1L << shift);
             for (int i = base; i < base + ways; i++) {
                 Entry e = slots[i];
-                if (e != null && e.vaBase == vaBase && e.size == 1L << shift) {
+                if (e != null && e.vaBase == vaBase && e.size == 1L << shift && tags[i] == pasid) {
                     stamps[i] = ++tick;
                     hits++;
                     return e;
@@ -180,7 +200,16 @@ final class Iotlb {
      *         may have read entries that are gone
      * @throws IllegalArgumentException if the entry's size is not one this IOTLB caches or it is misaligned
      */
-    public synchronized boolean insert(Entry e, long generation) {
+    public boolean insert(Entry e, long generation) {
+        return insert(0, e, generation);
+    }
+
+    /**
+     * Inserts {@code e} tagged with {@code pasid}; as {@link #insert(Entry, long)}.
+     *
+     * @return {@code false} (and nothing changed) if an invalidation happened since {@code generation}
+     */
+    public synchronized boolean insert(int pasid, Entry e, long generation) {
         int shift = Long.numberOfTrailingZeros(e.size);
         if (Long.bitCount(e.size) != 1 || Arrays.binarySearch(shifts, shift) < 0 || (e.vaBase & (e.size - 1)) != 0) {
             throw new IllegalArgumentException("entry=" + e + " has a leaf size or alignment this IOTLB does not cache");
@@ -189,11 +218,11 @@ final class Iotlb {
             staleFillsRefused++;
             return false;
         }
-        int base = set(e.vaBase, shift) * ways;
+        int base = set(pasid, e.vaBase, shift) * ways;
         int victim = -1;
         for (int i = base; i < base + ways; i++) {
             Entry o = slots[i];
-            if (o != null && o.vaBase == e.vaBase && o.size == e.size) {
+            if (o != null && o.vaBase == e.vaBase && o.size == e.size && tags[i] == pasid) {
                 victim = i;
                 break;
             }
@@ -205,6 +234,7 @@ final class Iotlb {
             occupied++;
         }
         slots[victim] = e;
+        tags[victim] = pasid;
         stamps[victim] = ++tick;
         fills++;
         return true;
@@ -216,7 +246,17 @@ final class Iotlb {
      *
      * @return the number of entries dropped
      */
-    public synchronized int invalidate(long address, long length) {
+    public int invalidate(long address, long length) {
+        return invalidate(0, address, length);
+    }
+
+    /**
+     * Drops every entry of {@code pasid} that overlaps {@code [address, address + length)} (a large leaf partly inside
+     * goes too), and bumps the generation; entries of other PASIDs stay.
+     *
+     * @return the number of entries dropped
+     */
+    public synchronized int invalidate(int pasid, long address, long length) {
         generation++;
         rangeInvalidations++;
         if (occupied == 0) {
@@ -225,12 +265,32 @@ final class Iotlb {
         int dropped = 0;
         for (int i = 0; i < slots.length; i++) {
             Entry e = slots[i];
-            if (e != null && (Long.compareUnsigned(e.vaBase - address, length) < 0 || e.covers(address))) {
+            if (e != null && tags[i] == pasid && (Long.compareUnsigned(e.vaBase - address, length) < 0 || e.covers(address))) {
                 slots[i] = null;
                 dropped++;
             }
         }
         occupied -= dropped;
+        invalidatedEntries += dropped;
+        return dropped;
+    }
+
+    /**
+     * Drops every entry tagged with {@code pasid} and bumps the generation; entries of other PASIDs stay.
+     *
+     * @return the number of entries dropped
+     */
+    public synchronized int invalidatePasid(int pasid) {
+        generation++;
+        pasidInvalidations++;
+        int dropped = 0;
+        for (int i = 0; occupied > 0 && i < slots.length; i++) {
+            if (slots[i] != null && tags[i] == pasid) {
+                slots[i] = null;
+                dropped++;
+                occupied--;
+            }
+        }
         invalidatedEntries += dropped;
         return dropped;
     }
@@ -264,11 +324,12 @@ final class Iotlb {
             }
         }
         return new IotlbStats(slots.length, ways, valid, hits, misses, fills, staleFillsRefused, flushes, rangeInvalidations,
-            invalidatedEntries);
+            invalidatedEntries, pasidInvalidations);
     }
 
-    private int set(long va, int shift) {
-        return (int) (va >>> shift) & setMask;
+    /** @return the set of {@code va}'s leaf of size {@code 2^shift} in {@code pasid} (PASID 0: the plain index bits) */
+    private int set(int pasid, long va, int shift) {
+        return ((int) (va >>> shift) ^ (pasid * 0x9E3779B9)) & setMask;
     }
 
     @Override

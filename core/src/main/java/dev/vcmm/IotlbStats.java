@@ -13,20 +13,22 @@ package dev.vcmm;
  * @param misses             lookups that found none (one per lookup, however many sizes were probed)
  * @param fills              entries inserted
  * @param staleFillsRefused  inserts refused because an invalidation raced with their walk
- * @param flushes            whole-IOTLB invalidations (deactivate, crash, reset, {@link Device#flushIotlb()})
- * @param rangeInvalidations range invalidations (one per unback per affected device)
- * @param invalidatedEntries valid entries dropped by flushes and range invalidations
+ * @param flushes            whole-IOTLB invalidations (crash, reset, {@link Device#flushIotlb()}, a batch of more
+ *                           ranges than {@link InvalidationBatch#MAX_RANGES})
+ * @param rangeInvalidations range invalidations (one per unback per affected device; a batch merges them)
+ * @param invalidatedEntries valid entries dropped by flushes, range and PASID invalidations
+ * @param pasidInvalidations invalidations of every entry of one PASID (deactivating an association)
  */
 public record IotlbStats(int entries, int ways, int valid, long hits, long misses, long fills, long staleFillsRefused,
-                         long flushes, long rangeInvalidations, long invalidatedEntries) {
+                         long flushes, long rangeInvalidations, long invalidatedEntries, long pasidInvalidations) {
 
     /** The stats of a device that has no IOTLB (one-to-one). */
-    public static final IotlbStats NONE = new IotlbStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    public static final IotlbStats NONE = new IotlbStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 
     @Override
     public String toString() {
         return String.format("iotlb %d entries %d-way: %d valid, %d hits, %d misses, %d fills (%d stale refused), "
-            + "%d flushes, %d range invalidations, %d entries invalidated", entries, ways, valid, hits, misses, fills,
-            staleFillsRefused, flushes, rangeInvalidations, invalidatedEntries);
+            + "%d flushes, %d range invalidations, %d PASID invalidations, %d entries invalidated", entries, ways, valid,
+            hits, misses, fills, staleFillsRefused, flushes, rangeInvalidations, pasidInvalidations, invalidatedEntries);
     }
 }

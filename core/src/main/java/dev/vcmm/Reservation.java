@@ -33,6 +33,8 @@ public final class Reservation {
     /** {@code null}, {@link #IN_PROGRESS} or the current backing; changed only by the VCM's back and unback. */
     private final AtomicReference<Backing> backing = new AtomicReference<>();
     private volatile boolean released;
+    /** Where sub-range unbacks and remaps changed its pages, or {@code null}; written under the backing's IN_PROGRESS. */
+    private volatile Bindings bindings;
     /** The memory mapped into the process while a HOST reservation is backed; written under the backing's IN_PROGRESS. */
     private volatile HostMapping hostMapping;
 
@@ -149,6 +151,68 @@ public final class Reservation {
     }
 
     /**
+     * Unbacks the pages {@code [offset, offset + length)} of the reservation and keeps the others: removes their
+     * mappings from every page table of its VCM (a block sticking out of the range is split hitlessly, so the other
+     * pages stay reachable throughout), invalidates them in the IOTLB of every device of the VCM and waits for the DMA
+     * bursts in flight: when it returns, no device reaches the memory those pages were bound to, and an access to them
+     * faults. Unbacking every page, at once or piece by piece, unbacks the reservation. An allocation that no page is
+     * bound to any more is released (its backing count drops), except the one {@link #back(PhysMem, long)} gave, which
+     * is released when the reservation is unbacked. Inside an {@link InvalidationBatch} scope the invalidation, the
+     * wait and the releases happen when the batch commits.
+     *
+     * @param offset the first byte, a multiple of 4 KiB
+     * @param length the bytes, a positive multiple of 4 KiB with {@code offset + length <= length()}
+     * @return this reservation
+     * @throws IllegalArgumentException if the range is not whole pages inside the reservation, or its VCM is not
+     *                                  {@link Vcm.Kind#VIRTUAL}; nothing changed
+     * @throws IllegalStateException    if it is not backed, is being backed or unbacked by another thread, or was
+     *                                  unreserved; nothing changed
+     */
+    public Reservation unback(long offset, long length) {
+        vcm.unback(this, offset, length);
+        return this;
+    }
+
+    /**
+     * Binds the pages {@code [offset, offset + length)} of this backed reservation to {@code memory} from
+     * {@code memoryOffset} (another allocation, or another offset of the same one), replacing what they were bound to
+     * (or mapping them, if they were unbacked) for every device at once: in each page table every page goes from the
+     * old translation to the new one in one store, so a device reading the range sees each page old or new and never
+     * faults, and the other pages of the reservation keep their translation throughout. Then the IOTLBs are invalidated
+     * and the bursts in flight waited for: when it returns, no device reaches the old memory of the range. The range is
+     * mapped with 4 KiB pages. An allocation no page is bound to any more is released as by {@link #unback(long, long)}.
+     *
+     * @param offset       the first byte, a multiple of 4 KiB
+     * @param length       the bytes, a positive multiple of 4 KiB with {@code offset + length <= length()}
+     * @param memory       the allocation to bind
+     * @param memoryOffset the offset in {@code memory} of the range's first byte, a multiple of 4 KiB
+     * @return this reservation
+     * @throws IllegalArgumentException if the range is not whole pages inside the reservation, its VCM is not
+     *                                  {@link Vcm.Kind#VIRTUAL}, the memory is too short, misaligned or foreign, or
+     *                                  secure while the reservation is not; nothing changed
+     * @throws IllegalStateException    if it is not backed, is being backed or unbacked by another thread, was
+     *                                  unreserved, or the memory was freed; nothing changed
+     */
+    public Reservation remap(long offset, long length, PhysMem memory, long memoryOffset) {
+        vcm.remap(this, offset, length, memory, memoryOffset);
+        return this;
+    }
+
+    /**
+     * {@return the physical address device address {@code address} of this reservation reaches now, or -1 if the
+     *          reservation is not backed or that page is unbound}
+     *
+     * @param address an address inside the reservation
+     * @throws IllegalArgumentException if {@code address} is outside the reservation
+     */
+    public long physicalAddress(long address) {
+        if (!contains(address)) {
+            throw new IllegalArgumentException(String.format("address=0x%x is outside %s", address, this));
+        }
+        return Bindings.physicalAddress(this, address - this.address);
+    }
+
+    /**
      * Returns the range to the VCM.
      *
      * @throws VcmmBusyException     while it is backed
@@ -191,6 +255,16 @@ public final class Reservation {
     /** Ends an unback begun by {@link #beginUnback()}: still backed by {@code end}, or idle if it is {@code null}. */
     void endUnback(Backing end) {
         backing.set(end);
+    }
+
+    /** @return where sub-range unbacks and remaps changed its pages, or {@code null} */
+    Bindings bindings() {
+        return bindings;
+    }
+
+    /** Publishes new bindings; called while the backing is in progress. */
+    void bindings(Bindings b) {
+        bindings = b;
     }
 
     /** Records the process mapping of a HOST reservation (or its end); written while the backing is in progress. */

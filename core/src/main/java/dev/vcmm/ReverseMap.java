@@ -213,9 +213,8 @@ final class ReverseMap {
                 long pmOffset = reg.memory().chunkOffset(index) + (pa - head);
                 List<Mapping> out = new ArrayList<>();
                 for (Reservation r : reg.reservations) {
-                    long off = r.backingOffset();
-                    if (off >= 0 && pmOffset >= off && pmOffset - off < r.length()) {
-                        out.add(new Mapping(r, r.address() + (pmOffset - off)));
+                    for (long off : Bindings.offsetsOf(r, reg.memory(), pmOffset)) { // the backing, and sub-range bindings
+                        out.add(new Mapping(r, r.address() + off));
                     }
                 }
                 return out;

@@ -387,21 +387,220 @@ public final class Vcm {
                     hook.run();
                 }
                 // after the PTEs, before the memory is released; also after a partial failure: what was removed
-                // must not stay cached in an IOTLB or in a burst in flight
-                invalidate(r.address(), r.length());
+                // must not stay cached in an IOTLB or in a burst in flight (inside a batch: at its commit)
+                InvalidationBatch batch = InvalidationBatch.current(vcmm);
+                invalidate(r.address(), r.length(), batch);
                 if (tableFailure != null) {
                     throw new IllegalStateException("unback of " + r + " failed to remove its mappings from a page table;"
                         + " it stays backed (unback again to finish)", tableFailure);
                 }
                 end = null;
-                reverse.unregister(r, b.memory());
-                b.memory().releaseBacking();
+                releaseAll(r, b, batch);
             } finally {
                 r.endUnback(end);
             }
         } finally {
             lock.readLock().unlock();
         }
+    }
+
+    /** Forgets every allocation {@code r} uses (its backing and its bindings' memories), after the invalidation. */
+    private void releaseAll(Reservation r, Reservation.Backing b, InvalidationBatch batch) {
+        Bindings x = r.bindings();
+        r.bindings(null);
+        reverse.unregister(r, b.memory());
+        release(b.memory(), batch);
+        if (x != null) {
+            for (PhysMem pm : x.memories()) {
+                if (pm != b.memory()) {
+                    reverse.unregister(r, pm);
+                    release(pm, batch);
+                }
+            }
+        }
+    }
+
+    /** Drops a backing count now, or when {@code batch} commits (its devices may reach the memory until then). */
+    private static void release(PhysMem pm, InvalidationBatch batch) {
+        if (batch != null) {
+            batch.afterCommit(pm::releaseBacking);
+        } else {
+            pm.releaseBacking();
+        }
+    }
+
+    /** Unbacks {@code [offset, offset + length)} of {@code r}; see {@link Reservation#unback(long, long)}. */
+    void unback(Reservation r, long offset, long length) {
+        checkOpen();
+        checkSubRange(r, offset, length);
+        if (offset == 0 && length == r.length()) {
+            unback(r);
+            return;
+        }
+        lock.readLock().lock();
+        try {
+            Reservation.Backing b = r.beginUnback();
+            if (b == null) {
+                throw new IllegalStateException("not backed (or being backed or unbacked): " + r);
+            }
+            Reservation.Backing end = b;
+            try {
+                RuntimeException tableFailure = null;
+                for (PageTable t : tables.values()) {
+                    try {
+                        t.unmap(r.address() + offset, length); // blocks sticking out are split hitlessly
+                    } catch (RuntimeException e) {
+                        tableFailure = chain(tableFailure, e);
+                    }
+                }
+                InvalidationBatch batch = InvalidationBatch.current(vcmm);
+                invalidate(r.address() + offset, length, batch);
+                if (tableFailure != null) {
+                    throw new IllegalStateException("unback of [0x" + Long.toHexString(offset) + ", +0x" + Long.toHexString(length)
+                        + ") of " + r + " failed to remove its mappings from a page table; its pages stay bound (unback the"
+                        + " range again to finish)", tableFailure);
+                }
+                Bindings before = r.bindings();
+                Bindings after = Bindings.with(before, offset, length, null, -1);
+                if (after.noneBound(r.length())) {
+                    end = null; // its last bound pages went: the reservation is unbacked
+                    releaseAll(r, b, batch);
+                } else {
+                    r.bindings(after);
+                    releaseUnused(r, b, before, after, batch);
+                }
+            } finally {
+                r.endUnback(end);
+            }
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /**
+     * Binds {@code [offset, offset + length)} of {@code r} to {@code memory} from {@code memoryOffset}; see
+     * {@link Reservation#remap(long, long, PhysMem, long)}.
+     */
+    void remap(Reservation r, long offset, long length, PhysMem memory, long memoryOffset) {
+        checkOpen();
+        Objects.requireNonNull(memory, "memory");
+        bus.checkHolds(memory.memoryType());
+        checkSubRange(r, offset, length);
+        if (memoryOffset < 0 || (memoryOffset & (GRANULE - 1)) != 0) {
+            throw new IllegalArgumentException("memoryOffset=" + memoryOffset + " must be a non-negative multiple of 4096");
+        }
+        if (memory.length() - memoryOffset < length) {
+            throw new IllegalArgumentException("too little memory: " + memory + " from memoryOffset=" + memoryOffset + " has "
+                + Math.max(0, memory.length() - memoryOffset) + " bytes, the range needs " + length);
+        }
+        if (memory.memoryType().isSecure() && !r.attributes().secure()) {
+            throw new IllegalArgumentException("secure memory " + memory + " can back only secure reservations, not " + r);
+        }
+        lock.readLock().lock();
+        try {
+            Reservation.Backing b = r.beginUnback();
+            if (b == null) {
+                throw new IllegalStateException("not backed (or being backed or unbacked): " + r);
+            }
+            try {
+                Bindings before = r.bindings();
+                boolean newUse = memory != b.memory() && (before == null || !before.uses(memory));
+                if (newUse) {
+                    memory.acquireBacking(); // refused if it was freed: nothing changed
+                }
+                Attributes a = r.attributes().toPageAttributes();
+                long va = r.address() + offset;
+                List<PageTable> done = new ArrayList<>();
+                try {
+                    for (PageTable t : tables.values()) {
+                        done.add(t);
+                        memory.forEachRun(memoryOffset, length, (o, pa, n) -> t.remap(va + o, pa, n, a));
+                    }
+                } catch (RuntimeException e) {
+                    for (PageTable t : done) {
+                        restore(t, r, b, before, offset, length, a); // every page back to what it was
+                    }
+                    invalidate(va, length); // a device may have cached a new translation for a moment
+                    if (newUse) {
+                        memory.releaseBacking();
+                    }
+                    throw e;
+                }
+                InvalidationBatch batch = InvalidationBatch.current(vcmm);
+                invalidate(va, length, batch); // the old translations: none is used once this (or the batch) returns
+                Bindings after = Bindings.with(before, offset, length, memory, memoryOffset);
+                r.bindings(after);
+                if (newUse) {
+                    reverse.register(r, memory);
+                }
+                releaseUnused(r, b, before, after, batch);
+            } finally {
+                r.endUnback(b);
+            }
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /** Releases the memories {@code before} bound that {@code after} no longer does (the backing's memory stays). */
+    private void releaseUnused(Reservation r, Reservation.Backing b, Bindings before, Bindings after, InvalidationBatch batch) {
+        if (before == null) {
+            return;
+        }
+        for (PhysMem pm : before.memories()) {
+            if (pm != b.memory() && !after.uses(pm)) {
+                reverse.unregister(r, pm);
+                release(pm, batch);
+            }
+        }
+    }
+
+    /** Puts each page of {@code [offset, offset + length)} of {@code r} back as {@code before} had it (a failed remap). */
+    private static void restore(PageTable t, Reservation r, Reservation.Backing b, Bindings before, long offset, long length,
+                                Attributes a) {
+        for (long o = offset; o < offset + length; o += GRANULE) {
+            Bindings.Extent e = before == null ? null : before.at(o);
+            long va = r.address() + o;
+            if (e == null) {
+                t.remap(va, b.memory().physicalAddress(b.offset() + o), GRANULE, a);
+            } else if (e.memory() == null) {
+                t.unmap(va, GRANULE);
+            } else {
+                t.remap(va, e.memory().physicalAddress(e.memoryOffset() + (o - e.offset())), GRANULE, a);
+            }
+        }
+    }
+
+    /** Maps {@code r}'s bindings over its backing in a new table {@code t} (the backing is mapped already). */
+    private static void applyBindings(PageTable t, Reservation r, Attributes a) {
+        Bindings x = r.bindings();
+        if (x == null) {
+            return;
+        }
+        for (Bindings.Extent e : x.extents()) {
+            long va = r.address() + e.offset();
+            if (e.memory() == null) {
+                t.unmap(va, e.length());
+            } else {
+                e.memory().forEachRun(e.memoryOffset(), e.length(), (o, pa, n) -> t.remap(va + o, pa, n, a));
+            }
+        }
+    }
+
+    /**
+     * @throws IllegalArgumentException if {@code [offset, offset + length)} is not whole 4 KiB pages inside {@code r}, or
+     *                                  the VCM's kind has no page tables to bind parts of a reservation in
+     * @throws IllegalStateException    if {@code r} was unreserved
+     */
+    private void checkSubRange(Reservation r, long offset, long length) {
+        if (r.isReleased()) {
+            throw new IllegalStateException("use after unreserve: " + r);
+        }
+        if (length <= 0 || offset < 0 || ((offset | length) & (GRANULE - 1)) != 0 || length > r.length() - offset) {
+            throw new IllegalArgumentException(String.format("offset=0x%x length=0x%x must be whole 4 KiB pages inside %s",
+                offset, length, r));
+        }
+        kind.checkSubRange(this);
     }
 
     /** A test-only failure point inside an unback, between the page tables and the IOTLBs ({@code null} outside tests). */
@@ -425,11 +624,24 @@ public final class Vcm {
      * reservation's backing.
      */
     void invalidate(long address, long length) {
+        invalidate(address, length, null);
+    }
+
+    /**
+     * As {@link #invalidate(long, long)}, or, with a {@code batch}, hands the invalidation to it: the batch invalidates
+     * and synchronizes when it commits. A device whose association was deactivated inside an uncommitted batch counts
+     * too: its IOTLB may still hold the association's entries until then.
+     */
+    void invalidate(long address, long length, InvalidationBatch batch) {
         List<Device> sync = null;
         for (Association a : associations) {
             Device d = a.device();
-            if (a.isActive() || d.isProgrammed(a)) {
-                d.invalidateIotlb(address, length);
+            if (a.isActive() || d.isProgrammed(a) || a.pendingBatch() != null) {
+                if (batch != null) {
+                    batch.gather(d, a.pasid(), address, length);
+                    continue;
+                }
+                d.invalidateIotlb(a.pasid(), address, length);
                 if (sync == null) {
                     sync = new ArrayList<>(2);
                 }
@@ -511,6 +723,7 @@ public final class Vcm {
                 PhysMem pm = r.backingMemory();
                 if (pm != null) {
                     mapInto(t, r, pm, r.backingOffset(), r.attributes().toPageAttributes());
+                    applyBindings(t, r, r.attributes().toPageAttributes());
                 }
             }
         } catch (RuntimeException e) {

@@ -87,6 +87,16 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
         return vcm.walkTable(format, address, access, fromUser);
     }
 
+    /**
+     * @throws IllegalArgumentException if part of a reservation of this kind cannot be unbacked or bound on its own
+     *                                  (only page tables can: one-to-one and HOST VCMs refuse)
+     */
+    void checkSubRange(Vcm vcm) {
+        if (kind() != Vcm.Kind.VIRTUAL) {
+            throw new IllegalArgumentException("sub-range unback and remap need page tables; " + vcm + " is " + kind());
+        }
+    }
+
     // ---------------------------------------------------------------------------------------------
 
     /** Device addresses translate through page tables, one per format of the associated devices. */

@@ -468,10 +468,13 @@ public final class Vcmm implements AutoCloseable {
         checkVcm(src);
         checkVcm(dst);
         Reservation r = src.reservationAt(address);
-        if (r == null || !r.isBacked()) {
+        if (r == null) {
             return OptionalLong.empty();
         }
-        long pa = r.backingMemory().physicalAddress(r.backingOffset() + (address - r.address()));
+        long pa = Bindings.physicalAddress(r, address - r.address()); // the backing, or a sub-range binding
+        if (pa < 0) {
+            return OptionalLong.empty();
+        }
         for (Mapping m : whoMaps(pa)) {
             if (m.reservation().vcm() == dst) {
                 return OptionalLong.of(m.address());
@@ -497,23 +500,28 @@ public final class Vcmm implements AutoCloseable {
         checkReservation(src);
         Objects.checkFromIndexSize(dstOffset, length, dst.length());
         Objects.checkFromIndexSize(srcOffset, length, src.length());
-        PhysMem dm = dst.backingMemory();
-        PhysMem sm = src.backingMemory();
-        if (dm == null || sm == null) {
-            throw new IllegalStateException("copy needs both reservations backed: " + (dm == null ? dst : src));
+        if (!dst.isBacked() || !src.isBacked()) {
+            throw new IllegalStateException("copy needs both reservations backed: " + (!dst.isBacked() ? dst : src));
+        }
+        for (long o = 0; o < length; o = (o & -4096L) + 4096) { // every page on both sides bound: else nothing is copied
+            if (Bindings.physicalAddress(src, srcOffset + o) < 0 || Bindings.physicalAddress(dst, dstOffset + o) < 0) {
+                throw new IllegalStateException("copy needs every page of both ranges bound; byte 0x" + Long.toHexString(o)
+                    + " of the range is unbound in " + (Bindings.physicalAddress(src, srcOffset + o) < 0 ? src : dst));
+            }
         }
         byte[] buffer = new byte[(int) Math.min(length, 64 << 10)];
         long done = 0;
         while (done < length) {
-            long sOff = src.backingOffset() + srcOffset + done;
-            long dOff = dst.backingOffset() + dstOffset + done;
-            long sPa = sm.physicalAddress(sOff);
-            long dPa = dm.physicalAddress(dOff);
+            long sPa = Bindings.physicalAddress(src, srcOffset + done);
+            long dPa = Bindings.physicalAddress(dst, dstOffset + done);
+            if (sPa < 0 || dPa < 0) {
+                throw new IllegalStateException("a page of the copy was unbacked while it ran");
+            }
             // stay inside one 4 KiB page on both sides: chunks are at least that contiguous
             int n = (int) Math.min(Math.min(length - done, buffer.length),
                 Math.min(4096 - (sPa & 4095), 4096 - (dPa & 4095)));
-            sm.memoryType().memory().copyOut(sPa, buffer, 0, n);
-            dm.memoryType().memory().copyIn(buffer, 0, dPa, n);
+            memoryTypeAt(sPa).memory().copyOut(sPa, buffer, 0, n); // a bound page may be in another allocation's type
+            memoryTypeAt(dPa).memory().copyIn(buffer, 0, dPa, n);
             done += n;
         }
     }
@@ -584,6 +592,13 @@ public final class Vcmm implements AutoCloseable {
         checkVcm(dst);
         List<Reservation> out = new ArrayList<>();
         long last = address + length - 1;
+        for (Reservation r : src.reservations()) { // checked first: a refusal changes nothing
+            if (r.bindings() != null && Long.compareUnsigned(r.address() + r.length() - 1, address) >= 0
+                && Long.compareUnsigned(r.address(), last) <= 0) {
+                throw new IllegalStateException("cannot copy " + r + ": parts of it were unbacked or remapped (copy its"
+                    + " mappings whole or not at all)");
+            }
+        }
         for (Reservation r : src.reservations()) {
             Reservation.Backing b = r.backing(); // one read: memory and offset of the same backing
             long rLast = r.address() + r.length() - 1;
@@ -607,6 +622,19 @@ public final class Vcmm implements AutoCloseable {
             out.add(c);
         }
         return out;
+    }
+
+    /**
+     * Opens an invalidation batch on the calling thread: until it is closed, this thread's unbacks, sub-range unbacks,
+     * remaps and deactivations in this VCMM gather their IOTLB invalidations, issued merged when it commits; see
+     * {@link InvalidationBatch}.
+     *
+     * @return the open batch; close it (try-with-resources) to commit
+     * @throws IllegalStateException if a batch is open already on this thread, or the VCMM is closed
+     */
+    public InvalidationBatch batch() {
+        checkOpen();
+        return InvalidationBatch.open(this);
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -635,6 +663,37 @@ public final class Vcmm implements AutoCloseable {
      *                                  or the format cannot express a reservation's attributes
      */
     public Association assoc(Vcm vcm, Device device, AssociationMode mode) {
+        return assoc(vcm, device, mode, 0);
+    }
+
+    /**
+     * Associates {@code vcm} with {@code device} under PASID {@code pasid}: once activated, the device reaches the VCM
+     * through the DMA calls that name the PASID ({@link Device#read(int, long, byte[], int, int)}, ...), its whole
+     * input address space, alongside the default association and the other PASIDs. A device has at most one
+     * association with a VCM, and one active association per PASID.
+     *
+     * @param vcm    the VCM
+     * @param device the device, which must translate (one-to-one devices have no PASIDs)
+     * @param pasid  the PASID, 1 to {@link Association#MAX_PASID} (0 is the default association: use
+     *               {@link #assoc(Vcm, Device, AssociationMode)})
+     * @return the new association, inactive
+     * @throws IllegalArgumentException if the PASID is out of range, the device is one-to-one, the device kind does not
+     *                                  fit the VCM kind, the association exists, or the format cannot express a
+     *                                  reservation's attributes; nothing is changed
+     */
+    public Association assoc(Vcm vcm, Device device, int pasid) {
+        if (pasid < 1 || pasid > Association.MAX_PASID) {
+            throw new IllegalArgumentException("pasid=" + pasid + " must be in [1, " + Association.MAX_PASID
+                + "] (0 is the default association)");
+        }
+        checkDevice(device);
+        if (device.format() == null) {
+            throw new IllegalArgumentException("one-to-one device " + device.name() + " has no PASIDs");
+        }
+        return assoc(vcm, device, AssociationMode.WHOLE, pasid);
+    }
+
+    private Association assoc(Vcm vcm, Device device, AssociationMode mode, int pasid) {
         checkVcm(vcm);
         checkDevice(device);
         Objects.requireNonNull(mode, "mode");
@@ -642,7 +701,7 @@ public final class Vcmm implements AutoCloseable {
         device.checkReach(vcm, mode);
         graph.lock();
         try {
-            Association a = new Association(vcm, device, mode);
+            Association a = new Association(vcm, device, mode, pasid);
             vcm.attach(a);
             device.attach(a);
             return a;
@@ -671,15 +730,25 @@ public final class Vcmm implements AutoCloseable {
 
     /** {@link Association#deactivate()}: the device clears its slots and synchronizes, under the graph lock. */
     void deactivate(Association a) {
+        deactivate(a, InvalidationBatch.current(this));
+    }
+
+    /** Deactivates {@code a}; with a {@code batch}, its IOTLB invalidation and sync wait for the batch's commit. */
+    private void deactivate(Association a, InvalidationBatch batch) {
         graph.lock();
         try {
             if (a.isRemoved()) {
                 throw new IllegalStateException("association removed: " + a);
             }
             Device d = a.device();
+            boolean wasActive = a.isActive();
             d.unprogram(a);
             a.setActive(false);
-            d.deactivated(); // after the slots are cleared: flush the whole IOTLB and synchronize
+            if (batch != null && wasActive) {
+                batch.deactivated(a); // the batch drops the PASID's IOTLB entries and synchronizes at commit
+            } else {
+                d.deactivated(a); // after the slots are cleared: drop its PASID's IOTLB entries and synchronize
+            }
         } finally {
             graph.unlock();
         }
@@ -690,7 +759,7 @@ public final class Vcmm implements AutoCloseable {
         graph.lock();
         try {
             if (!a.isRemoved()) {
-                deactivate(a);
+                deactivate(a, null); // at once, even inside a batch: the deassoc below needs the sync
                 deassoc(a); // its own sweep is skipped: the graph lock is still held here
             }
         } finally {
@@ -705,6 +774,10 @@ public final class Vcmm implements AutoCloseable {
     void deassoc(Association a) {
         graph.lock();
         try {
+            if (a.pendingBatch() != null && !a.isRemoved()) {
+                throw new VcmmBusyException("busy: " + a + " was deactivated in a batch that has not committed; close the"
+                    + " batch first (its device may still hold translations of the VCM's table until then)");
+            }
             a.vcm().detach(a);
             a.device().detach(a);
         } finally {

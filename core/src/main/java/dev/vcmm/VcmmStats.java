@@ -76,7 +76,7 @@ public record VcmmStats(List<MemoryTypeStats> memoryTypes, List<VcmStats> vcms, 
             for (Reservation r : rs) {
                 reserved += r.length();
                 if (r.isBacked()) {
-                    backed += r.length();
+                    backed += r.length() - Bindings.unboundBytes(r); // pages a sub-range unback unbound are not backed
                 }
             }
             Map<String, Long> tables = new LinkedHashMap<>();

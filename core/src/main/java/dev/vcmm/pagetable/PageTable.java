@@ -89,6 +89,7 @@ public final class PageTable implements AutoCloseable {
     private final WalkCache cache;
     private final Mapper mapper;
     private final Unmapper unmapper;
+    private final Remapper remapper;
     private final long root;
     // the geometry's values the one-page fast paths read, copied: a field of this class is one load, the
     // geometry's is two
@@ -118,6 +119,7 @@ public final class PageTable implements AutoCloseable {
         this.root = lifetime.alloc(0);
         this.mapper = new Mapper(format, geometry, entries, lifetime, cache, root);
         this.unmapper = new Unmapper(format, geometry, entries, lifetime, cache, root);
+        this.remapper = new Remapper(format, geometry, entries, mapper, unmapper, root);
     }
 
     /**
@@ -314,6 +316,42 @@ public final class PageTable implements AutoCloseable {
         if (lifetime.hasRetired()) {
             lifetime.reclaim(); // empty tables this map replaced, and what earlier walks held back
         }
+        return length;
+    }
+
+    /**
+     * Points every page of {@code [va, va + length)} at {@code [pa, pa + length)}, whatever was mapped there, with
+     * no moment at which a page is unmapped: each page's entry goes from the old translation to the new one in one
+     * store, a block or run that holds part of the range is first split hitlessly (its other pages keep their
+     * translation throughout), and a page that was not mapped is mapped. The range is mapped with the smallest
+     * pages. The caller invalidates the TLBs afterwards, as after an unmap.
+     *
+     * @param va         the first input address, aligned to the smallest leaf
+     * @param pa         the first output address, aligned to the smallest leaf
+     * @param length     the bytes to replace, a positive multiple of the smallest leaf
+     * @param attributes the permissions and cache policy of every new leaf
+     * @return {@code length}
+     * @throws UnsupportedSizeException      if va, pa or length is not a multiple of the smallest leaf
+     * @throws AddressRangeException         if the virtual or physical range is outside the format's reach
+     * @throws UnsupportedAttributeException if the format cannot express {@code attributes}
+     * @throws PageTableMemoryException      if a table cannot be allocated; the pages before it are replaced,
+     *                                       the rest keep their old translation
+     * @throws IllegalStateException         if the table is closed
+     */
+    public long remap(long va, long pa, long length, Attributes attributes) {
+        checkOpen();
+        checkRange(va, length);
+        if ((pa & (minLeaf - 1)) != 0) {
+            throw new UnsupportedSizeException(format.name() + ": pa=0x" + Long.toHexString(pa)
+                + " is not aligned to the smallest leaf (" + LeafSize.humanSize(minLeaf) + ")");
+        }
+        if (pa < 0 || (format.paBits() < 63 && pa + length > (1L << format.paBits())) || pa + length < pa) {
+            throw new AddressRangeException(format.name() + ": physical range pa=0x" + Long.toHexString(pa) + " length=0x"
+                + Long.toHexString(length) + " exceeds the " + format.paBits() + "-bit output address space");
+        }
+        format.checkAttributes(Objects.requireNonNull(attributes, "attributes"));
+        remapper.remap(va, pa, length, attributes);
+        VarHandle.releaseFence();
         return length;
     }
 

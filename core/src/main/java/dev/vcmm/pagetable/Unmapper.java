@@ -177,7 +177,7 @@ final class Unmapper {
      * a run becomes single entries one store at a time (each store keeps its own span's translation); a
      * block is replaced by a fully built next-level table with one compare-and-set.
      */
-    private void split(int level, long table, long address, long raw, long v, Descriptor.Leaf leaf) {
+    void split(int level, long table, long address, long raw, long v, Descriptor.Leaf leaf) {
         final int entryBytes = geometry.entryBytes();
         LeafSize ls = leaf.leaf();
         long leafStart = v & -ls.size();

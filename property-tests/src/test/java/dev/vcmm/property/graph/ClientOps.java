@@ -63,10 +63,7 @@ final class ClientOps {
         for (MRes r : c.res) {
             if (m.reservations.contains(r)) {
                 if (r.pm != null) {
-                    MPm freed = m.unbackInModel(r);
-                    if (freed != null) {
-                        freedByClose.add(freed); // checked once the real close has run
-                    }
+                    freedByClose.addAll(m.unbackInModel(r)); // checked once the real close has run
                 }
                 m.unreserveInModel(r);
                 w.unmapped(r);

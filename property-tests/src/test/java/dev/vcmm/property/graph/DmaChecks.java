@@ -21,6 +21,7 @@ import dev.vcmm.property.graph.GraphModel.Prediction;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 
 import static dev.vcmm.property.graph.GraphModel.canMap;
 import static dev.vcmm.property.graph.GraphModel.slotFor;
@@ -54,11 +55,16 @@ final class DmaChecks {
      * @param armed whether the device's handler acts as its kind says; disarmed (the checks' own DMA) it terminates
      */
     void dma(Device d, long address, int length, boolean write, boolean armed) {
+        dma(d, 0, address, length, write, armed);
+    }
+
+    /** As {@link #dma(Device, long, int, boolean, boolean)}, through the association programmed for {@code pasid}. */
+    void dma(Device d, int pasid, long address, int length, boolean write, boolean armed) {
         Access access = write ? Access.WRITE : Access.READ;
         MCounters c = model.counters.get(d);
         ModelHandler h = w.handlers.get(d);
         boolean down = model.crashed.contains(d);
-        Prediction before = model.predict(d, address, length, access);
+        Prediction before = model.predict(d, pasid, address, length, access);
         byte[] buffer = new byte[length];
         w.rnd.nextBytes(buffer);
         byte[] original = buffer.clone();
@@ -67,7 +73,13 @@ final class DmaChecks {
         }
         RuntimeException thrown = null;
         try {
-            if (write) {
+            if (pasid != 0) {
+                if (write) {
+                    d.write(pasid, address, buffer, 0, length);
+                } else {
+                    d.read(pasid, address, buffer, 0, length);
+                }
+            } else if (write) {
                 d.write(address, buffer, 0, length);
             } else {
                 d.read(address, buffer, 0, length);
@@ -76,7 +88,7 @@ final class DmaChecks {
             thrown = e;
         }
         RuntimeException t = thrown;
-        String what = String.format("%s %s 0x%x+%d", d.name(), access, address, length);
+        String what = String.format("%s%s %s 0x%x+%d", d.name(), pasid != 0 ? " pasid " + pasid : "", access, address, length);
         if (down) {
             IllegalStateException e = assertInstanceOf(IllegalStateException.class, t, () -> "DMA through crashed " + what + w.where());
             assertTrue(e.getMessage().contains("crashed"), () -> e + w.where());
@@ -84,7 +96,7 @@ final class DmaChecks {
             w.count("dma: crashed");
             return;
         }
-        Prediction p = h != null && armed && h.kind == Handler.DEMAND ? model.predict(d, address, length, access) : before;
+        Prediction p = h != null && armed && h.kind == Handler.DEMAND ? model.predict(d, pasid, address, length, access) : before;
         if (p.reason() != null && !(h != null && h.crashedIt)) {
             assertInstanceOf(DeviceFaultException.class, t,
                 () -> String.format("%s should fault (%s at 0x%x), got %s%s", what, p.reason(), p.faultAddress(), t, w.where()));
@@ -172,6 +184,17 @@ final class DmaChecks {
             }
             for (long a : w.recentlyUnmapped) {
                 dma(d, a, 1, false, false);  // a stale IOTLB entry must not grant it
+            }
+            for (Map.Entry<Integer, MAssoc> e : model.pasids.get(d).entrySet()) { // each PASID programmed: a read, the probes
+                List<MRes> mapped = e.getValue().vcm.res.values().stream().filter(r -> r.pm != null).toList();
+                if (!mapped.isEmpty()) {
+                    MRes r = mapped.get(w.rnd.nextInt(mapped.size()));
+                    long at = r.address + w.rnd.nextLong(r.length);
+                    dma(d, e.getKey(), at, (int) Math.min(1 + w.rnd.nextInt(64), r.address + r.length - at), false, false);
+                }
+                for (long a : w.recentlyUnmapped) {
+                    dma(d, e.getKey(), a, 1, false, false);
+                }
             }
         }
         w.recentlyUnmapped.clear();

@@ -98,6 +98,11 @@ final class GraphChecks {
         for (Device d : w.devices) {
             MAssoc[] s = model.slots.get(d);
             assertSame(s[0] == null ? null : s[0].a, d.activeLow(), () -> "low slot of " + d + w.where());
+            for (int pasid = 1; pasid <= 3; pasid++) {
+                MAssoc p = model.pasids.get(d).get(pasid);
+                int q = pasid;
+                assertSame(p == null ? null : p.a, d.activeFor(pasid), () -> "pasid " + q + " of " + d + w.where());
+            }
             assertSame(s[1] == null ? null : s[1].a, d.activeHigh(), () -> "high slot of " + d + w.where());
         }
     }
@@ -131,6 +136,11 @@ final class GraphChecks {
             for (long a : samples) {
                 checkTranslation(d, a);
             }
+            for (int pasid : model.pasids.get(d).keySet()) { // every PASID programmed, at the same samples
+                for (long a : samples) {
+                    checkTranslation(d, pasid, a);
+                }
+            }
         }
         if (model.vcms.size() >= 2) {
             for (int i = 0; i < 4; i++) {
@@ -140,11 +150,14 @@ final class GraphChecks {
                 MRes r = src.at(a);
                 OptionalLong got = w.vcmm.translate(src.vcm, a, dst.vcm);
                 Set<Long> candidates = new HashSet<>();
-                if (r != null && r.pm != null) {
+                if (r != null && r.pm != null && r.pa(a) >= 0) {
                     long pa = r.pa(a);
-                    for (MRes o : dst.res.values()) {
-                        if (o.pm == r.pm && Long.compareUnsigned(r.offset + (a - r.address) - o.offset, o.length) < 0) {
-                            candidates.add(o.address + (r.offset + (a - r.address) - o.offset));
+                    for (MPm m : model.pms) {
+                        long off = offsetOf(m.pm, pa);
+                        for (MRes o : off < 0 ? List.<MRes>of() : dst.res.values()) {
+                            if (o.pm != null) {
+                                candidates.addAll(o.addressesOf(m, off)); // through its backing or a binding
+                            }
                         }
                     }
                     assertTrue(candidates.stream().allMatch(c -> dst.at(c).pa(c) == pa), w.where());
@@ -169,11 +182,18 @@ final class GraphChecks {
      * fault; a write is refused where the reservation is read-only.
      */
     void checkTranslation(Device d, long a) {
-        MAssoc as = model.slots.get(d)[slotFor(d, a)];
+        checkTranslation(d, 0, a);
+    }
+
+    /** As {@link #checkTranslation(Device, long)}, through the association programmed for {@code pasid}. */
+    void checkTranslation(Device d, int pasid, long a) {
+        MAssoc as = pasid == 0 ? model.slots.get(d)[slotFor(d, a)] : model.pasids.get(d).get(pasid);
         MRes r = as == null || (d.format() != null && !d.format().isValidVa(a)) ? null : as.vcm.at(a);
-        WalkResult got = d.translate(a);
-        w.count(r == null || r.pm == null ? "translate: fault" : "translate: mapped");
-        if (r == null || r.pm == null) {
+        WalkResult got = d.translate(pasid, a, null, false);
+        boolean unbound = r != null && r.pm != null && r.pa(a) < 0;
+        w.count(r == null || r.pm == null ? "translate: fault" : unbound ? "translate: unbound page" : "translate: mapped"
+            + (pasid != 0 ? " (pasid)" : ""));
+        if (r == null || r.pm == null || unbound) {
             assertInstanceOf(WalkResult.PageFault.class, got,
                 () -> String.format("%s translates 0x%x to %s; the model has no mapping (%s)%s", d, a, got, r == null ? "no reservation" : r.r, w.where()));
             return;
@@ -189,9 +209,9 @@ final class GraphChecks {
             () -> String.format("%s: 0x%x should reach pa=0x%x via %s, got %s%s", d, a, pa, r.r, got, w.where()));
         assertEquals(pa, t.pa(), () -> String.format("%s: 0x%x via %s%s", d, a, r.r, w.where()));
         if (!r.attributes.write()) {
-            assertFalse(d.translate(a, Access.WRITE, false).isMapped(), () -> String.format("%s writes read-only 0x%x%s", d, a, w.where()));
+            assertFalse(d.translate(pasid, a, Access.WRITE, false).isMapped(), () -> String.format("%s writes read-only 0x%x%s", d, a, w.where()));
         } else if (r.attributes.read()) {
-            assertTrue(d.translate(a, Access.WRITE, false).isMapped(), () -> String.format("%s cannot write 0x%x%s", d, a, w.where()));
+            assertTrue(d.translate(pasid, a, Access.WRITE, false).isMapped(), () -> String.format("%s cannot write 0x%x%s", d, a, w.where()));
         }
     }
 
@@ -214,8 +234,9 @@ final class GraphChecks {
             pas.add(m.pm.physicalAddress(w.rnd.nextLong(m.pm.length())));
         }
         for (MRes r : model.reservations) {
-            if (r.pm != null) {
-                pas.add(r.pa(r.address + w.rnd.nextLong(r.length)));
+            long pa = r.pm == null ? -1 : r.pa(r.address + w.rnd.nextLong(r.length));
+            if (pa >= 0) {
+                pas.add(pa);
             }
         }
         for (long pa : pas) {
@@ -226,8 +247,8 @@ final class GraphChecks {
                     continue;
                 }
                 for (MRes r : m.backs) {
-                    if (off >= r.offset && off - r.offset < r.length) {
-                        expected.add(new Mapping(r.r, r.address + (off - r.offset)));
+                    for (long a : r.addressesOf(m, off)) { // its backing where no binding covers it, and its bindings
+                        expected.add(new Mapping(r.r, a));
                     }
                 }
             }

@@ -47,6 +47,8 @@ final class GraphModel {
     final List<MAssoc> deadAssocs = new ArrayList<>();
     /** Per device, the association programmed in its low (0) and high (1) slot. */
     final Map<Device, MAssoc[]> slots = new IdentityHashMap<>();
+    /** Per device, the association programmed for each PASID from 1 up. */
+    final Map<Device, Map<Integer, MAssoc>> pasids = new IdentityHashMap<>();
     final List<MClient> clients = new ArrayList<>();
     final List<MClient> closedClients = new ArrayList<>();
     final Set<Device> crashed = new HashSet<>();
@@ -62,6 +64,7 @@ final class GraphModel {
     GraphModel(List<Device> devices) {
         for (Device d : devices) {
             slots.put(d, new MAssoc[2]);
+            pasids.put(d, new TreeMap<>());
             counters.put(d, new MCounters());
         }
     }
@@ -99,12 +102,16 @@ final class GraphModel {
 
     void activateInModel(MAssoc a) {
         a.active = true;
+        if (a.pasid != 0) {
+            pasids.get(a.device).put(a.pasid, a);
+        }
         for (int s : a.slots()) {
             slots.get(a.device)[s] = a;
         }
     }
 
     void deactivateInModel(MAssoc a) {
+        pasids.get(a.device).remove(a.pasid, a);
         MAssoc[] s = slots.get(a.device);
         for (int i = 0; i < 2; i++) {
             if (s[i] == a) {
@@ -132,18 +139,64 @@ final class GraphModel {
         everMapped.addAll(m.pm.chunks());
     }
 
-    /** @return the orphaned allocation whose last backing this was, now freed in the model; else null */
-    MPm unbackInModel(MRes r) {
-        MPm m = r.pm;
-        m.backs.remove(r);
+    /** @return the orphaned allocations whose last backing this was (the backing's, the bindings'), now freed in the model */
+    List<MPm> unbackInModel(MRes r) {
+        return unbackInModel(r, r.usedPms());
+    }
+
+    private List<MPm> unbackInModel(MRes r, Set<MPm> used) {
         r.pm = null;
         r.offset = -1;
-        if (m.orphan && m.backs.isEmpty()) {
-            pms.remove(m);
-            deadPms.add(m);
-            return m;
+        r.binds.clear();
+        List<MPm> freed = new ArrayList<>();
+        for (MPm m : used) {
+            m.backs.remove(r);
+            if (m.orphan && m.backs.isEmpty()) {
+                pms.remove(m);
+                deadPms.add(m);
+                freed.add(m);
+            }
         }
-        return null;
+        return freed;
+    }
+
+    /** Unbinds pages {@code [off, off + len)} of backed {@code r}; all unbound: unbacked. @return orphans freed */
+    List<MPm> subUnbackInModel(MRes r, long off, long len) {
+        Set<MPm> before = r.usedPms();
+        for (long o = off; o < off + len; o += PAGE) {
+            r.binds.put(o, MRes.UNBOUND);
+        }
+        if (r.binds.size() == r.length / PAGE && r.binds.values().stream().allMatch(b -> b.pm() == null)) {
+            return unbackInModel(r, before); // every page unbound: the reservation is unbacked
+        }
+        return releaseUnused(r, before);
+    }
+
+    /** Binds pages {@code [off, off + len)} of backed {@code r} to {@code m} from {@code moff}. @return orphans freed */
+    List<MPm> remapInModel(MRes r, long off, long len, MPm m, long moff) {
+        Set<MPm> before = r.usedPms();
+        for (long o = 0; o < len; o += PAGE) {
+            r.binds.put(off + o, new MRes.Bind(m, moff + o));
+        }
+        m.backs.add(r);
+        everMapped.addAll(m.pm.chunks());
+        return releaseUnused(r, before);
+    }
+
+    private List<MPm> releaseUnused(MRes r, Set<MPm> before) {
+        Set<MPm> now = r.usedPms();
+        List<MPm> freed = new ArrayList<>();
+        for (MPm m : before) {
+            if (!now.contains(m)) {
+                m.backs.remove(r);
+                if (m.orphan && m.backs.isEmpty()) {
+                    pms.remove(m);
+                    deadPms.add(m);
+                    freed.add(m);
+                }
+            }
+        }
+        return freed;
     }
 
     void physFreeInModel(MPm m) {
@@ -234,12 +287,16 @@ final class GraphModel {
     record Prediction(int done, FaultReason reason, long faultAddress, List<long[]> pieces) { }
 
     Prediction predict(Device d, long address, int length, Access access) {
+        return predict(d, 0, address, length, access);
+    }
+
+    Prediction predict(Device d, int pasid, long address, int length, Access access) {
         List<long[]> pieces = new ArrayList<>();
         int pos = 0;
         while (pos < length) {
             long va = address + pos;
             int n = (int) Math.min(length - pos, PAGE - (va & (PAGE - 1)));
-            MAssoc as = slots.get(d)[slotFor(d, va)];
+            MAssoc as = pasid == 0 ? slots.get(d)[slotFor(d, va)] : pasids.get(d).get(pasid);
             FaultReason why = null;
             long pa = -1;
             if (as == null) {
@@ -248,8 +305,8 @@ final class GraphModel {
                 why = FaultReason.ADDRESS_SIZE;
             } else {
                 MRes r = as.vcm.at(va);
-                if (r == null || r.pm == null) {
-                    why = FaultReason.TRANSLATION;
+                if (r == null || r.pm == null || r.pa(va) < 0) {
+                    why = FaultReason.TRANSLATION; // no reservation, not backed, or the page unbound
                 } else if (!(access == Access.READ ? r.attributes.read() : r.attributes.write())) {
                     why = FaultReason.PERMISSION;
                 } else {
@@ -387,6 +444,13 @@ final class GraphModel {
         final ReservationAttributes attributes;
         MPm pm;
         long offset = -1;
+        /** Pages (by offset in the reservation) that sub-range unbacks and remaps changed: an allocation and offset, or unbound. */
+        final Map<Long, Bind> binds = new TreeMap<>();
+
+        /** A page's binding: {@code pm} from {@code off}, or unbound when {@code pm} is null. */
+        record Bind(MPm pm, long off) { }
+
+        static final Bind UNBOUND = new Bind(null, -1);
 
         MRes(Reservation r, MVcm vcm, long address, long length, ReservationAttributes attributes) {
             this.r = r;
@@ -400,8 +464,43 @@ final class GraphModel {
             return Long.compareUnsigned(a, address) >= 0 && Long.compareUnsigned(a - address, length) < 0;
         }
 
+        /** @return the physical address {@code a} reaches; -1 if its page is unbound */
         long pa(long a) {
-            return pm.pm.physicalAddress(offset + (a - address));
+            long o = a - address;
+            Bind b = binds.get(o & -PAGE);
+            if (b == null) {
+                return pm.pm.physicalAddress(offset + o);
+            }
+            return b.pm() == null ? -1 : b.pm().pm.physicalAddress(b.off() + (o & (PAGE - 1)));
+        }
+
+        /** @return the allocations it holds a backing count of: its backing's and its bindings' */
+        Set<MPm> usedPms() {
+            Set<MPm> out = new LinkedHashSet<>();
+            if (pm != null) {
+                out.add(pm);
+            }
+            for (Bind b : binds.values()) {
+                if (b.pm() != null) {
+                    out.add(b.pm());
+                }
+            }
+            return out;
+        }
+
+        /** @return the device addresses of this reservation that reach byte {@code off} of {@code m} */
+        List<Long> addressesOf(MPm m, long off) {
+            List<Long> out = new ArrayList<>();
+            if (pm == m && off >= offset && off - offset < length && !binds.containsKey((off - offset) & -PAGE)) {
+                out.add(address + (off - offset));
+            }
+            for (Map.Entry<Long, Bind> e : binds.entrySet()) {
+                Bind b = e.getValue();
+                if (b.pm() == m && off >= b.off() && off - b.off() < PAGE) {
+                    out.add(address + e.getKey() + (off - b.off()));
+                }
+            }
+            return out;
         }
     }
 
@@ -421,16 +520,25 @@ final class GraphModel {
         final MVcm vcm;
         final Device device;
         final AssociationMode mode;
+        final int pasid;
         boolean active;
 
         MAssoc(Association a, MVcm vcm, Device device, AssociationMode mode) {
+            this(a, vcm, device, mode, 0);
+        }
+
+        MAssoc(Association a, MVcm vcm, Device device, AssociationMode mode, int pasid) {
             this.a = a;
             this.vcm = vcm;
             this.device = device;
             this.mode = mode;
+            this.pasid = pasid;
         }
 
         int[] slots() {
+            if (pasid != 0) {
+                return new int[0];
+            }
             return switch (mode) {
                 case WHOLE -> new int[] {0, 1};
                 case USE_LOW -> new int[] {0};

@@ -24,6 +24,7 @@ import java.util.function.Function;
 import java.util.function.Supplier;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -246,6 +247,7 @@ final class GraphRun {
             for (int s : a.slots()) {
                 busy |= model.slots.get(a.device)[s] != null;
             }
+            busy |= a.pasid != 0 && model.pasids.get(a.device).get(a.pasid) != null;
         }
         if (expect().refuse(removed || down, IllegalStateException.class).refuse(busy, VcmmBusyException.class)
             .call(a.a::activate) != null && !a.active) {
@@ -262,9 +264,38 @@ final class GraphRun {
 
     /** The model's side of a real unback: an orphan whose last backing this was must have been freed. */
     void unbackInModel(MRes r) {
-        MPm freed = model.unbackInModel(r);
-        if (freed != null) {
-            assertTrue(freed.pm.isFreed(), () -> "the last unback of orphan " + freed.pm + " did not free it" + where());
+        freedInModel(model.unbackInModel(r));
+    }
+
+    /**
+     * The model's side of orphans freed by an unback, sub-range unback or remap: freed now, or, inside an
+     * {@link dev.vcmm.InvalidationBatch}, still held (the batch releases them at commit; {@link #committed()} checks).
+     */
+    void freedInModel(List<MPm> freed) {
+        for (MPm m : freed) {
+            if (batchFreed != null) {
+                assertFalse(m.pm.isFreed(), () -> "orphan " + m.pm + " freed before the batch committed" + where());
+                batchFreed.add(m);
+            } else {
+                assertTrue(m.pm.isFreed(), () -> "the last unback of orphan " + m.pm + " did not free it" + where());
+            }
+        }
+    }
+
+    /** Orphans freed in the model inside the open batch, or {@code null} outside a batch. */
+    List<MPm> batchFreed;
+
+    /** After a batch committed: what it released is freed now. */
+    void committed() {
+        List<MPm> freed = batchFreed;
+        batchFreed = null;
+        freedInModel(freed);
+    }
+
+    /** Notes a device address that just lost its mapping: the next checks DMA there. */
+    void unmappedAt(long a) {
+        if (recentlyUnmapped.size() < 12) {
+            recentlyUnmapped.add(a);
         }
     }
 

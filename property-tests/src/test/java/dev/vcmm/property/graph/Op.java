@@ -11,7 +11,9 @@ import org.quicktheories.generators.Generate;
  *   <li>{@link ReservationOps}: reserve, reserveAt, unreserve;</li>
  *   <li>{@link MemoryOps}: physAlloc, physFree, back, unback;</li>
  *   <li>{@link ClientOps}: open and close a client;</li>
- *   <li>{@link DeviceOps}: DMA, hook a fault handler, crash, reset, one-step DMA buffers.</li>
+ *   <li>{@link DeviceOps}: DMA, hook a fault handler, crash, reset, one-step DMA buffers;</li>
+ *   <li>{@link PasidOps}: associate under a PASID, DMA through a PASID;</li>
+ *   <li>{@link BindingOps}: sub-range unback, remap, and batches of unbacks, sub-range ops and deactivations.</li>
  * </ul>
  * An operation that needs a live object picks it by index modulo the live count; one pick in ten
  * ({@code pick % 10 == 9}) takes a dead object instead (a freed VCM or allocation, an unreserved reservation, a
@@ -22,7 +24,8 @@ sealed interface Op permits VcmOps.CreateVcm, VcmOps.CreateOneToOneVcm, VcmOps.C
     ReservationOps.Reserve, ReservationOps.ReserveAt, ReservationOps.Unreserve,
     MemoryOps.PhysAlloc, MemoryOps.PhysFree, MemoryOps.Back, MemoryOps.Unback,
     ClientOps.OpenClient, ClientOps.CloseClient,
-    DeviceOps.Dma, DeviceOps.Hook, DeviceOps.Crash, DeviceOps.Reset, DeviceOps.Buffer {
+    DeviceOps.Dma, DeviceOps.Hook, DeviceOps.Crash, DeviceOps.Reset, DeviceOps.Buffer,
+    PasidOps.AssocPasid, PasidOps.DmaPasid, BindingOps.SubUnback, BindingOps.Remap, BindingOps.Batch {
 
     /**
      * Runs the operation on the system and, where it succeeds, on the model; first predicts the exceptions the call

@@ -2,6 +2,9 @@ package dev.vcmm.property.graph;
 
 import dev.vcmm.PhysMem;
 import dev.vcmm.Vcmm;
+import dev.vcmm.property.graph.BindingOps.Batch;
+import dev.vcmm.property.graph.BindingOps.Remap;
+import dev.vcmm.property.graph.BindingOps.SubUnback;
 import dev.vcmm.property.graph.ClientOps.CloseClient;
 import dev.vcmm.property.graph.ClientOps.OpenClient;
 import dev.vcmm.property.graph.DeviceOps.Buffer;
@@ -13,6 +16,8 @@ import dev.vcmm.property.graph.MemoryOps.Back;
 import dev.vcmm.property.graph.MemoryOps.PhysAlloc;
 import dev.vcmm.property.graph.MemoryOps.PhysFree;
 import dev.vcmm.property.graph.MemoryOps.Unback;
+import dev.vcmm.property.graph.PasidOps.AssocPasid;
+import dev.vcmm.property.graph.PasidOps.DmaPasid;
 import dev.vcmm.property.graph.ReservationOps.Reserve;
 import dev.vcmm.property.graph.ReservationOps.ReserveAt;
 import dev.vcmm.property.graph.ReservationOps.Unreserve;
@@ -119,6 +124,24 @@ class VcmmProperties {
             Pair.of(2, FreeVcm.GEN), Pair.of(5, Assoc.GEN), Pair.of(4, Activate.GEN), Pair.of(2, Deassoc.GEN), Pair.of(5, Reserve.GEN),
             Pair.of(2, ReserveAt.GEN), Pair.of(2, Unreserve.GEN), Pair.of(5, PhysAlloc.GEN), Pair.of(10, Back.GEN), Pair.of(3, Unback.GEN),
             Pair.of(6, Buffer.GEN), Pair.of(4, Dma.GEN)));
+    }
+
+    /**
+     * PASIDs, sub-range unbacks, remaps and batches: devices associate with VCMs under PASIDs 1-3 beside their default
+     * association and DMA through them; parts of backed reservations are unbacked and bound to other allocations (or
+     * other offsets of their own); batches of unbacks, sub-range ops and deactivations commit. After every step a
+     * device reaches exactly what the model maps for each PASID (an unbound page faults), whoMaps and the backing counts
+     * follow the bindings, and an allocation a batch unbound is held until the commit and released by it.
+     */
+    @Test
+    void shouldBindPasidsSubRangesAndBatchesAsTheModel() {
+        check("shouldBindPasidsSubRangesAndBatchesAsTheModel", 100, List.of(
+            Pair.of(2, CreateVcm.GEN), Pair.of(1, CreateCpuVcm.GEN), Pair.of(3, Assoc.GEN), Pair.of(5, AssocPasid.GEN),
+            Pair.of(7, Activate.GEN), Pair.of(2, Deactivate.GEN), Pair.of(1, Deassoc.GEN), Pair.of(8, Reserve.GEN),
+            Pair.of(10, PhysAlloc.GEN), Pair.of(1, PhysFree.GEN), Pair.of(20, Back.GEN), Pair.of(2, Unback.GEN),
+            Pair.of(8, SubUnback.GEN), Pair.of(10, Remap.GEN), Pair.of(4, Batch.GEN), Pair.of(1, OpenClient.GEN),
+            Pair.of(1, CloseClient.GEN), Pair.of(6, Dma.GEN), Pair.of(8, DmaPasid.GEN), Pair.of(1, Hook.GEN),
+            Pair.of(1, Crash.GEN), Pair.of(1, Reset.GEN)));
     }
 
     /**
