@@ -497,14 +497,9 @@ public final class Device {
                         e = null;
                         long generation = tlb == null ? 0 : tlb.generation(); // before the walk reads slots and tables
                         Iotlb.Entry hit = tlb == null ? null : tlb.lookup(va);
-                        if (hit != null) {
-                            if (hit.attributes().allows(access, false)) {
-                                e = hit;
-                            } else {
-                                fault = new DeviceFault(this, va, access, FaultReason.PERMISSION, hit.level(),
-                                    access + " from privileged not allowed by " + hit.attributes() + " (IOTLB hit)");
-                            }
-                        } else {
+                        if (hit != null && hit.attributes().allows(access, false)) {
+                            e = hit;
+                        } else { // a miss, or a hit that does not allow it: walk (a write may make a clean entry dirty)
                             WalkResult r = walk(va, access, false);
                             if (r instanceof WalkResult.Translation t) {
                                 e = Iotlb.Entry.of(t);

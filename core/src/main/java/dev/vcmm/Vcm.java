@@ -75,6 +75,8 @@ public final class Vcm {
     private volatile boolean closed;
     /** Its owning client was released while others still used it: it frees itself once empty. */
     private volatile boolean orphan;
+    /** Dirty tracking of its page tables (off until enabled). */
+    private final DirtyTracking dirtyTracking = new DirtyTracking(this);
 
     Vcm(Vcmm vcmm, Bus bus, MemoryType tableMemory, ReverseMap reverse, String name, VcmKind kind, long start, long length) {
         this.vcmm = vcmm;
@@ -126,6 +128,31 @@ public final class Vcm {
     /** {@return its associations (a snapshot)} */
     public List<Association> associations() {
         return List.copyOf(associations);
+    }
+
+    /** {@return the dirty tracking of this VCM: which pages its devices wrote (off until enabled)} */
+    public DirtyTracking dirtyTracking() {
+        return dirtyTracking;
+    }
+
+    /**
+     * Runs {@code action} on the VCM's page tables (a snapshot, one per format) under the VCM's shared lock, so no
+     * table is built or closed meanwhile; backs and unbacks run alongside.
+     */
+    <T> T withTables(java.util.function.Function<java.util.Collection<PageTable>, T> action) {
+        checkUsable();
+        lock.readLock().lock();
+        try {
+            checkUsable();
+            return action.apply(List.copyOf(tables.values()));
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /** @return whether its devices translate through its page tables */
+    boolean walksTables() {
+        return kind.walksTables();
     }
 
     /** {@return the formats it keeps page tables for (a snapshot)} */

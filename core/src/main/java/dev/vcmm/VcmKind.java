@@ -25,6 +25,11 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
     /** @return the kind callers see */
     abstract Vcm.Kind kind();
 
+    /** @return whether devices translate through page tables (so the tables' dirty state records their writes) */
+    boolean walksTables() {
+        return true;
+    }
+
     /** @return the alignment a reservation of this kind gets when {@code alignment} is asked for */
     long alignment(long alignment) {
         return alignment;
@@ -112,6 +117,11 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
         @Override
         Vcm.Kind kind() {
             return Vcm.Kind.ONE_TO_ONE;
+        }
+
+        @Override
+        boolean walksTables() {
+            return false;
         }
 
         @Override

@@ -1,0 +1,114 @@
+package dev.vcmm.pagetable;
+
+/**
+ * The dirty scan of {@link PageTable#readDirty}: visits the leaves of a checked range from the root, reports the
+ * dirty ones and, when asked, makes them writable-clean with one compare-and-set per entry.
+ *
+ * <pre>
+ * per level    entries of the range in index order; a table descriptor: recurse into the part of the range it spans
+ * a leaf       its whole group of entries (one entry, or a contiguous run: Arm's hint, Svnapot) is dirty if any
+ *              entry is (the hardware may have set the state in any entry of a run); dirty: reported, clipped to
+ *              the range; cleaned only if the whole leaf lies in the range (a leaf sticking out keeps its state,
+ *              so the pages outside the range lose nothing: they are reported again by the next scan)
+ * cleaning     compare-and-set of dirty to clean; lost to a walker that set the state or a mapper that changed
+ *              the entry: read it again and clean what is there, if it is a dirty leaf
+ * </pre>
+ *
+ * <p><b>Thread-safety:</b> lock-free; runs as an announced walk (a table unlinked by a concurrent unmap is not
+ * reused while the scan may read it), alongside walks, maps and unmaps of any range. An entry that a concurrent
+ * unmap clears is skipped or reported, never written back.
+ */
+final class DirtyScanner {
+
+    private final PageTableFormat format;
+    private final DirtyBits bits;
+    private final Geometry geometry;
+    private final TableMemory entries;
+    private final int levels;
+
+    DirtyScanner(PageTableFormat format, Geometry geometry, TableMemory entries) {
+        this.format = format;
+        this.bits = DirtyBits.of(format);
+        this.geometry = geometry;
+        this.entries = entries;
+        this.levels = format.levels();
+    }
+
+    /** {@return whether the format has dirty bits} */
+    boolean supported() {
+        return bits != null;
+    }
+
+    /** Scans {@code [va, last]} of the tables at {@code root}. @return the entries cleaned */
+    long scan(long root, long va, long last, boolean clear, DirtyVisitor visitor) {
+        return scanLevel(0, root, va, last, clear, visitor);
+    }
+
+    private long scanLevel(int level, long table, long va, long last, boolean clear, DirtyVisitor visitor) {
+        final int entryBytes = geometry.entryBytes();
+        final long span = geometry.entrySpan(level);
+        final boolean lastLevel = level == levels - 1;
+        long cleaned = 0;
+        long v = va;
+        while (true) {
+            long entryLast = (v & -span) + span - 1;
+            long segLast = Long.compareUnsigned(entryLast, last) < 0 ? entryLast : last;
+            long address = table + (long) geometry.index(v, level) * entryBytes;
+            long raw = entries.la(address);
+            if (raw != 0) {
+                if (!lastLevel && format.isTable(level, raw)) {
+                    cleaned += scanLevel(level + 1, format.tableAddress(level, raw), v, segLast, clear, visitor);
+                } else if (lastLevel && !format.isRunEntry(level, raw)) {
+                    // the common case, a single page: no decode unless it is dirty
+                    if (bits.isDirty(raw) && format.decode(level, raw, v) instanceof Descriptor.Leaf) {
+                        visitor.dirty(v & -span, span);
+                        if (clear) {
+                            cleaned += cleanEntry(level, address, raw, v);
+                        }
+                    }
+                } else if (format.decode(level, raw, v) instanceof Descriptor.Leaf leaf) {
+                    LeafSize ls = leaf.leaf();
+                    long leafStart = v & -ls.size();
+                    long leafLast = leafStart + ls.size() - 1;
+                    long first = table + (long) geometry.index(leafStart, level) * entryBytes;
+                    boolean dirty = false;
+                    for (int j = 0; j < ls.entries() && !dirty; j++) {
+                        long e = entries.la(first + (long) j * entryBytes);
+                        dirty = e != 0 && bits.isDirty(e);
+                    }
+                    long from = Long.compareUnsigned(leafStart, va) > 0 ? leafStart : v;
+                    long to = Long.compareUnsigned(leafLast, last) < 0 ? leafLast : last;
+                    if (dirty) {
+                        visitor.dirty(from, to - from + 1);
+                        if (clear && from == leafStart && to == leafLast) {
+                            for (int j = 0; j < ls.entries(); j++) {
+                                long at = first + (long) j * entryBytes;
+                                cleaned += cleanEntry(level, at, entries.la(at), leafStart + j * ls.entrySpan());
+                            }
+                        }
+                    }
+                    segLast = to;
+                }
+            }
+            if (segLast == last) {
+                return cleaned;
+            }
+            v = segLast + 1;
+        }
+    }
+
+    /** Makes the entry at {@code address} clean if it is a dirty leaf. @return 1 if this call cleaned it, else 0 */
+    private int cleanEntry(int level, long address, long raw, long v) {
+        while (raw != 0 && bits.isDirty(raw)) {
+            long clean = bits.clean(raw);
+            if (entries.cas(address, raw, clean)) {
+                return 1;
+            }
+            raw = entries.la(address); // a walker set the state, or a mapper changed the entry: look again
+            if (raw == 0 || !(format.decode(level, raw, v) instanceof Descriptor.Leaf)) {
+                return 0;
+            }
+        }
+        return 0;
+    }
+}
