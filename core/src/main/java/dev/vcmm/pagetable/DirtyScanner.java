@@ -47,7 +47,9 @@ final class DirtyScanner {
     private long scanLevel(int level, long table, long va, long last, boolean clear, DirtyVisitor visitor) {
         final int entryBytes = geometry.entryBytes();
         final long span = geometry.entrySpan(level);
-        final boolean lastLevel = level == levels - 1;
+        if (level == levels - 1) {
+            return scanLastLevel(level, table, va, last, clear, visitor);
+        }
         long cleaned = 0;
         long v = va;
         while (true) {
@@ -56,38 +58,13 @@ final class DirtyScanner {
             long address = table + (long) geometry.index(v, level) * entryBytes;
             long raw = entries.la(address);
             if (raw != 0) {
-                if (!lastLevel && format.isTable(level, raw)) {
+                if (format.isTable(level, raw)) {
                     cleaned += scanLevel(level + 1, format.tableAddress(level, raw), v, segLast, clear, visitor);
-                } else if (lastLevel && !format.isRunEntry(level, raw)) {
-                    // the common case, a single page: no decode unless it is dirty
-                    if (bits.isDirty(raw) && format.decode(level, raw, v) instanceof Descriptor.Leaf) {
-                        visitor.dirty(v & -span, span);
-                        if (clear) {
-                            cleaned += cleanEntry(level, address, raw, v);
-                        }
-                    }
                 } else if (format.decode(level, raw, v) instanceof Descriptor.Leaf leaf) {
                     LeafSize ls = leaf.leaf();
-                    long leafStart = v & -ls.size();
-                    long leafLast = leafStart + ls.size() - 1;
-                    long first = table + (long) geometry.index(leafStart, level) * entryBytes;
-                    boolean dirty = false;
-                    for (int j = 0; j < ls.entries() && !dirty; j++) {
-                        long e = entries.la(first + (long) j * entryBytes);
-                        dirty = e != 0 && bits.isDirty(e);
-                    }
-                    long from = Long.compareUnsigned(leafStart, va) > 0 ? leafStart : v;
-                    long to = Long.compareUnsigned(leafLast, last) < 0 ? leafLast : last;
-                    if (dirty) {
-                        visitor.dirty(from, to - from + 1);
-                        if (clear && from == leafStart && to == leafLast) {
-                            for (int j = 0; j < ls.entries(); j++) {
-                                long at = first + (long) j * entryBytes;
-                                cleaned += cleanEntry(level, at, entries.la(at), leafStart + j * ls.entrySpan());
-                            }
-                        }
-                    }
-                    segLast = to;
+                    long leafLast = (v & -ls.size()) + ls.size() - 1;
+                    cleaned += leafGroup(level, table, v, va, last, ls, clear, visitor);
+                    segLast = Long.compareUnsigned(leafLast, last) < 0 ? leafLast : last;
                 }
             }
             if (segLast == last) {
@@ -95,6 +72,74 @@ final class DirtyScanner {
             }
             v = segLast + 1;
         }
+    }
+
+    /**
+     * The last level, where most entries are: one tight loop of acquire loads from the segment, one dirty-bit test
+     * each; a run entry (or a dirty one) goes to the general path.
+     */
+    private long scanLastLevel(int level, long table, long va, long last, boolean clear, DirtyVisitor visitor) {
+        final int entryBytes = geometry.entryBytes();
+        final int shift = Long.numberOfTrailingZeros(geometry.entrySpan(level));
+        final long span = 1L << shift;
+        final TableMemory e = entries;
+        final DirtyBits d = bits;
+        final PageTableFormat f = format;
+        int first = geometry.index(va, level);
+        int n = (int) ((last - va) >>> shift) + 1;
+        long cleaned = 0;
+        for (int i = 0; i < n; i++) {
+            long address = table + (long) (first + i) * entryBytes;
+            long raw = e.laDirect(address);
+            if (raw == 0) {
+                continue;
+            }
+            long v = va + ((long) i << shift);
+            if (f.isRunEntry(level, raw)) {
+                if (f.decode(level, raw, v) instanceof Descriptor.Leaf leaf) {
+                    long leafLast = (v & -leaf.leaf().size()) + leaf.leaf().size() - 1;
+                    cleaned += leafGroup(level, table, v, va, last, leaf.leaf(), clear, visitor);
+                    long to = Long.compareUnsigned(leafLast, last) < 0 ? leafLast : last;
+                    i += (int) ((to - v) >>> shift);
+                }
+            } else if (d.isDirty(raw) && f.decode(level, raw, v) instanceof Descriptor.Leaf) {
+                visitor.dirty(v, span);
+                if (clear) {
+                    cleaned += cleanEntry(level, address, raw, v);
+                }
+            }
+        }
+        return cleaned;
+    }
+
+    /**
+     * A leaf of one or more entries (a block, a contiguous run) met at {@code v}: reported whole (clipped to
+     * {@code [va, last]}) if any entry is dirty, cleaned if it lies wholly in the range. @return the entries cleaned
+     */
+    private long leafGroup(int level, long table, long v, long va, long last, LeafSize ls, boolean clear, DirtyVisitor visitor) {
+        final int entryBytes = geometry.entryBytes();
+        long leafStart = v & -ls.size();
+        long leafLast = leafStart + ls.size() - 1;
+        long first = table + (long) geometry.index(leafStart, level) * entryBytes;
+        boolean dirty = false;
+        for (int j = 0; j < ls.entries() && !dirty; j++) {
+            long e = entries.la(first + (long) j * entryBytes);
+            dirty = e != 0 && bits.isDirty(e);
+        }
+        if (!dirty) {
+            return 0;
+        }
+        long from = Long.compareUnsigned(leafStart, va) > 0 ? leafStart : v;
+        long to = Long.compareUnsigned(leafLast, last) < 0 ? leafLast : last;
+        visitor.dirty(from, to - from + 1);
+        long cleaned = 0;
+        if (clear && from == leafStart && to == leafLast) {
+            for (int j = 0; j < ls.entries(); j++) {
+                long at = first + (long) j * entryBytes;
+                cleaned += cleanEntry(level, at, entries.la(at), leafStart + j * ls.entrySpan());
+            }
+        }
+        return cleaned;
     }
 
     /** Makes the entry at {@code address} clean if it is a dirty leaf. @return 1 if this call cleaned it, else 0 */

@@ -26,6 +26,8 @@ final class TableMemory {
 
     private static final ValueLayout.OfLong LONG_LE = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfInt INT_LE = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final java.lang.invoke.VarHandle LONG_LE_ACQUIRE = LONG_LE.varHandle();
+    private static final java.lang.invoke.VarHandle INT_LE_ACQUIRE = INT_LE.varHandle();
 
     private final PhysicalMemory memory;
     private final boolean wide;
@@ -133,6 +135,19 @@ final class TableMemory {
             }
         }
         return live;
+    }
+
+    /**
+     * {@return the value of the entry at {@code address}, read with acquire semantics, through the segment if the
+     * memory is one (the dirty scan's loop: as {@link #la}, without the SPI's checks)}
+     */
+    long laDirect(long address) {
+        MemorySegment s = direct;
+        if (s == null) {
+            return la(address);
+        }
+        long off = address - directBase;
+        return wide ? (long) LONG_LE_ACQUIRE.getAcquire(s, off) : Integer.toUnsignedLong((int) INT_LE_ACQUIRE.getAcquire(s, off));
     }
 
     /** {@return the plain value of the entry at {@code address}, through the segment if the memory is one} */
