@@ -508,7 +508,8 @@ public final class Device {
                                 }
                             } else {
                                 WalkResult.PageFault pf = (WalkResult.PageFault) r;
-                                fault = new DeviceFault(this, va, access, pf.reason(), pf.level(), pf.detail());
+                                fault = new DeviceFault(this, va, access, pf.reason(), pf.level(), pf.detail(), pf.stage(),
+                                    pf.stage1Level(), pf.ipa());
                             }
                         }
                         eGeneration = generation;
