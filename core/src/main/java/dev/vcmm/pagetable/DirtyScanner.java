@@ -41,14 +41,15 @@ final class DirtyScanner {
 
     /** Scans {@code [va, last]} of the tables at {@code root}. @return the entries cleaned */
     long scan(long root, long va, long last, boolean clear, DirtyVisitor visitor) {
-        return scanLevel(0, root, va, last, clear, visitor);
+        long[] run = new long[geometry.entries(levels - 1)]; // one last-level table's entries, read in bulk
+        return scanLevel(0, root, va, last, clear, visitor, run);
     }
 
-    private long scanLevel(int level, long table, long va, long last, boolean clear, DirtyVisitor visitor) {
+    private long scanLevel(int level, long table, long va, long last, boolean clear, DirtyVisitor visitor, long[] run) {
         final int entryBytes = geometry.entryBytes();
         final long span = geometry.entrySpan(level);
         if (level == levels - 1) {
-            return scanLastLevel(level, table, va, last, clear, visitor);
+            return scanLastLevel(level, table, va, last, clear, visitor, run);
         }
         long cleaned = 0;
         long v = va;
@@ -59,7 +60,7 @@ final class DirtyScanner {
             long raw = entries.la(address);
             if (raw != 0) {
                 if (format.isTable(level, raw)) {
-                    cleaned += scanLevel(level + 1, format.tableAddress(level, raw), v, segLast, clear, visitor);
+                    cleaned += scanLevel(level + 1, format.tableAddress(level, raw), v, segLast, clear, visitor, run);
                 } else if (format.decode(level, raw, v) instanceof Descriptor.Leaf leaf) {
                     LeafSize ls = leaf.leaf();
                     long leafLast = (v & -ls.size()) + ls.size() - 1;
@@ -75,10 +76,10 @@ final class DirtyScanner {
     }
 
     /**
-     * The last level, where most entries are: one tight loop of acquire loads from the segment, one dirty-bit test
-     * each; a run entry (or a dirty one) goes to the general path.
+     * The last level, where most entries are: the range's entries read in one bulk copy from the segment (else one
+     * acquire load each), then one dirty-bit test each; a run entry, or a dirty one, is decoded and handled.
      */
-    private long scanLastLevel(int level, long table, long va, long last, boolean clear, DirtyVisitor visitor) {
+    private long scanLastLevel(int level, long table, long va, long last, boolean clear, DirtyVisitor visitor, long[] run) {
         final int entryBytes = geometry.entryBytes();
         final int shift = Long.numberOfTrailingZeros(geometry.entrySpan(level));
         final long span = 1L << shift;
@@ -88,14 +89,16 @@ final class DirtyScanner {
         int first = geometry.index(va, level);
         int n = (int) ((last - va) >>> shift) + 1;
         long cleaned = 0;
+        final boolean bulk = e.laRun(table + (long) first * entryBytes, run, n);
+        final boolean runs = geometry.lastLevelRun() != null;
         for (int i = 0; i < n; i++) {
             long address = table + (long) (first + i) * entryBytes;
-            long raw = e.laDirect(address);
+            long raw = bulk ? run[i] : e.laDirect(address);
             if (raw == 0) {
                 continue;
             }
             long v = va + ((long) i << shift);
-            if (f.isRunEntry(level, raw)) {
+            if (runs && f.isRunEntry(level, raw)) {
                 if (f.decode(level, raw, v) instanceof Descriptor.Leaf leaf) {
                     long leafLast = (v & -leaf.leaf().size()) + leaf.leaf().size() - 1;
                     cleaned += leafGroup(level, table, v, va, last, leaf.leaf(), clear, visitor);

@@ -150,6 +150,25 @@ final class TableMemory {
         return wide ? (long) LONG_LE_ACQUIRE.getAcquire(s, off) : Integer.toUnsignedLong((int) INT_LE_ACQUIRE.getAcquire(s, off));
     }
 
+    /**
+     * Reads {@code count} 64-bit entries from {@code address} into {@code into[0, count)} with one bulk copy from the
+     * segment, then an acquire fence: as {@code count} acquire loads for what follows (the dirty scan's last level).
+     * HotSpot copies aligned words single-copy atomically ({@code Copy::conjoint_memory_atomic}); a torn word would be
+     * harmless anyway, since the scan decodes a word before it acts on it and changes an entry only by
+     * compare-and-set against what it read.
+     *
+     * @return {@code false}, having read nothing, if the memory is not one segment or entries are 32-bit
+     */
+    boolean laRun(long address, long[] into, int count) {
+        MemorySegment s = direct;
+        if (s == null || !wide) {
+            return false;
+        }
+        MemorySegment.copy(s, LONG_LE, address - directBase, into, 0, count);
+        java.lang.invoke.VarHandle.acquireFence(); // the copy's loads come before every later load and store
+        return true;
+    }
+
     /** {@return the plain value of the entry at {@code address}, through the segment if the memory is one} */
     long lpDirect(long address) {
         MemorySegment s = direct;
