@@ -58,6 +58,7 @@ class NestedTranslationTest {
 
     @AfterEach
     void close() {
+        Device.burstHook = null;
         vcmm.close();
     }
 
@@ -169,6 +170,41 @@ class NestedTranslationTest {
         assertEquals(root & -PAGE, f.ipa() & -PAGE);
         pool.back(poolMemory); // the host gives it back: the same tables work again
         assertInstanceOf(WalkResult.Translation.class, gpu.translate(r.address()));
+    }
+
+    @Test
+    void shouldWaitForANestedBurstInFlightBeforeAHostUnbackReturns() throws Exception {
+        Reservation r = guestBuffer(16 * PAGE, 0);
+        java.util.concurrent.CountDownLatch inBurst = new java.util.concurrent.CountDownLatch(1);
+        java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+        Device.burstHook = (dev, va, pa, n, access) -> {
+            if (access == Access.WRITE) {
+                inBurst.countDown();
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        };
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(2);
+        try {
+            java.util.concurrent.Future<?> writer = pool.submit(() -> gpu.write(r.address(), new byte[64], 0, 64));
+            assertTrue(inBurst.await(10, java.util.concurrent.TimeUnit.SECONDS));
+            Device.burstHook = null;
+            // the burst holds a combined translation through the host's RAM: the host's unback must wait for it
+            java.util.concurrent.Future<?> unback = pool.submit(hostRam::unback);
+            Thread.sleep(100);
+            assertFalse(unback.isDone(), "a stage-2 unback returned while a nested burst that used it was in flight");
+            release.countDown();
+            writer.get(10, java.util.concurrent.TimeUnit.SECONDS);
+            unback.get(10, java.util.concurrent.TimeUnit.SECONDS);
+            assertEquals(2, assertThrows(DeviceFaultException.class, () -> gpu.write(r.address(), new byte[8], 0, 8)).fault().stage());
+        } finally {
+            Device.burstHook = null;
+            release.countDown();
+            pool.shutdownNow();
+        }
     }
 
     @Test
