@@ -610,14 +610,9 @@ public final class Device {
                         e = null;
                         long generation = tlb == null ? 0 : tlb.generation(); // before the walk reads slots and tables
                         Iotlb.Entry hit = tlb == null ? null : tlb.lookup(pasid, va);
-                        if (hit != null) {
-                            if (hit.attributes().allows(access, false)) {
-                                e = hit;
-                            } else {
-                                fault = new DeviceFault(this, va, access, FaultReason.PERMISSION, hit.level(),
-                                    access + " from privileged not allowed by " + hit.attributes() + " (IOTLB hit)");
-                            }
-                        } else {
+                        if (hit != null && hit.attributes().allows(access, false)) {
+                            e = hit;
+                        } else { // a miss, or a hit that does not allow it: walk (a write may make a clean entry dirty)
                             WalkResult r = walk(pasid, va, access, false);
                             if (r instanceof WalkResult.Translation t) {
                                 e = Iotlb.Entry.of(t);
@@ -626,7 +621,8 @@ public final class Device {
                                 }
                             } else {
                                 WalkResult.PageFault pf = (WalkResult.PageFault) r;
-                                fault = new DeviceFault(this, va, access, pf.reason(), pf.level(), pf.detail());
+                                fault = new DeviceFault(this, va, access, pf.reason(), pf.level(), pf.detail(), pf.stage(),
+                                    pf.stage1Level(), pf.ipa());
                             }
                         }
                         eGeneration = generation;

@@ -9,7 +9,7 @@ import java.util.Map;
 /**
  * The mapping graph as Graphviz DOT: memory types, physical allocations, VCMs (with their page tables),
  * reservations and devices, and the edges between them (backs, reserves, associated/active, allocated
- * from). Render with {@code dot -Tsvg graph.dot -o graph.svg}.
+ * from; a guest VCM's stage 1 to its host's stage 2 under nested translation). Render with {@code dot -Tsvg graph.dot -o graph.svg}.
  *
  * <p><b>Thread-safety:</b> stateless. An export taken while the graph changes is a best-effort snapshot
  * (each object read once); taken at a quiescent point it is exact.
@@ -44,6 +44,11 @@ public final class GraphExport {
             }
             sb.append(String.format("  %s [shape=box, style=\"rounded,filled\", fillcolor=\"#cfe2f3\", label=\"%s %s\\n0x%x +%s%s\"];%n",
                 id("vcm", vcm.name()), esc(vcm.name()), vcm.kind(), vcm.start(), LeafSize.humanSize(vcm.length()), tables));
+            Vcm host = vcm.host();
+            if (host != null) { // nested translation: the guest's stage 1 (its tables above) over the host's stage 2
+                sb.append(String.format("  %s -> %s [style=bold, color=\"#674ea7\", label=\"stage 1 output (IPA):\\nstage 2 of %s\"];%n",
+                    id("vcm", vcm.name()), id("vcm", host.name()), esc(host.name())));
+            }
             for (Reservation r : vcm.reservations()) {
                 String rid = id("res", vcm.name() + "_" + Long.toHexString(r.address()));
                 sb.append(String.format("  %s [shape=note, label=\"0x%x +%s\\n%s\"];%n", rid, r.address(),

@@ -38,7 +38,9 @@ public final class PageTableView {
 
     /**
      * A hardware walk of {@code va}, as a device would make it, with the table's own grace period: a table page
-     * unlinked meanwhile is not reused while the walk may read it.
+     * unlinked meanwhile is not reused while the walk may read it. Like a device's walk, a {@link Access#WRITE}
+     * through a writable-clean leaf makes it dirty (the hardware's dirty-state update, the one change a walk makes;
+     * it matters only while the VCM's {@link Vcm#dirtyTracking() dirty tracking} has cleaned entries).
      *
      * @param va       the input address
      * @param access   the access to check, or {@code null} for none

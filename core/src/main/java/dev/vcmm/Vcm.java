@@ -48,7 +48,13 @@ public final class Vcm {
          * virtual address, and backing it maps the memory there with {@code mmap}. Needs a
          * {@link dev.vcmm.spi.HostMapper}; see {@link Vcmm#createHostVcm(long)}.
          */
-        HOST
+        HOST,
+        /**
+         * A guest's address space under nested translation: its page tables (stage 1) map device addresses to
+         * intermediate physical addresses (IPA) of a host VCM, live in the guest's own memory (IPA), and every read of
+         * them is translated by the host VCM's stage-2 table; see {@link Vcmm#createGuestVcm}.
+         */
+        GUEST
     }
 
     static final long GRANULE = 4096;
@@ -69,12 +75,16 @@ public final class Vcm {
     /** By address, unsigned order: upper-half addresses are negative longs. */
     private final ConcurrentSkipListMap<Long, Reservation> reservations = new ConcurrentSkipListMap<>(Long::compareUnsigned);
     private final List<Association> associations = new CopyOnWriteArrayList<>();
+    /** Guest VCMs whose stage 2 this VCM is ({@link VcmKind.Guest}): they walk its tables. */
+    private final List<Vcm> guests = new CopyOnWriteArrayList<>();
     private final Map<PageTableFormat, PageTable> tables = new ConcurrentHashMap<>();
     private volatile boolean freed;
     /** Set by {@link #closeAll()} when the VCMM closes: the VCM is unusable from then on. */
     private volatile boolean closed;
     /** Its owning client was released while others still used it: it frees itself once empty. */
     private volatile boolean orphan;
+    /** Dirty tracking of its page tables (off until enabled). */
+    private final DirtyTracking dirtyTracking = new DirtyTracking(this);
 
     Vcm(Vcmm vcmm, Bus bus, MemoryType tableMemory, ReverseMap reverse, String name, VcmKind kind, long start, long length) {
         this.vcmm = vcmm;
@@ -126,6 +136,31 @@ public final class Vcm {
     /** {@return its associations (a snapshot)} */
     public List<Association> associations() {
         return List.copyOf(associations);
+    }
+
+    /** {@return the dirty tracking of this VCM: which pages its devices wrote (off until enabled)} */
+    public DirtyTracking dirtyTracking() {
+        return dirtyTracking;
+    }
+
+    /**
+     * Runs {@code action} on the VCM's page tables (a snapshot, one per format) under the VCM's shared lock, so no
+     * table is built or closed meanwhile; backs and unbacks run alongside.
+     */
+    <T> T withTables(java.util.function.Function<java.util.Collection<PageTable>, T> action) {
+        checkUsable();
+        lock.readLock().lock();
+        try {
+            checkUsable();
+            return action.apply(List.copyOf(tables.values()));
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /** @return whether its devices translate through its page tables */
+    boolean walksTables() {
+        return kind.walksTables();
     }
 
     /** {@return the formats it keeps page tables for (a snapshot)} */
@@ -322,7 +357,7 @@ public final class Vcm {
                 counted = true;
                 Attributes a = r.attributes().toPageAttributes();
                 for (PageTable t : tables.values()) {
-                    mapInto(t, r, memory, offset, a);
+                    kind.mapInto(t, r, memory, offset, a);
                     done.add(t);
                 }
                 kind.map(r, memory, offset); // last: it undoes itself on failure
@@ -345,7 +380,7 @@ public final class Vcm {
     }
 
     /** Maps the reservation's runs of {@code memory} into one table; undoes its own part on failure. */
-    private static void mapInto(PageTable t, Reservation r, PhysMem memory, long offset, Attributes a) {
+    static void mapInto(PageTable t, Reservation r, PhysMem memory, long offset, Attributes a) {
         long va = r.address();
         try {
             memory.forEachRun(offset, r.length(), (o, pa, n) -> t.map(va + o, pa, n, a));
@@ -648,11 +683,78 @@ public final class Vcm {
                 sync.add(d);
             }
         }
+        for (Vcm g : guests) {
+            // combined (nested) entries are indexed by the guest's addresses, not by IPA: drop all of the guest's
+            sync = g.flushDevices(sync);
+        }
         if (sync != null) {
             for (Device d : sync) {
                 d.synchronizeBursts(); // after every IOTLB is invalidated: the waits overlap
             }
         }
+    }
+
+    /** Flushes the IOTLB of every device of this VCM that may hold entries, adding them to {@code sync}. @return sync */
+    private List<Device> flushDevices(List<Device> sync) {
+        for (Association a : associations) {
+            Device d = a.device();
+            if (a.isActive() || d.isProgrammed(a)) {
+                d.flushIotlb();
+                if (sync == null) {
+                    sync = new ArrayList<>(2);
+                }
+                sync.add(d);
+            }
+        }
+        return sync;
+    }
+
+    /**
+     * Makes this VCM the stage 2 of {@code guest}: builds a table of {@code stage2} holding every backing, unless it
+     * has one, and lists the guest, whose devices' IOTLBs every invalidation of this VCM then flushes.
+     *
+     * @throws IllegalArgumentException if {@code stage2} cannot express a reservation's attributes; nothing changed
+     * @throws IllegalStateException    if the VCM is freed
+     */
+    void attachGuest(Vcm guest, PageTableFormat stage2) {
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            if (!tables.containsKey(stage2)) {
+                tables.put(stage2, buildTable(stage2));
+            }
+            guests.add(guest);
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** Forgets {@code guest}; drops the stage-2 table when no association or other guest uses its format. */
+    void detachGuest(Vcm guest, PageTableFormat stage2) {
+        lock.writeLock().lock();
+        try {
+            guests.remove(guest);
+            boolean used = associations.stream().anyMatch(o -> stage2.equals(o.device().format()))
+                || guests.stream().anyMatch(g -> g.kind.usesStage2(this, stage2));
+            if (!used) {
+                PageTable t = tables.remove(stage2);
+                if (t != null) {
+                    t.close();
+                }
+            }
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** {@return the guest VCMs whose stage 2 this VCM is (a snapshot)} */
+    public List<Vcm> guests() {
+        return List.copyOf(guests);
+    }
+
+    /** {@return the host VCM whose stage-2 table translates this guest VCM's IPAs, or {@code null} if it is no guest} */
+    public Vcm host() {
+        return kind.host();
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -717,12 +819,12 @@ public final class Vcm {
         for (Reservation r : reservations.values()) {
             f.checkAttributes(r.attributes().toPageAttributes());
         }
-        PageTable t = PageTable.create(f, tableMemory.memory(), tableMemory.allocator());
+        PageTable t = kind.createTable(f, tableMemory);
         try {
             for (Reservation r : reservations.values()) {
                 PhysMem pm = r.backingMemory();
                 if (pm != null) {
-                    mapInto(t, r, pm, r.backingOffset(), r.attributes().toPageAttributes());
+                    kind.mapInto(t, r, pm, r.backingOffset(), r.attributes().toPageAttributes());
                     applyBindings(t, r, r.attributes().toPageAttributes());
                 }
             }
@@ -785,9 +887,9 @@ public final class Vcm {
         lock.writeLock().lock();
         try {
             checkNotFreed();
-            if (!reservations.isEmpty() || !associations.isEmpty()) {
-                throw new VcmmBusyException("busy: " + this + " still has " + reservations.size() + " reservation(s) and "
-                    + associations.size() + " association(s)");
+            if (!reservations.isEmpty() || !associations.isEmpty() || !guests.isEmpty()) {
+                throw new VcmmBusyException("busy: " + this + " still has " + reservations.size() + " reservation(s), "
+                    + associations.size() + " association(s) and " + guests.size() + " guest(s)");
             }
             freed = true;
             kind.release(this);

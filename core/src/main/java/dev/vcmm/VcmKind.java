@@ -1,6 +1,8 @@
 package dev.vcmm;
 
 import dev.vcmm.pagetable.Access;
+import dev.vcmm.pagetable.Attributes;
+import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.FaultReason;
 import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.pagetable.WalkResult;
@@ -20,10 +22,35 @@ import java.util.List;
  *
  * <p><b>Thread-safety:</b> immutable; the hooks are called under the locks {@link Vcm} takes for the operation.
  */
-abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind.Host {
+abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind.Host, VcmKind.Guest {
 
     /** @return the kind callers see */
     abstract Vcm.Kind kind();
+
+    /** @return whether devices translate through page tables (so the tables' dirty state records their writes) */
+    boolean walksTables() {
+        return true;
+    }
+
+    /** @return a new, empty page table of {@code format} for a VCM of this kind: in {@code tableMemory} by default */
+    PageTable createTable(PageTableFormat format, MemoryType tableMemory) {
+        return PageTable.create(format, tableMemory.memory(), tableMemory.allocator());
+    }
+
+    /** Maps {@code r}'s backing into one of the VCM's tables: the memory's physical runs by default. */
+    void mapInto(PageTable t, Reservation r, PhysMem memory, long offset, Attributes a) {
+        Vcm.mapInto(t, r, memory, offset, a);
+    }
+
+    /** @return the host VCM of a guest, else {@code null} */
+    Vcm host() {
+        return null;
+    }
+
+    /** @return whether this is a guest of {@code host} using its table of {@code stage2} */
+    boolean usesStage2(Vcm host, PageTableFormat stage2) {
+        return false;
+    }
 
     /** @return the alignment a reservation of this kind gets when {@code alignment} is asked for */
     long alignment(long alignment) {
@@ -122,6 +149,11 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
         @Override
         Vcm.Kind kind() {
             return Vcm.Kind.ONE_TO_ONE;
+        }
+
+        @Override
+        boolean walksTables() {
+            return false;
         }
 
         @Override
@@ -269,6 +301,131 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
         VcmKind cloneKind(Vcm vcm) {
             throw new IllegalArgumentException("a HOST VCM cannot be cloned (its range is the process's own): " + vcm
                 + "; copyMappings into a VIRTUAL VCM instead");
+        }
+    }
+
+    /**
+     * A guest under nested translation: its tables (stage 1, one per format of its devices) map device addresses to
+     * IPAs of the {@link #host} VCM, live in the guest's own memory (IPA pages of {@link #pool}, a backed reservation of
+     * the host) and are read through {@link Stage2Memory}, so each of their reads is translated by the host's table
+     * of {@link #stage2}. A reservation of the guest is backed by memory the host VCM maps (the guest's RAM): its
+     * entries hold the IPA of that memory, and memory the host does not map cannot back it. A device walk is the
+     * nested walk: stage 1 (each table read through stage 2), then stage 2 of the output IPA; the IOTLB caches the
+     * combined translation.
+     */
+    static final class Guest extends VcmKind {
+        final Vcm host;
+        final PageTableFormat stage2;
+        final Reservation pool;
+        private final Stage2Memory memory;
+        private final GuestTableAllocator allocator;
+
+        Guest(Vcm host, PageTableFormat stage2, Reservation pool, Bus bus) {
+            this.host = host;
+            this.stage2 = stage2;
+            this.pool = pool;
+            this.memory = new Stage2Memory(host, stage2, bus);
+            this.allocator = new GuestTableAllocator(pool.address(), pool.length());
+        }
+
+        @Override
+        Vcm.Kind kind() {
+            return Vcm.Kind.GUEST;
+        }
+
+        @Override
+        Vcm host() {
+            return host;
+        }
+
+        @Override
+        boolean usesStage2(Vcm h, PageTableFormat f) {
+            return h == host && f.equals(stage2);
+        }
+
+        @Override
+        PageTable createTable(PageTableFormat format, MemoryType tableMemory) {
+            return PageTable.create(format, memory, allocator); // in the guest's memory, read through stage 2
+        }
+
+        /** {@return the IPA where the host maps byte {@code offset} of {@code memory}, for {@code length} bytes} */
+        private long ipaOf(PhysMem memory, long offset, long length) {
+            for (Reservation h : host.reservations()) {
+                PhysMem pm = h.backingMemory();
+                long from = h.backingOffset();
+                if (pm == memory && offset >= from && offset - from <= h.length() - length) {
+                    return h.address() + (offset - from);
+                }
+            }
+            throw new IllegalArgumentException(String.format("%s was not given %s bytes [0x%x, 0x%x): no reservation of its"
+                + " host %s is backed by them; back a host reservation with that memory first", "the guest", memory, offset,
+                offset + length, host));
+        }
+
+        @Override
+        void checkBack(Reservation r, PhysMem memory, long offset) {
+            ipaOf(memory, offset, r.length());
+        }
+
+        @Override
+        void mapInto(PageTable t, Reservation r, PhysMem memory, long offset, Attributes a) {
+            long ipa = ipaOf(memory, offset, r.length());
+            try {
+                t.map(r.address(), ipa, r.length(), a);
+            } catch (RuntimeException e) {
+                t.unmap(r.address(), r.length()); // whatever was mapped of the range: the rest is empty
+                throw e;
+            }
+        }
+
+        @Override
+        void release(Vcm vcm) {
+            host.detachGuest(vcm, stage2);
+        }
+
+        @Override
+        VcmKind cloneKind(Vcm vcm) {
+            throw new IllegalArgumentException("a GUEST VCM cannot be cloned (its tables live in its host's memory): " + vcm);
+        }
+
+        /**
+         * The nested walk: stage 1 through {@link Stage2Memory} (a stage-2 fault on a table read names that stage-1
+         * level), then stage 2 of the output IPA; the translation combines both: the output of stage 2, the largest
+         * leaf of the device's format inside both leaves, and the permissions both allow (stage 1's user and memory
+         * type).
+         */
+        @Override
+        WalkResult walk(Vcm vcm, PageTableFormat format, long address, Access access, boolean fromUser) {
+            Stage2Memory.Walk w = Stage2Memory.begin();
+            WalkResult r1;
+            try {
+                r1 = vcm.walkTable(format, address, access, fromUser);
+            } catch (Stage2Memory.Stage2Fault e) {
+                WalkResult.PageFault f = e.fault;
+                return new WalkResult.PageFault(address, f.level(), f.reason(), f.detail(), 2, w.stage1Reads, e.ipa);
+            }
+            if (r1 instanceof WalkResult.PageFault f) {
+                return new WalkResult.PageFault(f.va(), f.level(), f.reason(), f.detail(), 1, -1, 0);
+            }
+            WalkResult.Translation t1 = (WalkResult.Translation) r1;
+            WalkResult r2 = host.walkTable(stage2, t1.pa(), access, true);
+            Stage2Memory.countStage2(r2);
+            if (r2 instanceof WalkResult.PageFault f) {
+                return new WalkResult.PageFault(address, f.level(), f.reason(), f.detail(), 2, -1, t1.pa());
+            }
+            WalkResult.Translation t2 = (WalkResult.Translation) r2;
+            long size = 0;
+            long limit = Math.min(t1.leafSize(), t2.leafSize());
+            for (dev.vcmm.pagetable.LeafSize l : format.leafSizes()) {
+                if (l.size() <= limit && l.size() > size) {
+                    size = l.size();
+                }
+            }
+            Attributes a1 = t1.attributes();
+            Attributes a2 = t2.attributes();
+            Attributes a = new Attributes(a1.read() && a2.read(), a1.write() && a2.write(), a1.execute() && a2.execute(),
+                a1.user(), a1.cache());
+            return new WalkResult.Translation(address, t2.pa(), size, t1.level(), a);
         }
     }
 }

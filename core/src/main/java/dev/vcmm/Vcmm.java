@@ -350,6 +350,59 @@ public final class Vcmm implements AutoCloseable {
     }
 
     /**
+     * Creates a guest VCM under nested translation, as a hypervisor gives a virtual machine's assigned devices: the
+     * guest's addresses {@code [start, start + length)} translate through its own page tables (stage 1, one per format
+     * of the devices associated with it, any stage-1 format) to intermediate physical addresses (IPA) of {@code host},
+     * whose table of {@code stage2} maps them to physical memory. The guest's tables live in its own memory: pages of
+     * {@code tablePool}, a backed reservation of the host, and every read of them is translated by stage 2. A guest
+     * reservation is backed by memory some reservation of the host is backed by (its entries hold that IPA); any
+     * other memory is refused. An unback in the guest invalidates its devices' IOTLBs for the range; an unback (or
+     * any invalidation) in the host flushes the IOTLBs of every device of its guests, since they cache combined
+     * translations by guest address. Free the guest before the host.
+     *
+     * @param host      a VIRTUAL VCM of this VCMM: the guest's IPA space
+     * @param stage2    the format of the host's stage-2 table, e.g. {@code arm64-s2-4k}; it must reach every address of
+     *                  {@code host} and express its reservations (stage 2 maps with user access: reserve {@code user})
+     * @param tablePool a backed reservation of {@code host} whose IPA pages hold the guest's tables
+     * @param start     the guest's first address
+     * @param length    the guest's length in bytes
+     * @return the new guest VCM ({@link Vcm.Kind#GUEST})
+     * @throws IllegalArgumentException if an argument is refused as above; nothing changed
+     * @throws IllegalStateException    if the VCMM is closed or {@code host} is freed
+     */
+    public Vcm createGuestVcm(Vcm host, PageTableFormat stage2, Reservation tablePool, long start, long length) {
+        Objects.requireNonNull(host, "host");
+        Objects.requireNonNull(stage2, "stage2");
+        Objects.requireNonNull(tablePool, "tablePool");
+        host.checkOwner(this);
+        host.checkUsable();
+        if (host.kind() != Vcm.Kind.VIRTUAL) {
+            throw new IllegalArgumentException("host=" + host + " must be a VIRTUAL VCM, not " + host.kind());
+        }
+        if (tablePool.vcm() != host || !tablePool.isBacked()) {
+            throw new IllegalArgumentException("tablePool=" + tablePool + " must be a backed reservation of " + host);
+        }
+        long last = host.start() + host.length() - 1;
+        if (!stage2.isValidVa(host.start()) || !stage2.isValidVa(last) || stage2.leafSizes().getLast().size() != Vcm.GRANULE) {
+            throw new IllegalArgumentException(String.format("stage2=%s cannot translate every IPA of %s [0x%x, 0x%x] with"
+                + " 4 KiB pages", stage2.name(), host, host.start(), last));
+        }
+        Vcm guest = createVcm(new VcmKind.Guest(host, stage2, tablePool, bus), start, length);
+        try {
+            host.attachGuest(guest, stage2);
+        } catch (RuntimeException e) {
+            graph.lock();
+            try {
+                vcms.remove(guest); // never attached: nothing else knows it
+            } finally {
+                graph.unlock();
+            }
+            throw e;
+        }
+        return guest;
+    }
+
+    /**
      * Creates a HOST VCM: {@code length} bytes of this process's own address space, reserved with no access
      * and aligned to 2 MiB. Its reservations' addresses are process virtual addresses; backing one maps the
      * physical memory there (the same pages the simulated devices reach), and the ffm backend's
@@ -809,7 +862,10 @@ public final class Vcmm implements AutoCloseable {
         graph.lock();
         try {
             hostFailure = null;
-            for (Vcm vcm : vcms) { // before the memory types: mappings of their pages go first
+            // guests before their hosts (their tables are read and cleared through the host's stage 2)
+            List<Vcm> order = new ArrayList<>(vcms);
+            order.sort(java.util.Comparator.comparing(v -> v.host() == null));
+            for (Vcm vcm : order) { // before the memory types: mappings of their pages go first
                 RuntimeException e = vcm.closeAll();
                 if (e != null && hostFailure == null) {
                     hostFailure = e;

@@ -103,6 +103,9 @@ final class ScenarioCommand implements Command {
                 scenario = ScenarioParser.parse(text, "(default scenario)");
             } else {
                 text = Files.readString(Path.of(o.file()), StandardCharsets.UTF_8);
+                if (MigrationScenario.isMigration(text)) {
+                    return runMigration(MigrationScenario.parse(text, o.file()), text, o, out, err);
+                }
                 scenario = ScenarioParser.parse(text, o.file());
             }
         } catch (IOException e) {
@@ -121,6 +124,26 @@ final class ScenarioCommand implements Command {
             scenario = scenario.withPolicies(o.policies());
         }
         return run(scenario, o, new ScenarioRunner(), out, err, true);
+    }
+
+    /**
+     * Runs a live-migration scenario ({@link MigrationRunner}); of the options only {@code --print-scenario} applies.
+     *
+     * @return 0 if the copy equals the source at the end, 1 if not, 2 for an option that does not apply
+     */
+    private int runMigration(MigrationScenario m, String text, Options o, PrintStream out, PrintStream err) {
+        if (o.printScenario()) {
+            out.print(text);
+            return 0;
+        }
+        if (o.json() || o.graph() != null || o.policies() != null || o.frames() > 0 || o.scale() != 1.0) {
+            err.println("vcmm run: " + o.file() + " is a live-migration scenario: --json, --graph, --policies, --frames"
+                + " and --scale do not apply");
+            return 2;
+        }
+        MigrationRunner.Result r = MigrationRunner.run(m, out);
+        out.flush();
+        return r.mismatchedBytes() == 0 ? 0 : 1;
     }
 
     /**

@@ -55,7 +55,7 @@ final class ScenarioParser {
     static final List<ChunkPolicy> DEFAULT_POLICIES = List.of(ChunkPolicy.parse("4K"), ChunkPolicy.parse("64K+4K"),
         ChunkPolicy.parse("1M+64K+4K"), ChunkPolicy.parse("16M+1M+64K+4K"));
 
-    private static final JsonMapper MAPPER = JsonMapper.builder()
+    static final JsonMapper MAPPER = JsonMapper.builder()
         .enable(JsonReadFeature.ALLOW_JAVA_COMMENTS)
         .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
         .enable(com.fasterxml.jackson.core.StreamReadFeature.STRICT_DUPLICATE_DETECTION)
@@ -413,13 +413,13 @@ final class ScenarioParser {
         return List.copyOf(out);
     }
 
-    private static void object(JsonNode n, String path) {
+    static void object(JsonNode n, String path) {
         if (!n.isObject()) {
             throw error(path, "expected an object, got " + describe(n));
         }
     }
 
-    private static void keys(JsonNode n, String path, String... known) {
+    static void keys(JsonNode n, String path, String... known) {
         Set<String> k = Set.of(known);
         for (Iterator<String> it = n.fieldNames(); it.hasNext(); ) {
             String f = it.next();
@@ -429,7 +429,7 @@ final class ScenarioParser {
         }
     }
 
-    private static JsonNode required(JsonNode n, String path, String field) {
+    static JsonNode required(JsonNode n, String path, String field) {
         JsonNode v = n.get(field);
         if (v == null || v.isNull()) {
             throw error(join(path, field), "required");
@@ -437,7 +437,7 @@ final class ScenarioParser {
         return v;
     }
 
-    private static List<JsonNode> array(JsonNode n, String path, String field) {
+    static List<JsonNode> array(JsonNode n, String path, String field) {
         JsonNode v = required(n, path, field);
         if (!v.isArray()) {
             throw error(join(path, field), "expected an array, got " + describe(v));
@@ -447,7 +447,7 @@ final class ScenarioParser {
         return out;
     }
 
-    private static String string(JsonNode n, String path, String field, String dflt) {
+    static String string(JsonNode n, String path, String field, String dflt) {
         JsonNode v = n.get(field);
         if (v == null || v.isNull()) {
             if (dflt == null) {
@@ -461,7 +461,7 @@ final class ScenarioParser {
         return v.asText();
     }
 
-    private static boolean bool(JsonNode n, String path, String field, boolean dflt) {
+    static boolean bool(JsonNode n, String path, String field, boolean dflt) {
         JsonNode v = n.get(field);
         if (v == null || v.isNull()) {
             return dflt;
@@ -472,7 +472,7 @@ final class ScenarioParser {
         return v.asBoolean();
     }
 
-    private static long integer(JsonNode n, String path, String field, Number dflt, long min, long max) {
+    static long integer(JsonNode n, String path, String field, Number dflt, long min, long max) {
         JsonNode v = n.get(field);
         if (v == null || v.isNull()) {
             if (dflt == null) {
@@ -491,7 +491,7 @@ final class ScenarioParser {
     }
 
     /** A byte count or address: a number, or a string in hex ({@code 0x...}) or decimal with a K/M/G suffix. */
-    private static long size(JsonNode n, String path, String field, Long dflt, long min) {
+    static long size(JsonNode n, String path, String field, Long dflt, long min) {
         JsonNode v = n.get(field);
         String p = join(path, field);
         if (v == null || v.isNull()) {
@@ -550,16 +550,16 @@ final class ScenarioParser {
         };
     }
 
-    private static String describe(JsonNode n) {
+    static String describe(JsonNode n) {
         String s = n.toString();
         return n.getNodeType().name().toLowerCase(Locale.ROOT) + " " + (s.length() > 40 ? s.substring(0, 37) + "..." : s);
     }
 
-    private static String join(String path, String field) {
+    static String join(String path, String field) {
         return path.isEmpty() ? field : path + "." + field;
     }
 
-    private static ScenarioException error(String path, String message) {
+    static ScenarioException error(String path, String message) {
         return new ScenarioException(path + ": " + message);
     }
 }

@@ -41,7 +41,31 @@ import java.util.List;
  * of the mapping: a user mapping that may execute clears UXN and sets PXN; a privileged one clears PXN and
  * sets UXN. Mappings that are not readable (write-only, execute-only) cannot be expressed and are refused.
  */
-public final class Arm64Lpae4kFormat implements PageTableFormat {
+public final class Arm64Lpae4kFormat implements PageTableFormat, DirtyBits {
+
+    /** DBM (bit 51): the entry is writable-clean while AP[2] is set (Arm ARM D8, hardware dirty state). */
+    static final long ARM64_PTE_DBM = 1L << 51;
+
+    @Override
+    public boolean isDirty(long raw) {
+        return (raw & ARM64_PTE_AP_RDONLY) == 0;
+    }
+
+    @Override
+    public boolean isWritableClean(long raw) {
+        return (raw & (ARM64_PTE_DBM | ARM64_PTE_AP_RDONLY)) == (ARM64_PTE_DBM | ARM64_PTE_AP_RDONLY);
+    }
+
+    @Override
+    public long clean(long raw) {
+        return isDirty(raw) ? raw | ARM64_PTE_DBM | ARM64_PTE_AP_RDONLY : raw;
+    }
+
+    @Override
+    public long markDirty(long raw) {
+        return isWritableClean(raw) ? raw & ~ARM64_PTE_AP_RDONLY : raw;
+    }
+
 
     /** The single instance. */
     public static final Arm64Lpae4kFormat INSTANCE = new Arm64Lpae4kFormat();

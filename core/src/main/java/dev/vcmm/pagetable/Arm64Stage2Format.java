@@ -46,7 +46,31 @@ import java.util.List;
  * write+execute without read are all expressible; a mapping with no permission at all is refused.
  * Memory types: WRITE_BACK 0b1111, WRITE_THROUGH 0b1010, NON_CACHEABLE 0b0101, DEVICE 0b0001 (Device-nGnRE).
  */
-public final class Arm64Stage2Format implements PageTableFormat {
+public final class Arm64Stage2Format implements PageTableFormat, DirtyBits {
+
+    /** DBM (bit 51): the entry is writable-clean while S2AP[1] is clear (Arm ARM D8, hardware dirty state). */
+    static final long S2_PTE_DBM = 1L << 51;
+
+    @Override
+    public boolean isDirty(long raw) {
+        return (raw & S2_PTE_S2AP_WRITE) != 0;
+    }
+
+    @Override
+    public boolean isWritableClean(long raw) {
+        return (raw & (S2_PTE_DBM | S2_PTE_S2AP_WRITE)) == S2_PTE_DBM;
+    }
+
+    @Override
+    public long clean(long raw) {
+        return isDirty(raw) ? (raw | S2_PTE_DBM) & ~S2_PTE_S2AP_WRITE : raw;
+    }
+
+    @Override
+    public long markDirty(long raw) {
+        return isWritableClean(raw) ? raw | S2_PTE_S2AP_WRITE : raw;
+    }
+
 
     static final long S2_PTE_VALID = 1L;
     static final long S2_PTE_TYPE_TABLE_OR_PAGE = 1L << 1;

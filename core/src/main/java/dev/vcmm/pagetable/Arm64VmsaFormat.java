@@ -58,7 +58,31 @@ import java.util.List;
  * <p>Attributes are encoded exactly as {@link Arm64Lpae4kFormat} encodes them (MAIR layout {@link
  * Arm64Lpae4kFormat#MAIR}; execute follows the mapping's privilege; mappings without read are refused).
  */
-public final class Arm64VmsaFormat implements PageTableFormat {
+public final class Arm64VmsaFormat implements PageTableFormat, DirtyBits {
+
+    /** DBM (bit 51): the entry is writable-clean while AP[2] is set (Arm ARM D8, hardware dirty state). */
+    static final long ARM64_PTE_DBM = 1L << 51;
+
+    @Override
+    public boolean isDirty(long raw) {
+        return (raw & ARM64_PTE_AP_RDONLY) == 0;
+    }
+
+    @Override
+    public boolean isWritableClean(long raw) {
+        return (raw & (ARM64_PTE_DBM | ARM64_PTE_AP_RDONLY)) == (ARM64_PTE_DBM | ARM64_PTE_AP_RDONLY);
+    }
+
+    @Override
+    public long clean(long raw) {
+        return isDirty(raw) ? raw | ARM64_PTE_DBM | ARM64_PTE_AP_RDONLY : raw;
+    }
+
+    @Override
+    public long markDirty(long raw) {
+        return isWritableClean(raw) ? raw & ~ARM64_PTE_AP_RDONLY : raw;
+    }
+
 
     /** Which TTBR the tables serve: the lower VA range {@code [0, 2^vaBits)} or the upper {@code [-2^vaBits, 0)}. */
     public enum Range {

@@ -90,6 +90,7 @@ public final class PageTable implements AutoCloseable {
     private final Mapper mapper;
     private final Unmapper unmapper;
     private final Remapper remapper;
+    private final DirtyScanner dirty;
     private final long root;
     // the geometry's values the one-page fast paths read, copied: a field of this class is one load, the
     // geometry's is two
@@ -120,6 +121,7 @@ public final class PageTable implements AutoCloseable {
         this.mapper = new Mapper(format, geometry, entries, lifetime, cache, root);
         this.unmapper = new Unmapper(format, geometry, entries, lifetime, cache, root);
         this.remapper = new Remapper(format, geometry, entries, mapper, unmapper, root);
+        this.dirty = new DirtyScanner(format, geometry, entries);
     }
 
     /**
@@ -228,6 +230,9 @@ public final class PageTable implements AutoCloseable {
      * Lock-free: the walk announces itself in a slot of its own (one compare-and-set and one fence), reads
      * the tables, and clears the slot; it never waits for a mapper, and a mapper never waits for it.
      *
+     * <p>It is the walk of a device with hardware dirty-state update ({@link Walker#translateUpdatingDirty}): a write
+     * through a writable-clean leaf makes it dirty with one compare-and-set.
+     *
      * <p>A walk that starts after {@link #close()} or overlaps it returns a {@link WalkResult.PageFault}
      * (reason {@link FaultReason#TRANSLATION}, detail "... is closed") and never reads freed table memory.
      *
@@ -244,7 +249,7 @@ public final class PageTable implements AutoCloseable {
             }
             WalkResult r = access == null
                 ? Walker.translate(format, memory, root, va)
-                : Walker.translate(format, memory, root, va, access, fromUser);
+                : Walker.translateUpdatingDirty(format, memory, root, va, access, fromUser);
             // a close that overlapped the walk may have cleared entries under it: answer as closed
             return closed ? closedFault(va) : r;
         } finally {
@@ -488,6 +493,43 @@ public final class PageTable implements AutoCloseable {
     @Override
     public String toString() {
         return "PageTable{" + format.name() + ", root=0x" + Long.toHexString(root) + ", tables=" + lifetime.tableCount() + '}';
+    }
+
+    /**
+     * Reads the hardware dirty state of the leaves in {@code [va, va + length)} ({@link DirtyBits}) and, if
+     * {@code clear}, makes every dirty leaf that lies wholly in the range writable-clean (one compare-and-set per
+     * entry). A block or a contiguous run is dirty if any of its entries is, and is reported whole, clipped to the
+     * range; one that sticks out of the range is reported but not cleaned, so the state of its pages outside the
+     * range is kept. The caller must invalidate the cached translations of the range afterwards (an IOTLB entry
+     * that allows writes lets a device write without updating the entry): the graph's dirty tracking does.
+     *
+     * <p>Lock-free, an announced walk: it may run alongside walks, maps and unmaps of any range; an entry that
+     * changes under it is read again.
+     *
+     * @param va      the first input address, aligned to the smallest leaf
+     * @param length  the bytes, a positive multiple of the smallest leaf
+     * @param clear   whether to make the dirty leaves clean
+     * @param visitor receives each dirty range, in address order
+     * @return the number of entries this call made clean
+     * @throws UnsupportedOperationException if the format has no dirty bits
+     * @throws UnsupportedSizeException      if va or length is not a multiple of the smallest leaf
+     * @throws AddressRangeException         if the range is outside the format's input address space
+     * @throws IllegalStateException         if the table is closed
+     */
+    public long readDirty(long va, long length, boolean clear, DirtyVisitor visitor) {
+        Objects.requireNonNull(visitor, "visitor");
+        if (!dirty.supported()) {
+            throw new UnsupportedOperationException(format.name() + " has no hardware dirty state");
+        }
+        checkOpen();
+        checkRange(va, length);
+        int slot = lifetime.enter();
+        try {
+            checkOpen(); // after the announcement, as a walk: close() sets closed, then scans
+            return dirty.scan(root, va, va + length - 1, clear, visitor);
+        } finally {
+            lifetime.leave(slot);
+        }
     }
 
     private void checkOpen() {

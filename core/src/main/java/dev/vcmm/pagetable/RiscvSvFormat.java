@@ -43,7 +43,28 @@ import java.util.List;
  * platform's attributes for the region, cacheable main memory), {@link CachePolicy#NON_CACHEABLE} as NC,
  * {@link CachePolicy#DEVICE} as IO; {@link CachePolicy#WRITE_THROUGH} has no encoding and is refused.
  */
-abstract sealed class RiscvSvFormat implements PageTableFormat permits RiscvSv39Format, RiscvSv48Format, RiscvSv57Format {
+abstract sealed class RiscvSvFormat implements PageTableFormat, DirtyBits permits RiscvSv39Format, RiscvSv48Format, RiscvSv57Format {
+
+    @Override
+    public final boolean isDirty(long raw) {
+        return (raw & (RISCV_PTE_W | RISCV_PTE_D)) == (RISCV_PTE_W | RISCV_PTE_D);
+    }
+
+    @Override
+    public final boolean isWritableClean(long raw) {
+        return (raw & (RISCV_PTE_W | RISCV_PTE_D)) == RISCV_PTE_W;
+    }
+
+    @Override
+    public final long clean(long raw) {
+        return isDirty(raw) ? raw & ~RISCV_PTE_D : raw;
+    }
+
+    @Override
+    public final long markDirty(long raw) {
+        return isWritableClean(raw) ? raw | RISCV_PTE_D : raw;
+    }
+
 
     static final long RISCV_PTE_V = 1L;
     static final long RISCV_PTE_R = 1L << 1;

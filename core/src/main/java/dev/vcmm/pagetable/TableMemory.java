@@ -26,6 +26,8 @@ final class TableMemory {
 
     private static final ValueLayout.OfLong LONG_LE = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
     private static final ValueLayout.OfInt INT_LE = ValueLayout.JAVA_INT.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final java.lang.invoke.VarHandle LONG_LE_ACQUIRE = LONG_LE.varHandle();
+    private static final java.lang.invoke.VarHandle INT_LE_ACQUIRE = INT_LE.varHandle();
 
     private final PhysicalMemory memory;
     private final boolean wide;
@@ -133,6 +135,38 @@ final class TableMemory {
             }
         }
         return live;
+    }
+
+    /**
+     * {@return the value of the entry at {@code address}, read with acquire semantics, through the segment if the
+     * memory is one (the dirty scan's loop: as {@link #la}, without the SPI's checks)}
+     */
+    long laDirect(long address) {
+        MemorySegment s = direct;
+        if (s == null) {
+            return la(address);
+        }
+        long off = address - directBase;
+        return wide ? (long) LONG_LE_ACQUIRE.getAcquire(s, off) : Integer.toUnsignedLong((int) INT_LE_ACQUIRE.getAcquire(s, off));
+    }
+
+    /**
+     * Reads {@code count} 64-bit entries from {@code address} into {@code into[0, count)} with one bulk copy from the
+     * segment, then an acquire fence: as {@code count} acquire loads for what follows (the dirty scan's last level).
+     * HotSpot copies aligned words single-copy atomically ({@code Copy::conjoint_memory_atomic}); a torn word would be
+     * harmless anyway, since the scan decodes a word before it acts on it and changes an entry only by
+     * compare-and-set against what it read.
+     *
+     * @return {@code false}, having read nothing, if the memory is not one segment or entries are 32-bit
+     */
+    boolean laRun(long address, long[] into, int count) {
+        MemorySegment s = direct;
+        if (s == null || !wide) {
+            return false;
+        }
+        MemorySegment.copy(s, LONG_LE, address - directBase, into, 0, count);
+        java.lang.invoke.VarHandle.acquireFence(); // the copy's loads come before every later load and store
+        return true;
     }
 
     /** {@return the plain value of the entry at {@code address}, through the segment if the memory is one} */

@@ -182,7 +182,9 @@ final class Unmapper {
         LeafSize ls = leaf.leaf();
         long leafStart = v & -ls.size();
         long leafPa = leaf.pa() - (v - leafStart);
-        Attributes a = leaf.attributes();
+        // a writable-clean leaf decodes without write on some formats: keep the permission it was mapped with (the
+        // pieces are written dirty, so a tracker reports them once more and loses nothing)
+        Attributes a = DirtyBits.mappedAttributes(format, raw, leaf.attributes());
         if (ls.isRun()) {
             LeafSize single = geometry.single(level, ls.entrySpan());
             long first = table + (long) geometry.index(leafStart, level) * entryBytes;

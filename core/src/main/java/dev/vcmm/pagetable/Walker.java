@@ -33,7 +33,7 @@ public final class Walker {
      * @return the translation, or the fault the hardware would raise
      */
     public static WalkResult translate(PageTableFormat format, PhysicalMemory memory, long root, long va) {
-        return walk(format, memory, root, va, null, false);
+        return walk(format, memory, root, va, null, false, false);
     }
 
     /**
@@ -50,16 +50,40 @@ public final class Walker {
      */
     public static WalkResult translate(PageTableFormat format, PhysicalMemory memory, long root, long va,
                                        Access access, boolean fromUser) {
-        return walk(format, memory, root, va, java.util.Objects.requireNonNull(access, "access"), fromUser);
+        return walk(format, memory, root, va, java.util.Objects.requireNonNull(access, "access"), fromUser, false);
+    }
+
+    /**
+     * Translates {@code va} as {@link #translate(PageTableFormat, PhysicalMemory, long, long, Access, boolean)} does,
+     * as a walker with hardware dirty-state update (Arm FEAT_HAFDBS with DBM, x86's D flag, RISC-V Svadu): a
+     * {@link Access#WRITE WRITE} that reaches a {@linkplain DirtyBits#isWritableClean writable-clean} leaf, and that
+     * the tables above allow, makes the leaf dirty with one compare-and-set of the entry and then translates through
+     * it (a lost compare-and-set reads the entry again). Any other access through a writable-clean leaf gets its
+     * translation without write permission, so a cache of the result (an IOTLB entry) cannot let a later write past
+     * the update. Formats without {@link DirtyBits} walk exactly as {@code translate} does. This is the walk devices
+     * make ({@link PageTable#walk}).
+     *
+     * @param format   the format of the tables
+     * @param memory   the physical memory they live in
+     * @param root     the physical address of the root table
+     * @param va       the input address to translate
+     * @param access   the access to check, or {@code null} for none (no update is then made)
+     * @param fromUser whether the access comes from the unprivileged level
+     * @return the translation, or the fault the hardware would raise
+     */
+    public static WalkResult translateUpdatingDirty(PageTableFormat format, PhysicalMemory memory, long root, long va,
+                                                    Access access, boolean fromUser) {
+        return walk(format, memory, root, va, access, fromUser, true);
     }
 
     private static WalkResult walk(PageTableFormat format, PhysicalMemory memory, long root, long va,
-                                   Access access, boolean fromUser) {
+                                   Access access, boolean fromUser, boolean updateDirty) {
         if (!format.isValidVa(va)) {
             return new WalkResult.PageFault(va, -1, FaultReason.ADDRESS_SIZE,
                 "va outside the " + format.vaBits() + "-bit input space of " + format.name());
         }
         final int entryBytes = format.entryBytes();
+        final DirtyBits dirtyBits = updateDirty && access != null ? DirtyBits.of(format) : null;
         long table = root;
         boolean allowsWrite = true; // hierarchical limits: the AND over the table descriptors walked
         boolean allowsUser = true;
@@ -92,6 +116,25 @@ public final class Walker {
                 }
                 case Descriptor.Leaf leaf -> {
                     Attributes a = leaf.attributes();
+                    if (dirtyBits != null && dirtyBits.isWritableClean(raw)) {
+                        if (access == Access.WRITE && allowsWrite && (!fromUser || (allowsUser && a.user()))) {
+                            // the hardware's update: one compare-and-set of the entry (Arm ARM D8: atomic with
+                            // respect to other updates of the descriptor); lost to a change: read the entry again
+                            long dirty = dirtyBits.markDirty(raw);
+                            if (!memory.casLong(address, raw, dirty)) {
+                                level--;
+                                continue;
+                            }
+                            if (!(format.decode(level, dirty, va) instanceof Descriptor.Leaf updated)) {
+                                throw new IllegalStateException(format.name() + ": dirty update made 0x"
+                                    + Long.toHexString(dirty) + " of a leaf");
+                            }
+                            leaf = updated;
+                            a = updated.attributes();
+                        } else if (a.write()) {
+                            a = new Attributes(a.read(), false, a.execute(), a.user(), a.cache()); // x86: D=0 reads as R/W=1
+                        }
+                    }
                     if (!(allowsWrite && allowsUser && allowsUserExecute && allowsPrivilegedExecute)) {
                         a = limit(a, allowsWrite, allowsUser, allowsUserExecute, allowsPrivilegedExecute);
                     }

@@ -67,7 +67,28 @@ import java.util.List;
  * XD, and the {@link Walker} ANDs them into the leaf's permissions, as the CPU does. The tables this format
  * writes are permissive, so the leaf alone decides. Not modelled: CR0.WP=0, SMEP, SMAP, protection keys.
  */
-public sealed class X86_64Format implements PageTableFormat permits X86_64FiveLevelFormat {
+public sealed class X86_64Format implements PageTableFormat, DirtyBits permits X86_64FiveLevelFormat {
+
+    @Override
+    public boolean isDirty(long raw) {
+        return (raw & (X86_PTE_RW | X86_PTE_D)) == (X86_PTE_RW | X86_PTE_D);
+    }
+
+    @Override
+    public boolean isWritableClean(long raw) {
+        return (raw & (X86_PTE_RW | X86_PTE_D)) == X86_PTE_RW;
+    }
+
+    @Override
+    public long clean(long raw) {
+        return isDirty(raw) ? raw & ~X86_PTE_D : raw;
+    }
+
+    @Override
+    public long markDirty(long raw) {
+        return isWritableClean(raw) ? raw | X86_PTE_D : raw;
+    }
+
 
     /** The single instance. */
     public static final X86_64Format INSTANCE = new X86_64Format();
