@@ -29,7 +29,8 @@ public final class Reservation {
     private final Vcm vcm;
     private final long address;
     private final long length;
-    private final ReservationAttributes attributes;
+    /** Changed only by {@link Vcm#setAttributes} under the VCM's write lock; read by anyone (walks of one-to-one VCMs). */
+    private volatile ReservationAttributes attributes;
     /** {@code null}, {@link #IN_PROGRESS} or the current backing; changed only by the VCM's back and unback. */
     private final AtomicReference<Backing> backing = new AtomicReference<>();
     private volatile boolean released;
@@ -61,6 +62,32 @@ public final class Reservation {
     /** {@return the attributes} */
     public ReservationAttributes attributes() {
         return attributes;
+    }
+
+    /**
+     * Changes the attributes in place (the RFC's {@code vcm_set_res_attr}, an {@code mprotect}): for a backed
+     * reservation every page table of its VCM rewrites the reservation's leaves with the new permissions and cache
+     * policy (same addresses, same leaf sizes, one compare-and-set per entry, never unmapped in between), then every
+     * device of the VCM invalidates the range in its IOTLB and waits for its bursts in flight: when this returns, no
+     * device uses the old attributes. An unbacked reservation just takes the new attributes for its next back. Takes
+     * the VCM's lock exclusively, so backs and unbacks in the VCM wait for it; DMA does not.
+     *
+     * @param attributes the new attributes
+     * @return this reservation
+     * @throws IllegalArgumentException if a page table of the VCM cannot express them (e.g. no read permission in
+     *                                  {@code armv7-short}, write-through in RISC-V), the reservation is backed by
+     *                                  secure memory and they are not secure, or it is a backed HOST reservation (the
+     *                                  process mapping is not changed in place); nothing changed
+     * @throws IllegalStateException    if it was unreserved, or the VCM freed or closed; nothing changed
+     */
+    public Reservation setAttributes(ReservationAttributes attributes) {
+        vcm.setAttributes(this, attributes);
+        return this;
+    }
+
+    /** Sets the attributes; called by the VCM under its write lock. */
+    void attributes(ReservationAttributes a) {
+        attributes = a;
     }
 
     /** {@return whether a physical allocation backs it now} */

@@ -144,6 +144,20 @@ public final class Vcm {
         return t == null ? null : new PageTableView(t);
     }
 
+    /**
+     * {@return the smallest page size of this VCM (the RFC's {@code vcm_get_min_page_size}): the largest of 4 KiB, the
+     *         host page size for a HOST VCM, and the smallest leaf of each page-table format its devices walk;
+     *         reservation addresses and lengths are multiples of it. It grows when a device with larger pages is
+     *         associated}
+     */
+    public long minPageSize() {
+        long min = kind.alignment(GRANULE);
+        for (PageTableFormat f : tables.keySet()) {
+            min = Math.max(min, f.leafSizes().getLast().size());
+        }
+        return min;
+    }
+
     /** {@return the bytes of address space not reserved} */
     public long freeBytes() {
         lock.readLock().lock();
@@ -341,6 +355,56 @@ public final class Vcm {
             r.endBack(memory, offset);
         } finally {
             lock.readLock().unlock();
+        }
+    }
+
+    /**
+     * Changes {@code r}'s attributes; see {@link Reservation#setAttributes}. Under the write lock: no back, unback or
+     * association change of this VCM runs meanwhile, so {@code r}'s backing and the set of tables are fixed.
+     */
+    void setAttributes(Reservation r, ReservationAttributes attributes) {
+        checkOpen();
+        Objects.requireNonNull(attributes, "attributes");
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            if (r.isReleased()) {
+                throw new IllegalStateException("use after unreserve: " + r);
+            }
+            checkExpressible(attributes);
+            Reservation.Backing b = r.backing();
+            if (b == null) {
+                r.attributes(attributes);
+                return;
+            }
+            if (b.memory().memoryType().isSecure() && !attributes.secure()) {
+                throw new IllegalArgumentException("attributes=" + attributes + " are not secure, and " + r
+                    + " is backed by secure memory " + b.memory());
+            }
+            kind.checkAttributeChange(r);
+            Attributes before = r.attributes().toPageAttributes();
+            Attributes after = attributes.toPageAttributes();
+            List<PageTable> done = new ArrayList<>();
+            try {
+                for (PageTable t : tables.values()) {
+                    done.add(t);
+                    t.protect(r.address(), r.length(), after);
+                }
+            } catch (RuntimeException e) {
+                for (PageTable t : done) {
+                    try {
+                        t.protect(r.address(), r.length(), before);
+                    } catch (RuntimeException undo) {
+                        e.addSuppressed(undo);
+                    }
+                }
+                invalidate(r.address(), r.length());
+                throw e;
+            }
+            r.attributes(attributes); // one-to-one walks read it: before the invalidation's sync
+            invalidate(r.address(), r.length()); // no IOTLB entry and no burst in flight keeps the old attributes
+        } finally {
+            lock.writeLock().unlock();
         }
     }
 

@@ -41,6 +41,14 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
     void checkBack(Reservation r, PhysMem memory, long offset) {
     }
 
+    /**
+     * Checks that the attributes of backed {@code r} may change in place; nothing is changed.
+     *
+     * @throws IllegalArgumentException if they may not
+     */
+    void checkAttributeChange(Reservation r) {
+    }
+
     /** The last step of a back, after the page tables: undoes itself on failure. */
     void map(Reservation r, PhysMem memory, long offset) {
     }
@@ -212,6 +220,15 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
                     throw new IllegalArgumentException("chunk " + c + " of " + memory + " lies at file offset " + Sizes.hex(c.pa() - type.base())
                         + ", not a multiple of the host page size " + Sizes.format(page) + ": it cannot back HOST " + r);
                 }
+            }
+        }
+
+        /** The process mapping has no in-place protection change (the SPI has no mprotect). */
+        @Override
+        void checkAttributeChange(Reservation r) {
+            if (r.hostMapping() != null) {
+                throw new IllegalArgumentException("the attributes of backed HOST " + r + " cannot change in place (the process"
+                    + " mapping would keep the old ones); unback it, change them, and back it again");
             }
         }
 
