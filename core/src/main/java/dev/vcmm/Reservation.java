@@ -34,6 +34,10 @@ public final class Reservation {
     /** {@code null}, {@link #IN_PROGRESS} or the current backing; changed only by the VCM's back and unback. */
     private final AtomicReference<Backing> backing = new AtomicReference<>();
     private volatile boolean released;
+    /** Holders of the reservation: 1 when made, one more per {@link #ref()}; changed under the VCM's write lock. */
+    private volatile int references = 1;
+    /** The bound it was reserved from, or null; set once, before it is published. */
+    private Bound bound;
     /** The memory mapped into the process while a HOST reservation is backed; written under the backing's IN_PROGRESS. */
     private volatile HostMapping hostMapping;
 
@@ -116,6 +120,15 @@ public final class Reservation {
         return hostMapping;
     }
 
+    /** {@return the bound it was reserved from ({@link Bound#reserve}), or {@code null}} */
+    public Bound bound() {
+        return bound;
+    }
+
+    void inBound(Bound b) {
+        bound = b;
+    }
+
     /** {@return whether it was unreserved} */
     public boolean isReleased() {
         return released;
@@ -176,13 +189,38 @@ public final class Reservation {
     }
 
     /**
-     * Returns the range to the VCM.
+     * Drops one reference (see {@link #ref()}); the last one returns the range to the VCM (or to its bound).
      *
-     * @throws VcmmBusyException     while it is backed
+     * @throws VcmmBusyException     if this is the last reference and it is backed; nothing changed
      * @throws IllegalStateException if already unreserved
      */
     public void unreserve() {
         vcm.unreserve(this);
+    }
+
+    /**
+     * Takes one more reference to the reservation (VCM v2's {@code vcm_ref_reserve}): a second holder may now
+     * {@link #unreserve()} it without taking it from the first. Each {@code unreserve} drops one reference; only the
+     * last one unreserves, and only that one is refused while the reservation is backed (the holders agree who
+     * unbacks; a {@link Client} releasing a reservation someone else still holds drops its reference and leaves the
+     * backing alone).
+     *
+     * @return this reservation
+     * @throws IllegalStateException if it was unreserved, or its VCM freed or closed
+     */
+    public Reservation ref() {
+        vcm.ref(this);
+        return this;
+    }
+
+    /** {@return the number of holders: 1 when made, one more per {@link #ref()}, one fewer per {@link #unreserve()}} */
+    public int references() {
+        return references;
+    }
+
+    /** Changes the reference count by {@code delta}; called by the VCM under its write lock. */
+    void addReferences(int delta) {
+        references += delta;
     }
 
     // ---------------------------------------------------------------------------------------------

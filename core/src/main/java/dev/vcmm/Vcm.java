@@ -70,6 +70,8 @@ public final class Vcm {
     private final ConcurrentSkipListMap<Long, Reservation> reservations = new ConcurrentSkipListMap<>(Long::compareUnsigned);
     private final List<Association> associations = new CopyOnWriteArrayList<>();
     private final Map<PageTableFormat, PageTable> tables = new ConcurrentHashMap<>();
+    /** Its live bounds; changed under the write lock. */
+    private final List<Bound> bounds = new CopyOnWriteArrayList<>();
     private volatile boolean freed;
     /** Set by {@link #closeAll()} when the VCMM closes: the VCM is unusable from then on. */
     private volatile boolean closed;
@@ -290,16 +292,143 @@ public final class Vcm {
             if (r.isReleased()) {
                 throw new IllegalStateException("already unreserved: " + r);
             }
+            if (r.references() > 1) {
+                r.addReferences(-1); // another holder keeps it
+                return;
+            }
             if (!r.isIdle()) {
                 throw new VcmmBusyException("busy: " + r + " is backed; unback it first");
             }
-            space.free(r.address(), r.length());
+            if (r.bound() != null) {
+                r.bound().removed(r);
+            } else {
+                space.free(r.address(), r.length());
+            }
             reservations.remove(r.address());
             r.markReleased();
         } finally {
             lock.writeLock().unlock();
         }
         freeIfOrphanedAndEmpty();
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // bounds
+
+    /**
+     * Creates a bound: takes {@code length} bytes (rounded up to 4 KiB) aligned to {@code alignment} out of the VCM's
+     * free space, for reservations made through {@link Bound#reserve} only (the RFC's {@code vcm_create_bound}).
+     *
+     * @param length the length in bytes
+     * @param alignment the alignment in bytes, a power of two of at least 4096
+     * @return the new bound
+     * @throws IllegalArgumentException if the length or alignment is bad
+     * @throws VcmmOutOfMemoryException if no free range of the VCM fits
+     * @throws IllegalStateException    if the VCM is freed or its VCMM closed
+     */
+    public Bound createBound(long length, long alignment) {
+        checkUsable();
+        long rounded = roundLength(length);
+        if (alignment < GRANULE || Long.bitCount(alignment) != 1) {
+            throw new IllegalArgumentException("alignment=" + alignment + " must be a power of two >= 4096");
+        }
+        long aligned = kind.alignment(alignment);
+        kind.checkRange(0, rounded);
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            long address = space.allocate(rounded, aligned);
+            if (address == AddressSpaceAllocator.NONE) {
+                throw new VcmmOutOfMemoryException(name, rounded, 0, "no free range of " + this + " holds a bound of 0x"
+                    + Long.toHexString(rounded) + " bytes aligned to 0x" + Long.toHexString(aligned));
+            }
+            Bound b = new Bound(this, address, rounded);
+            bounds.add(b);
+            return b;
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** {@return its live bounds (a snapshot)} */
+    public List<Bound> bounds() {
+        return List.copyOf(bounds);
+    }
+
+    /** A reservation inside {@code b}; see {@link Bound#reserve(long, ReservationAttributes, long)}. */
+    Reservation reserveIn(Bound b, long length, ReservationAttributes attributes, long alignment) {
+        checkUsable();
+        long rounded = roundLength(length);
+        if (alignment < GRANULE || Long.bitCount(alignment) != 1) {
+            throw new IllegalArgumentException("alignment=" + alignment + " must be a power of two >= 4096");
+        }
+        long aligned = kind.alignment(alignment);
+        kind.checkRange(0, rounded);
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            b.checkNotFreed();
+            checkExpressible(attributes);
+            long address = b.allocate(rounded, aligned);
+            if (address == AddressSpaceAllocator.NONE) {
+                throw new VcmmOutOfMemoryException(name, rounded, 0, "no free range of " + b + " holds 0x"
+                    + Long.toHexString(rounded) + " bytes aligned to 0x" + Long.toHexString(aligned)
+                    + " (largest free range 0x" + Long.toHexString(b.largestFreeRange()) + ")");
+            }
+            Reservation r = new Reservation(this, address, rounded, attributes);
+            r.inBound(b);
+            b.added(r);
+            reservations.put(address, r);
+            return r;
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** Frees an empty bound; see {@link Bound#free()}. */
+    void freeBound(Bound b) {
+        checkOpen();
+        lock.writeLock().lock();
+        try {
+            b.checkNotFreed();
+            if (!b.isEmpty()) {
+                throw new VcmmBusyException("busy: " + b + " still holds reservations; unreserve them first");
+            }
+            space.free(b.start(), b.length());
+            bounds.remove(b);
+            b.markFreed();
+        } finally {
+            lock.writeLock().unlock();
+        }
+        freeIfOrphanedAndEmpty();
+    }
+
+    /** @return {@code query} run under the read lock (a consistent snapshot of what the write lock guards) */
+    <T> T underReadLock(java.util.function.Supplier<T> query) {
+        lock.readLock().lock();
+        try {
+            return query.get();
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /** Takes a reference to {@code r}; see {@link Reservation#ref()}. */
+    void ref(Reservation r) {
+        checkOpen();
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            if (r.isReleased()) {
+                throw new IllegalStateException("use after unreserve: " + r);
+            }
+            if (r.references() == Integer.MAX_VALUE) {
+                throw new IllegalStateException("too many references to " + r);
+            }
+            r.addReferences(1);
+        } finally {
+            lock.writeLock().unlock();
+        }
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -636,9 +765,9 @@ public final class Vcm {
         lock.writeLock().lock();
         try {
             checkNotFreed();
-            if (!reservations.isEmpty() || !associations.isEmpty()) {
-                throw new VcmmBusyException("busy: " + this + " still has " + reservations.size() + " reservation(s) and "
-                    + associations.size() + " association(s)");
+            if (!reservations.isEmpty() || !associations.isEmpty() || !bounds.isEmpty()) {
+                throw new VcmmBusyException("busy: " + this + " still has " + reservations.size() + " reservation(s), "
+                    + associations.size() + " association(s) and " + bounds.size() + " bound(s)");
             }
             freed = true;
             kind.release(this);
@@ -655,7 +784,7 @@ public final class Vcm {
 
     /** Frees an orphaned VCM that became empty; called with no lock held. */
     void freeIfOrphanedAndEmpty() {
-        if (orphan && !freed && reservations.isEmpty() && associations.isEmpty()) {
+        if (orphan && !freed && reservations.isEmpty() && associations.isEmpty() && bounds.isEmpty()) {
             try {
                 free();
             } catch (IllegalStateException raced) {
@@ -678,6 +807,16 @@ public final class Vcm {
         }
         tables.clear();
         return failure;
+    }
+
+    /** @return what its kind says a one-call binding allocates with */
+    PhysAllocOptions bindingOptions(PhysAllocOptions options) {
+        return kind.bindingOptions(options);
+    }
+
+    /** @return a reservation for a one-call binding of {@code memory}, placed as its kind says */
+    Reservation reserveFor(PhysMem memory, long length, ReservationAttributes attributes) {
+        return kind.reserveFor(this, memory, length, attributes);
     }
 
     /** @return the kind a copy of this VCM gets. @throws IllegalArgumentException if it cannot be copied */

@@ -41,6 +41,30 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
     void checkBack(Reservation r, PhysMem memory, long offset) {
     }
 
+    /** @return the options a one-call binding ({@link Binding#make}) allocates its memory with, given the caller's */
+    PhysAllocOptions bindingOptions(PhysAllocOptions options) {
+        return options;
+    }
+
+    /**
+     * Reserves the range a one-call binding ({@link Binding#make}, {@link Binding#map}) backs with {@code memory}:
+     * anywhere, aligned to the largest chunk so the tables can use blocks (4 KiB if no range that aligned is free).
+     */
+    Reservation reserveFor(Vcm vcm, PhysMem memory, long length, ReservationAttributes attributes) {
+        long largest = Vcm.GRANULE;
+        for (int i = 0; i < memory.chunkCount(); i++) {
+            largest = Math.max(largest, 4096L << memory.chunkOrder(i));
+        }
+        try {
+            return vcm.reserve(length, attributes, largest);
+        } catch (VcmmOutOfMemoryException fragmented) {
+            if (largest == Vcm.GRANULE) {
+                throw fragmented;
+            }
+            return vcm.reserve(length, attributes, Vcm.GRANULE);
+        }
+    }
+
     /**
      * Checks that the attributes of backed {@code r} may change in place; nothing is changed.
      *
@@ -130,6 +154,21 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
                         "one-to-one %s needs memory at its own address: byte 0x%x is at pa=0x%x", r, o, pa));
                 }
             });
+        }
+
+        /** One range: device addresses are physical ones. */
+        @Override
+        PhysAllocOptions bindingOptions(PhysAllocOptions options) {
+            return options.withContiguous(true);
+        }
+
+        /** At the memory's own address (VCM v2's reason for one-call bindings: allocate first, then reserve there). */
+        @Override
+        Reservation reserveFor(Vcm vcm, PhysMem memory, long length, ReservationAttributes attributes) {
+            if (!memory.isContiguous()) {
+                throw new IllegalArgumentException("one-to-one " + vcm + " needs contiguous memory, not " + memory);
+            }
+            return vcm.reserveAt(memory.physicalAddress(0), length, attributes);
         }
 
         @Override

@@ -132,6 +132,25 @@ public final class Vcmm implements AutoCloseable {
     }
 
     /**
+     * Wraps the physical range {@code [pa, pa + length)} as an allocation of the memory type holding it (the RFC's
+     * {@code vcm_map_phys_addr}); see {@link MemoryType#physAllocAt(long, long)}.
+     *
+     * @param pa     the physical address of the first byte
+     * @param length the length in bytes
+     * @return the allocation
+     * @throws IllegalArgumentException if no memory type holds {@code pa}, or the range is misaligned or leaves it
+     * @throws VcmmBusyException        if part of the range is allocated; nothing taken
+     */
+    public PhysMem physAllocAt(long pa, long length) {
+        checkOpen();
+        MemoryType m = bus.at(pa);
+        if (m == null) {
+            throw new IllegalArgumentException(String.format("pa=0x%x is in no memory type of this Vcmm: %s", pa, memoryTypes.keySet()));
+        }
+        return m.physAllocAt(pa, length);
+    }
+
+    /**
      * {@return whether {@code pa} lies in a secure memory type}
      *
      * @param pa the physical address
