@@ -146,6 +146,8 @@ public final class Binding implements AutoCloseable {
      * {@code vcm_destroy_binding}, or {@code vcm_unmap} for a {@link #map}ped binding). When the last close returns no
      * device reaches the memory.
      *
+     * @throws VcmmBusyException     if this is the last reference and the memory the binding allocated also backs
+     *                               another reservation; nothing changed
      * @throws IllegalStateException if every reference was closed already, or the memory's unback is refused (a
      *                               HOST view is held: nothing changed, close again later)
      */
@@ -159,12 +161,17 @@ public final class Binding implements AutoCloseable {
                 reservation.unreserve(); // drops one reference; the backing stays for the other holders
                 return;
             }
+            int others = memory.backingCount() - (reservation.backingMemory() == memory ? 1 : 0);
+            if (ownsMemory && others > 0) {
+                throw new VcmmBusyException("busy: " + memory + " of " + this + " also backs " + others
+                    + " other reservation(s); unback them first");
+            }
             if (reservation.isBacked()) {
                 reservation.unback();
             }
             reservation.unreserve();
         }
-        if (ownsMemory) {
+        if (ownsMemory && !memory.isFreed()) {
             memory.free();
         }
     }

@@ -78,6 +78,14 @@ final class GraphChecks {
                 assertSame(r.pm == null ? null : r.pm.pm, r.r.backingMemory(), () -> "backing of " + r.r + w.where());
                 assertEquals(r.offset, r.r.backingOffset(), () -> "backing offset of " + r.r + w.where());
                 assertFalse(r.r.isReleased(), w.where());
+                assertEquals(r.attributes, r.r.attributes(), () -> "attributes of " + r.r + w.where());
+                assertEquals(r.refs, r.r.references(), () -> "references to " + r.r + w.where());
+                assertSame(r.bound == null ? null : r.bound.b, r.r.bound(), () -> "bound of " + r.r + w.where());
+            }
+            assertEquals(v.bounds.stream().map(b -> b.b).toList(), v.vcm.bounds(), () -> "bounds of " + v + w.where());
+            for (GraphModel.MBound b : v.bounds) {
+                assertEquals(b.res.stream().map(r -> r.r).sorted((x, y) -> Long.compareUnsigned(x.address(), y.address())).toList(),
+                    b.b.reservations(), () -> "reservations of " + b.b + w.where());
             }
         }
         for (MPm m : model.pms) {

@@ -2,6 +2,8 @@ package dev.vcmm.property.graph;
 
 import dev.vcmm.Association;
 import dev.vcmm.AssociationMode;
+import dev.vcmm.Binding;
+import dev.vcmm.Bound;
 import dev.vcmm.Client;
 import dev.vcmm.Device;
 import dev.vcmm.PhysMem;
@@ -45,6 +47,10 @@ final class GraphModel {
     final List<MPm> deadPms = new ArrayList<>();
     final List<MAssoc> assocs = new ArrayList<>();
     final List<MAssoc> deadAssocs = new ArrayList<>();
+    final List<MBound> bounds = new ArrayList<>();
+    final List<MBound> deadBounds = new ArrayList<>();
+    /** One-call bindings made (live while their reservation is; closed ones stay for use after destroy). */
+    final List<MBinding> bindings = new ArrayList<>();
     /** Per device, the association programmed in its low (0) and high (1) slot. */
     final Map<Device, MAssoc[]> slots = new IdentityHashMap<>();
     final List<MClient> clients = new ArrayList<>();
@@ -120,6 +126,9 @@ final class GraphModel {
     }
 
     void unreserveInModel(MRes r) {
+        if (r.bound != null) {
+            r.bound.res.remove(r);
+        }
         reservations.remove(r);
         r.vcm.res.remove(r.address);
         deadReservations.add(r);
@@ -154,7 +163,7 @@ final class GraphModel {
     /** The VCMM frees an orphaned VCM (its client released) as soon as nothing uses it. */
     void sweepOrphanVcms() {
         for (MVcm v : List.copyOf(vcms)) {
-            if (v.orphan && v.res.isEmpty() && v.assocs.isEmpty()) {
+            if (v.orphan && v.res.isEmpty() && v.assocs.isEmpty() && v.bounds.isEmpty()) {
                 freeInModel(v);
             }
         }
@@ -316,6 +325,7 @@ final class GraphModel {
         final long length;
         final TreeMap<Long, MRes> res = new TreeMap<>(Long::compareUnsigned);
         final List<MAssoc> assocs = new ArrayList<>();
+        final List<MBound> bounds = new ArrayList<>();
         /** Its owning client was released while others used it: freed once empty. */
         boolean orphan;
 
@@ -346,9 +356,24 @@ final class GraphModel {
                 && Long.compareUnsigned(len, length - (a - start)) <= 0;
         }
 
-        boolean overlaps(long a, long len) {
+        /** @return the ranges taken from the VCM's own free space: reservations outside bounds, and the bounds */
+        List<long[]> taken() {
+            List<long[]> out = new ArrayList<>();
             for (MRes r : res.values()) {
-                if (Long.compareUnsigned(r.address, a + len - 1) <= 0 && Long.compareUnsigned(a, r.address + r.length - 1) <= 0) {
+                if (r.bound == null) {
+                    out.add(new long[] {r.address, r.length});
+                }
+            }
+            for (MBound b : bounds) {
+                out.add(new long[] {b.start, b.length});
+            }
+            out.sort((x, y) -> Long.compareUnsigned(x[0], y[0]));
+            return out;
+        }
+
+        boolean overlaps(long a, long len) {
+            for (long[] t : taken()) {
+                if (Long.compareUnsigned(t[0], a + len - 1) <= 0 && Long.compareUnsigned(a, t[0] + t[1] - 1) <= 0) {
                     return true;
                 }
             }
@@ -357,20 +382,7 @@ final class GraphModel {
 
         /** @return whether a free range holds {@code len} bytes at a multiple of {@code align} */
         boolean fits(long len, long align) {
-            long cursor = start;
-            List<long[]> gaps = new ArrayList<>();
-            for (MRes r : res.values()) {
-                gaps.add(new long[] {cursor, r.address - cursor});
-                cursor = r.address + r.length;
-            }
-            gaps.add(new long[] {cursor, start + length - cursor});
-            for (long[] g : gaps) {
-                long pad = -g[0] & (align - 1);
-                if (Long.compareUnsigned(g[1], pad) >= 0 && Long.compareUnsigned(g[1] - pad, len) >= 0) {
-                    return true;
-                }
-            }
-            return false;
+            return GraphModel.fits(start, length, taken(), len, align);
         }
 
         @Override
@@ -379,14 +391,37 @@ final class GraphModel {
         }
     }
 
+    /** @return whether a gap of {@code [start, start + length)} between the sorted {@code taken} ranges holds {@code len} at {@code align} */
+    static boolean fits(long start, long length, List<long[]> taken, long len, long align) {
+        long cursor = start;
+        List<long[]> gaps = new ArrayList<>();
+        for (long[] t : taken) {
+            gaps.add(new long[] {cursor, t[0] - cursor});
+            cursor = t[0] + t[1];
+        }
+        gaps.add(new long[] {cursor, start + length - cursor});
+        for (long[] g : gaps) {
+            long pad = -g[0] & (align - 1);
+            if (Long.compareUnsigned(g[1], pad) >= 0 && Long.compareUnsigned(g[1] - pad, len) >= 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     static final class MRes {
         final Reservation r;
         final MVcm vcm;
         final long address;
         final long length;
-        final ReservationAttributes attributes;
+        /** Changed by setAttributes. */
+        ReservationAttributes attributes;
         MPm pm;
         long offset = -1;
+        /** The bound it was reserved from, or null. */
+        MBound bound;
+        /** Holders: 1, one more per ref. */
+        int refs = 1;
 
         MRes(Reservation r, MVcm vcm, long address, long length, ReservationAttributes attributes) {
             this.r = r;
@@ -403,6 +438,35 @@ final class GraphModel {
         long pa(long a) {
             return pm.pm.physicalAddress(offset + (a - address));
         }
+    }
+
+    /** A bound: a range of its VCM for its own reservations. */
+    static final class MBound {
+        final Bound b;
+        final MVcm vcm;
+        final long start;
+        final long length;
+        final List<MRes> res = new ArrayList<>();
+
+        MBound(Bound b, MVcm vcm, long start, long length) {
+            this.b = b;
+            this.vcm = vcm;
+            this.start = start;
+            this.length = length;
+        }
+
+        boolean fits(long len, long align) {
+            List<long[]> taken = new ArrayList<>();
+            for (MRes r : res) {
+                taken.add(new long[] {r.address, r.length});
+            }
+            taken.sort((x, y) -> Long.compareUnsigned(x[0], y[0]));
+            return GraphModel.fits(start, length, taken, len, align);
+        }
+    }
+
+    /** A one-call binding: its reservation, and the memory it allocated ({@code owns}) or was given. */
+    record MBinding(Binding b, MRes r, MPm pm, boolean owns) {
     }
 
     static final class MPm {

@@ -11,7 +11,8 @@ import org.quicktheories.generators.Generate;
  *   <li>{@link ReservationOps}: reserve, reserveAt, unreserve;</li>
  *   <li>{@link MemoryOps}: physAlloc, physFree, back, unback;</li>
  *   <li>{@link ClientOps}: open and close a client;</li>
- *   <li>{@link DeviceOps}: DMA, hook a fault handler, crash, reset, one-step DMA buffers.</li>
+ *   <li>{@link DeviceOps}: DMA, hook a fault handler, crash, reset, one-step DMA buffers;</li>
+ *   <li>{@link ApiOps}: set attributes, res copy, wrap a physical range, bounds, one-call bindings, references.</li>
  * </ul>
  * An operation that needs a live object picks it by index modulo the live count; one pick in ten
  * ({@code pick % 10 == 9}) takes a dead object instead (a freed VCM or allocation, an unreserved reservation, a
@@ -22,7 +23,9 @@ sealed interface Op permits VcmOps.CreateVcm, VcmOps.CreateOneToOneVcm, VcmOps.C
     ReservationOps.Reserve, ReservationOps.ReserveAt, ReservationOps.Unreserve,
     MemoryOps.PhysAlloc, MemoryOps.PhysFree, MemoryOps.Back, MemoryOps.Unback,
     ClientOps.OpenClient, ClientOps.CloseClient,
-    DeviceOps.Dma, DeviceOps.Hook, DeviceOps.Crash, DeviceOps.Reset, DeviceOps.Buffer {
+    DeviceOps.Dma, DeviceOps.Hook, DeviceOps.Crash, DeviceOps.Reset, DeviceOps.Buffer,
+    ApiOps.SetAttributes, ApiOps.ResCopy, ApiOps.PhysAllocAt, ApiOps.CreateBound, ApiOps.BoundReserve, ApiOps.FreeBound,
+    ApiOps.MakeBinding, ApiOps.MapBinding, ApiOps.CloseBinding, ApiOps.Ref {
 
     /**
      * Runs the operation on the system and, where it succeeds, on the model; first predicts the exceptions the call

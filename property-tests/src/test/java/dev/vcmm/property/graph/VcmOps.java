@@ -127,7 +127,7 @@ final class VcmOps {
             if (v == null) {
                 return;
             }
-            boolean busy = !v.res.isEmpty() || !v.assocs.isEmpty();
+            boolean busy = !v.res.isEmpty() || !v.assocs.isEmpty() || !v.bounds.isEmpty();
             if (w.expect().refuse(busy, VcmmBusyException.class).run(v.vcm::free)) {
                 m.freeInModel(v);
                 assertTrue(v.vcm.isFreed(), w.where());

@@ -2,6 +2,16 @@ package dev.vcmm.property.graph;
 
 import dev.vcmm.PhysMem;
 import dev.vcmm.Vcmm;
+import dev.vcmm.property.graph.ApiOps.BoundReserve;
+import dev.vcmm.property.graph.ApiOps.CloseBinding;
+import dev.vcmm.property.graph.ApiOps.CreateBound;
+import dev.vcmm.property.graph.ApiOps.FreeBound;
+import dev.vcmm.property.graph.ApiOps.MakeBinding;
+import dev.vcmm.property.graph.ApiOps.MapBinding;
+import dev.vcmm.property.graph.ApiOps.PhysAllocAt;
+import dev.vcmm.property.graph.ApiOps.Ref;
+import dev.vcmm.property.graph.ApiOps.ResCopy;
+import dev.vcmm.property.graph.ApiOps.SetAttributes;
 import dev.vcmm.property.graph.ClientOps.CloseClient;
 import dev.vcmm.property.graph.ClientOps.OpenClient;
 import dev.vcmm.property.graph.DeviceOps.Buffer;
@@ -119,6 +129,22 @@ class VcmmProperties {
             Pair.of(2, FreeVcm.GEN), Pair.of(5, Assoc.GEN), Pair.of(4, Activate.GEN), Pair.of(2, Deassoc.GEN), Pair.of(5, Reserve.GEN),
             Pair.of(2, ReserveAt.GEN), Pair.of(2, Unreserve.GEN), Pair.of(5, PhysAlloc.GEN), Pair.of(10, Back.GEN), Pair.of(3, Unback.GEN),
             Pair.of(6, Buffer.GEN), Pair.of(4, Dma.GEN)));
+    }
+
+    /**
+     * The rest of the RFC's interface among the usual operations: attribute changes under DMA, res copy, wrapped
+     * physical ranges, bounds and their reservations, one-call bindings, reference-counted reservations.
+     */
+    @Test
+    void shouldKeepTheRestOfTheInterfaceAsTheModel() {
+        check("shouldKeepTheRestOfTheInterfaceAsTheModel", 100, List.of(
+            Pair.of(2, CreateVcm.GEN), Pair.of(1, CreateOneToOneVcm.GEN), Pair.of(1, CloneVcm.GEN), Pair.of(2, FreeVcm.GEN),
+            Pair.of(4, Assoc.GEN), Pair.of(4, Activate.GEN), Pair.of(1, Deassoc.GEN), Pair.of(4, Reserve.GEN), Pair.of(2, Unreserve.GEN),
+            Pair.of(4, PhysAlloc.GEN), Pair.of(2, PhysFree.GEN), Pair.of(6, Back.GEN), Pair.of(2, Unback.GEN),
+            Pair.of(1, OpenClient.GEN), Pair.of(1, CloseClient.GEN), Pair.of(8, Dma.GEN), Pair.of(3, Buffer.GEN),
+            Pair.of(6, SetAttributes.GEN), Pair.of(5, ResCopy.GEN), Pair.of(3, PhysAllocAt.GEN), Pair.of(3, CreateBound.GEN),
+            Pair.of(5, BoundReserve.GEN), Pair.of(2, FreeBound.GEN), Pair.of(4, MakeBinding.GEN), Pair.of(3, MapBinding.GEN),
+            Pair.of(3, CloseBinding.GEN), Pair.of(3, Ref.GEN)));
     }
 
     /**
