@@ -508,7 +508,7 @@ public final class Vcmm implements AutoCloseable {
      * @param src the source
      * @param srcOffset the offset in {@code src}
      * @param length the length in bytes
-     * @throws IllegalArgumentException if a range is outside its reservation
+     * @throws IndexOutOfBoundsException if a range is outside its reservation (or the length is negative)
      * @throws IllegalStateException    if either reservation is not backed
      */
     public void copy(Reservation dst, long dstOffset, Reservation src, long srcOffset, long length) {
@@ -683,6 +683,40 @@ public final class Vcmm implements AutoCloseable {
             }
             a.device().program(a); // slots before the flag: a walk may start in between (see Vcm.invalidate)
             a.setActive(true);
+        } finally {
+            graph.unlock();
+        }
+    }
+
+    /** {@link Device#setSplit}: under the graph lock, with no association of the device active. */
+    void setSplit(Device d, Split split) {
+        graph.lock();
+        try {
+            checkOpen();
+            if (d.activeLow() != null || d.activeHigh() != null) {
+                throw new VcmmBusyException("busy: device " + d.name() + " has an active association; deactivate it before"
+                    + " changing its split to " + split);
+            }
+            d.applySplit(split);
+        } finally {
+            graph.unlock();
+        }
+    }
+
+    /** {@link Association#setMode}: under the graph lock, on an inactive association. */
+    void setMode(Association a, AssociationMode mode) {
+        graph.lock();
+        try {
+            checkOpen();
+            if (a.isRemoved()) {
+                throw new IllegalStateException("association removed: " + a);
+            }
+            if (a.isActive()) {
+                throw new VcmmBusyException("busy: " + a + " is active; deactivate it before changing its mode to " + mode);
+            }
+            a.vcm().checkDevice(a.device(), mode);
+            a.device().checkReach(a.vcm(), mode);
+            a.mode(mode);
         } finally {
             graph.unlock();
         }

@@ -1,0 +1,117 @@
+package dev.vcmm;
+
+import dev.vcmm.pagetable.Armv7ShortFormat;
+import dev.vcmm.pagetable.FaultReason;
+import dev.vcmm.pagetable.Walker;
+import dev.vcmm.pagetable.WalkResult;
+import dev.vcmm.pagetable.X86_64Format;
+import dev.vcmm.testing.TestGraphs;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import static dev.vcmm.testing.TestGraphs.MIB;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Association attributes after creation ({@code vcm_set_assoc_attr}: {@code VCM_USE_LOW_BASE} / {@code HIGH_BASE}), a
+ * split set as the hardware sets it ({@code VCM_SPLIT}: Armv7 TTBCR.N, Arm64 TCR.T0SZ/T1SZ), and each association's
+ * table root ({@code vcm_get_pgtbl_pa}) checked by walking it from the root alone.
+ */
+class SplitTest {
+
+    Vcmm vcmm;
+
+    @BeforeEach
+    void open() {
+        vcmm = TestGraphs.graph().ddr(64 * MIB).pageTables(16 * MIB)
+            .device("v7", Armv7ShortFormat.INSTANCE).device("x86", X86_64Format.INSTANCE).build();
+    }
+
+    @AfterEach
+    void close() {
+        vcmm.close();
+    }
+
+    /** Backs one page at the start of {@code vcm} and returns its physical address. */
+    long backFirstPage(Vcm vcm) {
+        PhysMem pm = vcmm.physAlloc("ddr", 4096, ChunkPolicy.VCMM);
+        vcm.reserveAt(vcm.start(), 4096, ReservationAttributes.RW).back(pm);
+        return pm.physicalAddress(0);
+    }
+
+    @Test
+    void shouldSplitAnArmv7DeviceWhereTtbcrNSays() {
+        Device v7 = vcmm.device("v7");
+        Vcm user = vcmm.createVcm(0x1000_0000L, 16 * MIB);   // below 1 GiB
+        Vcm kernel = vcmm.createVcm(0x4000_0000L, 16 * MIB); // at 1 GiB: bit 31 clear, low under the default split
+        assertSame(Split.TOP_BIT, v7.split());
+        assertThrows(IllegalArgumentException.class, () -> vcmm.assoc(kernel, v7, AssociationMode.USE_HIGH),
+            "the top bit says low");
+        v7.setSplit(Split.ttbcr(2)); // TTBR0 below 2^30, TTBR1 from 2^30
+        Association low = vcmm.assoc(user, v7, AssociationMode.USE_LOW).activate();
+        Association high = vcmm.assoc(kernel, v7, AssociationMode.USE_HIGH).activate();
+        long userPa = backFirstPage(user);
+        long kernelPa = backFirstPage(kernel);
+        assertEquals(userPa + 5, ((WalkResult.Translation) v7.translate(user.start() + 5)).pa());
+        assertEquals(kernelPa + 5, ((WalkResult.Translation) v7.translate(kernel.start() + 5)).pa());
+        // each association's root, walked from the root alone, gives the same translation as the device
+        assertNotEquals(0, low.root());
+        assertEquals(user.table(v7.format()).root(), low.root());
+        assertEquals(userPa + 5, ((WalkResult.Translation) Walker.translate(v7.format(),
+            vcmm.pageTableMemory().memory(), low.root(), user.start() + 5)).pa());
+        assertEquals(kernelPa + 5, ((WalkResult.Translation) Walker.translate(v7.format(),
+            vcmm.pageTableMemory().memory(), high.root(), kernel.start() + 5)).pa());
+        assertThrows(VcmmBusyException.class, () -> v7.setSplit(Split.TOP_BIT), "active associations");
+        assertEquals(Split.ttbcr(2).toString(), v7.split().toString());
+        low.deactivate();
+        high.deactivate();
+        assertThrows(IllegalArgumentException.class, () -> v7.setSplit(Split.ttbcr(0)),
+            "N=0 sends everything low: the high association would not fit");
+        assertEquals(Split.ttbcr(2).toString(), v7.split().toString(), "nothing changed");
+    }
+
+    @Test
+    void shouldLeaveTheGapOfAnArm64StyleSplitUntranslated() {
+        Device x86 = vcmm.device("x86");
+        x86.setSplit(Split.tcr(20, 30)); // low [0, 2^44), high [2^64 - 2^34, 2^64)
+        Vcm low = vcmm.createVcm(0x1000_0000L, 16 * MIB);
+        Vcm high = vcmm.createVcm(-(1L << 33), 16 * MIB);
+        Vcm gap = vcmm.createVcm(1L << 45, 16 * MIB); // valid for x86-64, low under the top bit, in neither half here
+        vcmm.assoc(low, x86, AssociationMode.USE_LOW).activate();
+        vcmm.assoc(high, x86, AssociationMode.USE_HIGH).activate();
+        assertThrows(IllegalArgumentException.class, () -> vcmm.assoc(gap, x86, AssociationMode.USE_LOW));
+        assertThrows(IllegalArgumentException.class, () -> vcmm.assoc(gap, x86, AssociationMode.USE_HIGH));
+        long pa = backFirstPage(high);
+        assertEquals(pa, ((WalkResult.Translation) x86.translate(high.start())).pa());
+        WalkResult.PageFault f = assertInstanceOf(WalkResult.PageFault.class, x86.translate(1L << 45));
+        assertEquals(FaultReason.TRANSLATION, f.reason());
+        assertThrows(IllegalArgumentException.class, () -> Split.tcr(0, 16));
+        assertThrows(IllegalArgumentException.class, () -> Split.ttbcr(8));
+        assertThrows(IllegalArgumentException.class, () -> vcmm.oneToOneDevice("d").setSplit(Split.ttbcr(1)));
+    }
+
+    @Test
+    void shouldChangeAnInactiveAssociationsMode() {
+        Device v7 = vcmm.device("v7");
+        Vcm kernel = vcmm.createVcm(0x8000_0000L, 16 * MIB); // bit 31 set: the high half
+        Association a = vcmm.assoc(kernel, v7, AssociationMode.WHOLE);
+        assertThrows(IllegalArgumentException.class, () -> a.setMode(AssociationMode.USE_LOW));
+        assertEquals(AssociationMode.WHOLE, a.mode(), "nothing changed");
+        assertSame(a, a.setMode(AssociationMode.USE_HIGH));
+        a.activate();
+        assertSame(a, v7.activeHigh());
+        assertEquals(null, v7.activeLow(), "USE_HIGH programs the high slot only");
+        assertThrows(VcmmBusyException.class, () -> a.setMode(AssociationMode.WHOLE), "active (-EBUSY)");
+        a.deactivate();
+        a.setMode(AssociationMode.WHOLE);
+        a.deassoc();
+        assertThrows(IllegalStateException.class, () -> a.setMode(AssociationMode.USE_HIGH));
+        assertTrue(a.isRemoved());
+    }
+}
