@@ -463,7 +463,7 @@ public final class Vcm {
             try {
                 memory.acquireBacking();
                 counted = true;
-                Attributes a = r.attributes().toPageAttributes();
+                Attributes a = r.attributes().toPageAttributes(memory);
                 for (PageTable t : tables.values()) {
                     mapInto(t, r, memory, offset, a);
                     done.add(t);
@@ -511,8 +511,8 @@ public final class Vcm {
                     + " is backed by secure memory " + b.memory());
             }
             kind.checkAttributeChange(r);
-            Attributes before = r.attributes().toPageAttributes();
-            Attributes after = attributes.toPageAttributes();
+            Attributes before = r.attributes().toPageAttributes(b.memory());
+            Attributes after = attributes.toPageAttributes(b.memory());
             List<PageTable> done = new ArrayList<>();
             try {
                 for (PageTable t : tables.values()) {
@@ -703,7 +703,7 @@ public final class Vcm {
             for (Reservation r : reservations.values()) {
                 PhysMem pm = r.backingMemory();
                 if (pm != null) {
-                    mapInto(t, r, pm, r.backingOffset(), r.attributes().toPageAttributes());
+                    mapInto(t, r, pm, r.backingOffset(), r.attributes().toPageAttributes(pm));
                 }
             }
         } catch (RuntimeException e) {

@@ -190,7 +190,7 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
                 return new WalkResult.PageFault(address, 0, FaultReason.TRANSLATION,
                     r == null ? "no reservation in one-to-one VCM " + vcm.name() : "reservation not backed: " + r);
             }
-            var attributes = r.attributes().toPageAttributes();
+            var attributes = r.attributes().toPageAttributes(r.backingMemory());
             if (access != null && !attributes.allows(access, fromUser)) {
                 return new WalkResult.PageFault(address, 0, FaultReason.PERMISSION, access + " not allowed by " + r.attributes());
             }

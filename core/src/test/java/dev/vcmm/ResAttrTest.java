@@ -304,4 +304,33 @@ class ResAttrTest {
         vcmm.assoc(vcm, v7);
         assertEquals(4096, vcm.minPageSize());
     }
+
+    /** VCM_COHERENT: every table mapping of coherent memory is at most non-cached, whatever the reservation asks. */
+    @Test
+    void shouldMapCoherentMemoryNonCachedInEveryTable() {
+        Vcm vcm = vcmWithAll();
+        MemoryType ddr = vcmm.memoryType("ddr");
+        PhysMem coherent = ddr.physAlloc(8192, ChunkPolicy.VCMM, PhysAllocOptions.DEFAULT.withCoherent(true));
+        PhysMem plain = ddr.physAlloc(8192, ChunkPolicy.VCMM);
+        assertTrue(coherent.options().coherent());
+        assertTrue(coherent.options().toString().contains("coherent"));
+        Reservation c = vcm.reserve(8192, RW).back(coherent);
+        Reservation p = vcm.reserve(8192, RW).back(plain);
+        Reservation dev = vcm.reserve(4096, RW.with(Caching.DEVICE));
+        PhysMem devMem = ddr.physAlloc(4096, ChunkPolicy.VCMM, PhysAllocOptions.DEFAULT.withCoherent(true));
+        dev.back(devMem);
+        for (Device d : List.of(arm, v7, x86)) {
+            assertEquals(CachePolicy.NON_CACHEABLE, ((WalkResult.Translation) d.translate(c.address())).attributes().cache(), d.toString());
+            assertEquals(CachePolicy.WRITE_BACK, ((WalkResult.Translation) d.translate(p.address())).attributes().cache(), d.toString());
+            assertEquals(CachePolicy.DEVICE, ((WalkResult.Translation) d.translate(dev.address())).attributes().cache(), d.toString());
+        }
+        c.setAttributes(RO.with(Caching.WRITE_THROUGH)); // still lowered: the memory is coherent
+        assertEquals(CachePolicy.NON_CACHEABLE, ((WalkResult.Translation) arm.translate(c.address())).attributes().cache());
+        assertEquals(RO.with(Caching.WRITE_THROUGH), c.attributes(), "the reservation keeps what it asked for");
+        // a table built later (a new format joins) maps it the same way
+        Device rv = vcmm.device("rv", RiscvSv39Format.INSTANCE);
+        c.setAttributes(RW);
+        vcmm.assoc(vcm, rv).activate();
+        assertEquals(CachePolicy.NON_CACHEABLE, ((WalkResult.Translation) rv.translate(c.address() + 4096)).attributes().cache());
+    }
 }
