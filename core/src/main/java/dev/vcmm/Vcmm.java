@@ -342,13 +342,34 @@ public final class Vcmm implements AutoCloseable {
      * @throws VcmmBusyException if the CPU already has an active association; nothing is created
      */
     public Vcm createCpuVcm(Device cpu, long start, long length) {
+        return createCpuVcm(cpu, start, length, AssociationMode.WHOLE);
+    }
+
+    /**
+     * Creates a CPU VCM for one half of the CPU's address space, active in the slot {@code mode} names: the RFC's
+     * {@code VCM_EXT_USER} (the low half, TTBR0, {@link AssociationMode#USE_LOW}: switched per process by deactivating
+     * one user VCM and activating another) and {@code VCM_EXT_KERNEL} (the high half, TTBR1,
+     * {@link AssociationMode#USE_HIGH}: the one kernel space every process shares). Where the halves divide is the
+     * CPU's {@link Device#setSplit split}.
+     *
+     * @param cpu the CPU device
+     * @param start the first address
+     * @param length the length in bytes
+     * @param mode which of the CPU's tables the VCM is programmed into
+     * @return the new VCM, associated and active
+     * @throws IllegalArgumentException if the device is not a CPU, or the range does not lie in the half {@code mode}
+     *                                  programs; nothing is created
+     * @throws VcmmBusyException        if the CPU already has an active association in that slot; nothing is created
+     */
+    public Vcm createCpuVcm(Device cpu, long start, long length, AssociationMode mode) {
         checkDevice(cpu);
+        Objects.requireNonNull(mode, "mode");
         if (cpu.kind() != DeviceKind.CPU) {
             throw new IllegalArgumentException("device=" + cpu.name() + " is " + cpu.kind() + ", not a CPU");
         }
         Vcm vcm = createVcm(start, length);
         try {
-            assoc(vcm, cpu, AssociationMode.WHOLE).activate();
+            assoc(vcm, cpu, mode).activate();
         } catch (RuntimeException e) {
             // a refused call changes nothing: drop the inactive association (and its table) and the VCM
             for (Association a : vcm.associations()) {

@@ -114,4 +114,29 @@ class SplitTest {
         assertThrows(IllegalStateException.class, () -> a.setMode(AssociationMode.USE_HIGH));
         assertTrue(a.isRemoved());
     }
+
+    /** VCM_EXT_KERNEL and VCM_EXT_USER: one kernel VCM in the high half, user VCMs switched in the low half. */
+    @Test
+    void shouldGiveACpuAKernelHalfAndSwitchedUserHalves() {
+        Device cpu = vcmm.cpu("cpu", X86_64Format.INSTANCE);
+        Vcm kernel = vcmm.createCpuVcm(cpu, -(1L << 30), 64 * MIB, AssociationMode.USE_HIGH);
+        Vcm userA = vcmm.createCpuVcm(cpu, 0x40_0000L, 64 * MIB, AssociationMode.USE_LOW);
+        assertThrows(VcmmBusyException.class, () -> vcmm.createCpuVcm(cpu, 0x40_0000L, 64 * MIB, AssociationMode.USE_LOW),
+            "the low slot is taken");
+        assertThrows(IllegalArgumentException.class, () -> vcmm.createCpuVcm(cpu, 0x40_0000L, 64 * MIB, AssociationMode.USE_HIGH),
+            "not in the high half");
+        int vcms = vcmm.vcms().size();
+        long kPa = backFirstPage(kernel);
+        long aPa = backFirstPage(userA);
+        assertEquals(kPa, ((WalkResult.Translation) cpu.translate(kernel.start())).pa());
+        assertEquals(aPa, ((WalkResult.Translation) cpu.translate(userA.start())).pa());
+        // a context switch: the user half changes, the kernel half stays
+        Association a = userA.associations().getFirst();
+        a.deactivate();
+        Vcm userB = vcmm.createCpuVcm(cpu, 0x40_0000L, 64 * MIB, AssociationMode.USE_LOW);
+        long bPa = backFirstPage(userB);
+        assertEquals(bPa, ((WalkResult.Translation) cpu.translate(userB.start())).pa());
+        assertEquals(kPa, ((WalkResult.Translation) cpu.translate(kernel.start())).pa());
+        assertEquals(vcms + 1, vcmm.vcms().size(), "the refused creations left no VCM behind");
+    }
 }
