@@ -367,6 +367,79 @@ final class ApiOps {
         }
     }
 
+    /**
+     * {@code Device.setSplit} ({@code VCM_SPLIT}): kind 0 the top bit, 1 TTBCR.N = {@code a % 9} (8 is invalid), 2
+     * TCR.T0SZ/T1SZ = {@code a % 65}, {@code b % 65} (0 and 64 are invalid).
+     */
+    record SetSplit(int device, int kind, int a, int b) implements Op {
+        static final Gen<Op> GEN = ints(4).map(x -> new SetSplit(x[0], x[1] % 3, x[2] % 10 < 7 ? x[2] % 9 : 16 + x[2] % 49,
+            x[3] % 10 < 7 ? 16 + x[3] % 49 : x[3] % 65));
+
+        @Override
+        public void apply(GraphRun w) {
+            GraphModel m = w.model;
+            dev.vcmm.Device d = w.device(device());
+            int n = a() % 9;
+            int t0 = a() % 65;
+            int t1 = b() % 65;
+            boolean badArgs = kind() == 1 ? n > 7 : kind() == 2 && (t0 < 1 || t0 > 63 || t1 < 1 || t1 > 63);
+            long[] split = switch (kind()) {
+                case 0 -> null;
+                case 1 -> new long[] {1L << (32 - n), 1L << (32 - n), n > 0 ? 1 : 0};
+                default -> badArgs ? null : new long[] {1L << (64 - t0), -(1L << (64 - t1)), 1};
+            };
+            boolean oneToOne = d.format() == null;
+            dev.vcmm.property.graph.GraphModel.MAssoc[] slots = m.slots.get(d);
+            boolean active = slots[0] != null || slots[1] != null;
+            long[] before = GraphModel.SPLITS.get(d);
+            boolean wouldNotFit = false;
+            if (!badArgs && !oneToOne) {
+                set(d, split);
+                for (dev.vcmm.property.graph.GraphModel.MAssoc as : m.assocs) {
+                    wouldNotFit |= as.device == d && !GraphModel.reachable(d, as.vcm, as.mode);
+                }
+                set(d, before);
+            }
+            if (w.expect().refuse(badArgs || (!active && (oneToOne || wouldNotFit)), IllegalArgumentException.class)
+                .refuse(!badArgs && active, dev.vcmm.VcmmBusyException.class)
+                .run(() -> d.setSplit(kind() == 0 ? dev.vcmm.Split.TOP_BIT
+                    : kind() == 1 ? dev.vcmm.Split.ttbcr(n) : dev.vcmm.Split.tcr(t0, t1)))) {
+                set(d, split);
+            }
+        }
+
+        private static void set(dev.vcmm.Device d, long[] split) {
+            if (split == null) {
+                GraphModel.SPLITS.remove(d);
+            } else {
+                GraphModel.SPLITS.put(d, split);
+            }
+        }
+    }
+
+    /** {@code Association.setMode} ({@code vcm_set_assoc_attr} with USE_LOW / USE_HIGH). */
+    record SetMode(int assoc, dev.vcmm.AssociationMode mode) implements Op {
+        static final Gen<Op> GEN = ints(2).map(a -> new SetMode(a[0], GraphShape.MODES[a[1] % GraphShape.MODES.length]));
+
+        @Override
+        public void apply(GraphRun w) {
+            GraphModel m = w.model;
+            dev.vcmm.property.graph.GraphModel.MAssoc as = pick(m.assocs, m.deadAssocs, assoc());
+            if (as == null) {
+                return;
+            }
+            boolean removed = m.deadAssocs.contains(as);
+            boolean active = !removed && as.active;
+            boolean bad = !removed && !active && ((as.device.format() == null && mode() != dev.vcmm.AssociationMode.WHOLE)
+                || !GraphModel.reachable(as.device, as.vcm, mode()));
+            if (w.expect().refuse(removed, IllegalStateException.class).refuse(active, dev.vcmm.VcmmBusyException.class)
+                .refuse(bad, IllegalArgumentException.class).run(() -> as.a.setMode(mode()))) {
+                as.mode = mode();
+                assertEquals(mode(), as.a.mode(), w.where());
+            }
+        }
+    }
+
     /** @return whether a format of {@code v}'s devices cannot map every address of it (a back may then be refused) */
     static boolean partial(MVcm v) {
         for (PageTableFormat f : v.formats()) {

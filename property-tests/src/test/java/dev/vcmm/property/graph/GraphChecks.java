@@ -23,7 +23,6 @@ import java.util.OptionalLong;
 import java.util.Set;
 
 import static dev.vcmm.property.graph.GraphModel.offsetOf;
-import static dev.vcmm.property.graph.GraphModel.slotFor;
 import static dev.vcmm.property.graph.GraphShape.DATA_TYPES;
 import static dev.vcmm.property.graph.GraphShape.DDR_BASE;
 import static dev.vcmm.property.graph.GraphShape.DDR_SIZE;
@@ -177,7 +176,7 @@ final class GraphChecks {
      * fault; a write is refused where the reservation is read-only.
      */
     void checkTranslation(Device d, long a) {
-        MAssoc as = model.slots.get(d)[slotFor(d, a)];
+        MAssoc as = model.slotOf(d, a);
         MRes r = as == null || (d.format() != null && !d.format().isValidVa(a)) ? null : as.vcm.at(a);
         WalkResult got = d.translate(a);
         w.count(r == null || r.pm == null ? "translate: fault" : "translate: mapped");

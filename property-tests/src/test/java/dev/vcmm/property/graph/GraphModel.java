@@ -248,7 +248,7 @@ final class GraphModel {
         while (pos < length) {
             long va = address + pos;
             int n = (int) Math.min(length - pos, PAGE - (va & (PAGE - 1)));
-            MAssoc as = slots.get(d)[slotFor(d, va)];
+            MAssoc as = slotOf(d, va);
             FaultReason why = null;
             long pa = -1;
             if (as == null) {
@@ -280,14 +280,49 @@ final class GraphModel {
     // ---------------------------------------------------------------------------------------------
     // what the hardware can express
 
-    /** @return the slot (0 low, 1 high) a device uses for {@code a}: the top bit of the format's input address */
+    /**
+     * The model's split of each device whose split an op changed: {@code {lowLimit, highBase, hasHigh}}, compared
+     * unsigned; a device not in it splits at the top bit. Keyed by identity (devices are made per run), weakly.
+     */
+    static final Map<Device, long[]> SPLITS = java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
+
+    /**
+     * @return the slot (0 low, 1 high) a device uses for {@code a}, or -1 for neither: the top bit of the format's
+     *         input address, or the split an op set (Armv7 TTBCR.N, Arm64 T0SZ/T1SZ, as the model computes them)
+     */
     static int slotFor(Device d, long a) {
         PageTableFormat f = d.format();
         if (f == null) {
             return 0;
         }
+        long[] split = SPLITS.get(d);
+        if (split != null) {
+            if (Long.compareUnsigned(a, split[0]) < 0) {
+                return 0;
+            }
+            return split[2] != 0 && Long.compareUnsigned(a, split[1]) >= 0 ? 1 : -1;
+        }
         boolean high = f.isValidVa(-1L) ? a < 0 : ((a >>> (f.vaBits() - 1)) & 1) != 0;
         return high ? 1 : 0;
+    }
+
+    /** @return the association programmed in the slot {@code d} uses for {@code a}, or null (none, or in neither half) */
+    MAssoc slotOf(Device d, long a) {
+        int slot = slotFor(d, a);
+        return slot < 0 ? null : slots.get(d)[slot];
+    }
+
+    /** @return whether {@code v} lies where {@code d} (its format, and its split) can map it in {@code mode} */
+    static boolean reachable(Device d, MVcm v, AssociationMode mode) {
+        PageTableFormat f = d.format();
+        if (f == null) {
+            return true;
+        }
+        long first = v.vcm.start();
+        long last = first + v.vcm.length() - 1;
+        return f.isValidVa(first) && f.isValidVa(last) && (first < 0) == (last < 0)
+            && (mode != AssociationMode.USE_LOW || slotFor(d, first) == 0 && slotFor(d, last) == 0)
+            && (mode != AssociationMode.USE_HIGH || slotFor(d, first) == 1 && slotFor(d, last) == 1);
     }
 
     static boolean canExpress(PageTableFormat f, ReservationAttributes a) {
@@ -484,7 +519,8 @@ final class GraphModel {
         final Association a;
         final MVcm vcm;
         final Device device;
-        final AssociationMode mode;
+        /** Changed by setMode. */
+        AssociationMode mode;
         boolean active;
 
         MAssoc(Association a, MVcm vcm, Device device, AssociationMode mode) {

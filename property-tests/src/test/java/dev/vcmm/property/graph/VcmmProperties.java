@@ -12,6 +12,8 @@ import dev.vcmm.property.graph.ApiOps.PhysAllocAt;
 import dev.vcmm.property.graph.ApiOps.Ref;
 import dev.vcmm.property.graph.ApiOps.ResCopy;
 import dev.vcmm.property.graph.ApiOps.SetAttributes;
+import dev.vcmm.property.graph.ApiOps.SetMode;
+import dev.vcmm.property.graph.ApiOps.SetSplit;
 import dev.vcmm.property.graph.ClientOps.CloseClient;
 import dev.vcmm.property.graph.ClientOps.OpenClient;
 import dev.vcmm.property.graph.DeviceOps.Buffer;
@@ -133,7 +135,8 @@ class VcmmProperties {
 
     /**
      * The rest of the RFC's interface among the usual operations: attribute changes under DMA, res copy, wrapped
-     * physical ranges, bounds and their reservations, one-call bindings, reference-counted reservations.
+     * physical ranges, bounds and their reservations, one-call bindings, reference-counted reservations, a device's
+     * split and an association's mode changed between activations.
      */
     @Test
     void shouldKeepTheRestOfTheInterfaceAsTheModel() {
@@ -144,7 +147,7 @@ class VcmmProperties {
             Pair.of(1, OpenClient.GEN), Pair.of(1, CloseClient.GEN), Pair.of(8, Dma.GEN), Pair.of(3, Buffer.GEN),
             Pair.of(6, SetAttributes.GEN), Pair.of(5, ResCopy.GEN), Pair.of(3, PhysAllocAt.GEN), Pair.of(3, CreateBound.GEN),
             Pair.of(5, BoundReserve.GEN), Pair.of(2, FreeBound.GEN), Pair.of(4, MakeBinding.GEN), Pair.of(3, MapBinding.GEN),
-            Pair.of(3, CloseBinding.GEN), Pair.of(3, Ref.GEN)));
+            Pair.of(3, CloseBinding.GEN), Pair.of(3, Ref.GEN), Pair.of(3, SetSplit.GEN), Pair.of(4, SetMode.GEN), Pair.of(4, Deactivate.GEN)));
     }
 
     /**
