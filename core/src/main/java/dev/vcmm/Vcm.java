@@ -70,6 +70,8 @@ public final class Vcm {
     private final ConcurrentSkipListMap<Long, Reservation> reservations = new ConcurrentSkipListMap<>(Long::compareUnsigned);
     private final List<Association> associations = new CopyOnWriteArrayList<>();
     private final Map<PageTableFormat, PageTable> tables = new ConcurrentHashMap<>();
+    /** A prebuilt table the VCM maps into but does not own (never closed by it); null if none. */
+    private volatile PageTable borrowed;
     /** Its live bounds; changed under the write lock. */
     private final List<Bound> bounds = new CopyOnWriteArrayList<>();
     private volatile boolean freed;
@@ -540,10 +542,16 @@ public final class Vcm {
     /** Maps the reservation's runs of {@code memory} into one table; undoes its own part on failure. */
     private static void mapInto(PageTable t, Reservation r, PhysMem memory, long offset, Attributes a) {
         long va = r.address();
+        long[] mapped = {0}; // bytes of the range mapped by the runs that succeeded (runs come in address order)
         try {
-            memory.forEachRun(offset, r.length(), (o, pa, n) -> t.map(va + o, pa, n, a));
+            memory.forEachRun(offset, r.length(), (o, pa, n) -> {
+                t.map(va + o, pa, n, a); // a failing map leaves nothing of its own run behind
+                mapped[0] = o + n;
+            });
         } catch (RuntimeException e) {
-            t.unmap(va, r.length()); // whatever was mapped of the range: the rest is empty
+            if (mapped[0] > 0) {
+                t.unmap(va, mapped[0]); // only what this call mapped: an adopted table may map the rest itself
+            }
             throw e;
         }
     }
@@ -733,7 +741,9 @@ public final class Vcm {
             PageTableFormat f = a.device().format();
             if (f != null && associations.stream().noneMatch(o -> f.equals(o.device().format()))) {
                 PageTable t = tables.remove(f);
-                if (t != null) {
+                if (t != null && t == borrowed) {
+                    borrowed = null; // back to its owner, with whatever it held before the VCM adopted it
+                } else if (t != null) {
                     t.close();
                 }
             }
@@ -770,6 +780,10 @@ public final class Vcm {
                     + associations.size() + " association(s) and " + bounds.size() + " bound(s)");
             }
             freed = true;
+            if (borrowed != null) { // adopted but never associated (a refused createCpuVcm): back to its owner
+                tables.remove(borrowed.format());
+                borrowed = null;
+            }
             kind.release(this);
         } finally {
             lock.writeLock().unlock();
@@ -803,7 +817,9 @@ public final class Vcm {
         closed = true;
         RuntimeException failure = kind.close(this);
         for (PageTable t : tables.values()) {
-            t.close();
+            if (t != borrowed) {
+                t.close();
+            }
         }
         tables.clear();
         return failure;
@@ -817,6 +833,29 @@ public final class Vcm {
     /** @return a reservation for a one-call binding of {@code memory}, placed as its kind says */
     Reservation reserveFor(PhysMem memory, long length, ReservationAttributes attributes) {
         return kind.reserveFor(this, memory, length, attributes);
+    }
+
+    /**
+     * Adopts {@code t} as its table of {@code t}'s format (a prebuilt table: {@link Vcmm#createCpuVcm(Device, PageTable,
+     * long, long, AssociationMode)}); called before the VCM is associated. The VCM maps and unmaps its reservations in
+     * it and never closes it.
+     */
+    void adopt(PageTable t) {
+        lock.writeLock().lock();
+        try {
+            if (!tables.isEmpty() || !reservations.isEmpty()) {
+                throw new IllegalStateException(this + " already has tables or reservations; adopt a table first");
+            }
+            tables.put(t.format(), t);
+            borrowed = t;
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** @return whether it maps into {@code t} without owning it */
+    boolean borrows(PageTable t) {
+        return borrowed == t;
     }
 
     /** @return the kind a copy of this VCM gets. @throws IllegalArgumentException if it cannot be copied */

@@ -362,13 +362,54 @@ public final class Vcmm implements AutoCloseable {
      * @throws VcmmBusyException        if the CPU already has an active association in that slot; nothing is created
      */
     public Vcm createCpuVcm(Device cpu, long start, long length, AssociationMode mode) {
+        return createCpuVcm(cpu, null, start, length, mode);
+    }
+
+    /**
+     * Creates a CPU VCM over a prebuilt table (the RFC's {@code vcm_create_from_prebuilt}): instead of building a new
+     * table, the VCM adopts {@code prebuilt}, a table its owner built (the kernel's, with the mappings it already
+     * holds), maps and unmaps its own reservations in it, and programs its root into the CPU
+     * ({@link Association#root()} is {@code prebuilt.root()}). The VCM never closes it: when its association goes,
+     * or the VCMM closes, the table goes back to its owner with its own mappings and without the VCM's (tables its
+     * mappings needed may stay linked and empty, as after any unmap). The VCM
+     * does not know the table's own mappings: reserve their ranges (and leave them unbacked) to keep its placements
+     * off them; a back over an address the table maps already is refused ({@code AlreadyMappedException}), nothing
+     * changed.
+     *
+     * @param cpu the CPU device
+     * @param prebuilt the table to adopt: open, of the CPU's format, in this VCMM's page-table memory, adopted by no
+     *                 other live VCM
+     * @param start the first address
+     * @param length the length in bytes
+     * @param mode which of the CPU's tables the VCM is programmed into
+     * @return the new VCM, associated and active
+     * @throws IllegalArgumentException if the table does not fit those rules, or as
+     *                                  {@link #createCpuVcm(Device, long, long, AssociationMode)}; nothing is created
+     * @throws VcmmBusyException        if the CPU already has an active association in that slot; nothing is created
+     */
+    public Vcm createCpuVcm(Device cpu, dev.vcmm.pagetable.PageTable prebuilt, long start, long length, AssociationMode mode) {
         checkDevice(cpu);
         Objects.requireNonNull(mode, "mode");
+        if (prebuilt != null) {
+            if (prebuilt.isClosed() || !prebuilt.format().equals(cpu.format()) || prebuilt.memory() != pageTableMemory.memory()) {
+                throw new IllegalArgumentException("prebuilt " + prebuilt + " must be open, of format "
+                    + (cpu.format() == null ? "none" : cpu.format().name()) + " and in the page-table memory "
+                    + pageTableMemory.name() + " to serve CPU " + cpu.name());
+            }
+            for (Vcm v : vcms) {
+                if (v.borrows(prebuilt)) {
+                    throw new IllegalArgumentException("prebuilt " + prebuilt + " is adopted by " + v + " already");
+                }
+            }
+        }
         if (cpu.kind() != DeviceKind.CPU) {
             throw new IllegalArgumentException("device=" + cpu.name() + " is " + cpu.kind() + ", not a CPU");
         }
         Vcm vcm = createVcm(start, length);
         try {
+            if (prebuilt != null) {
+                vcm.adopt(prebuilt);
+            }
             assoc(vcm, cpu, mode).activate();
         } catch (RuntimeException e) {
             // a refused call changes nothing: drop the inactive association (and its table) and the VCM

@@ -139,4 +139,49 @@ class SplitTest {
         assertEquals(kPa, ((WalkResult.Translation) cpu.translate(kernel.start())).pa());
         assertEquals(vcms + 1, vcmm.vcms().size(), "the refused creations left no VCM behind");
     }
+
+    /** vcm_create_from_prebuilt: the CPU VCM maps into a table its owner built, and gives it back untouched. */
+    @Test
+    void shouldAdoptAPrebuiltTableAndGiveItBack() {
+        Device cpu = vcmm.cpu("cpu", X86_64Format.INSTANCE);
+        MemoryType pt = vcmm.pageTableMemory();
+        dev.vcmm.pagetable.PageTable kernelTable = dev.vcmm.pagetable.PageTable.create(X86_64Format.INSTANCE, pt.memory(), pt.allocator());
+        long text = -(1L << 30);                           // the kernel's own text, mapped before the VCM exists
+        long textPa = TestGraphs.DDR_BASE + 32 * MIB;
+        kernelTable.map(text, textPa, 2 * MIB, dev.vcmm.pagetable.Attributes.RWX);
+        long tablesBefore = kernelTable.tableBytes();
+
+        Vcm kernel = vcmm.createCpuVcm(cpu, kernelTable, -(1L << 30), 512 * MIB, AssociationMode.USE_HIGH);
+        Association a = kernel.associations().getFirst();
+        assertEquals(kernelTable.root(), a.root(), "the prebuilt root is what the CPU runs on");
+        WalkResult tw = cpu.translate(text + 7);
+        assertInstanceOf(WalkResult.Translation.class, tw, tw.toString());
+        assertEquals(textPa + 7, ((WalkResult.Translation) tw).pa(), "its own mappings stay");
+        Reservation over = kernel.reserveAt(text, 2 * MIB, ReservationAttributes.RW); // keeps the VCM's placements off the text
+        PhysMem page = vcmm.physAlloc("ddr", 2 * MIB, ChunkPolicy.VCMM);
+        assertThrows(dev.vcmm.pagetable.AlreadyMappedException.class, () -> over.back(page), "the text is mapped there");
+        assertTrue(!over.isBacked());
+        assertEquals(textPa, ((WalkResult.Translation) kernelTable.translate(text)).pa(), "nothing changed");
+        Reservation buf = kernel.reserve(64 * 1024, ReservationAttributes.RW, 64 * 1024);
+        PhysMem pm = vcmm.physAlloc("ddr", 64 * 1024, ChunkPolicy.VCMM);
+        buf.back(pm);
+        assertEquals(pm.physicalAddress(5), ((WalkResult.Translation) kernelTable.translate(buf.address() + 5)).pa(),
+            "the VCM maps into the adopted table");
+        assertThrows(IllegalArgumentException.class, () -> vcmm.createCpuVcm(vcmm.cpu("cpu2", X86_64Format.INSTANCE),
+            kernelTable, -(1L << 30), 512 * MIB, AssociationMode.USE_HIGH), "adopted already");
+        assertThrows(IllegalArgumentException.class, () -> vcmm.createCpuVcm(vcmm.cpu("cpu3", Armv7ShortFormat.INSTANCE),
+            kernelTable, 0x1000_0000L, MIB, AssociationMode.WHOLE), "another format");
+
+        buf.unback();
+        buf.unreserve();
+        over.unreserve();
+        a.deactivate();
+        a.deassoc();
+        kernel.free();
+        assertTrue(!kernelTable.isClosed(), "the VCM never closes what it borrowed");
+        assertEquals(textPa + 7, ((WalkResult.Translation) kernelTable.translate(text + 7)).pa());
+        assertInstanceOf(WalkResult.PageFault.class, kernelTable.translate(buf.address()), "the VCM's mapping is gone");
+        assertTrue(kernelTable.tableBytes() >= tablesBefore, "the owner's tables are all there (the VCM's may stay, empty)");
+        kernelTable.close();
+    }
 }
