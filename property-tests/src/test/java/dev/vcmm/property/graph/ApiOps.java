@@ -440,6 +440,41 @@ final class ApiOps {
         }
     }
 
+    /** {@code PrioritisedMemory} ({@code memtype_t}): SRAM first, then DDR; the whole allocation from one pool. */
+    record PrioritisedAlloc(long bytes, ChunkPolicy policy) implements Op {
+        static final Gen<Op> GEN = ints(2).map(a -> new PrioritisedAlloc((a[0] < 5000 ? 1 + a[0] % 300 : Op.pages(a[0])) * PAGE,
+            POLICIES[a[1] % POLICIES.length]));
+
+        @Override
+        public void apply(GraphRun w) {
+            MemoryType sram = w.vcmm.memoryType("sram");
+            MemoryType ddr = w.vcmm.memoryType("ddr");
+            boolean sramNever = never(sram);
+            boolean ddrNever = never(ddr);
+            GraphRun.Expect e = w.expect().refuse(sramNever && ddrNever, IllegalArgumentException.class)
+                .refuse(!(sramNever && ddrNever), VcmmOutOfMemoryException.class);
+            e.maySucceed = !(sramNever && ddrNever);
+            PhysMem pm = e.call(() -> dev.vcmm.PrioritisedMemory.of("fast", sram, ddr).physAlloc(bytes(), policy()));
+            if (pm == null) {
+                return;
+            }
+            assertTrue(pm.memoryType() == sram || pm.memoryType() == ddr, w.where());
+            assertTrue(!sramNever || pm.memoryType() == ddr, () -> "SRAM can never hold it, yet " + pm + w.where());
+            w.model.pms.add(new MPm(pm));
+            w.handedOff(pm);
+        }
+
+        /** @return whether {@code m} can never hold the allocation (as physAlloc refuses with IllegalArgumentException) */
+        private boolean never(MemoryType m) {
+            long max = PAGE << m.maxOrder();
+            long unit = 0;
+            for (long c : policy().chunkSizes()) {
+                unit = c <= max ? c : unit;
+            }
+            return bytes() > m.size() || unit == 0 || ((bytes() + unit - 1) & -unit) > m.size();
+        }
+    }
+
     /** @return whether a format of {@code v}'s devices cannot map every address of it (a back may then be refused) */
     static boolean partial(MVcm v) {
         for (PageTableFormat f : v.formats()) {

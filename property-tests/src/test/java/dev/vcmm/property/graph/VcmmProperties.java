@@ -9,6 +9,7 @@ import dev.vcmm.property.graph.ApiOps.FreeBound;
 import dev.vcmm.property.graph.ApiOps.MakeBinding;
 import dev.vcmm.property.graph.ApiOps.MapBinding;
 import dev.vcmm.property.graph.ApiOps.PhysAllocAt;
+import dev.vcmm.property.graph.ApiOps.PrioritisedAlloc;
 import dev.vcmm.property.graph.ApiOps.Ref;
 import dev.vcmm.property.graph.ApiOps.ResCopy;
 import dev.vcmm.property.graph.ApiOps.SetAttributes;
@@ -136,7 +137,7 @@ class VcmmProperties {
     /**
      * The rest of the RFC's interface among the usual operations: attribute changes under DMA, res copy, wrapped
      * physical ranges, bounds and their reservations, one-call bindings, reference-counted reservations, a device's
-     * split and an association's mode changed between activations.
+     * split and an association's mode changed between activations, allocations from prioritised pools.
      */
     @Test
     void shouldKeepTheRestOfTheInterfaceAsTheModel() {
@@ -147,7 +148,8 @@ class VcmmProperties {
             Pair.of(1, OpenClient.GEN), Pair.of(1, CloseClient.GEN), Pair.of(8, Dma.GEN), Pair.of(3, Buffer.GEN),
             Pair.of(6, SetAttributes.GEN), Pair.of(5, ResCopy.GEN), Pair.of(3, PhysAllocAt.GEN), Pair.of(3, CreateBound.GEN),
             Pair.of(5, BoundReserve.GEN), Pair.of(2, FreeBound.GEN), Pair.of(4, MakeBinding.GEN), Pair.of(3, MapBinding.GEN),
-            Pair.of(3, CloseBinding.GEN), Pair.of(3, Ref.GEN), Pair.of(3, SetSplit.GEN), Pair.of(4, SetMode.GEN), Pair.of(4, Deactivate.GEN)));
+            Pair.of(3, CloseBinding.GEN), Pair.of(3, Ref.GEN), Pair.of(3, SetSplit.GEN), Pair.of(4, SetMode.GEN), Pair.of(4, Deactivate.GEN),
+            Pair.of(2, PrioritisedAlloc.GEN)));
     }
 
     /**
