@@ -150,9 +150,9 @@ public final class Vcm {
 
     /**
      * {@return the smallest page size of this VCM (the RFC's {@code vcm_get_min_page_size}): the largest of 4 KiB, the
-     *         host page size for a HOST VCM, and the smallest leaf of each page-table format its devices walk;
-     *         reservation addresses and lengths are multiples of it. It grows when a device with larger pages is
-     *         associated}
+     *         host page size for a HOST VCM, and the smallest leaf of each page-table format its devices walk
+     *         (devices use 4K-granule formats, so today it is 4 KiB but for HOST VCMs on a 16K or 64K host);
+     *         reservation addresses and lengths are multiples of it}
      */
     public long minPageSize() {
         long min = kind.alignment(GRANULE);
