@@ -18,7 +18,8 @@ public final class Association {
 
     private final Vcm vcm;
     private final Device device;
-    private final AssociationMode mode;
+    /** Changed by {@link #setMode} under the graph lock while inactive. */
+    private volatile AssociationMode mode;
     private final int pasid;
     private volatile boolean active;
     /** Deactivated inside an {@link InvalidationBatch} that has not committed yet: its IOTLB entries may remain. */
@@ -57,6 +58,26 @@ public final class Association {
     /** {@return which of the device's tables the association programs} */
     public AssociationMode mode() {
         return mode;
+    }
+
+    /**
+     * Changes which of the device's tables the association programs (the RFC's {@code vcm_set_assoc_attr} with
+     * {@code VCM_USE_LOW_BASE} / {@code VCM_USE_HIGH_BASE}); the boundary itself is the device's
+     * {@link Device#setSplit split}.
+     *
+     * @param mode the new mode
+     * @return this association
+     * @throws VcmmBusyException        if it is active (the RFC's -EBUSY); nothing changed
+     * @throws IllegalArgumentException if the VCM does not lie in the half {@code mode} programs; nothing changed
+     * @throws IllegalStateException    if it was removed
+     */
+    public Association setMode(AssociationMode mode) {
+        vcm.vcmm().setMode(this, java.util.Objects.requireNonNull(mode, "mode"));
+        return this;
+    }
+
+    void mode(AssociationMode m) {
+        mode = m;
     }
 
     /** {@return whether the VCM's table is programmed into the device} */
@@ -103,7 +124,10 @@ public final class Association {
         vcm.vcmm().deassoc(this);
     }
 
-    /** {@return the physical address of the root table the device walks (0 for one-to-one devices)} */
+    /**
+     * {@return the physical address of the root table the device walks (the RFC's {@code vcm_get_pgtbl_pa}): what
+     *         activation programs into its TTBR, CR3 or satp; 0 for one-to-one devices}
+     */
     public long root() {
         return vcm.root(device.format());
     }

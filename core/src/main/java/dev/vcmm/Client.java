@@ -102,6 +102,10 @@ public final class Client implements AutoCloseable {
         private static void releaseReservation(Reservation r) {
             for (int attempt = 0; ; attempt++) {
                 try {
+                    if (r.references() > 1 && !r.isReleased()) {
+                        r.unreserve(); // drops this owner's reference only: another holds it (Reservation.ref)
+                        return;
+                    }
                     if (r.isBacked()) {
                         r.unback();
                     }

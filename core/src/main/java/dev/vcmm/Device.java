@@ -86,6 +86,8 @@ public final class Device {
     /** The largest burst in bytes, a power of two; a burst never crosses a multiple of it. */
     private final int burstBytes;
     private volatile FaultHandler handler;
+    /** Changed under the graph lock while no association is active; read by walks. */
+    private volatile Split split = Split.TOP_BIT;
     private volatile boolean crashed;
     private final AtomicLong faults = new AtomicLong();
     private final AtomicLong retries = new AtomicLong();
@@ -183,13 +185,44 @@ public final class Device {
         return pasid == 0 ? low : pasids.get(pasid);
     }
 
-    /** @return the slot an address goes through: the top bit of the format's input address selects high */
+    /** @return the slot an address goes through, as the device's {@link Split} says; {@link Split#NONE} for neither */
     int slotFor(long address) {
+        return format == null ? LOW : split.slot(format, address);
+    }
+
+    /** {@return where its input addresses divide between the low and the high table} */
+    public Split split() {
+        return split;
+    }
+
+    /**
+     * Sets where its input addresses divide between the low and the high table (the RFC's {@code VCM_SPLIT}: Armv7
+     * TTBCR.N, Arm64 TCR.T0SZ/T1SZ). Refused while an association of the device is active (the register belongs to
+     * the translation context) and when an association's VCM would no longer lie in the half its mode programs.
+     *
+     * @param split the split
+     * @throws VcmmBusyException        if an association of the device is active; nothing changed
+     * @throws IllegalArgumentException if the device is one-to-one, or an association would not fit; nothing changed
+     */
+    public void setSplit(Split split) {
+        vcmm.setSplit(this, Objects.requireNonNull(split, "split"));
+    }
+
+    /** Checks every association under {@code s}, then takes it; called under the graph lock with none active. */
+    void applySplit(Split s) {
         if (format == null) {
-            return LOW;
+            throw new IllegalArgumentException("one-to-one device " + name + " has no tables to split");
         }
-        boolean high = format.isValidVa(-1L) ? address < 0 : ((address >>> (format.vaBits() - 1)) & 1) != 0;
-        return high ? HIGH : LOW;
+        Split before = split;
+        split = s;
+        try {
+            for (Association a : associations) {
+                checkReach(a.vcm(), a.mode());
+            }
+        } catch (RuntimeException e) {
+            split = before;
+            throw e;
+        }
     }
 
     /**
@@ -243,7 +276,8 @@ public final class Device {
      * its table cannot be closed (deassoc needs a deactivated association), until the caller leaves.
      */
     private WalkResult walk(int pasid, long address, Access access, boolean fromUser) {
-        Association a = pasid == 0 ? slot(slotFor(address)) : pasids.get(pasid);
+        int slot = pasid == 0 ? slotFor(address) : 0;
+        Association a = pasid != 0 ? pasids.get(pasid) : slot == Split.NONE ? null : slot(slot);
         if (a == null) {
             return new WalkResult.PageFault(address, 0, FaultReason.TRANSLATION, "device " + name + " has no active table for this address"
                 + (pasid != 0 ? " in pasid " + pasid : ""));
@@ -562,7 +596,7 @@ public final class Device {
         };
         if (want >= 0 && (slotFor(first) != want || slotFor(last) != want)) {
             throw new IllegalArgumentException(String.format("%s [0x%x, 0x%x] does not lie in the %s half of device %s's"
-                + " address space, which %s programs", vcm, first, last, want == LOW ? "low" : "high", name, mode));
+                + " address space (%s), which %s programs", vcm, first, last, want == LOW ? "low" : "high", name, split, mode));
         }
     }
 

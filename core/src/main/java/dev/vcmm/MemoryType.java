@@ -237,6 +237,24 @@ public final class MemoryType implements AutoCloseable {
     }
 
     /**
+     * Wraps the physical range {@code [pa, pa + length)} of this memory type as an allocation (the RFC's
+     * {@code vcm_map_phys_addr}): a firmware carve-out or a frame buffer at a fixed address. Exactly the blocks that
+     * tile the range are taken, the largest aligned ones first; if any of them is not free, nothing is taken. The
+     * memory keeps its contents (it is not zeroed: naming the address is asking for what is there).
+     *
+     * @param pa     the physical address of the first byte, a multiple of 4096
+     * @param length the length in bytes, a positive multiple of 4096
+     * @return the allocation, contiguous, owned by the caller until {@link PhysMem#free()}
+     * @throws IllegalArgumentException if misaligned or not inside this memory type
+     * @throws VcmmBusyException        if part of the range is allocated (or held in a thread's allocator cache)
+     * @throws IllegalStateException    if this memory type is closed
+     */
+    public PhysMem physAllocAt(long pa, long length) {
+        ensureOpen();
+        return PhysWrap.wrap(this, pa, length);
+    }
+
+    /**
      * Zeroes what a new allocation's owner can reach, its chunks, one {@link PhysicalMemory#zero} per run of adjacent
      * chunks. Zeroing at allocation rather than at free covers every way a block reaches the pool (physFree, the last
      * unback of an orphan, the page-table allocator's own frees, a rollback) and any store that landed in a block

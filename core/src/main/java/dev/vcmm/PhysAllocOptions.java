@@ -13,14 +13,29 @@ import dev.vcmm.spi.MemorySpec;
  * @param alignment  a power of two from 4K up: a contiguous allocation starts at a multiple of it; in a
  *                   scattered allocation every chunk is at least that large, and so at least that
  *                   aligned (chunk sizes of the policy below it are not used)
+ * @param coherent   the RFC's {@code VCM_COHERENT}: the memory is shared and must stay coherent without cache
+ *                   maintenance, so every page-table mapping of it is at most non-cached (a cacheable policy of the
+ *                   reservation becomes {@link Caching#NON_CACHED}; {@link Caching#DEVICE} stays), as Linux's
+ *                   {@code dma_alloc_coherent} maps memory for a device that does not snoop the CPU's caches. HOST
+ *                   mappings ({@code mmap}) cannot choose a cache policy and are unaffected
  */
-public record PhysAllocOptions(boolean contiguous, long alignment) {
+public record PhysAllocOptions(boolean contiguous, long alignment, boolean coherent) {
 
     /** Scattered chunks, 4K alignment: the default of {@link MemoryType#physAlloc(long, ChunkPolicy)}. */
     public static final PhysAllocOptions DEFAULT = new PhysAllocOptions(false, BlockAllocator.PAGE_SIZE);
 
     /** One contiguous range, 4K aligned. */
     public static final PhysAllocOptions CONTIGUOUS = new PhysAllocOptions(true, BlockAllocator.PAGE_SIZE);
+
+    /**
+     * Options that are not coherent.
+     *
+     * @param contiguous whether the chunks must be physically contiguous
+     * @param alignment  the alignment, validated as by the canonical constructor
+     */
+    public PhysAllocOptions(boolean contiguous, long alignment) {
+        this(contiguous, alignment, false);
+    }
 
     /**
      * Validates the alignment.
@@ -41,7 +56,16 @@ public record PhysAllocOptions(boolean contiguous, long alignment) {
      * @param contiguous whether the chunks must be physically contiguous
      */
     public PhysAllocOptions withContiguous(boolean contiguous) {
-        return new PhysAllocOptions(contiguous, alignment);
+        return new PhysAllocOptions(contiguous, alignment, coherent);
+    }
+
+    /**
+     * {@return these options with {@link #coherent()} set to {@code coherent}}
+     *
+     * @param coherent whether every mapping of the memory is at most non-cached
+     */
+    public PhysAllocOptions withCoherent(boolean coherent) {
+        return new PhysAllocOptions(contiguous, alignment, coherent);
     }
 
     /**
@@ -50,11 +74,11 @@ public record PhysAllocOptions(boolean contiguous, long alignment) {
      * @param alignment the alignment in bytes, a power of two
      */
     public PhysAllocOptions withAlignment(long alignment) {
-        return new PhysAllocOptions(contiguous, alignment);
+        return new PhysAllocOptions(contiguous, alignment, coherent);
     }
 
     @Override
     public String toString() {
-        return (contiguous ? "contiguous" : "scattered") + ", alignment=" + Sizes.format(alignment);
+        return (contiguous ? "contiguous" : "scattered") + ", alignment=" + Sizes.format(alignment) + (coherent ? ", coherent" : "");
     }
 }

@@ -29,12 +29,17 @@ public final class Reservation {
     private final Vcm vcm;
     private final long address;
     private final long length;
-    private final ReservationAttributes attributes;
+    /** Changed only by {@link Vcm#setAttributes} under the VCM's write lock; read by anyone (walks of one-to-one VCMs). */
+    private volatile ReservationAttributes attributes;
     /** {@code null}, {@link #IN_PROGRESS} or the current backing; changed only by the VCM's back and unback. */
     private final AtomicReference<Backing> backing = new AtomicReference<>();
     private volatile boolean released;
     /** Where sub-range unbacks and remaps changed its pages, or {@code null}; written under the backing's IN_PROGRESS. */
     private volatile Bindings bindings;
+    /** Holders of the reservation: 1 when made, one more per {@link #ref()}; changed under the VCM's write lock. */
+    private volatile int references = 1;
+    /** The bound it was reserved from, or null; set once, before it is published. */
+    private Bound bound;
     /** The memory mapped into the process while a HOST reservation is backed; written under the backing's IN_PROGRESS. */
     private volatile HostMapping hostMapping;
 
@@ -65,6 +70,32 @@ public final class Reservation {
         return attributes;
     }
 
+    /**
+     * Changes the attributes in place (the RFC's {@code vcm_set_res_attr}, an {@code mprotect}): for a backed
+     * reservation every page table of its VCM rewrites the reservation's leaves with the new permissions and cache
+     * policy (same addresses, same leaf sizes, one compare-and-set per entry, never unmapped in between), then every
+     * device of the VCM invalidates the range in its IOTLB and waits for its bursts in flight: when this returns, no
+     * device uses the old attributes. An unbacked reservation just takes the new attributes for its next back. Takes
+     * the VCM's lock exclusively, so backs and unbacks in the VCM wait for it; DMA does not.
+     *
+     * @param attributes the new attributes
+     * @return this reservation
+     * @throws IllegalArgumentException if a page table of the VCM cannot express them (e.g. no read permission in
+     *                                  {@code armv7-short}, write-through in RISC-V), the reservation is backed by
+     *                                  secure memory and they are not secure, or it is a backed HOST reservation (the
+     *                                  process mapping is not changed in place); nothing changed
+     * @throws IllegalStateException    if it was unreserved, or the VCM freed or closed; nothing changed
+     */
+    public Reservation setAttributes(ReservationAttributes attributes) {
+        vcm.setAttributes(this, attributes);
+        return this;
+    }
+
+    /** Sets the attributes; called by the VCM under its write lock. */
+    void attributes(ReservationAttributes a) {
+        attributes = a;
+    }
+
     /** {@return whether a physical allocation backs it now} */
     public boolean isBacked() {
         Backing b = backing.get();
@@ -89,6 +120,15 @@ public final class Reservation {
      */
     public HostMapping hostMapping() {
         return hostMapping;
+    }
+
+    /** {@return the bound it was reserved from ({@link Bound#reserve}), or {@code null}} */
+    public Bound bound() {
+        return bound;
+    }
+
+    void inBound(Bound b) {
+        bound = b;
     }
 
     /** {@return whether it was unreserved} */
@@ -213,13 +253,38 @@ public final class Reservation {
     }
 
     /**
-     * Returns the range to the VCM.
+     * Drops one reference (see {@link #ref()}); the last one returns the range to the VCM (or to its bound).
      *
-     * @throws VcmmBusyException     while it is backed
+     * @throws VcmmBusyException     if this is the last reference and it is backed; nothing changed
      * @throws IllegalStateException if already unreserved
      */
     public void unreserve() {
         vcm.unreserve(this);
+    }
+
+    /**
+     * Takes one more reference to the reservation (VCM v2's {@code vcm_ref_reserve}): a second holder may now
+     * {@link #unreserve()} it without taking it from the first. Each {@code unreserve} drops one reference; only the
+     * last one unreserves, and only that one is refused while the reservation is backed (the holders agree who
+     * unbacks; a {@link Client} releasing a reservation someone else still holds drops its reference and leaves the
+     * backing alone).
+     *
+     * @return this reservation
+     * @throws IllegalStateException if it was unreserved, or its VCM freed or closed
+     */
+    public Reservation ref() {
+        vcm.ref(this);
+        return this;
+    }
+
+    /** {@return the number of holders: 1 when made, one more per {@link #ref()}, one fewer per {@link #unreserve()}} */
+    public int references() {
+        return references;
+    }
+
+    /** Changes the reference count by {@code delta}; called by the VCM under its write lock. */
+    void addReferences(int delta) {
+        references += delta;
     }
 
     // ---------------------------------------------------------------------------------------------

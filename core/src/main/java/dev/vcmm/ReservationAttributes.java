@@ -86,6 +86,16 @@ public record ReservationAttributes(boolean read, boolean write, boolean execute
         return new Attributes(read, write, execute, user, caching.toCachePolicy());
     }
 
+    /**
+     * @return the page-table attributes of a mapping of {@code memory} (may be null: not backed): these, with a
+     *         cacheable policy lowered to non-cached when the memory was allocated coherent
+     */
+    Attributes toPageAttributes(PhysMem memory) {
+        Attributes a = toPageAttributes();
+        boolean cacheable = caching != Caching.NON_CACHED && caching != Caching.DEVICE;
+        return memory != null && memory.options().coherent() && cacheable ? a.with(Caching.NON_CACHED.toCachePolicy()) : a;
+    }
+
     @Override
     public String toString() {
         return (read ? "r" : "-") + (write ? "w" : "-") + (execute ? "x" : "-") + (user ? "u" : "") + (supervisor ? "s" : "")

@@ -78,6 +78,10 @@ public final class Vcm {
     /** Guest VCMs whose stage 2 this VCM is ({@link VcmKind.Guest}): they walk its tables. */
     private final List<Vcm> guests = new CopyOnWriteArrayList<>();
     private final Map<PageTableFormat, PageTable> tables = new ConcurrentHashMap<>();
+    /** A prebuilt table the VCM maps into but does not own (never closed by it); null if none. */
+    private volatile PageTable borrowed;
+    /** Its live bounds; changed under the write lock. */
+    private final List<Bound> bounds = new CopyOnWriteArrayList<>();
     private volatile boolean freed;
     /** Set by {@link #closeAll()} when the VCMM closes: the VCM is unusable from then on. */
     private volatile boolean closed;
@@ -177,6 +181,20 @@ public final class Vcm {
     public PageTableView table(PageTableFormat format) {
         PageTable t = tables.get(format);
         return t == null ? null : new PageTableView(t);
+    }
+
+    /**
+     * {@return the smallest page size of this VCM (the RFC's {@code vcm_get_min_page_size}): the largest of 4 KiB, the
+     *         host page size for a HOST VCM, and the smallest leaf of each page-table format its devices walk
+     *         (devices use 4K-granule formats, so today it is 4 KiB but for HOST VCMs on a 16K or 64K host);
+     *         reservation addresses and lengths are multiples of it}
+     */
+    public long minPageSize() {
+        long min = kind.alignment(GRANULE);
+        for (PageTableFormat f : tables.keySet()) {
+            min = Math.max(min, f.leafSizes().getLast().size());
+        }
+        return min;
     }
 
     /** {@return the bytes of address space not reserved} */
@@ -311,16 +329,143 @@ public final class Vcm {
             if (r.isReleased()) {
                 throw new IllegalStateException("already unreserved: " + r);
             }
+            if (r.references() > 1) {
+                r.addReferences(-1); // another holder keeps it
+                return;
+            }
             if (!r.isIdle()) {
                 throw new VcmmBusyException("busy: " + r + " is backed; unback it first");
             }
-            space.free(r.address(), r.length());
+            if (r.bound() != null) {
+                r.bound().removed(r);
+            } else {
+                space.free(r.address(), r.length());
+            }
             reservations.remove(r.address());
             r.markReleased();
         } finally {
             lock.writeLock().unlock();
         }
         freeIfOrphanedAndEmpty();
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // bounds
+
+    /**
+     * Creates a bound: takes {@code length} bytes (rounded up to 4 KiB) aligned to {@code alignment} out of the VCM's
+     * free space, for reservations made through {@link Bound#reserve} only (the RFC's {@code vcm_create_bound}).
+     *
+     * @param length the length in bytes
+     * @param alignment the alignment in bytes, a power of two of at least 4096
+     * @return the new bound
+     * @throws IllegalArgumentException if the length or alignment is bad
+     * @throws VcmmOutOfMemoryException if no free range of the VCM fits
+     * @throws IllegalStateException    if the VCM is freed or its VCMM closed
+     */
+    public Bound createBound(long length, long alignment) {
+        checkUsable();
+        long rounded = roundLength(length);
+        if (alignment < GRANULE || Long.bitCount(alignment) != 1) {
+            throw new IllegalArgumentException("alignment=" + alignment + " must be a power of two >= 4096");
+        }
+        long aligned = kind.alignment(alignment);
+        kind.checkRange(0, rounded);
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            long address = space.allocate(rounded, aligned);
+            if (address == AddressSpaceAllocator.NONE) {
+                throw new VcmmOutOfMemoryException(name, rounded, 0, "no free range of " + this + " holds a bound of 0x"
+                    + Long.toHexString(rounded) + " bytes aligned to 0x" + Long.toHexString(aligned));
+            }
+            Bound b = new Bound(this, address, rounded);
+            bounds.add(b);
+            return b;
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** {@return its live bounds (a snapshot)} */
+    public List<Bound> bounds() {
+        return List.copyOf(bounds);
+    }
+
+    /** A reservation inside {@code b}; see {@link Bound#reserve(long, ReservationAttributes, long)}. */
+    Reservation reserveIn(Bound b, long length, ReservationAttributes attributes, long alignment) {
+        checkUsable();
+        long rounded = roundLength(length);
+        if (alignment < GRANULE || Long.bitCount(alignment) != 1) {
+            throw new IllegalArgumentException("alignment=" + alignment + " must be a power of two >= 4096");
+        }
+        long aligned = kind.alignment(alignment);
+        kind.checkRange(0, rounded);
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            b.checkNotFreed();
+            checkExpressible(attributes);
+            long address = b.allocate(rounded, aligned);
+            if (address == AddressSpaceAllocator.NONE) {
+                throw new VcmmOutOfMemoryException(name, rounded, 0, "no free range of " + b + " holds 0x"
+                    + Long.toHexString(rounded) + " bytes aligned to 0x" + Long.toHexString(aligned)
+                    + " (largest free range 0x" + Long.toHexString(b.largestFreeRange()) + ")");
+            }
+            Reservation r = new Reservation(this, address, rounded, attributes);
+            r.inBound(b);
+            b.added(r);
+            reservations.put(address, r);
+            return r;
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** Frees an empty bound; see {@link Bound#free()}. */
+    void freeBound(Bound b) {
+        checkOpen();
+        lock.writeLock().lock();
+        try {
+            b.checkNotFreed();
+            if (!b.isEmpty()) {
+                throw new VcmmBusyException("busy: " + b + " still holds reservations; unreserve them first");
+            }
+            space.free(b.start(), b.length());
+            bounds.remove(b);
+            b.markFreed();
+        } finally {
+            lock.writeLock().unlock();
+        }
+        freeIfOrphanedAndEmpty();
+    }
+
+    /** @return {@code query} run under the read lock (a consistent snapshot of what the write lock guards) */
+    <T> T underReadLock(java.util.function.Supplier<T> query) {
+        lock.readLock().lock();
+        try {
+            return query.get();
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /** Takes a reference to {@code r}; see {@link Reservation#ref()}. */
+    void ref(Reservation r) {
+        checkOpen();
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            if (r.isReleased()) {
+                throw new IllegalStateException("use after unreserve: " + r);
+            }
+            if (r.references() == Integer.MAX_VALUE) {
+                throw new IllegalStateException("too many references to " + r);
+            }
+            r.addReferences(1);
+        } finally {
+            lock.writeLock().unlock();
+        }
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -355,7 +500,7 @@ public final class Vcm {
             try {
                 memory.acquireBacking();
                 counted = true;
-                Attributes a = r.attributes().toPageAttributes();
+                Attributes a = r.attributes().toPageAttributes(memory);
                 for (PageTable t : tables.values()) {
                     kind.mapInto(t, r, memory, offset, a);
                     done.add(t);
@@ -379,13 +524,69 @@ public final class Vcm {
         }
     }
 
+    /**
+     * Changes {@code r}'s attributes; see {@link Reservation#setAttributes}. Under the write lock: no back, unback or
+     * association change of this VCM runs meanwhile, so {@code r}'s backing and the set of tables are fixed.
+     */
+    void setAttributes(Reservation r, ReservationAttributes attributes) {
+        checkOpen();
+        Objects.requireNonNull(attributes, "attributes");
+        lock.writeLock().lock();
+        try {
+            checkNotFreed();
+            if (r.isReleased()) {
+                throw new IllegalStateException("use after unreserve: " + r);
+            }
+            checkExpressible(attributes);
+            Reservation.Backing b = r.backing();
+            if (b == null) {
+                r.attributes(attributes);
+                return;
+            }
+            if (b.memory().memoryType().isSecure() && !attributes.secure()) {
+                throw new IllegalArgumentException("attributes=" + attributes + " are not secure, and " + r
+                    + " is backed by secure memory " + b.memory());
+            }
+            kind.checkAttributeChange(r);
+            Attributes before = r.attributes().toPageAttributes(b.memory());
+            Attributes after = attributes.toPageAttributes(b.memory());
+            List<PageTable> done = new ArrayList<>();
+            try {
+                for (PageTable t : tables.values()) {
+                    done.add(t);
+                    t.protect(r.address(), r.length(), after);
+                }
+            } catch (RuntimeException e) {
+                for (PageTable t : done) {
+                    try {
+                        t.protect(r.address(), r.length(), before);
+                    } catch (RuntimeException undo) {
+                        e.addSuppressed(undo);
+                    }
+                }
+                invalidate(r.address(), r.length());
+                throw e;
+            }
+            r.attributes(attributes); // one-to-one walks read it: before the invalidation's sync
+            invalidate(r.address(), r.length()); // no IOTLB entry and no burst in flight keeps the old attributes
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
     /** Maps the reservation's runs of {@code memory} into one table; undoes its own part on failure. */
     static void mapInto(PageTable t, Reservation r, PhysMem memory, long offset, Attributes a) {
         long va = r.address();
+        long[] mapped = {0}; // bytes of the range mapped by the runs that succeeded (runs come in address order)
         try {
-            memory.forEachRun(offset, r.length(), (o, pa, n) -> t.map(va + o, pa, n, a));
+            memory.forEachRun(offset, r.length(), (o, pa, n) -> {
+                t.map(va + o, pa, n, a); // a failing map leaves nothing of its own run behind
+                mapped[0] = o + n;
+            });
         } catch (RuntimeException e) {
-            t.unmap(va, r.length()); // whatever was mapped of the range: the rest is empty
+            if (mapped[0] > 0) {
+                t.unmap(va, mapped[0]); // only what this call mapped: an adopted table may map the rest itself
+            }
             throw e;
         }
     }
@@ -824,8 +1025,8 @@ public final class Vcm {
             for (Reservation r : reservations.values()) {
                 PhysMem pm = r.backingMemory();
                 if (pm != null) {
-                    kind.mapInto(t, r, pm, r.backingOffset(), r.attributes().toPageAttributes());
-                    applyBindings(t, r, r.attributes().toPageAttributes());
+                    kind.mapInto(t, r, pm, r.backingOffset(), r.attributes().toPageAttributes(pm));
+                    applyBindings(t, r, r.attributes().toPageAttributes(pm));
                 }
             }
         } catch (RuntimeException e) {
@@ -855,7 +1056,9 @@ public final class Vcm {
             PageTableFormat f = a.device().format();
             if (f != null && associations.stream().noneMatch(o -> f.equals(o.device().format()))) {
                 PageTable t = tables.remove(f);
-                if (t != null) {
+                if (t != null && t == borrowed) {
+                    borrowed = null; // back to its owner, with whatever it held before the VCM adopted it
+                } else if (t != null) {
                     t.close();
                 }
             }
@@ -887,11 +1090,15 @@ public final class Vcm {
         lock.writeLock().lock();
         try {
             checkNotFreed();
-            if (!reservations.isEmpty() || !associations.isEmpty() || !guests.isEmpty()) {
+            if (!reservations.isEmpty() || !associations.isEmpty() || !guests.isEmpty() || !bounds.isEmpty()) {
                 throw new VcmmBusyException("busy: " + this + " still has " + reservations.size() + " reservation(s), "
-                    + associations.size() + " association(s) and " + guests.size() + " guest(s)");
+                    + associations.size() + " association(s), " + guests.size() + " guest(s) and " + bounds.size() + " bound(s)");
             }
             freed = true;
+            if (borrowed != null) { // adopted but never associated (a refused createCpuVcm): back to its owner
+                tables.remove(borrowed.format());
+                borrowed = null;
+            }
             kind.release(this);
         } finally {
             lock.writeLock().unlock();
@@ -906,7 +1113,7 @@ public final class Vcm {
 
     /** Frees an orphaned VCM that became empty; called with no lock held. */
     void freeIfOrphanedAndEmpty() {
-        if (orphan && !freed && reservations.isEmpty() && associations.isEmpty()) {
+        if (orphan && !freed && reservations.isEmpty() && associations.isEmpty() && bounds.isEmpty()) {
             try {
                 free();
             } catch (IllegalStateException raced) {
@@ -925,10 +1132,45 @@ public final class Vcm {
         closed = true;
         RuntimeException failure = kind.close(this);
         for (PageTable t : tables.values()) {
-            t.close();
+            if (t != borrowed) {
+                t.close();
+            }
         }
         tables.clear();
         return failure;
+    }
+
+    /** @return what its kind says a one-call binding allocates with */
+    PhysAllocOptions bindingOptions(PhysAllocOptions options) {
+        return kind.bindingOptions(options);
+    }
+
+    /** @return a reservation for a one-call binding of {@code memory}, placed as its kind says */
+    Reservation reserveFor(PhysMem memory, long length, ReservationAttributes attributes) {
+        return kind.reserveFor(this, memory, length, attributes);
+    }
+
+    /**
+     * Adopts {@code t} as its table of {@code t}'s format (a prebuilt table: {@link Vcmm#createCpuVcm(Device, PageTable,
+     * long, long, AssociationMode)}); called before the VCM is associated. The VCM maps and unmaps its reservations in
+     * it and never closes it.
+     */
+    void adopt(PageTable t) {
+        lock.writeLock().lock();
+        try {
+            if (!tables.isEmpty() || !reservations.isEmpty()) {
+                throw new IllegalStateException(this + " already has tables or reservations; adopt a table first");
+            }
+            tables.put(t.format(), t);
+            borrowed = t;
+        } finally {
+            lock.writeLock().unlock();
+        }
+    }
+
+    /** @return whether it maps into {@code t} without owning it */
+    boolean borrows(PageTable t) {
+        return borrowed == t;
     }
 
     /** @return the kind a copy of this VCM gets. @throws IllegalArgumentException if it cannot be copied */

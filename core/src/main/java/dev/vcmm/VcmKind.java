@@ -68,6 +68,38 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
     void checkBack(Reservation r, PhysMem memory, long offset) {
     }
 
+    /** @return the options a one-call binding ({@link Binding#make}) allocates its memory with, given the caller's */
+    PhysAllocOptions bindingOptions(PhysAllocOptions options) {
+        return options;
+    }
+
+    /**
+     * Reserves the range a one-call binding ({@link Binding#make}, {@link Binding#map}) backs with {@code memory}:
+     * anywhere, aligned to the largest chunk so the tables can use blocks (4 KiB if no range that aligned is free).
+     */
+    Reservation reserveFor(Vcm vcm, PhysMem memory, long length, ReservationAttributes attributes) {
+        long largest = Vcm.GRANULE;
+        for (int i = 0; i < memory.chunkCount(); i++) {
+            largest = Math.max(largest, 4096L << memory.chunkOrder(i));
+        }
+        try {
+            return vcm.reserve(length, attributes, largest);
+        } catch (VcmmOutOfMemoryException fragmented) {
+            if (largest == Vcm.GRANULE) {
+                throw fragmented;
+            }
+            return vcm.reserve(length, attributes, Vcm.GRANULE);
+        }
+    }
+
+    /**
+     * Checks that the attributes of backed {@code r} may change in place; nothing is changed.
+     *
+     * @throws IllegalArgumentException if they may not
+     */
+    void checkAttributeChange(Reservation r) {
+    }
+
     /** The last step of a back, after the page tables: undoes itself on failure. */
     void map(Reservation r, PhysMem memory, long offset) {
     }
@@ -166,6 +198,21 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
             });
         }
 
+        /** One range: device addresses are physical ones. */
+        @Override
+        PhysAllocOptions bindingOptions(PhysAllocOptions options) {
+            return options.withContiguous(true);
+        }
+
+        /** At the memory's own address (VCM v2's reason for one-call bindings: allocate first, then reserve there). */
+        @Override
+        Reservation reserveFor(Vcm vcm, PhysMem memory, long length, ReservationAttributes attributes) {
+            if (!memory.isContiguous()) {
+                throw new IllegalArgumentException("one-to-one " + vcm + " needs contiguous memory, not " + memory);
+            }
+            return vcm.reserveAt(memory.physicalAddress(0), length, attributes);
+        }
+
         @Override
         void checkDevice(Vcm vcm, Device device, AssociationMode mode) {
             if (device.kind() != DeviceKind.ONE_TO_ONE) {
@@ -185,7 +232,7 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
                 return new WalkResult.PageFault(address, 0, FaultReason.TRANSLATION,
                     r == null ? "no reservation in one-to-one VCM " + vcm.name() : "reservation not backed: " + r);
             }
-            var attributes = r.attributes().toPageAttributes();
+            var attributes = r.attributes().toPageAttributes(r.backingMemory());
             if (access != null && !attributes.allows(access, fromUser)) {
                 return new WalkResult.PageFault(address, 0, FaultReason.PERMISSION, access + " not allowed by " + r.attributes());
             }
@@ -254,6 +301,15 @@ abstract sealed class VcmKind permits VcmKind.Virtual, VcmKind.OneToOne, VcmKind
                     throw new IllegalArgumentException("chunk " + c + " of " + memory + " lies at file offset " + Sizes.hex(c.pa() - type.base())
                         + ", not a multiple of the host page size " + Sizes.format(page) + ": it cannot back HOST " + r);
                 }
+            }
+        }
+
+        /** The process mapping has no in-place protection change (the SPI has no mprotect). */
+        @Override
+        void checkAttributeChange(Reservation r) {
+            if (r.hostMapping() != null) {
+                throw new IllegalArgumentException("the attributes of backed HOST " + r + " cannot change in place (the process"
+                    + " mapping would keep the old ones); unback it, change them, and back it again");
             }
         }
 

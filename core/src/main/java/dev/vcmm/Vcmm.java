@@ -132,6 +132,25 @@ public final class Vcmm implements AutoCloseable {
     }
 
     /**
+     * Wraps the physical range {@code [pa, pa + length)} as an allocation of the memory type holding it (the RFC's
+     * {@code vcm_map_phys_addr}); see {@link MemoryType#physAllocAt(long, long)}.
+     *
+     * @param pa     the physical address of the first byte
+     * @param length the length in bytes
+     * @return the allocation
+     * @throws IllegalArgumentException if no memory type holds {@code pa}, or the range is misaligned or leaves it
+     * @throws VcmmBusyException        if part of the range is allocated; nothing taken
+     */
+    public PhysMem physAllocAt(long pa, long length) {
+        checkOpen();
+        MemoryType m = bus.at(pa);
+        if (m == null) {
+            throw new IllegalArgumentException(String.format("pa=0x%x is in no memory type of this Vcmm: %s", pa, memoryTypes.keySet()));
+        }
+        return m.physAllocAt(pa, length);
+    }
+
+    /**
      * {@return whether {@code pa} lies in a secure memory type}
      *
      * @param pa the physical address
@@ -323,13 +342,75 @@ public final class Vcmm implements AutoCloseable {
      * @throws VcmmBusyException if the CPU already has an active association; nothing is created
      */
     public Vcm createCpuVcm(Device cpu, long start, long length) {
+        return createCpuVcm(cpu, start, length, AssociationMode.WHOLE);
+    }
+
+    /**
+     * Creates a CPU VCM for one half of the CPU's address space, active in the slot {@code mode} names: the RFC's
+     * {@code VCM_EXT_USER} (the low half, TTBR0, {@link AssociationMode#USE_LOW}: switched per process by deactivating
+     * one user VCM and activating another) and {@code VCM_EXT_KERNEL} (the high half, TTBR1,
+     * {@link AssociationMode#USE_HIGH}: the one kernel space every process shares). Where the halves divide is the
+     * CPU's {@link Device#setSplit split}.
+     *
+     * @param cpu the CPU device
+     * @param start the first address
+     * @param length the length in bytes
+     * @param mode which of the CPU's tables the VCM is programmed into
+     * @return the new VCM, associated and active
+     * @throws IllegalArgumentException if the device is not a CPU, or the range does not lie in the half {@code mode}
+     *                                  programs; nothing is created
+     * @throws VcmmBusyException        if the CPU already has an active association in that slot; nothing is created
+     */
+    public Vcm createCpuVcm(Device cpu, long start, long length, AssociationMode mode) {
+        return createCpuVcm(cpu, null, start, length, mode);
+    }
+
+    /**
+     * Creates a CPU VCM over a prebuilt table (the RFC's {@code vcm_create_from_prebuilt}): instead of building a new
+     * table, the VCM adopts {@code prebuilt}, a table its owner built (the kernel's, with the mappings it already
+     * holds), maps and unmaps its own reservations in it, and programs its root into the CPU
+     * ({@link Association#root()} is {@code prebuilt.root()}). The VCM never closes it: when its association goes,
+     * or the VCMM closes, the table goes back to its owner with its own mappings and without the VCM's (tables its
+     * mappings needed may stay linked and empty, as after any unmap). The VCM
+     * does not know the table's own mappings: reserve their ranges (and leave them unbacked) to keep its placements
+     * off them; a back over an address the table maps already is refused ({@code AlreadyMappedException}), nothing
+     * changed.
+     *
+     * @param cpu the CPU device
+     * @param prebuilt the table to adopt: open, of the CPU's format, in this VCMM's page-table memory, adopted by no
+     *                 other live VCM
+     * @param start the first address
+     * @param length the length in bytes
+     * @param mode which of the CPU's tables the VCM is programmed into
+     * @return the new VCM, associated and active
+     * @throws IllegalArgumentException if the table does not fit those rules, or as
+     *                                  {@link #createCpuVcm(Device, long, long, AssociationMode)}; nothing is created
+     * @throws VcmmBusyException        if the CPU already has an active association in that slot; nothing is created
+     */
+    public Vcm createCpuVcm(Device cpu, dev.vcmm.pagetable.PageTable prebuilt, long start, long length, AssociationMode mode) {
         checkDevice(cpu);
+        Objects.requireNonNull(mode, "mode");
+        if (prebuilt != null) {
+            if (prebuilt.isClosed() || !prebuilt.format().equals(cpu.format()) || prebuilt.memory() != pageTableMemory.memory()) {
+                throw new IllegalArgumentException("prebuilt " + prebuilt + " must be open, of format "
+                    + (cpu.format() == null ? "none" : cpu.format().name()) + " and in the page-table memory "
+                    + pageTableMemory.name() + " to serve CPU " + cpu.name());
+            }
+            for (Vcm v : vcms) {
+                if (v.borrows(prebuilt)) {
+                    throw new IllegalArgumentException("prebuilt " + prebuilt + " is adopted by " + v + " already");
+                }
+            }
+        }
         if (cpu.kind() != DeviceKind.CPU) {
             throw new IllegalArgumentException("device=" + cpu.name() + " is " + cpu.kind() + ", not a CPU");
         }
         Vcm vcm = createVcm(start, length);
         try {
-            assoc(vcm, cpu, AssociationMode.WHOLE).activate();
+            if (prebuilt != null) {
+                vcm.adopt(prebuilt);
+            }
+            assoc(vcm, cpu, mode).activate();
         } catch (RuntimeException e) {
             // a refused call changes nothing: drop the inactive association (and its table) and the VCM
             for (Association a : vcm.associations()) {
@@ -545,7 +626,7 @@ public final class Vcmm implements AutoCloseable {
      * @param src the source
      * @param srcOffset the offset in {@code src}
      * @param length the length in bytes
-     * @throws IllegalArgumentException if a range is outside its reservation
+     * @throws IndexOutOfBoundsException if a range is outside its reservation (or the length is negative)
      * @throws IllegalStateException    if either reservation is not backed
      */
     public void copy(Reservation dst, long dstOffset, Reservation src, long srcOffset, long length) {
@@ -776,6 +857,40 @@ public final class Vcmm implements AutoCloseable {
             }
             a.device().program(a); // slots before the flag: a walk may start in between (see Vcm.invalidate)
             a.setActive(true);
+        } finally {
+            graph.unlock();
+        }
+    }
+
+    /** {@link Device#setSplit}: under the graph lock, with no association of the device active. */
+    void setSplit(Device d, Split split) {
+        graph.lock();
+        try {
+            checkOpen();
+            if (d.activeLow() != null || d.activeHigh() != null) {
+                throw new VcmmBusyException("busy: device " + d.name() + " has an active association; deactivate it before"
+                    + " changing its split to " + split);
+            }
+            d.applySplit(split);
+        } finally {
+            graph.unlock();
+        }
+    }
+
+    /** {@link Association#setMode}: under the graph lock, on an inactive association. */
+    void setMode(Association a, AssociationMode mode) {
+        graph.lock();
+        try {
+            checkOpen();
+            if (a.isRemoved()) {
+                throw new IllegalStateException("association removed: " + a);
+            }
+            if (a.isActive()) {
+                throw new VcmmBusyException("busy: " + a + " is active; deactivate it before changing its mode to " + mode);
+            }
+            a.vcm().checkDevice(a.device(), mode);
+            a.device().checkReach(a.vcm(), mode);
+            a.mode(mode);
         } finally {
             graph.unlock();
         }

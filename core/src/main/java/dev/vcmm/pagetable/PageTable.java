@@ -386,6 +386,29 @@ public final class PageTable implements AutoCloseable {
     }
 
     /**
+     * Changes the attributes of every leaf mapped in {@code [va, va + length)} in place, keeping each leaf's output
+     * address and size (an {@code mprotect}): each entry is rewritten with one compare-and-set, so a concurrent walk
+     * sees it before or after the change and the range never goes unmapped in between. Unmapped parts are skipped.
+     * The caller invalidates TLBs afterwards. The caller owns the range, as for {@link #map}.
+     *
+     * @param va         the first input address, aligned to the smallest leaf
+     * @param length     the bytes, a positive multiple of the smallest leaf
+     * @param attributes the new permissions and cache policy
+     * @return the bytes of leaves rewritten (mapped bytes in the range)
+     * @throws UnsupportedSizeException      if va or length is not a multiple of the smallest leaf
+     * @throws AddressRangeException         if the range is outside the format's input space
+     * @throws UnsupportedAttributeException if the format cannot express {@code attributes}; nothing changed
+     * @throws IllegalArgumentException      if a leaf sticks out of the range (unmap to split it first); nothing changed
+     * @throws IllegalStateException         if the table is closed
+     */
+    public long protect(long va, long length, Attributes attributes) {
+        checkOpen();
+        checkRange(va, length);
+        format.checkAttributes(Objects.requireNonNull(attributes, "attributes"));
+        return Protector.protect(format, entries, root, va, length, attributes);
+    }
+
+    /**
      * The encoding of the smallest leaf for one set of attributes, affine in the physical address (see
      * {@link PageTableFormat#leafEntry}): a one-entry cache, replaced whole (a racy read sees an old or a new
      * record, both correct for their own attributes).

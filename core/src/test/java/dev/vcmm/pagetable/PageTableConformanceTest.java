@@ -492,4 +492,43 @@ public abstract class PageTableConformanceTest {
         }
         return all;
     }
+
+    @Test
+    void shouldProtectEveryLeafSizeInPlace() {
+        Attributes rw = rw();
+        Attributes ro = new Attributes(rw.read(), false, rw.execute(), rw.user(), rw.cache());
+        for (LeafSize leaf : f.leafSizes()) {
+            long va = vaFor(leaf);
+            long pa = paFor(leaf);
+            assertEquals(leaf.size(), table.map(va, pa, leaf.size(), rw));
+            long tables = table.tableBytes();
+            assertEquals(leaf.size(), table.protect(va, leaf.size(), ro), leaf.toString());
+            WalkResult.Translation t = assertInstanceOf(WalkResult.Translation.class, table.translate(va + 42), leaf.toString());
+            assertEquals(pa + 42, t.pa(), leaf.toString());
+            assertEquals(leaf.size(), t.leafSize(), "same leaf after protect: " + leaf);
+            assertFalse(t.attributes().write(), leaf.toString());
+            assertInstanceOf(WalkResult.PageFault.class, table.walk(va + leaf.size() - 1, Access.WRITE, false), leaf.toString());
+            assertEquals(tables, table.tableBytes(), "protect allocates no table");
+            assertEquals(leaf.size(), table.protect(va, leaf.size(), rw));
+            assertInstanceOf(WalkResult.Translation.class, table.walk(va + leaf.size() - 1, Access.WRITE, false), leaf.toString());
+            assertEquals(leaf.size(), table.unmap(va, leaf.size()));
+        }
+    }
+
+    @Test
+    void shouldRefuseToProtectPartOfALeafAndChangeNothing() {
+        LeafSize largest = f.leafSizes().getFirst();
+        long page = f.leafSizes().getLast().size();
+        if (largest.size() == page) {
+            return;
+        }
+        long va = vaFor(largest);
+        table.map(va, paFor(largest), largest.size(), rw());
+        Attributes ro = new Attributes(rw().read(), false, rw().execute(), rw().user(), rw().cache());
+        assertThrows(IllegalArgumentException.class, () -> table.protect(va + page, page, ro));
+        assertInstanceOf(WalkResult.Translation.class, table.walk(va + page, Access.WRITE, false), "unchanged");
+        assertInstanceOf(WalkResult.Translation.class, table.walk(va, Access.WRITE, false), "unchanged");
+        assertEquals(0, table.protect(va + largest.size(), page, ro), "nothing mapped there: nothing to change");
+        table.unmap(va, largest.size());
+    }
 }

@@ -24,7 +24,6 @@ import java.util.List;
 import java.util.Map;
 
 import static dev.vcmm.property.graph.GraphModel.canMap;
-import static dev.vcmm.property.graph.GraphModel.slotFor;
 import static dev.vcmm.property.graph.GraphShape.PAGE;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -277,7 +276,7 @@ final class DmaChecks {
             if (f.reason() != FaultReason.TRANSLATION) {
                 return false;
             }
-            MAssoc as = model.slots.get(device)[slotFor(device, f.address())];
+            MAssoc as = model.slotOf(device, f.address());
             MRes r = as == null ? null : as.vcm.at(f.address());
             if (r == null || r.pm != null || r.vcm.oneToOne || r.vcm.formats().stream().anyMatch(x -> !canMap(x, r))) {
                 w.count("dma: demand refused " + (r == null ? "no reservation" : r.pm != null ? "backed" : r.vcm.oneToOne ? "one-to-one" : "unmappable"));

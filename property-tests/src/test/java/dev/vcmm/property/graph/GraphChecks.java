@@ -23,7 +23,6 @@ import java.util.OptionalLong;
 import java.util.Set;
 
 import static dev.vcmm.property.graph.GraphModel.offsetOf;
-import static dev.vcmm.property.graph.GraphModel.slotFor;
 import static dev.vcmm.property.graph.GraphShape.DATA_TYPES;
 import static dev.vcmm.property.graph.GraphShape.DDR_BASE;
 import static dev.vcmm.property.graph.GraphShape.DDR_SIZE;
@@ -78,6 +77,14 @@ final class GraphChecks {
                 assertSame(r.pm == null ? null : r.pm.pm, r.r.backingMemory(), () -> "backing of " + r.r + w.where());
                 assertEquals(r.offset, r.r.backingOffset(), () -> "backing offset of " + r.r + w.where());
                 assertFalse(r.r.isReleased(), w.where());
+                assertEquals(r.attributes, r.r.attributes(), () -> "attributes of " + r.r + w.where());
+                assertEquals(r.refs, r.r.references(), () -> "references to " + r.r + w.where());
+                assertSame(r.bound == null ? null : r.bound.b, r.r.bound(), () -> "bound of " + r.r + w.where());
+            }
+            assertEquals(v.bounds.stream().map(b -> b.b).toList(), v.vcm.bounds(), () -> "bounds of " + v + w.where());
+            for (GraphModel.MBound b : v.bounds) {
+                assertEquals(b.res.stream().map(r -> r.r).sorted((x, y) -> Long.compareUnsigned(x.address(), y.address())).toList(),
+                    b.b.reservations(), () -> "reservations of " + b.b + w.where());
             }
         }
         for (MPm m : model.pms) {
@@ -187,7 +194,7 @@ final class GraphChecks {
 
     /** As {@link #checkTranslation(Device, long)}, through the association programmed for {@code pasid}. */
     void checkTranslation(Device d, int pasid, long a) {
-        MAssoc as = pasid == 0 ? model.slots.get(d)[slotFor(d, a)] : model.pasids.get(d).get(pasid);
+        MAssoc as = pasid == 0 ? model.slotOf(d, a) : model.pasids.get(d).get(pasid);
         MRes r = as == null || (d.format() != null && !d.format().isValidVa(a)) ? null : as.vcm.at(a);
         WalkResult got = d.translate(pasid, a, null, false);
         boolean unbound = r != null && r.pm != null && r.pa(a) < 0;

@@ -2,6 +2,8 @@ package dev.vcmm.property.graph;
 
 import dev.vcmm.Association;
 import dev.vcmm.AssociationMode;
+import dev.vcmm.Binding;
+import dev.vcmm.Bound;
 import dev.vcmm.Client;
 import dev.vcmm.Device;
 import dev.vcmm.PhysMem;
@@ -45,6 +47,10 @@ final class GraphModel {
     final List<MPm> deadPms = new ArrayList<>();
     final List<MAssoc> assocs = new ArrayList<>();
     final List<MAssoc> deadAssocs = new ArrayList<>();
+    final List<MBound> bounds = new ArrayList<>();
+    final List<MBound> deadBounds = new ArrayList<>();
+    /** One-call bindings made (live while their reservation is; closed ones stay for use after destroy). */
+    final List<MBinding> bindings = new ArrayList<>();
     /** Per device, the association programmed in its low (0) and high (1) slot. */
     final Map<Device, MAssoc[]> slots = new IdentityHashMap<>();
     /** Per device, the association programmed for each PASID from 1 up. */
@@ -127,6 +133,9 @@ final class GraphModel {
     }
 
     void unreserveInModel(MRes r) {
+        if (r.bound != null) {
+            r.bound.res.remove(r);
+        }
         reservations.remove(r);
         r.vcm.res.remove(r.address);
         deadReservations.add(r);
@@ -207,7 +216,7 @@ final class GraphModel {
     /** The VCMM frees an orphaned VCM (its client released) as soon as nothing uses it. */
     void sweepOrphanVcms() {
         for (MVcm v : List.copyOf(vcms)) {
-            if (v.orphan && v.res.isEmpty() && v.assocs.isEmpty()) {
+            if (v.orphan && v.res.isEmpty() && v.assocs.isEmpty() && v.bounds.isEmpty()) {
                 freeInModel(v);
             }
         }
@@ -296,7 +305,7 @@ final class GraphModel {
         while (pos < length) {
             long va = address + pos;
             int n = (int) Math.min(length - pos, PAGE - (va & (PAGE - 1)));
-            MAssoc as = pasid == 0 ? slots.get(d)[slotFor(d, va)] : pasids.get(d).get(pasid);
+            MAssoc as = pasid == 0 ? slotOf(d, va) : pasids.get(d).get(pasid);
             FaultReason why = null;
             long pa = -1;
             if (as == null) {
@@ -328,14 +337,49 @@ final class GraphModel {
     // ---------------------------------------------------------------------------------------------
     // what the hardware can express
 
-    /** @return the slot (0 low, 1 high) a device uses for {@code a}: the top bit of the format's input address */
+    /**
+     * The model's split of each device whose split an op changed: {@code {lowLimit, highBase, hasHigh}}, compared
+     * unsigned; a device not in it splits at the top bit. Keyed by identity (devices are made per run), weakly.
+     */
+    static final Map<Device, long[]> SPLITS = java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
+
+    /**
+     * @return the slot (0 low, 1 high) a device uses for {@code a}, or -1 for neither: the top bit of the format's
+     *         input address, or the split an op set (Armv7 TTBCR.N, Arm64 T0SZ/T1SZ, as the model computes them)
+     */
     static int slotFor(Device d, long a) {
         PageTableFormat f = d.format();
         if (f == null) {
             return 0;
         }
+        long[] split = SPLITS.get(d);
+        if (split != null) {
+            if (Long.compareUnsigned(a, split[0]) < 0) {
+                return 0;
+            }
+            return split[2] != 0 && Long.compareUnsigned(a, split[1]) >= 0 ? 1 : -1;
+        }
         boolean high = f.isValidVa(-1L) ? a < 0 : ((a >>> (f.vaBits() - 1)) & 1) != 0;
         return high ? 1 : 0;
+    }
+
+    /** @return the association programmed in the slot {@code d} uses for {@code a}, or null (none, or in neither half) */
+    MAssoc slotOf(Device d, long a) {
+        int slot = slotFor(d, a);
+        return slot < 0 ? null : slots.get(d)[slot];
+    }
+
+    /** @return whether {@code v} lies where {@code d} (its format, and its split) can map it in {@code mode} */
+    static boolean reachable(Device d, MVcm v, AssociationMode mode) {
+        PageTableFormat f = d.format();
+        if (f == null) {
+            return true;
+        }
+        long first = v.vcm.start();
+        long last = first + v.vcm.length() - 1;
+        return f.isValidVa(first) && f.isValidVa(last) && (first < 0) == (last < 0)
+            && (mode != AssociationMode.USE_LOW || slotFor(d, first) == 0 && slotFor(d, last) == 0)
+            && (mode != AssociationMode.USE_HIGH || slotFor(d, first) == 1 && slotFor(d, last) == 1);
     }
 
     static boolean canExpress(PageTableFormat f, ReservationAttributes a) {
@@ -373,6 +417,7 @@ final class GraphModel {
         final long length;
         final TreeMap<Long, MRes> res = new TreeMap<>(Long::compareUnsigned);
         final List<MAssoc> assocs = new ArrayList<>();
+        final List<MBound> bounds = new ArrayList<>();
         /** Its owning client was released while others used it: freed once empty. */
         boolean orphan;
 
@@ -403,9 +448,24 @@ final class GraphModel {
                 && Long.compareUnsigned(len, length - (a - start)) <= 0;
         }
 
-        boolean overlaps(long a, long len) {
+        /** @return the ranges taken from the VCM's own free space: reservations outside bounds, and the bounds */
+        List<long[]> taken() {
+            List<long[]> out = new ArrayList<>();
             for (MRes r : res.values()) {
-                if (Long.compareUnsigned(r.address, a + len - 1) <= 0 && Long.compareUnsigned(a, r.address + r.length - 1) <= 0) {
+                if (r.bound == null) {
+                    out.add(new long[] {r.address, r.length});
+                }
+            }
+            for (MBound b : bounds) {
+                out.add(new long[] {b.start, b.length});
+            }
+            out.sort((x, y) -> Long.compareUnsigned(x[0], y[0]));
+            return out;
+        }
+
+        boolean overlaps(long a, long len) {
+            for (long[] t : taken()) {
+                if (Long.compareUnsigned(t[0], a + len - 1) <= 0 && Long.compareUnsigned(a, t[0] + t[1] - 1) <= 0) {
                     return true;
                 }
             }
@@ -414,20 +474,7 @@ final class GraphModel {
 
         /** @return whether a free range holds {@code len} bytes at a multiple of {@code align} */
         boolean fits(long len, long align) {
-            long cursor = start;
-            List<long[]> gaps = new ArrayList<>();
-            for (MRes r : res.values()) {
-                gaps.add(new long[] {cursor, r.address - cursor});
-                cursor = r.address + r.length;
-            }
-            gaps.add(new long[] {cursor, start + length - cursor});
-            for (long[] g : gaps) {
-                long pad = -g[0] & (align - 1);
-                if (Long.compareUnsigned(g[1], pad) >= 0 && Long.compareUnsigned(g[1] - pad, len) >= 0) {
-                    return true;
-                }
-            }
-            return false;
+            return GraphModel.fits(start, length, taken(), len, align);
         }
 
         @Override
@@ -436,12 +483,31 @@ final class GraphModel {
         }
     }
 
+    /** @return whether a gap of {@code [start, start + length)} between the sorted {@code taken} ranges holds {@code len} at {@code align} */
+    static boolean fits(long start, long length, List<long[]> taken, long len, long align) {
+        long cursor = start;
+        List<long[]> gaps = new ArrayList<>();
+        for (long[] t : taken) {
+            gaps.add(new long[] {cursor, t[0] - cursor});
+            cursor = t[0] + t[1];
+        }
+        gaps.add(new long[] {cursor, start + length - cursor});
+        for (long[] g : gaps) {
+            long pad = -g[0] & (align - 1);
+            if (Long.compareUnsigned(g[1], pad) >= 0 && Long.compareUnsigned(g[1] - pad, len) >= 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     static final class MRes {
         final Reservation r;
         final MVcm vcm;
         final long address;
         final long length;
-        final ReservationAttributes attributes;
+        /** Changed by setAttributes. */
+        ReservationAttributes attributes;
         MPm pm;
         long offset = -1;
         /** Pages (by offset in the reservation) that sub-range unbacks and remaps changed: an allocation and offset, or unbound. */
@@ -451,6 +517,11 @@ final class GraphModel {
         record Bind(MPm pm, long off) { }
 
         static final Bind UNBOUND = new Bind(null, -1);
+
+        /** The bound it was reserved from, or null. */
+        MBound bound;
+        /** Holders: 1, one more per ref. */
+        int refs = 1;
 
         MRes(Reservation r, MVcm vcm, long address, long length, ReservationAttributes attributes) {
             this.r = r;
@@ -504,6 +575,35 @@ final class GraphModel {
         }
     }
 
+    /** A bound: a range of its VCM for its own reservations. */
+    static final class MBound {
+        final Bound b;
+        final MVcm vcm;
+        final long start;
+        final long length;
+        final List<MRes> res = new ArrayList<>();
+
+        MBound(Bound b, MVcm vcm, long start, long length) {
+            this.b = b;
+            this.vcm = vcm;
+            this.start = start;
+            this.length = length;
+        }
+
+        boolean fits(long len, long align) {
+            List<long[]> taken = new ArrayList<>();
+            for (MRes r : res) {
+                taken.add(new long[] {r.address, r.length});
+            }
+            taken.sort((x, y) -> Long.compareUnsigned(x[0], y[0]));
+            return GraphModel.fits(start, length, taken, len, align);
+        }
+    }
+
+    /** A one-call binding: its reservation, and the memory it allocated ({@code owns}) or was given. */
+    record MBinding(Binding b, MRes r, MPm pm, boolean owns) {
+    }
+
     static final class MPm {
         final PhysMem pm;
         final Set<MRes> backs = new LinkedHashSet<>();
@@ -519,7 +619,8 @@ final class GraphModel {
         final Association a;
         final MVcm vcm;
         final Device device;
-        final AssociationMode mode;
+        /** Changed by setMode. */
+        AssociationMode mode;
         final int pasid;
         boolean active;
 

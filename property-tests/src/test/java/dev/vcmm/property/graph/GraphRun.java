@@ -107,9 +107,16 @@ final class GraphRun {
                 r.r.unback();
                 unbackInModel(r);
             }
-            r.r.unreserve();
+            while (!r.r.isReleased()) {
+                r.r.unreserve(); // every holder's reference
+            }
             m.reservations.remove(r);
             r.vcm.res.remove(r.address);
+        }
+        for (GraphModel.MBound b : List.copyOf(m.bounds)) {
+            b.b.free();
+            m.bounds.remove(b);
+            b.vcm.bounds.remove(b);
         }
         for (MAssoc a : List.copyOf(m.assocs)) {
             a.a.deactivate();

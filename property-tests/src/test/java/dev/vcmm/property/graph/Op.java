@@ -14,6 +14,8 @@ import org.quicktheories.generators.Generate;
  *   <li>{@link DeviceOps}: DMA, hook a fault handler, crash, reset, one-step DMA buffers;</li>
  *   <li>{@link PasidOps}: associate under a PASID, DMA through a PASID;</li>
  *   <li>{@link BindingOps}: sub-range unback, remap, and batches of unbacks, sub-range ops and deactivations.</li>
+ *   <li>{@link ApiOps}: set attributes, res copy, wrap a physical range, bounds, one-call bindings, references,
+ *   a device's split, an association's mode, prioritised pools.</li>
  * </ul>
  * An operation that needs a live object picks it by index modulo the live count; one pick in ten
  * ({@code pick % 10 == 9}) takes a dead object instead (a freed VCM or allocation, an unreserved reservation, a
@@ -25,7 +27,9 @@ sealed interface Op permits VcmOps.CreateVcm, VcmOps.CreateOneToOneVcm, VcmOps.C
     MemoryOps.PhysAlloc, MemoryOps.PhysFree, MemoryOps.Back, MemoryOps.Unback,
     ClientOps.OpenClient, ClientOps.CloseClient,
     DeviceOps.Dma, DeviceOps.Hook, DeviceOps.Crash, DeviceOps.Reset, DeviceOps.Buffer,
-    PasidOps.AssocPasid, PasidOps.DmaPasid, BindingOps.SubUnback, BindingOps.Remap, BindingOps.Batch {
+    PasidOps.AssocPasid, PasidOps.DmaPasid, BindingOps.SubUnback, BindingOps.Remap, BindingOps.Batch,
+    ApiOps.SetAttributes, ApiOps.ResCopy, ApiOps.PhysAllocAt, ApiOps.CreateBound, ApiOps.BoundReserve, ApiOps.FreeBound,
+    ApiOps.MakeBinding, ApiOps.MapBinding, ApiOps.CloseBinding, ApiOps.Ref, ApiOps.SetSplit, ApiOps.SetMode, ApiOps.PrioritisedAlloc {
 
     /**
      * Runs the operation on the system and, where it succeeds, on the model; first predicts the exceptions the call

@@ -119,8 +119,13 @@ final class ReservationOps {
                 return;
             }
             boolean released = m.deadReservations.contains(r);
-            if (w.expect().refuse(released, IllegalStateException.class).refuse(r.pm != null, VcmmBusyException.class)
+            boolean shared = !released && r.refs > 1;
+            if (w.expect().refuse(released, IllegalStateException.class).refuse(!shared && r.pm != null, VcmmBusyException.class)
                 .run(r.r::unreserve)) {
+                if (shared) {
+                    r.refs--; // another holder keeps it
+                    return;
+                }
                 m.unreserveInModel(r);
                 w.unmapped(r);
                 m.sweepOrphanVcms();

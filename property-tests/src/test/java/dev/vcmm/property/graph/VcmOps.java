@@ -20,7 +20,6 @@ import java.util.List;
 import static dev.vcmm.property.graph.GraphModel.canExpress;
 import static dev.vcmm.property.graph.GraphModel.canMap;
 import static dev.vcmm.property.graph.GraphModel.pick;
-import static dev.vcmm.property.graph.GraphModel.slotFor;
 import static dev.vcmm.property.graph.GraphShape.MODES;
 import static dev.vcmm.property.graph.GraphShape.REGIONS;
 import static dev.vcmm.property.graph.Op.ints;
@@ -127,7 +126,7 @@ final class VcmOps {
             if (v == null) {
                 return;
             }
-            boolean busy = !v.res.isEmpty() || !v.assocs.isEmpty();
+            boolean busy = !v.res.isEmpty() || !v.assocs.isEmpty() || !v.bounds.isEmpty();
             if (w.expect().refuse(busy, VcmmBusyException.class).run(v.vcm::free)) {
                 m.freeInModel(v);
                 assertTrue(v.vcm.isFreed(), w.where());
@@ -161,11 +160,7 @@ final class VcmOps {
                 }
             }
             // a VCM the device could never translate: outside its input space, or not in the half the mode programs
-            long first = v.vcm.start();
-            long last = first + v.vcm.length() - 1;
-            boolean unreachable = f != null && (!f.isValidVa(first) || !f.isValidVa(last) || (first < 0) != (last < 0)
-                || (mode() == AssociationMode.USE_LOW && (slotFor(d, first) != 0 || slotFor(d, last) != 0))
-                || (mode() == AssociationMode.USE_HIGH && (slotFor(d, first) != 1 || slotFor(d, last) != 1)));
+            boolean unreachable = !GraphModel.reachable(d, v, mode());
             MClient owner = w.owner(owner());
             Association a = w.create(owner, w.expect()
                     .refuse(unreachable, IllegalArgumentException.class)

@@ -5,6 +5,19 @@ import dev.vcmm.Vcmm;
 import dev.vcmm.property.graph.BindingOps.Batch;
 import dev.vcmm.property.graph.BindingOps.Remap;
 import dev.vcmm.property.graph.BindingOps.SubUnback;
+import dev.vcmm.property.graph.ApiOps.BoundReserve;
+import dev.vcmm.property.graph.ApiOps.CloseBinding;
+import dev.vcmm.property.graph.ApiOps.CreateBound;
+import dev.vcmm.property.graph.ApiOps.FreeBound;
+import dev.vcmm.property.graph.ApiOps.MakeBinding;
+import dev.vcmm.property.graph.ApiOps.MapBinding;
+import dev.vcmm.property.graph.ApiOps.PhysAllocAt;
+import dev.vcmm.property.graph.ApiOps.PrioritisedAlloc;
+import dev.vcmm.property.graph.ApiOps.Ref;
+import dev.vcmm.property.graph.ApiOps.ResCopy;
+import dev.vcmm.property.graph.ApiOps.SetAttributes;
+import dev.vcmm.property.graph.ApiOps.SetMode;
+import dev.vcmm.property.graph.ApiOps.SetSplit;
 import dev.vcmm.property.graph.ClientOps.CloseClient;
 import dev.vcmm.property.graph.ClientOps.OpenClient;
 import dev.vcmm.property.graph.DeviceOps.Buffer;
@@ -142,6 +155,24 @@ class VcmmProperties {
             Pair.of(8, SubUnback.GEN), Pair.of(10, Remap.GEN), Pair.of(4, Batch.GEN), Pair.of(1, OpenClient.GEN),
             Pair.of(1, CloseClient.GEN), Pair.of(6, Dma.GEN), Pair.of(8, DmaPasid.GEN), Pair.of(1, Hook.GEN),
             Pair.of(1, Crash.GEN), Pair.of(1, Reset.GEN)));
+    }
+
+    /**
+     * The rest of the RFC's interface among the usual operations: attribute changes under DMA, res copy, wrapped
+     * physical ranges, bounds and their reservations, one-call bindings, reference-counted reservations, a device's
+     * split and an association's mode changed between activations, allocations from prioritised pools.
+     */
+    @Test
+    void shouldKeepTheRestOfTheInterfaceAsTheModel() {
+        check("shouldKeepTheRestOfTheInterfaceAsTheModel", 100, List.of(
+            Pair.of(2, CreateVcm.GEN), Pair.of(1, CreateOneToOneVcm.GEN), Pair.of(1, CloneVcm.GEN), Pair.of(2, FreeVcm.GEN),
+            Pair.of(4, Assoc.GEN), Pair.of(4, Activate.GEN), Pair.of(1, Deassoc.GEN), Pair.of(4, Reserve.GEN), Pair.of(2, Unreserve.GEN),
+            Pair.of(4, PhysAlloc.GEN), Pair.of(2, PhysFree.GEN), Pair.of(6, Back.GEN), Pair.of(2, Unback.GEN),
+            Pair.of(1, OpenClient.GEN), Pair.of(1, CloseClient.GEN), Pair.of(8, Dma.GEN), Pair.of(3, Buffer.GEN),
+            Pair.of(6, SetAttributes.GEN), Pair.of(5, ResCopy.GEN), Pair.of(3, PhysAllocAt.GEN), Pair.of(3, CreateBound.GEN),
+            Pair.of(5, BoundReserve.GEN), Pair.of(2, FreeBound.GEN), Pair.of(4, MakeBinding.GEN), Pair.of(3, MapBinding.GEN),
+            Pair.of(3, CloseBinding.GEN), Pair.of(3, Ref.GEN), Pair.of(3, SetSplit.GEN), Pair.of(4, SetMode.GEN), Pair.of(4, Deactivate.GEN),
+            Pair.of(2, PrioritisedAlloc.GEN)));
     }
 
     /**
