@@ -42,6 +42,8 @@ public final class Reservation {
     private Bound bound;
     /** The memory mapped into the process while a HOST reservation is backed; written under the backing's IN_PROGRESS. */
     private volatile HostMapping hostMapping;
+    /** Whether unbound pages map the null page (see {@link Vcm#reserveSparse}); set once, right after it is reserved. */
+    private volatile boolean sparse;
 
     Reservation(Vcm vcm, long address, long length, ReservationAttributes attributes) {
         this.vcm = vcm;
@@ -102,16 +104,28 @@ public final class Reservation {
         return b != null && b != IN_PROGRESS;
     }
 
-    /** {@return the allocation backing it, or {@code null}} */
+    /** {@return the allocation backing it, or {@code null} (also for a sparse reservation backed by the null page)} */
     public PhysMem backingMemory() {
         Backing b = backing.get();
-        return b == null || b == IN_PROGRESS ? null : b.memory();
+        return b == null || b == IN_PROGRESS || vcm.nullPage().is(b.memory()) ? null : b.memory();
     }
 
-    /** {@return the offset in the backing allocation of the first byte, or -1 if not backed} */
+    /** {@return the offset in the backing allocation of the first byte, or -1 if not backed (or backed by the null page)} */
     public long backingOffset() {
         Backing b = backing.get();
-        return b == null || b == IN_PROGRESS ? -1 : b.offset();
+        return b == null || b == IN_PROGRESS || vcm.nullPage().is(b.memory()) ? -1 : b.offset();
+    }
+
+    /**
+     * {@return whether it was made by {@link Vcm#reserveSparse}: its unbound pages read zero and ignore writes (they map
+     * the null page read-only) instead of faulting, while it is backed}
+     */
+    public boolean isSparse() {
+        return sparse;
+    }
+
+    void markSparse() {
+        sparse = true;
     }
 
     /**
