@@ -212,7 +212,8 @@ public final class Reservation {
      * faults. Unbacking every page, at once or piece by piece, unbacks the reservation. An allocation that no page is
      * bound to any more is released (its backing count drops), except the one {@link #back(PhysMem, long)} gave, which
      * is released when the reservation is unbacked. Inside an {@link InvalidationBatch} scope the invalidation, the
-     * wait and the releases happen when the batch commits.
+     * wait and the releases happen when the batch commits. In a {@linkplain #isSparse() sparse} reservation the pages
+     * go back to the null page instead (they read zero and drop writes), and the reservation stays backed.
      *
      * @param offset the first byte, a multiple of 4 KiB
      * @param length the bytes, a positive multiple of 4 KiB with {@code offset + length <= length()}
