@@ -247,6 +247,11 @@ public final class Vcm {
      * @throws IllegalStateException    if the VCM is freed or its VCMM closed
      */
     public Reservation reserve(long length, ReservationAttributes attributes, long alignment) {
+        return reserve(length, attributes, alignment, false);
+    }
+
+    /** As {@link #reserve(long, ReservationAttributes, long)}; a {@code sparse} one is published claimed for backing. */
+    private Reservation reserve(long length, ReservationAttributes attributes, long alignment, boolean sparse) {
         checkUsable();
         Objects.requireNonNull(attributes, "attributes");
         long rounded = roundLength(length);
@@ -266,6 +271,10 @@ public final class Vcm {
                     + " (largest free range 0x" + Long.toHexString(space.largestFreeRange()) + ")");
             }
             Reservation r = new Reservation(this, address, rounded, attributes);
+            if (sparse) {
+                r.markSparse();
+                r.beginBack(); // claimed before it is published: no other thread can back it before the null page
+            }
             reservations.put(address, r);
             return r;
         } finally {
@@ -310,11 +319,11 @@ public final class Vcm {
             throw new IllegalArgumentException("attributes=" + attributes + " must allow reads: unbound pages of a sparse"
                 + " reservation read the null page");
         }
-        Reservation r = reserve(length, attributes);
-        r.markSparse();
+        Reservation r = reserve(length, attributes, GRANULE, true);
         try {
             backNull(r, bus.nullPage().page());
         } catch (RuntimeException e) {
+            r.endBack(null, 0); // idle again, so that it can be unreserved
             try {
                 unreserve(r);
             } catch (RuntimeException u) {
@@ -329,10 +338,7 @@ public final class Vcm {
     private void backNull(Reservation r, PhysMem np) {
         lock.readLock().lock();
         try {
-            if (!r.beginBack()) {
-                throw new IllegalStateException("already backed: " + r);
-            }
-            boolean counted = false;
+            boolean counted = false; // r was published claimed (IN_PROGRESS) by reserve(..., sparse = true)
             List<PageTable> done = new ArrayList<>();
             try {
                 np.acquireBacking();
