@@ -9,11 +9,13 @@ import java.util.Objects;
  * built) and handed to every {@link Device} and {@link Vcm} at creation, so that neither asks the manager for
  * these facts. A lookup scans an array of a handful of entries: it runs on every IOTLB miss of a DMA.
  *
- * <p><b>Thread-safety:</b> immutable.
+ * <p><b>Thread-safety:</b> immutable, except the {@link NullPage} it carries, which allocates its page once.
  */
 final class Bus {
 
     private final MemoryType[] types;
+    /** The null page that unbound pages of sparse reservations map; allocated on first use. */
+    private final NullPage nullPage = new NullPage(this);
 
     /** @param types the memory types, pairwise disjoint (the builder checks it) */
     Bus(List<MemoryType> types) {
@@ -27,6 +29,21 @@ final class Bus {
     MemoryType at(long pa) {
         for (MemoryType m : types) {
             if (pa >= m.base() && pa - m.base() < m.size()) {
+                return m;
+            }
+        }
+        return null;
+    }
+
+    /** @return the null page of sparse reservations */
+    NullPage nullPage() {
+        return nullPage;
+    }
+
+    /** @return the first non-secure memory type, or {@code null} */
+    MemoryType firstNonSecure() {
+        for (MemoryType m : types) {
+            if (!m.isSecure()) {
                 return m;
             }
         }

@@ -90,6 +90,8 @@ public final class Device {
     private volatile Split split = Split.TOP_BIT;
     private volatile boolean crashed;
     private final AtomicLong faults = new AtomicLong();
+    /** Bytes of writes dropped on the null page of a sparse reservation. */
+    private final AtomicLong droppedWrites = new AtomicLong();
     private final AtomicLong retries = new AtomicLong();
     private final AtomicLong failed = new AtomicLong();
     private final AtomicLong bytesRead = new AtomicLong();
@@ -637,6 +639,7 @@ public final class Device {
                 long va = address + done;
                 int n = (int) Math.min(len - done, burstBytes - (va & burstMask));
                 DeviceFault fault = null;
+                int sparse;
                 int at = f.enter();
                 try {
                     checkRunning(va, access, done, len);
@@ -653,6 +656,14 @@ public final class Device {
                                 if (tlb != null) {
                                     tlb.insert(pasid, e, generation);
                                 }
+                            } else if (access == Access.WRITE && ((WalkResult.PageFault) r).reason() == FaultReason.PERMISSION
+                                && (sparse = sparseWrite(pasid, va)) != SPARSE_NONE && (sparse == SPARSE_DROP || attempt++ < MAX_RETRIES)) {
+                                if (sparse == SPARSE_DROP) { // an unbound page of a sparse reservation: the write is dropped
+                                    droppedWrites.addAndGet(n);
+                                    done += n;
+                                    attempt = 0;
+                                }
+                                continue; // the next burst, or walk again (bound since the walk); the finally leaves the fence
                             } else {
                                 WalkResult.PageFault pf = (WalkResult.PageFault) r;
                                 fault = new DeviceFault(this, va, access, pf.reason(), pf.level(), pf.detail(), pf.stage(),
@@ -690,6 +701,34 @@ public final class Device {
         } finally {
             (access == Access.READ ? bytesRead : bytesWritten).addAndGet(done);
         }
+    }
+
+    private static final int SPARSE_NONE = 0;
+    private static final int SPARSE_DROP = 1;
+    private static final int SPARSE_RETRY = 2;
+
+    /**
+     * After a write's permission fault at {@code va}: {@link #SPARSE_DROP} if the page maps the null page of sparse
+     * reservations (the write is dropped, see {@link Vcm#reserveSparse}), {@link #SPARSE_RETRY} if it is writable now
+     * (bound since the faulting walk), else {@link #SPARSE_NONE} (a real permission fault).
+     */
+    private int sparseWrite(int pasid, long va) {
+        WalkResult r = walk(pasid, va, Access.READ, false);
+        if (!(r instanceof WalkResult.Translation t)) {
+            return SPARSE_NONE;
+        }
+        if (bus.nullPage().holds(t.pa())) {
+            return SPARSE_DROP;
+        }
+        return t.attributes().allows(Access.WRITE, false) ? SPARSE_RETRY : SPARSE_NONE;
+    }
+
+    /**
+     * {@return the bytes of writes this device dropped because they hit an unbound page of a sparse reservation (see
+     * {@link Vcm#reserveSparse}); they are also counted as written}
+     */
+    public long droppedWriteBytes() {
+        return droppedWrites.get();
     }
 
     private static void copy(PhysicalMemory memory, long pa, Access access, byte[] array, int at, ByteBuffer buffer, int n) {

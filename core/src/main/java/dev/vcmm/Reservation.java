@@ -42,6 +42,8 @@ public final class Reservation {
     private Bound bound;
     /** The memory mapped into the process while a HOST reservation is backed; written under the backing's IN_PROGRESS. */
     private volatile HostMapping hostMapping;
+    /** Whether unbound pages map the null page (see {@link Vcm#reserveSparse}); set once, right after it is reserved. */
+    private volatile boolean sparse;
 
     Reservation(Vcm vcm, long address, long length, ReservationAttributes attributes) {
         this.vcm = vcm;
@@ -102,16 +104,28 @@ public final class Reservation {
         return b != null && b != IN_PROGRESS;
     }
 
-    /** {@return the allocation backing it, or {@code null}} */
+    /** {@return the allocation backing it, or {@code null} (also for a sparse reservation backed by the null page)} */
     public PhysMem backingMemory() {
         Backing b = backing.get();
-        return b == null || b == IN_PROGRESS ? null : b.memory();
+        return b == null || b == IN_PROGRESS || vcm.nullPage().is(b.memory()) ? null : b.memory();
     }
 
-    /** {@return the offset in the backing allocation of the first byte, or -1 if not backed} */
+    /** {@return the offset in the backing allocation of the first byte, or -1 if not backed (or backed by the null page)} */
     public long backingOffset() {
         Backing b = backing.get();
-        return b == null || b == IN_PROGRESS ? -1 : b.offset();
+        return b == null || b == IN_PROGRESS || vcm.nullPage().is(b.memory()) ? -1 : b.offset();
+    }
+
+    /**
+     * {@return whether it was made by {@link Vcm#reserveSparse}: its unbound pages read zero and ignore writes (they map
+     * the null page read-only) instead of faulting, while it is backed}
+     */
+    public boolean isSparse() {
+        return sparse;
+    }
+
+    void markSparse() {
+        sparse = true;
     }
 
     /**
@@ -198,7 +212,8 @@ public final class Reservation {
      * faults. Unbacking every page, at once or piece by piece, unbacks the reservation. An allocation that no page is
      * bound to any more is released (its backing count drops), except the one {@link #back(PhysMem, long)} gave, which
      * is released when the reservation is unbacked. Inside an {@link InvalidationBatch} scope the invalidation, the
-     * wait and the releases happen when the batch commits.
+     * wait and the releases happen when the batch commits. In a {@linkplain #isSparse() sparse} reservation the pages
+     * go back to the null page instead (they read zero and drop writes), and the reservation stays backed.
      *
      * @param offset the first byte, a multiple of 4 KiB
      * @param length the bytes, a positive multiple of 4 KiB with {@code offset + length <= length()}

@@ -247,6 +247,11 @@ public final class Vcm {
      * @throws IllegalStateException    if the VCM is freed or its VCMM closed
      */
     public Reservation reserve(long length, ReservationAttributes attributes, long alignment) {
+        return reserve(length, attributes, alignment, false);
+    }
+
+    /** As {@link #reserve(long, ReservationAttributes, long)}; a {@code sparse} one is published claimed for backing. */
+    private Reservation reserve(long length, ReservationAttributes attributes, long alignment, boolean sparse) {
         checkUsable();
         Objects.requireNonNull(attributes, "attributes");
         long rounded = roundLength(length);
@@ -266,11 +271,124 @@ public final class Vcm {
                     + " (largest free range 0x" + Long.toHexString(space.largestFreeRange()) + ")");
             }
             Reservation r = new Reservation(this, address, rounded, attributes);
+            if (sparse) {
+                r.markSparse();
+                r.beginBack(); // claimed before it is published: no other thread can back it before the null page
+            }
             reservations.put(address, r);
             return r;
         } finally {
             lock.writeLock().unlock();
         }
+    }
+
+    /**
+     * Reserves {@code length} bytes (rounded up to 4 KiB) as a <em>sparse</em> reservation (Vulkan's sparse residency):
+     * it is backed at once, every page bound to the {@code Vcmm}'s null page, a single 4 KiB page of zeros mapped
+     * read-only. Pages are then bound with {@link Reservation#remap(long, long, PhysMem, long)} (each page goes from the
+     * null page to the memory in one store: a device sees zero or the memory, never a fault) and unbound with
+     * {@link Reservation#unback(long, long)}, which for a sparse reservation maps the pages back to the null page
+     * (whole range included) instead of removing them. While it is backed, a device's read of an unbound page returns
+     * zeros and a write to one is dropped: the walk finds the read-only null-page leaf and takes a permission fault,
+     * which the device model completes as a dropped write (counted by {@link Device#droppedWriteBytes()}) instead of
+     * reporting it. That is Vulkan's {@code residencyNonResidentStrict} behaviour. Real hardware has no "writes
+     * ignored" bit: an Arm SMMU would report the permission fault (and terminate or stall the transaction), which is
+     * why GPU drivers map a writable scratch page instead, whose reads return garbage (what
+     * {@code residencyNonResidentStrict = false} allows); here the null page is never writable, so reads stay zero.
+     * {@link Reservation#unback()} removes every mapping, the null page's too: the reservation is then unbacked, and
+     * faults like any other. {@link Reservation#physicalAddress(long)}, {@code Vcmm.translate} and {@code whoMaps}
+     * treat an unbound page as unbound (-1, nothing), never as the null page. Attribute changes of a backed sparse
+     * reservation are refused.
+     *
+     * @param length the length in bytes
+     * @param attributes the attributes of bound pages; they must allow reads (the null page is mapped with these
+     *                   attributes without write)
+     * @return the new reservation, backed by the null page
+     * @throws IllegalArgumentException if the VCM is not {@link Kind#VIRTUAL}, the attributes do not allow reads or
+     *                                  cannot be expressed, or the length is bad; nothing changed
+     * @throws VcmmOutOfMemoryException if no free range fits, or no page is free for the null page or the page tables
+     *                                  (the reservation is then unreserved again)
+     * @throws IllegalStateException    if the VCM is freed or its VCMM closed, or no non-secure memory type exists for
+     *                                  the null page
+     */
+    public Reservation reserveSparse(long length, ReservationAttributes attributes) {
+        checkUsable();
+        Objects.requireNonNull(attributes, "attributes");
+        kind.checkSubRange(this);
+        if (!attributes.read()) {
+            throw new IllegalArgumentException("attributes=" + attributes + " must allow reads: unbound pages of a sparse"
+                + " reservation read the null page");
+        }
+        Reservation r = reserve(length, attributes, GRANULE, true);
+        try {
+            backNull(r, bus.nullPage().page());
+        } catch (RuntimeException e) {
+            r.endBack(null, 0); // idle again, so that it can be unreserved
+            try {
+                unreserve(r);
+            } catch (RuntimeException u) {
+                e.addSuppressed(u);
+            }
+            throw e;
+        }
+        return r;
+    }
+
+    /** Backs every page of the new sparse reservation {@code r} with the null page {@code np}. */
+    private void backNull(Reservation r, PhysMem np) {
+        lock.readLock().lock();
+        try {
+            boolean counted = false; // r was published claimed (IN_PROGRESS) by reserve(..., sparse = true)
+            List<PageTable> done = new ArrayList<>();
+            try {
+                np.acquireBacking();
+                counted = true;
+                Attributes a = nullAttributes(r);
+                for (PageTable t : tables.values()) {
+                    done.add(t);
+                    mapNull(t, r, 0, r.length(), a, false);
+                }
+            } catch (RuntimeException e) {
+                for (PageTable t : done) {
+                    t.unmap(r.address(), r.length());
+                }
+                invalidate(r.address(), r.length());
+                if (counted) {
+                    np.releaseBacking();
+                }
+                r.endBack(null, 0);
+                throw e;
+            }
+            r.bindings(Bindings.with(null, 0, r.length(), null, -1)); // every page unbound: on the null page
+            r.endBack(np, 0);
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /** {@return the page-table attributes of a null-page mapping of sparse reservation {@code r}: its own, read-only} */
+    private static Attributes nullAttributes(Reservation r) {
+        return r.attributes().withWrite(false).toPageAttributes();
+    }
+
+    /**
+     * Points each page of {@code [offset, offset + length)} of sparse reservation {@code r} at the null page in table
+     * {@code t}: with {@code map} on empty entries, or with {@code remap} (one store per page, blocks split hitlessly).
+     */
+    private static void mapNull(PageTable t, Reservation r, long offset, long length, Attributes a, boolean remap) {
+        long pa = r.vcm().bus.nullPage().address();
+        for (long o = offset; o < offset + length; o += GRANULE) {
+            if (remap) {
+                t.remap(r.address() + o, pa, GRANULE, a);
+            } else {
+                t.map(r.address() + o, pa, GRANULE, a);
+            }
+        }
+    }
+
+    /** @return the null page of this VCM's {@code Vcmm} */
+    NullPage nullPage() {
+        return bus.nullPage();
     }
 
     /**
@@ -543,6 +661,10 @@ public final class Vcm {
                 r.attributes(attributes);
                 return;
             }
+            if (r.isSparse()) {
+                throw new IllegalArgumentException("attributes of a backed sparse reservation cannot change in place (its"
+                    + " null-page mappings must stay read-only): unback it first; " + r);
+            }
             if (b.memory().memoryType().isSecure() && !attributes.secure()) {
                 throw new IllegalArgumentException("attributes=" + attributes + " are not secure, and " + r
                     + " is backed by secure memory " + b.memory());
@@ -669,6 +791,10 @@ public final class Vcm {
     void unback(Reservation r, long offset, long length) {
         checkOpen();
         checkSubRange(r, offset, length);
+        if (r.isSparse()) {
+            unbind(r, offset, length);
+            return;
+        }
         if (offset == 0 && length == r.length()) {
             unback(r);
             return;
@@ -707,6 +833,43 @@ public final class Vcm {
                 }
             } finally {
                 r.endUnback(end);
+            }
+        } finally {
+            lock.readLock().unlock();
+        }
+    }
+
+    /** Maps {@code [offset, offset + length)} of sparse reservation {@code r} back to the null page; see {@link #reserveSparse}. */
+    private void unbind(Reservation r, long offset, long length) {
+        lock.readLock().lock();
+        try {
+            Reservation.Backing b = r.beginUnback();
+            if (b == null) {
+                throw new IllegalStateException("not backed (or being backed or unbacked): " + r);
+            }
+            try {
+                Bindings before = r.bindings();
+                long va = r.address() + offset;
+                List<PageTable> done = new ArrayList<>();
+                try {
+                    for (PageTable t : tables.values()) {
+                        done.add(t);
+                        mapNull(t, r, offset, length, nullAttributes(r), true);
+                    }
+                } catch (RuntimeException e) {
+                    for (PageTable t : done) {
+                        restore(t, r, b, before, offset, length, r.attributes().toPageAttributes());
+                    }
+                    invalidate(va, length);
+                    throw e;
+                }
+                InvalidationBatch batch = InvalidationBatch.current(vcmm);
+                invalidate(va, length, batch); // no device reaches the memory the pages were bound to once this returns
+                Bindings after = Bindings.with(before, offset, length, null, -1);
+                r.bindings(after);
+                releaseUnused(r, b, before, after, batch);
+            } finally {
+                r.endUnback(b);
             }
         } finally {
             lock.readLock().unlock();
@@ -799,6 +962,8 @@ public final class Vcm {
             long va = r.address() + o;
             if (e == null) {
                 t.remap(va, b.memory().physicalAddress(b.offset() + o), GRANULE, a);
+            } else if (e.memory() == null && r.isSparse()) {
+                mapNull(t, r, o, GRANULE, nullAttributes(r), true);
             } else if (e.memory() == null) {
                 t.unmap(va, GRANULE);
             } else {
@@ -815,7 +980,9 @@ public final class Vcm {
         }
         for (Bindings.Extent e : x.extents()) {
             long va = r.address() + e.offset();
-            if (e.memory() == null) {
+            if (e.memory() == null && r.isSparse()) {
+                mapNull(t, r, e.offset(), e.length(), nullAttributes(r), true);
+            } else if (e.memory() == null) {
                 t.unmap(va, e.length());
             } else {
                 e.memory().forEachRun(e.memoryOffset(), e.length(), (o, pa, n) -> t.remap(va + o, pa, n, a));
@@ -1023,10 +1190,13 @@ public final class Vcm {
         PageTable t = kind.createTable(f, tableMemory);
         try {
             for (Reservation r : reservations.values()) {
-                PhysMem pm = r.backingMemory();
-                if (pm != null) {
-                    kind.mapInto(t, r, pm, r.backingOffset(), r.attributes().toPageAttributes(pm));
-                    applyBindings(t, r, r.attributes().toPageAttributes(pm));
+                Reservation.Backing b = r.backing();
+                if (b != null && bus.nullPage().is(b.memory())) {
+                    mapNull(t, r, 0, r.length(), nullAttributes(r), false); // a sparse reservation: its bindings below
+                    applyBindings(t, r, r.attributes().toPageAttributes());
+                } else if (b != null) {
+                    kind.mapInto(t, r, b.memory(), b.offset(), r.attributes().toPageAttributes(b.memory()));
+                    applyBindings(t, r, r.attributes().toPageAttributes(b.memory()));
                 }
             }
         } catch (RuntimeException e) {

@@ -106,6 +106,9 @@ final class ScenarioCommand implements Command {
                 if (MigrationScenario.isMigration(text)) {
                     return runMigration(MigrationScenario.parse(text, o.file()), text, o, out, err);
                 }
+                if (DemandPagingScenario.isDemandPaging(text)) {
+                    return runDemandPaging(DemandPagingScenario.parse(text, o.file()), text, o, out, err);
+                }
                 scenario = ScenarioParser.parse(text, o.file());
             }
         } catch (IOException e) {
@@ -144,6 +147,26 @@ final class ScenarioCommand implements Command {
         MigrationRunner.Result r = MigrationRunner.run(m, out);
         out.flush();
         return r.mismatchedBytes() == 0 ? 0 : 1;
+    }
+
+    /**
+     * Runs a demand-paging scenario ({@link DemandPagingRunner}); of the options only {@code --print-scenario} applies.
+     *
+     * @return 0 if every byte read was the handler's and no access failed, 1 if not, 2 for an option that does not apply
+     */
+    private int runDemandPaging(DemandPagingScenario d, String text, Options o, PrintStream out, PrintStream err) {
+        if (o.printScenario()) {
+            out.print(text);
+            return 0;
+        }
+        if (o.json() || o.graph() != null || o.policies() != null || o.frames() > 0 || o.scale() != 1.0) {
+            err.println("vcmm run: " + o.file() + " is a demand-paging scenario: --json, --graph, --policies, --frames"
+                + " and --scale do not apply");
+            return 2;
+        }
+        DemandPagingRunner.Result r = DemandPagingRunner.run(d, out);
+        out.flush();
+        return r.mismatchedBytes() == 0 && r.failed() == 0 && r.bytesRead() == d.bufferSize() ? 0 : 1;
     }
 
     /**
