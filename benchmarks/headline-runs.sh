@@ -37,7 +37,7 @@ if (( ${#want[@]} == 0 )) || [[ " ${want[*]} " == *" demo "* ]]; then
     ./vcmm demo --no-progress > "$OUT/demo.txt"
     grep '^verdict' "$OUT/demo.txt"
 fi
-{ echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+{ echo "commit $(git rev-parse --short HEAD)$(git diff --quiet -- . ':!benchmarks/results' || echo ' (with uncommitted changes)')"
   echo "date $(date -u +%FT%TZ)"
   echo "machine $(nproc) vCPU, $(uname -m), $("$JAVA" -version 2>&1 | head -1)"; } > "$OUT/RUN"
 echo "== done $(date +%T); now: ./vcmm results"
