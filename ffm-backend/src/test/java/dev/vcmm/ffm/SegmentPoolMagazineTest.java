@@ -101,13 +101,14 @@ class SegmentPoolMagazineTest {
             };
             AtomicReference<MemorySegment> got = new AtomicReference<>();
             AtomicReference<Throwable> failed = new AtomicReference<>();
-            popper[0] = Thread.ofPlatform().start(() -> {
+            popper[0] = Thread.ofPlatform().unstarted(() -> {
                 try {
                     got.set(pool.allocate(2048, 8)); // its magazine is empty: a depot pop
                 } catch (Throwable t) {
                     failed.set(t);
                 }
             });
+            popper[0].start(); // after popper[0] is set: the hook must recognise the thread at its first pop
             assertTrue(atHook.await(10, TimeUnit.SECONDS), "the pop never reached the hook");
             long before = pool.slabPagesReturned();
             pool.trim(); // meanwhile: every object collected, every page given back
