@@ -1288,15 +1288,37 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
         return true;
     }
 
+    /**
+     * Takes slot {@code i} of the cache of {@code order} and returns its block to the shared pool, inside a bracket on
+     * {@code order} opened before the take: between the take and the publication the block is in no cache and in no
+     * bitmap, and a failing alloc's proof that read the caches after the take and the event words before the
+     * publication would otherwise miss it (a spurious {@code NONE}, found by BuddyLincheckTest's cached pool: a
+     * thief's drain racing a second failing alloc).
+     *
+     * @return the block taken and published, or {@link ThreadCache#EMPTY} if the slot was empty
+     */
+    private long takeAndPublish(ThreadCache cache, int order, int i) {
+        long ev = eventWord(order);
+        open(ev);
+        try {
+            long v = cache.take(order, i);
+            if (v != ThreadCache.EMPTY) {
+                freeShared(order, layout.index(v, order), false);
+            }
+            return v;
+        } finally {
+            close(ev);
+        }
+    }
+
     /** Frees the bottom half of a full stack (the least recently used blocks) and moves the rest down. */
     private int flushHalf(ThreadCache cache, int order, int n) {
         long size = BlockAllocator.orderSize(order);
         int half = Math.max(1, n >>> 1);
         cache.countOp(order);
         for (int i = 0; i < half; i++) {
-            long v = cache.take(order, i);
+            long v = takeAndPublish(cache, order, i);
             if (v != ThreadCache.EMPTY) {
-                freeShared(order, layout.index(v, order), false);
                 cache.addOwnerBytes(-size);
             } else {
                 noticeStolen(cache, size);
@@ -1359,9 +1381,8 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             int n = cache.tops[order];
             cache.countOp(order);
             for (int i = 0; i < n; i++) {
-                long v = cache.take(order, i);
+                long v = takeAndPublish(cache, order, i);
                 if (v != ThreadCache.EMPTY) {
-                    freeShared(order, layout.index(v, order), false);
                     cache.addOwnerBytes(-size);
                 } else {
                     noticeStolen(cache, size);
@@ -1374,11 +1395,17 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             long arenaEnd = (v & -ARENA_SIZE) + ARENA_SIZE;
             cache.countOp(cacheOrders);
             cache.arenaSeen = ThreadCache.EMPTY;
-            if (cache.casArena(v, ThreadCache.EMPTY)) {
-                giveBack(v, arenaEnd);
-                cache.addOwnerBytes(-(arenaEnd - v));
-            } else {
-                noticeStolen(cache, arenaEnd - v);
+            long ev = eventWord(ARENA_ORDER); // as takeAndPublish: the rest is in transit between the CAS and giveBack
+            open(ev);
+            try {
+                if (cache.casArena(v, ThreadCache.EMPTY)) {
+                    giveBack(v, arenaEnd);
+                    cache.addOwnerBytes(-(arenaEnd - v));
+                } else {
+                    noticeStolen(cache, arenaEnd - v);
+                }
+            } finally {
+                close(ev);
             }
         }
         returnCredit(cache);
@@ -1403,21 +1430,25 @@ public final class LockFreeBuddyAllocator implements BlockAllocator {
             for (int i = 0, n = cache.capacities[order]; i < n; i++) {
                 if (cache.peek(order, i) != ThreadCache.EMPTY) {
                     cache.addStolen(size); // before the take, so the owner, who notices after it, never subtracts first
-                    long v = cache.take(order, i);
-                    if (v != ThreadCache.EMPTY) {
-                        freeShared(order, layout.index(v, order), false);
-                    } else {
+                    long v = takeAndPublish(cache, order, i);
+                    if (v == ThreadCache.EMPTY) {
                         cache.addStolen(-size); // the owner popped it first
                     }
                 }
             }
         }
         if (cache.arena() != ThreadCache.EMPTY) {
-            long v = cache.takeArena();
-            if (v != ThreadCache.EMPTY) {
-                long arenaEnd = (v & -ARENA_SIZE) + ARENA_SIZE;
-                cache.addStolen(arenaEnd - v);
-                giveBack(v, arenaEnd);
+            long ev = eventWord(ARENA_ORDER); // as takeAndPublish: the rest is in transit between the take and giveBack
+            open(ev);
+            try {
+                long v = cache.takeArena();
+                if (v != ThreadCache.EMPTY) {
+                    long arenaEnd = (v & -ARENA_SIZE) + ARENA_SIZE;
+                    cache.addStolen(arenaEnd - v);
+                    giveBack(v, arenaEnd);
+                }
+            } finally {
+                close(ev);
             }
         }
     }
