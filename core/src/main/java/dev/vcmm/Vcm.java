@@ -255,10 +255,7 @@ public final class Vcm {
         checkUsable();
         Objects.requireNonNull(attributes, "attributes");
         long rounded = roundLength(length);
-        if (alignment < GRANULE || Long.bitCount(alignment) != 1) {
-            throw new IllegalArgumentException("alignment=" + alignment + " must be a power of two >= 4096");
-        }
-        long aligned = kind.alignment(alignment);
+        long aligned = checkedAlignment(alignment);
         kind.checkRange(0, rounded);
         lock.writeLock().lock();
         try {
@@ -484,10 +481,7 @@ public final class Vcm {
     public Bound createBound(long length, long alignment) {
         checkUsable();
         long rounded = roundLength(length);
-        if (alignment < GRANULE || Long.bitCount(alignment) != 1) {
-            throw new IllegalArgumentException("alignment=" + alignment + " must be a power of two >= 4096");
-        }
-        long aligned = kind.alignment(alignment);
+        long aligned = checkedAlignment(alignment);
         kind.checkRange(0, rounded);
         lock.writeLock().lock();
         try {
@@ -505,6 +499,19 @@ public final class Vcm {
         }
     }
 
+    /**
+     * {@return the alignment a reservation or bound of this VCM gets for a requested {@code alignment}: the kind's
+     * (a HOST VCM rounds up to the host page)}
+     *
+     * @throws IllegalArgumentException if {@code alignment} is not a power of two of at least 4 KiB
+     */
+    private long checkedAlignment(long alignment) {
+        if (alignment < GRANULE || Long.bitCount(alignment) != 1) {
+            throw new IllegalArgumentException("alignment=" + alignment + " must be a power of two >= 4096");
+        }
+        return kind.alignment(alignment);
+    }
+
     /** {@return its live bounds (a snapshot)} */
     public List<Bound> bounds() {
         return List.copyOf(bounds);
@@ -514,10 +521,7 @@ public final class Vcm {
     Reservation reserveIn(Bound b, long length, ReservationAttributes attributes, long alignment) {
         checkUsable();
         long rounded = roundLength(length);
-        if (alignment < GRANULE || Long.bitCount(alignment) != 1) {
-            throw new IllegalArgumentException("alignment=" + alignment + " must be a power of two >= 4096");
-        }
-        long aligned = kind.alignment(alignment);
+        long aligned = checkedAlignment(alignment);
         kind.checkRange(0, rounded);
         lock.writeLock().lock();
         try {
