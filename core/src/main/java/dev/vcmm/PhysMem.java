@@ -77,6 +77,23 @@ public final class PhysMem {
     private final List<Chunk> blocks;
     /** -1: freed; n >= 0: the number of reservations it backs (a freed allocation backs nothing). */
     private final AtomicInteger state = new AtomicInteger();
+    /**
+     * Its record in the reverse map while it backs something, else null: installed by CAS and changed only by
+     * {@link ReverseMap} (so finding it is one load, whatever the number of live allocations).
+     */
+    volatile ReverseMap.Registered registration;
+
+    /** CAS on {@link #registration}. */
+    static final java.lang.invoke.VarHandle REGISTRATION;
+
+    static {
+        try {
+            REGISTRATION = java.lang.invoke.MethodHandles.lookup().findVarHandle(PhysMem.class, "registration",
+                ReverseMap.Registered.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
 
     PhysMem(MemoryType memoryType, long requestedLength, ChunkPolicy policy, PhysAllocOptions options,
             List<Chunk> chunks, List<Chunk> blocks) {
@@ -194,7 +211,7 @@ public final class PhysMem {
             long from = Math.max(offsets[i], offset);
             long to = Math.min(offsets[i] + BlockAllocator.orderSize(chunkOrder(i)), end);
             long pa = chunkPa(i) + (from - offsets[i]);
-            if (runOffset >= 0 && runPa + runLength == pa) {
+            if (runOffset >= 0 && runPa + runLength == pa) { // the adjacency rule of runLast
                 runLength += to - from;
             } else {
                 if (runOffset >= 0) {
@@ -206,6 +223,18 @@ public final class PhysMem {
             }
         }
         visitor.run(runOffset, runPa, runLength);
+    }
+
+    /**
+     * @return the index of the last chunk of the physically contiguous run that starts at chunk {@code i}, not going
+     *         past the chunk that holds byte {@code end - 1} of the buffer
+     */
+    int runLast(int i, long end) {
+        while (i + 1 < packed.length && offsets[i + 1] < end
+            && chunkPa(i + 1) == chunkPa(i) + BlockAllocator.orderSize(chunkOrder(i))) {
+            i++;
+        }
+        return i;
     }
 
     /** @return the index of the chunk holding byte {@code offset} of the buffer, which must be inside it */

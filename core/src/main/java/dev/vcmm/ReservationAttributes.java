@@ -1,6 +1,7 @@
 package dev.vcmm;
 
 import dev.vcmm.pagetable.Attributes;
+import dev.vcmm.pagetable.CachePolicy;
 
 import java.util.Objects;
 
@@ -83,7 +84,25 @@ public record ReservationAttributes(boolean read, boolean write, boolean execute
 
     /** {@return the page-table attributes these encode to} */
     public Attributes toPageAttributes() {
-        return new Attributes(read, write, execute, user, caching.toCachePolicy());
+        return pageAttributes(read, write, execute, user, caching.toCachePolicy());
+    }
+
+    /**
+     * The page-table attributes, one immutable instance per combination (4 flags x 4 policies), made on first use
+     * (a benign race: two threads may each make one, equal): the back path allocates none.
+     */
+    private static final int POLICIES = CachePolicy.values().length;
+    private static final Attributes[] PAGE_ATTRIBUTES = new Attributes[16 * POLICIES];
+
+    private static Attributes pageAttributes(boolean read, boolean write, boolean execute, boolean user, CachePolicy c) {
+        int i = ((read ? 1 : 0) | (write ? 2 : 0) | (execute ? 4 : 0) | (user ? 8 : 0)) * POLICIES
+            + c.ordinal();
+        Attributes a = PAGE_ATTRIBUTES[i];
+        if (a == null) {
+            a = new Attributes(read, write, execute, user, c); // a record: final fields, safely published
+            PAGE_ATTRIBUTES[i] = a;
+        }
+        return a;
     }
 
     /**
@@ -91,9 +110,10 @@ public record ReservationAttributes(boolean read, boolean write, boolean execute
      *         cacheable policy lowered to non-cached when the memory was allocated coherent
      */
     Attributes toPageAttributes(PhysMem memory) {
-        Attributes a = toPageAttributes();
         boolean cacheable = caching != Caching.NON_CACHED && caching != Caching.DEVICE;
-        return memory != null && memory.options().coherent() && cacheable ? a.with(Caching.NON_CACHED.toCachePolicy()) : a;
+        CachePolicy c = memory != null && memory.options().coherent() && cacheable
+            ? Caching.NON_CACHED.toCachePolicy() : caching.toCachePolicy();
+        return pageAttributes(read, write, execute, user, c);
     }
 
     @Override

@@ -4,8 +4,6 @@ import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
@@ -13,10 +11,11 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * {@link Vcmm#reservationsOf(PhysMem)} and, through them, the cross-VCM {@link Vcmm#translate(Vcm, long, Vcm)}.
  *
  * <p><b>Thread-safety:</b> thread-safe. {@link #register} and {@link #unregister} of one allocation are atomic
- * with respect to each other (a {@link ConcurrentHashMap} compute per allocation); different allocations register
- * in parallel with no shared lock. Queries take no lock and are weakly consistent while backings change: they see
- * each allocation registered or not, never a torn entry, and check every frame entry they follow against the
- * allocation it names.
+ * with respect to each other (they hold the monitor of the allocation's record); different allocations register
+ * in parallel, sharing only the handle pool's monitor, taken once when an allocation's first reservation registers
+ * and once when its last unregisters (never per chunk). Queries take no lock and are weakly consistent while
+ * backings change: they see each allocation registered or not, never a torn entry, and check every frame entry they
+ * follow against the allocation it names.
  *
  * <h2>Design: a frame table, as Linux's struct page array</h2>
  * Each memory type has a frame table, one 64-bit entry per 4 KiB page frame, in leaves of 512 entries (one 2 MiB
@@ -33,7 +32,12 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  *   +-------------------------+--------------------------+-----------+
  * </pre>
  * Handles index a table of registered allocations (recycled when an allocation stops backing anything), each with
- * the set of reservations it backs.
+ * the set of reservations it backs. The record of an allocation hangs off the {@link PhysMem} itself
+ * ({@link PhysMem#registration}), so finding it is one field load, not a lookup in a map of every live allocation:
+ * the cost of a registration does not grow with the number of live allocations, and no map node is kept per buffer.
+ * (A {@link PhysMem} belongs to one VCMM's memory type, so one reverse map at most ever records it.) The record
+ * stays on the allocation after its last reservation leaves (unpublished: no handle, no frame entry), 24 bytes, so
+ * that backing it again allocates nothing.
  */
 final class ReverseMap {
 
@@ -47,52 +51,81 @@ final class ReverseMap {
     static final int MAX_CHUNKS = 1 << INDEX_BITS;
 
     /**
-     * One allocation that backs something, and what it backs: an array replaced whole on every change (made under
-     * the allocation's compute, read without a lock). Most allocations back one reservation: 24 bytes, not a set.
+     * The record of one allocation: its handle while it backs something, and what it backs. Made on the allocation's
+     * first registration and kept on it after its last (unpublished, handle -1), so backing the same allocation again
+     * allocates nothing. What it backs is one {@link Reservation} (the usual case: no array) or an array of two or
+     * more, replaced whole on every change (made under the record's monitor, read without a lock).
      */
-    private static final class Registered {
+    static final class Registered {
         final PhysMem memory;
-        final int handle;
-        volatile Reservation[] reservations = NONE;
+        /** Published in {@link #byHandle} while it backs something, else -1; changed under this record's monitor. */
+        int handle = -1;
+        /** Null, one {@link Reservation}, or a {@code Reservation[]} of two or more. */
+        volatile Object reservations;
 
-        Registered(PhysMem memory, int handle) {
+        Registered(PhysMem memory) {
             this.memory = memory;
-            this.handle = handle;
         }
 
         PhysMem memory() {
             return memory;
         }
 
-        int handle() {
-            return handle;
+        /** {@return the reservations now (a snapshot array)} */
+        Reservation[] snapshot() {
+            Object o = reservations;
+            return o == null ? NONE : o instanceof Reservation r ? new Reservation[] {r} : (Reservation[]) o;
         }
 
         void add(Reservation r) {
-            Reservation[] a = reservations;
-            for (Reservation x : a) {
-                if (x == r) {
-                    return;
+            Object o = reservations;
+            if (o == null) {
+                reservations = r;
+            } else if (o instanceof Reservation one) {
+                if (one != r) {
+                    reservations = new Reservation[] {one, r};
                 }
+            } else {
+                Reservation[] a = (Reservation[]) o;
+                for (Reservation x : a) {
+                    if (x == r) {
+                        return;
+                    }
+                }
+                Reservation[] b = java.util.Arrays.copyOf(a, a.length + 1);
+                b[a.length] = r;
+                reservations = b;
             }
-            Reservation[] b = java.util.Arrays.copyOf(a, a.length + 1);
-            b[a.length] = r;
-            reservations = b;
         }
 
         /** @return whether any reservation is left */
         boolean remove(Reservation r) {
-            Reservation[] a = reservations;
+            Object o = reservations;
+            if (o == null) {
+                return false;
+            }
+            if (o instanceof Reservation one) {
+                if (one == r) {
+                    reservations = null;
+                    return false;
+                }
+                return true;
+            }
+            Reservation[] a = (Reservation[]) o;
             for (int i = 0; i < a.length; i++) {
                 if (a[i] == r) {
-                    Reservation[] b = new Reservation[a.length - 1];
-                    System.arraycopy(a, 0, b, 0, i);
-                    System.arraycopy(a, i + 1, b, i, a.length - i - 1);
-                    reservations = b;
-                    return b.length > 0;
+                    if (a.length == 2) {
+                        reservations = a[1 - i];
+                    } else {
+                        Reservation[] b = new Reservation[a.length - 1];
+                        System.arraycopy(a, 0, b, 0, i);
+                        System.arraycopy(a, i + 1, b, i, a.length - i - 1);
+                        reservations = b;
+                    }
+                    return true;
                 }
             }
-            return a.length > 0;
+            return true;
         }
     }
 
@@ -129,7 +162,8 @@ final class ReverseMap {
 
     private final MemoryType[] types;
     private final FrameTable[] tables;
-    private final Map<PhysMem, Registered> byMemory = new ConcurrentHashMap<>();
+    /** Allocations registered now (for tests and stats). */
+    private final java.util.concurrent.atomic.AtomicInteger registered = new java.util.concurrent.atomic.AtomicInteger();
     /** Handle -> registration; grown and recycled under {@link #handles}' monitor, read without it. */
     private volatile Registered[] byHandle = new Registered[64];
     private final HandlePool handles = new HandlePool();
@@ -151,42 +185,51 @@ final class ReverseMap {
 
     /** Records that {@code r} is backed by {@code memory}; the allocation's chunks enter the frame table once. */
     void register(Reservation r, PhysMem memory) {
-        byMemory.compute(memory, (pm, reg) -> {
-            if (reg == null) {
-                reg = new Registered(pm, newHandle());
-                publish(reg);
-                FrameTable t = table(pm.memoryType());
-                int n = pm.chunkCount();
+        Registered reg = memory.registration;
+        if (reg == null) {
+            Registered made = new Registered(memory);
+            reg = PhysMem.REGISTRATION.compareAndSet(memory, null, made) ? made : memory.registration;
+        }
+        synchronized (reg) {
+            if (reg.handle < 0) {
+                reg.handle = publish(reg);
+                registered.incrementAndGet();
+                FrameTable t = table(memory.memoryType());
+                int n = memory.chunkCount();
                 if (n <= MAX_CHUNKS) {
                     for (int i = 0; i < n; i++) {
-                        t.set(frame(t, pm.chunkPa(i)), entry(reg.handle(), i, pm.chunkOrder(i)));
+                        t.set(frame(t, memory.chunkPa(i)), entry(reg.handle, i, memory.chunkOrder(i)));
                     }
                 }
             }
             reg.add(r);
-            return reg;
-        });
+        }
     }
 
     /** Records that {@code r} no longer is backed by {@code memory}; the last one takes the chunks out. */
     void unregister(Reservation r, PhysMem memory) {
-        byMemory.computeIfPresent(memory, (pm, reg) -> {
-            if (reg.remove(r)) {
-                return reg;
+        Registered reg = memory.registration;
+        if (reg == null) {
+            return;
+        }
+        synchronized (reg) {
+            if (reg.remove(r) || reg.handle < 0) {
+                return;
             }
-            FrameTable t = table(pm.memoryType());
-            for (int i = 0, n = pm.chunkCount(); i < n; i++) {
-                t.set(frame(t, pm.chunkPa(i)), 0);
+            FrameTable t = table(memory.memoryType());
+            for (int i = 0, n = memory.chunkCount(); i < n; i++) {
+                t.set(frame(t, memory.chunkPa(i)), 0);
             }
-            freeHandle(reg.handle());
-            return null;
-        });
+            freeHandle(reg.handle);
+            reg.handle = -1; // kept on the allocation, unpublished, for its next registration
+            registered.decrementAndGet();
+        }
     }
 
     /** @return the reservations {@code memory} backs now (a snapshot) */
     List<Reservation> reservationsOf(PhysMem memory) {
-        Registered reg = byMemory.get(memory);
-        return reg == null ? List.of() : List.of(reg.reservations);
+        Registered reg = memory.registration;
+        return reg == null ? List.of() : List.of(reg.snapshot());
     }
 
     /** @return every place {@code pa} is mapped: reservation and the address of {@code pa} in it */
@@ -212,7 +255,7 @@ final class ReverseMap {
                 }
                 long pmOffset = reg.memory().chunkOffset(index) + (pa - head);
                 List<Mapping> out = new ArrayList<>();
-                for (Reservation r : reg.reservations) {
+                for (Reservation r : reg.snapshot()) {
                     for (long off : Bindings.offsetsOf(r, reg.memory(), pmOffset)) { // the backing, and sub-range bindings
                         out.add(new Mapping(r, r.address() + off));
                     }
@@ -226,7 +269,7 @@ final class ReverseMap {
 
     /** @return the number of allocations registered now */
     int registeredCount() {
-        return byMemory.size();
+        return registered.get();
     }
 
     /** @return the non-zero frame entries of every frame table (a full scan: for tests) */
@@ -267,23 +310,17 @@ final class ReverseMap {
         return handle < a.length ? a[handle] : null;
     }
 
-    private int newHandle() {
+    /** Takes a handle for {@code reg} and publishes it in {@link #byHandle}, in one hold of the pool's monitor. */
+    private int publish(Registered reg) {
         synchronized (handles) {
-            if (handles.freeCount > 0) {
-                return handles.free[--handles.freeCount];
-            }
-            return handles.next++;
-        }
-    }
-
-    private void publish(Registered reg) {
-        synchronized (handles) {
+            int handle = handles.freeCount > 0 ? handles.free[--handles.freeCount] : handles.next++;
             Registered[] a = byHandle;
-            if (reg.handle() >= a.length) {
-                a = java.util.Arrays.copyOf(a, Math.max(a.length * 2, reg.handle() + 1));
+            if (handle >= a.length) {
+                a = java.util.Arrays.copyOf(a, Math.max(a.length * 2, handle + 1));
             }
-            a[reg.handle()] = reg;
+            a[handle] = reg;
             byHandle = a; // volatile: the record before any frame entry that names it
+            return handle;
         }
     }
 

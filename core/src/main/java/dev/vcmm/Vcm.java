@@ -7,6 +7,7 @@ import dev.vcmm.pagetable.PageTable;
 import dev.vcmm.pagetable.PageTableFormat;
 import dev.vcmm.pagetable.WalkResult;
 import dev.vcmm.space.AddressSpaceAllocator;
+import dev.vcmm.spi.BlockAllocator;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -78,6 +79,11 @@ public final class Vcm {
     /** Guest VCMs whose stage 2 this VCM is ({@link VcmKind.Guest}): they walk its tables. */
     private final List<Vcm> guests = new CopyOnWriteArrayList<>();
     private final Map<PageTableFormat, PageTable> tables = new ConcurrentHashMap<>();
+    /**
+     * {@link #tables}' values as an array, replaced whole by every change of {@link #tables} (made under the write
+     * lock): the back and unback paths iterate it with no iterator object and no hash-map traversal.
+     */
+    private volatile PageTable[] tableArray = new PageTable[0];
     /** A prebuilt table the VCM maps into but does not own (never closed by it); null if none. */
     private volatile PageTable borrowed;
     /** Its live bounds; changed under the write lock. */
@@ -341,7 +347,7 @@ public final class Vcm {
                 np.acquireBacking();
                 counted = true;
                 Attributes a = nullAttributes(r);
-                for (PageTable t : tables.values()) {
+                for (PageTable t : tableArray) {
                     done.add(t);
                     mapNull(t, r, 0, r.length(), a, false);
                 }
@@ -590,6 +596,22 @@ public final class Vcm {
         }
     }
 
+    private void putTable(PageTableFormat f, PageTable t) {
+        tables.put(f, t);
+        tableArray = tables.values().toArray(new PageTable[0]);
+    }
+
+    private PageTable removeTable(PageTableFormat f) {
+        PageTable t = tables.remove(f);
+        tableArray = tables.values().toArray(new PageTable[0]);
+        return t;
+    }
+
+    private void clearTables() {
+        tables.clear();
+        tableArray = new PageTable[0];
+    }
+
     // ---------------------------------------------------------------------------------------------
     // backing
 
@@ -618,19 +640,20 @@ public final class Vcm {
                 throw new IllegalStateException("already backed: " + r);
             }
             boolean counted = false;
-            List<PageTable> done = new ArrayList<>();
+            PageTable[] ts = tableArray; // fixed while the read lock is held
+            int done = 0;
             try {
                 memory.acquireBacking();
                 counted = true;
                 Attributes a = r.attributes().toPageAttributes(memory);
-                for (PageTable t : tables.values()) {
+                for (PageTable t : ts) {
                     kind.mapInto(t, r, memory, offset, a);
-                    done.add(t);
+                    done++;
                 }
                 kind.map(r, memory, offset); // last: it undoes itself on failure
             } catch (RuntimeException e) {
-                for (PageTable t : done) {
-                    t.unmap(r.address(), r.length());
+                for (int i = 0; i < done; i++) {
+                    ts[i].unmap(r.address(), r.length());
                 }
                 invalidate(r.address(), r.length()); // a DMA may have cached the short-lived mapping
                 if (counted) {
@@ -678,7 +701,7 @@ public final class Vcm {
             Attributes after = attributes.toPageAttributes(b.memory());
             List<PageTable> done = new ArrayList<>();
             try {
-                for (PageTable t : tables.values()) {
+                for (PageTable t : tableArray) {
                     done.add(t);
                     t.protect(r.address(), r.length(), after);
                 }
@@ -700,18 +723,28 @@ public final class Vcm {
         }
     }
 
-    /** Maps the reservation's runs of {@code memory} into one table; undoes its own part on failure. */
+    /**
+     * Maps the reservation's runs of {@code memory} into one table, one {@link PageTable#map} per physically
+     * contiguous run (no allocation); undoes its own part on failure.
+     */
     static void mapInto(PageTable t, Reservation r, PhysMem memory, long offset, Attributes a) {
         long va = r.address();
-        long[] mapped = {0}; // bytes of the range mapped by the runs that succeeded (runs come in address order)
+        long end = offset + r.length();
+        if (offset < 0 || r.length() <= 0 || offset > memory.length() - r.length()) {
+            throw new IllegalArgumentException("window offset=" + offset + " length=" + r.length() + " is outside " + memory);
+        }
+        long at = offset;
         try {
-            memory.forEachRun(offset, r.length(), (o, pa, n) -> {
-                t.map(va + o, pa, n, a); // a failing map leaves nothing of its own run behind
-                mapped[0] = o + n;
-            });
+            for (int i = memory.chunkIndexAt(offset); at < end; i++) {
+                long pa = memory.chunkPa(i) + (at - memory.chunkOffset(i));
+                i = memory.runLast(i, end);
+                long to = Math.min(memory.chunkOffset(i) + BlockAllocator.orderSize(memory.chunkOrder(i)), end);
+                t.map(va + (at - offset), pa, to - at, a); // a failing map leaves nothing of its own run behind
+                at = to;
+            }
         } catch (RuntimeException e) {
-            if (mapped[0] > 0) {
-                t.unmap(va, mapped[0]); // only what this call mapped: an adopted table may map the rest itself
+            if (at > offset) {
+                t.unmap(va, at - offset); // only what this call mapped: an adopted table may map the rest itself
             }
             throw e;
         }
@@ -737,7 +770,7 @@ public final class Vcm {
             Reservation.Backing end = b;
             try {
                 RuntimeException tableFailure = null;
-                for (PageTable t : tables.values()) {
+                for (PageTable t : tableArray) {
                     try {
                         t.unmap(r.address(), r.length());
                     } catch (RuntimeException e) {
@@ -812,7 +845,7 @@ public final class Vcm {
             Reservation.Backing end = b;
             try {
                 RuntimeException tableFailure = null;
-                for (PageTable t : tables.values()) {
+                for (PageTable t : tableArray) {
                     try {
                         t.unmap(r.address() + offset, length); // blocks sticking out are split hitlessly
                     } catch (RuntimeException e) {
@@ -856,7 +889,7 @@ public final class Vcm {
                 long va = r.address() + offset;
                 List<PageTable> done = new ArrayList<>();
                 try {
-                    for (PageTable t : tables.values()) {
+                    for (PageTable t : tableArray) {
                         done.add(t);
                         mapNull(t, r, offset, length, nullAttributes(r), true);
                     }
@@ -915,7 +948,7 @@ public final class Vcm {
                 long va = r.address() + offset;
                 List<PageTable> done = new ArrayList<>();
                 try {
-                    for (PageTable t : tables.values()) {
+                    for (PageTable t : tableArray) {
                         done.add(t);
                         memory.forEachRun(memoryOffset, length, (o, pa, n) -> t.remap(va + o, pa, n, a));
                     }
@@ -1040,6 +1073,7 @@ public final class Vcm {
      * too: its IOTLB may still hold the association's entries until then.
      */
     void invalidate(long address, long length, InvalidationBatch batch) {
+        Device first = null; // the usual single device needs no list
         List<Device> sync = null;
         for (Association a : associations) {
             Device d = a.device();
@@ -1049,19 +1083,29 @@ public final class Vcm {
                     continue;
                 }
                 d.invalidateIotlb(a.pasid(), address, length);
-                if (sync == null) {
-                    sync = new ArrayList<>(2);
+                if (first == null) {
+                    first = d;
+                } else {
+                    if (sync == null) {
+                        sync = new ArrayList<>(2);
+                    }
+                    sync.add(d);
                 }
-                sync.add(d);
             }
         }
-        for (Vcm g : guests) {
-            // combined (nested) entries are indexed by the guest's addresses, not by IPA: drop all of the guest's
-            sync = g.flushDevices(sync);
+        if (!guests.isEmpty()) {
+            for (Vcm g : guests) {
+                // combined (nested) entries are indexed by the guest's addresses, not by IPA: drop all of the guest's
+                sync = g.flushDevices(sync);
+            }
+        }
+        // after every IOTLB is invalidated: the waits overlap
+        if (first != null) {
+            first.synchronizeBursts();
         }
         if (sync != null) {
             for (Device d : sync) {
-                d.synchronizeBursts(); // after every IOTLB is invalidated: the waits overlap
+                d.synchronizeBursts();
             }
         }
     }
@@ -1093,7 +1137,7 @@ public final class Vcm {
         try {
             checkNotFreed();
             if (!tables.containsKey(stage2)) {
-                tables.put(stage2, buildTable(stage2));
+                putTable(stage2, buildTable(stage2));
             }
             guests.add(guest);
         } finally {
@@ -1109,7 +1153,7 @@ public final class Vcm {
             boolean used = associations.stream().anyMatch(o -> stage2.equals(o.device().format()))
                 || guests.stream().anyMatch(g -> g.kind.usesStage2(this, stage2));
             if (!used) {
-                PageTable t = tables.remove(stage2);
+                PageTable t = removeTable(stage2);
                 if (t != null) {
                     t.close();
                 }
@@ -1173,7 +1217,7 @@ public final class Vcm {
             }
             PageTableFormat f = a.device().format();
             if (f != null && !tables.containsKey(f)) {
-                tables.put(f, buildTable(f));
+                putTable(f, buildTable(f));
             }
             associations.add(a);
         } finally {
@@ -1229,7 +1273,7 @@ public final class Vcm {
             a.markRemoved();
             PageTableFormat f = a.device().format();
             if (f != null && associations.stream().noneMatch(o -> f.equals(o.device().format()))) {
-                PageTable t = tables.remove(f);
+                PageTable t = removeTable(f);
                 if (t != null && t == borrowed) {
                     borrowed = null; // back to its owner, with whatever it held before the VCM adopted it
                 } else if (t != null) {
@@ -1270,7 +1314,7 @@ public final class Vcm {
             }
             freed = true;
             if (borrowed != null) { // adopted but never associated (a refused createCpuVcm): back to its owner
-                tables.remove(borrowed.format());
+                removeTable(borrowed.format());
                 borrowed = null;
             }
             kind.release(this);
@@ -1305,12 +1349,12 @@ public final class Vcm {
     RuntimeException closeAll() {
         closed = true;
         RuntimeException failure = kind.close(this);
-        for (PageTable t : tables.values()) {
+        for (PageTable t : tableArray) {
             if (t != borrowed) {
                 t.close();
             }
         }
-        tables.clear();
+        clearTables();
         return failure;
     }
 
@@ -1335,7 +1379,7 @@ public final class Vcm {
             if (!tables.isEmpty() || !reservations.isEmpty()) {
                 throw new IllegalStateException(this + " already has tables or reservations; adopt a table first");
             }
-            tables.put(t.format(), t);
+            putTable(t.format(), t);
             borrowed = t;
         } finally {
             lock.writeLock().unlock();

@@ -152,6 +152,65 @@ class ReverseMapTest {
         assertEquals(0, vcmm.reverseMap().liveFrameEntries(), "every frame entry was cleared");
     }
 
+    /**
+     * Threads back and unback their own reservations with one shared allocation, so registrations and
+     * unregistrations race on its one record (the last one out unpublishes the record and clears its frame entries while another
+     * thread is putting its reservation in, the record going from one reservation to an array and back): at every step a thread's own reservation is found, and at the end the
+     * record, its handle and every frame entry are gone. Barrier per 100 rounds; the overlap is counted.
+     */
+    @Test
+    void shouldKeepEveryReservationOfASharedAllocationWhileTheyComeAndGo() throws Exception {
+        Device gpu = vcmm.device("gpu", Arm64Lpae4kFormat.INSTANCE);
+        Vcm vcm = vcmm.createVcm(0x4000_0000L, 256 * MIB);
+        vcmm.assoc(vcm, gpu).activate();
+        PhysMem shared = vcmm.physAlloc("ddr", 64 * 1024, ChunkPolicy.PAGES_4K);
+        int threads = 3;
+        int rounds = 20_000;
+        CyclicBarrier barrier = new CyclicBarrier(threads);
+        AtomicLong overlaps = new AtomicLong();
+        AtomicLong missing = new AtomicLong();
+        List<Thread> workers = new ArrayList<>();
+        List<Reservation> rs = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            Reservation r = vcm.reserve(64 * 1024, ReservationAttributes.RW, 64 * 1024);
+            rs.add(r);
+            Thread w = new Thread(() -> {
+                for (int round = 0; round < rounds; round++) {
+                    if (round % 100 == 0) {
+                        await(barrier);
+                    }
+                    r.back(shared);
+                    List<Reservation> now = vcmm.reservationsOf(shared);
+                    if (!now.contains(r)
+                        || !vcmm.whoMaps(shared.physicalAddress(4096)).contains(new Mapping(r, r.address() + 4096))) {
+                        missing.incrementAndGet();
+                    }
+                    if (now.size() > 1) {
+                        overlaps.incrementAndGet();
+                    }
+                    r.unback();
+                }
+            });
+            w.start();
+            workers.add(w);
+        }
+        for (Thread w : workers) {
+            w.join();
+        }
+        assertEquals(0, missing.get(), "a backed reservation was missing from the reverse map");
+        assertTrue(overlaps.get() > 0, "two reservations were registered with the allocation at once");
+        assertEquals(List.of(), vcmm.reservationsOf(shared));
+        assertEquals(List.of(), vcmm.whoMaps(shared.physicalAddress(0)));
+        assertEquals(0, vcmm.reverseMap().registeredCount(), "no allocation left registered");
+        assertEquals(0, vcmm.reverseMap().liveFrameEntries(), "every frame entry was cleared");
+        System.out.printf("[ReverseMapTest] shared allocation: %d overlapping registrations%n", overlaps.get());
+        for (Reservation r : rs) {
+            r.unreserve();
+        }
+        shared.free();
+        assertEquals(0, vcmm.memoryType("ddr").stats().allocatedBytes(), "the allocator is whole");
+    }
+
     private static void await(CyclicBarrier b) {
         try {
             b.await();

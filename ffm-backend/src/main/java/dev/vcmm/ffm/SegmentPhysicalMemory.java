@@ -487,6 +487,17 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
 
     @Override
     public int clearLongs(long pa, int count) {
+        if (count <= SHORT_RUN) { // a few entries (an unmap of some pages): no slice, which C2 did not always elide
+            long off = checkWords(pa, count, Long.BYTES);
+            int nonZero = 0;
+            for (int i = 0; i < count; i++, off += Long.BYTES) {
+                if (segment.get(LONG_LE, off) != 0) {
+                    nonZero++;
+                    segment.set(LONG_LE, off, 0L);
+                }
+            }
+            return nonZero;
+        }
         MemorySegment t = run(pa, count, Long.BYTES);
         int nonZero = 0;
         for (int i = 0; i < count; i++) {
@@ -510,6 +521,9 @@ public final class SegmentPhysicalMemory implements PhysicalMemory {
         }
         return nonZero;
     }
+
+    /** Runs of at most this many words are cleared in place, without a slice. */
+    private static final int SHORT_RUN = 32;
 
     /** {@return the slice of {@code count} aligned words of {@code bytes} at {@code pa}, after one check} */
     private MemorySegment run(long pa, int count, int bytes) {
