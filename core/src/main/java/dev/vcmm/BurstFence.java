@@ -58,6 +58,20 @@ final class BurstFence {
     private final long[] counts = new long[(2 * STRIPES + 2) * PAD];
     private final Object synchronizers = new Object();
     private volatile long epoch;
+    /** Synchronizations, and those that waited for a burst: written under {@link #synchronizers}, read opaque. */
+    private long syncs;
+    private long waits;
+    private static final VarHandle SYNCS;
+    private static final VarHandle WAITS;
+
+    static {
+        try {
+            SYNCS = MethodHandles.lookup().findVarHandle(BurstFence.class, "syncs", long.class);
+            WAITS = MethodHandles.lookup().findVarHandle(BurstFence.class, "waits", long.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
 
     /**
      * Counts the calling thread's burst in the current epoch.
@@ -101,8 +115,23 @@ final class BurstFence {
                     Thread.yield();
                 }
             }
+            // counted under the monitor: plain (opaque) stores, no atomic of their own on this path
+            SYNCS.setOpaque(this, (long) SYNCS.getOpaque(this) + 1);
+            if (waited) {
+                WAITS.setOpaque(this, (long) WAITS.getOpaque(this) + 1);
+            }
             return waited;
         }
+    }
+
+    /** {@return the synchronizations so far (for stats: may lag a synchronization in progress)} */
+    long syncs() {
+        return (long) SYNCS.getOpaque(this);
+    }
+
+    /** {@return the synchronizations that waited for a burst in flight (for stats)} */
+    long waits() {
+        return (long) WAITS.getOpaque(this);
     }
 
     /** @return the bursts counted in epoch {@code e}'s parity now (a snapshot; see the class comment) */

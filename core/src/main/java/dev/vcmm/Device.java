@@ -97,8 +97,6 @@ public final class Device {
     private final AtomicLong bytesRead = new AtomicLong();
     private final AtomicLong bytesWritten = new AtomicLong();
     private final AtomicLong crashes = new AtomicLong();
-    private final AtomicLong syncs = new AtomicLong();
-    private final AtomicLong syncWaits = new AtomicLong();
 
     /**
      * A test-only pause point between reading a slot and walking its table ({@code null}, the only value outside
@@ -477,7 +475,7 @@ public final class Device {
     /** {@return a snapshot of the DMA, fault and IOTLB counters} */
     public DeviceStats stats() {
         return new DeviceStats(name, iotlb == null ? IotlbStats.NONE : iotlb.stats(), faults.get(), retries.get(),
-            failed.get(), bytesRead.get(), bytesWritten.get(), crashes.get(), crashed, syncs.get(), syncWaits.get());
+            failed.get(), bytesRead.get(), bytesWritten.get(), crashes.get(), crashed, fence.syncs(), fence.waits());
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -570,10 +568,7 @@ public final class Device {
 
     /** Waits until every burst that entered before this call has left; counts a wait that found one in flight. */
     void synchronizeBursts() {
-        syncs.incrementAndGet();
-        if (fence.synchronize()) {
-            syncWaits.incrementAndGet();
-        }
+        fence.synchronize(); // counts itself
     }
 
     /**

@@ -298,6 +298,7 @@ public final class MemoryType implements AutoCloseable {
                 + pm.memoryType().name() + ", not to memoryType=" + name());
         }
         pm.markFreed();
+        ReverseMap.forget(pm);
         RuntimeException failure = giveBack(pm.blocks());
         if (failure != null) {
             throw failure;
@@ -333,6 +334,13 @@ public final class MemoryType implements AutoCloseable {
             + (closed.get() ? ", closed]" : "]");
     }
 
+    /**
+     * One {@link BlockAllocator#alloc} per chunk: with the shipped allocator's thread caches that is a pop from the
+     * calling thread's cache, not a search. {@link BlockAllocator#allocBulk} is deliberately not used here: on an
+     * uncached buddy it hands out the pieces of one larger block, so a {@link ChunkPolicy#PAGES_4K} buffer would come
+     * back physically contiguous and map as large leaves, which is not what that policy promises (and what the demo's
+     * policy comparison measures).
+     */
     private PhysMem allocScattered(long length, long rounded, ChunkPolicy policy, PhysAllocOptions options, int[] usable) {
         List<Chunk> taken = new ArrayList<>();
         long remaining = rounded;
@@ -434,6 +442,7 @@ public final class MemoryType implements AutoCloseable {
     /** Frees {@code blocks} in reverse order, carrying on past failures. @return the first failure, or null. */
     /** Gives back the blocks of an allocation already marked freed (an orphan whose last backing went). */
     void giveBackFreed(PhysMem pm) {
+        ReverseMap.forget(pm);
         if (!closed.get()) {
             RuntimeException failure = giveBack(pm.blocks());
             if (failure != null) {

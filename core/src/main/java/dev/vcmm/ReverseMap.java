@@ -12,8 +12,8 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  *
  * <p><b>Thread-safety:</b> thread-safe. {@link #register} and {@link #unregister} of one allocation are atomic
  * with respect to each other (they hold the monitor of the allocation's record); different allocations register
- * in parallel, sharing only the handle pool's monitor, taken once when an allocation's first reservation registers
- * and once when its last unregisters (never per chunk). Queries take no lock and are weakly consistent while
+ * in parallel, sharing only the handle pool's monitor, taken when an allocation is first backed and when it is
+ * freed (never per chunk, nor per back or unback). Queries take no lock and are weakly consistent while
  * backings change: they see each allocation registered or not, never a torn entry, and check every frame entry they
  * follow against the allocation it names.
  *
@@ -36,8 +36,8 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * ({@link PhysMem#registration}), so finding it is one field load, not a lookup in a map of every live allocation:
  * the cost of a registration does not grow with the number of live allocations, and no map node is kept per buffer.
  * (A {@link PhysMem} belongs to one VCMM's memory type, so one reverse map at most ever records it.) The record
- * stays on the allocation after its last reservation leaves (unpublished: no handle, no frame entry), 24 bytes, so
- * that backing it again allocates nothing.
+ * and its handle stay on the allocation after its last reservation leaves (its frame entries are cleared), so that
+ * backing it again allocates nothing and takes no handle; freeing the allocation recycles the handle.
  */
 final class ReverseMap {
 
@@ -51,20 +51,28 @@ final class ReverseMap {
     static final int MAX_CHUNKS = 1 << INDEX_BITS;
 
     /**
-     * The record of one allocation: its handle while it backs something, and what it backs. Made on the allocation's
-     * first registration and kept on it after its last (unpublished, handle -1), so backing the same allocation again
-     * allocates nothing. What it backs is one {@link Reservation} (the usual case: no array) or an array of two or
+     * The record of one allocation: its handle, and what it backs. Made on the allocation's first registration and
+     * kept on it, with its handle, until the allocation is freed ({@link #forget}), so backing the same allocation
+     * again allocates nothing and takes no handle. What it backs is one {@link Reservation} (the usual case: no array) or an array of two or
      * more, replaced whole on every change (made under the record's monitor, read without a lock).
      */
     static final class Registered {
         final PhysMem memory;
-        /** Published in {@link #byHandle} while it backs something, else -1; changed under this record's monitor. */
+        /** The map that made it: {@link PhysMem}'s free tells it to recycle the handle. */
+        final ReverseMap owner;
+        /**
+         * Published in {@link #byHandle} from the first registration until the allocation is freed, else -1; changed
+         * under this record's monitor (and the pool's). Kept across unback and back, so re-backing takes no handle.
+         */
         int handle = -1;
+        /** Whether its chunks' frame entries are written: from its first reservation in to its last one out. */
+        boolean framed;
         /** Null, one {@link Reservation}, or a {@code Reservation[]} of two or more. */
         volatile Object reservations;
 
-        Registered(PhysMem memory) {
+        Registered(PhysMem memory, ReverseMap owner) {
             this.memory = memory;
+            this.owner = owner;
         }
 
         PhysMem memory() {
@@ -162,8 +170,6 @@ final class ReverseMap {
 
     private final MemoryType[] types;
     private final FrameTable[] tables;
-    /** Allocations registered now (for tests and stats). */
-    private final java.util.concurrent.atomic.AtomicInteger registered = new java.util.concurrent.atomic.AtomicInteger();
     /** Handle -> registration; grown and recycled under {@link #handles}' monitor, read without it. */
     private volatile Registered[] byHandle = new Registered[64];
     private final HandlePool handles = new HandlePool();
@@ -187,13 +193,15 @@ final class ReverseMap {
     void register(Reservation r, PhysMem memory) {
         Registered reg = memory.registration;
         if (reg == null) {
-            Registered made = new Registered(memory);
+            Registered made = new Registered(memory, this);
             reg = PhysMem.REGISTRATION.compareAndSet(memory, null, made) ? made : memory.registration;
         }
         synchronized (reg) {
             if (reg.handle < 0) {
                 reg.handle = publish(reg);
-                registered.incrementAndGet();
+            }
+            if (!reg.framed) {
+                reg.framed = true;
                 FrameTable t = table(memory.memoryType());
                 int n = memory.chunkCount();
                 if (n <= MAX_CHUNKS) {
@@ -213,16 +221,31 @@ final class ReverseMap {
             return;
         }
         synchronized (reg) {
-            if (reg.remove(r) || reg.handle < 0) {
+            if (reg.remove(r) || !reg.framed) {
                 return;
             }
             FrameTable t = table(memory.memoryType());
             for (int i = 0, n = memory.chunkCount(); i < n; i++) {
                 t.set(frame(t, memory.chunkPa(i)), 0);
             }
-            freeHandle(reg.handle);
-            reg.handle = -1; // kept on the allocation, unpublished, for its next registration
-            registered.decrementAndGet();
+            reg.framed = false; // the record and its handle stay on the allocation for its next registration
+        }
+    }
+
+    /**
+     * Recycles the handle of an allocation being freed (it backs nothing: its frame entries are already cleared).
+     * Called by {@link PhysMem} once it is marked freed, so no registration of it can follow.
+     */
+    static void forget(PhysMem memory) {
+        Registered reg = memory.registration;
+        if (reg == null) {
+            return;
+        }
+        synchronized (reg) {
+            if (reg.handle >= 0 && !reg.framed) {
+                reg.owner.freeHandle(reg.handle);
+                reg.handle = -1;
+            }
         }
     }
 
@@ -269,7 +292,22 @@ final class ReverseMap {
 
     /** @return the number of allocations registered now */
     int registeredCount() {
-        return registered.get();
+        int n = 0;
+        for (Registered reg : byHandle) {
+            if (reg != null && reg.reservations != null) {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /** @return the handles in use: one per allocation backed at least once and not yet freed (a scan: for tests) */
+    int handlesInUse() {
+        int n = 0;
+        for (Registered reg : byHandle) {
+            n += reg != null ? 1 : 0;
+        }
+        return n;
     }
 
     /** @return the non-zero frame entries of every frame table (a full scan: for tests) */

@@ -150,6 +150,7 @@ class ReverseMapTest {
         }
         assertEquals(0, vcmm.memoryType("ddr").stats().allocatedBytes(), "the allocator is whole");
         assertEquals(0, vcmm.reverseMap().liveFrameEntries(), "every frame entry was cleared");
+        assertEquals(0, vcmm.reverseMap().handlesInUse(), "every handle was recycled when its allocation was freed");
     }
 
     /**
@@ -207,7 +208,9 @@ class ReverseMapTest {
         for (Reservation r : rs) {
             r.unreserve();
         }
+        assertEquals(1, vcmm.reverseMap().handlesInUse(), "the unbacked allocation keeps its handle until it is freed");
         shared.free();
+        assertEquals(0, vcmm.reverseMap().handlesInUse(), "freeing it recycled the handle");
         assertEquals(0, vcmm.memoryType("ddr").stats().allocatedBytes(), "the allocator is whole");
     }
 
