@@ -1299,22 +1299,18 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
     /**
      * Frees the segments of a pool arena that was dropped unclosed, once no view of them is reachable (the arena's
-     * JDK scope was collected), and lets go of its pins; see {@link #reclaimLeaked}.
+     * JDK scope was collected), and lets go of its pin; see {@link #reclaimLeaked}.
      */
-    void reclaimArena(long[] live, int count) {
+    void reclaimArena(PoolArena.Books books) {
         synchronized (reclaimLock) {
-            for (int i = 0; i < count; i += 2) {
-                try {
-                    releaseForArena(live[i], live[i + 1]); // after the pool's close: only unpins
-                } catch (RuntimeException e) {
-                    System.getLogger(SegmentPool.class.getName()).log(System.Logger.Level.WARNING,
-                        "could not reclaim a segment of a leaked arena of pool '" + name + "'", e);
-                }
+            RuntimeException e = books.releaseAll(this); // after the pool's close: only unpins
+            if (e != null) {
+                System.getLogger(SegmentPool.class.getName()).log(System.Logger.Level.WARNING,
+                    "could not reclaim a segment of a leaked arena of pool '" + name + "'", e);
             }
             if (!closed) {
                 reclaimedLeaks.incrementAndGet();
             }
-            unpinMain();
         }
     }
 
