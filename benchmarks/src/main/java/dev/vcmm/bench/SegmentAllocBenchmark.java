@@ -41,17 +41,20 @@ import java.lang.invoke.VarHandle;
  * {@code crossThread}: a JMH group of one producer and one consumer. Each producer invocation allocates one segment
  * and stores it, plain, into the batch it is filling; each consumer invocation takes one segment out of the batch it
  * is emptying and frees it; so ns/op stays per allocation (producer) and per free (consumer), and both sides report
- * about the same figure when neither waits more than the other. Batches of {@value #BATCH} allocations ({@code 4 MiB
- * / size} above 64 KiB, at least 1) go through a single-producer single-consumer queue of {@value #QUEUE} batch
+ * about the same figure (the queue keeps their counts within {@value #QUEUE} + 1 batches of each other). Batches of
+ * {@value #BATCH} allocations ({@code 4 MiB / size} above 64 KiB, at least 1) go through a single-producer single-consumer queue of {@value #QUEUE} batch
  * arrays ({@link Handoff}): one release store of the producer's {@code tail} per batch publishes it, one release
  * store of the consumer's {@code head} per batch hands the emptied array back; each side re-reads the other's index
  * (acquire) only when its cached copy shows the queue full or empty. {@code tail} and {@code head} sit on cache
  * lines of their own (class-hierarchy padding), and the batch arrays share no line in use. A side that finds the
  * queue full (empty) spins with {@link Thread#onSpinWait()} {@value #SPINS} times, then yields its core with
- * {@link Thread#yield()} between reads (2 cores: a side that spins forever starves the other). So the handoff costs
- * about two cache-line transfers per {@value #BATCH} allocations, and the figure is that of an allocation and a free
- * on different threads (a free of memory another thread allocated, and an allocation of memory another thread freed).
- * The {@code handoff} impl measures the same path without an allocator: its floor. The {@code arena-*} impls are not
+ * {@link Thread#yield()} between reads (2 cores: a side that spins forever starves the other). So per batch, not per
+ * allocation, the handoff moves the batch array's lines (a reference is 4 bytes with compressed oops: 4 lines for 64)
+ * to the consumer and back, and each index's line once; per allocation there remains the line of the segment object
+ * the producer made and the consumer reads. The figure is then that of an allocation and a free on different threads
+ * (a free of memory another thread allocated, and an allocation of memory another thread freed). The
+ * {@code handoff} impl runs the same path without an allocator: its floor, a little low, as it passes one segment
+ * object over and over (its line is not moved per allocation). The {@code arena-*} impls are not
  * meaningful there (an arena's close frees, and a confined arena cannot be closed by another thread): their producer
  * runs {@code allocFree} and their consumer does nothing.
  * {@code mixed}: on each thread, {@value #SLOTS} slots of live allocations; each op frees the allocation in a slot
