@@ -62,14 +62,24 @@ final class PoolArena implements Arena {
         if (closed) {
             throw new IllegalStateException("already closed: " + this);
         }
-        if (!books.pinned) {
+        boolean pinning = !books.pinned;
+        if (pinning) {
             // first allocation: from now on the pool's close leaves the mapping to this arena's close (our views have
             // our scope, which the pool's close cannot end); pinned before the pool's open check in the allocation,
             // so either that check sees the pool closed or the pool's close sees the pin
             pool.pinMain();
             books.pinned = true;
         }
-        MemorySegment s = pool.allocateForArena(byteSize, byteAlignment);
+        MemorySegment s;
+        try {
+            s = pool.allocateForArena(byteSize, byteAlignment);
+        } catch (RuntimeException | Error e) { // refused (bad input, no room, pool closed): nothing changed, no pin
+            if (pinning) {
+                books.pinned = false;
+                pool.unpinMainForArena();
+            }
+            throw e;
+        }
         if (leak != null) {
             leak.bytes += byteSize; // only this arena writes it (owner thread, or under its monitor)
         }

@@ -73,14 +73,14 @@ class PoolArenaTest {
         // the empty arena holds no view, so no pin; the holding one keeps the mapping: its view reads, no fault
         assertTrue(poolMapped("pinned-arena", address));
         assertEquals(42L, s.get(ValueLayout.JAVA_LONG, 0));
-        assertThrows(IllegalStateException.class, () -> empty.allocate(64)); // the pool is closed
-        empty.close();
-        empty.close(); // idempotent
-        assertTrue(poolMapped("pinned-arena", address), "the refused allocation's pin went with the empty arena's close");
-        holding.close();
+        assertThrows(IllegalStateException.class, () -> empty.allocate(64)); // the pool is closed: refused, no pin kept
+        assertTrue(poolMapped("pinned-arena", address), "the holding arena's pin keeps the mapping");
+        holding.close(); // while the empty arena is open: it must hold no pin, not even from its refused allocation
         assertThrows(IllegalStateException.class, () -> s.get(ValueLayout.JAVA_LONG, 0));
         assertFalse(poolMapped("pinned-arena", address), "the last pin went: the mapping must go");
         holding.close(); // idempotent
+        empty.close();
+        empty.close(); // idempotent
     }
 
     @Test
@@ -91,6 +91,9 @@ class PoolArenaTest {
         pool.free(probe);
         Arena a = pool.newArena();
         Arena shared = pool.newSharedArena();
+        assertThrows(IllegalArgumentException.class, () -> a.allocate(64, 3)); // refused: no pin either
+        assertThrows(OutOfMemoryError.class, () -> shared.allocate(32 * MIB, 8));
+        assertEquals(0, pool.stats().liveSegments());
         pool.close();
         assertFalse(poolMapped("empty-arenas", address), "no arena allocated: nothing pins the mapping");
         a.close();
