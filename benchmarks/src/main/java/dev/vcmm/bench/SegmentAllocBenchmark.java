@@ -43,14 +43,14 @@ import java.lang.invoke.VarHandle;
  * is emptying and frees it; so ns/op stays per allocation (producer) and per free (consumer), and both sides report
  * about the same figure (the queue keeps their counts within {@value #QUEUE} + 1 batches of each other). Batches of
  * {@value #BATCH} allocations ({@code 4 MiB / size} above 64 KiB, at least 1) go through a single-producer single-consumer queue of {@value #QUEUE} batch
- * arrays ({@link Handoff}): one release store of the producer's {@code tail} per batch publishes it, one release
- * store of the consumer's {@code head} per batch hands the emptied array back; each side re-reads the other's index
+ * arrays ({@link Handoff}; each batch a new array): one release store of the producer's {@code tail} per batch
+ * publishes it, one release store of the consumer's {@code head} per batch hands its slot back; each side re-reads the other's index
  * (acquire) only when its cached copy shows the queue full or empty. {@code tail} and {@code head} sit on cache
  * lines of their own (class-hierarchy padding), and the batch arrays share no line in use. A side that finds the
  * queue full (empty) spins with {@link Thread#onSpinWait()} {@value #SPINS} times, then yields its core with
  * {@link Thread#yield()} between reads (2 cores: a side that spins forever starves the other). So per batch, not per
  * allocation, the handoff moves the batch array's lines (a reference is 4 bytes with compressed oops: 4 lines for 64)
- * to the consumer and back, and each index's line once; per allocation there remains the line of the segment object
+ * and its slot's line to the consumer, and each index's line once; per allocation there remains the line of the segment object
  * the producer made and the consumer reads. The figure is then that of an allocation and a free on different threads
  * (a free of memory another thread allocated, and an allocation of memory another thread freed). The
  * {@code handoff} impl runs the same path without an allocator: its floor, a little low, as it passes one segment
@@ -270,11 +270,13 @@ public class SegmentAllocBenchmark {
         }
         Handoff h = handoff;
         int at = h.fill;
-        if (at == 0 && !h.awaitFreeBatch(control)) {
-            return; // the iteration ended while the ring was full: nothing allocated
+        if (at == 0) {
+            if (!h.awaitFreeBatch(control)) {
+                return; // the iteration ended while the queue was full: nothing allocated
+            }
+            h.filling = new Object[Handoff.EDGE + h.batchLength + Handoff.EDGE]; // young: see Handoff
         }
-        Object[] batch = h.batches[(int) (h.tail & (QUEUE - 1))];
-        batch[Handoff.EDGE + at] = allocate(); // plain: published with the whole batch by the release store of tail
+        h.filling[Handoff.EDGE + at] = allocate(); // plain: published with the batch by the release store of tail
         if (++at == h.batchLength) {
             h.publish();
             at = 0;
@@ -291,12 +293,15 @@ public class SegmentAllocBenchmark {
         }
         Handoff h = handoff;
         int at = h.taken;
-        if (at == 0 && !h.awaitFullBatch(control)) {
-            return; // the iteration ended while the ring was empty
+        if (at == 0) {
+            if (!h.awaitFullBatch(control)) {
+                return; // the iteration ended while the queue was empty
+            }
+            h.take();
         }
-        Object[] batch = h.batches[(int) (h.head & (QUEUE - 1))];
+        Object[] batch = h.emptying;
         Object o = batch[Handoff.EDGE + at];
-        batch[Handoff.EDGE + at] = null; // plain: handed back to the producer with the whole batch by the release store of head
+        batch[Handoff.EDGE + at] = null; // taken (what drain() would free is what is left)
         if (++at == h.batchLength) {
             h.consumed();
             at = 0;
@@ -380,7 +385,9 @@ public class SegmentAllocBenchmark {
         long tail;
         /** The producer's last acquire read of {@link HandoffConsumer#head}. Producer only. */
         long headSeen;
-        /** Allocations in the batch being filled ({@code batches[tail % QUEUE]}). Producer only. */
+        /** The batch being filled, published as {@code batches[tail % QUEUE]}. Producer only. */
+        Object[] filling;
+        /** Allocations in {@link #filling}. Producer only. */
         int fill;
     }
 
@@ -395,7 +402,9 @@ public class SegmentAllocBenchmark {
         long head;
         /** The consumer's last acquire read of {@link HandoffProducer#tail}. Consumer only. */
         long tailSeen;
-        /** Allocations taken from the batch being emptied ({@code batches[head % QUEUE]}). Consumer only. */
+        /** The batch being emptied, taken out of {@code batches[head % QUEUE]}. Consumer only. */
+        Object[] emptying;
+        /** Allocations taken from {@link #emptying}. Consumer only. */
         int taken;
     }
 
@@ -406,12 +415,15 @@ public class SegmentAllocBenchmark {
 
     /**
      * crossThread's single-producer single-consumer queue of {@value #QUEUE} batches (JCTools' {@code SpscArrayQueue}
-     * with cached indices, carrying arrays): batch {@code i} is the array {@code batches[i % QUEUE]}, filled by the
-     * producer with plain stores and published by a release store of {@code tail = i + 1}; the consumer's acquire read
-     * of {@code tail} makes the whole batch visible. The consumer empties it with plain stores (nulls) and hands it back
-     * by a release store of {@code head = i + 1}, which the producer's acquire read of {@code head} pairs with before it
-     * refills that array. So each side pays one release store per batch, and one acquire read (of the other side's
-     * line) per batch when its cached copy shows no room, never one per allocation.
+     * with cached indices, carrying arrays): the producer fills batch {@code i}, a new array, with plain stores, puts
+     * it into {@code batches[i % QUEUE]} and publishes it by a release store of {@code tail = i + 1}; the consumer's
+     * acquire read of {@code tail} makes the batch visible. The consumer takes the array out of its slot and hands the
+     * slot back by a release store of {@code head = i + 1}, which the producer's acquire read of {@code head} pairs
+     * with before it reuses the slot. So each side pays one release store per batch, and one acquire read (of the
+     * other side's line) per batch when its cached copy shows no room, never one per allocation. A batch is a new
+     * array (one allocation per {@value #BATCH} segments) because G1's write barrier is cheap for a store into a young
+     * object and costs a StoreLoad fence for a store of a young reference into an old one, as a long-lived array
+     * would be after the first collection.
      */
     static final class Handoff extends HandoffPad2 {
         static final VarHandle TAIL;
@@ -428,16 +440,20 @@ public class SegmentAllocBenchmark {
         }
 
         final int batchLength;
-        /** The batches; each array is used from {@code EDGE}, so that two arrays share no cache line in use. */
+        /** The published batches; each is used from {@code EDGE}, so that two share no cache line in use. */
         final Object[][] batches = new Object[QUEUE][];
         /** References (4 bytes with compressed oops) left unused at each end of a batch array: 64 bytes or more. */
         static final int EDGE = 16;
 
         Handoff(int batchLength) {
             this.batchLength = batchLength;
-            for (int i = 0; i < QUEUE; i++) {
-                batches[i] = new Object[EDGE + batchLength + EDGE];
-            }
+        }
+
+        /** Consumer: takes the published batch {@code batches[head % QUEUE]} into {@link #emptying}. */
+        void take() {
+            int at = (int) (head & (QUEUE - 1));
+            emptying = batches[at];
+            batches[at] = null;
         }
 
         /** Producer: {@return whether {@code batches[tail % QUEUE]} is free to fill; false if the iteration ended} */
@@ -451,17 +467,15 @@ public class SegmentAllocBenchmark {
                 if (control.stopMeasurement) {
                     return false;
                 }
-                if (spins < SPINS) {
-                    Thread.onSpinWait();
-                } else {
-                    Thread.yield(); // 2 cores, possibly shared: give the consumer the core
-                }
+                backOff(spins);
             }
             return true;
         }
 
         /** Producer: publishes the batch just filled (release: its plain stores happen-before the consumer's reads). */
         void publish() {
+            batches[(int) (tail & (QUEUE - 1))] = filling;
+            filling = null;
             TAIL.setRelease(this, tail + 1);
         }
 
@@ -476,13 +490,22 @@ public class SegmentAllocBenchmark {
                 if (control.stopMeasurement) {
                     return false;
                 }
-                if (spins < SPINS) {
-                    Thread.onSpinWait();
-                } else {
-                    Thread.yield();
-                }
+                backOff(spins);
             }
             return true;
+        }
+
+        /**
+         * One round of a wait: spins with {@link Thread#onSpinWait()} for the first {@link #SPINS} rounds, then yields
+         * the core (2 cores, possibly shared: a side that spins on starves the other; spinning longer, 20 us by the
+         * clock, doubled the handoff's figure on the loaded 2-vCPU machine).
+         */
+        private static void backOff(int spins) {
+            if (spins < SPINS) {
+                Thread.onSpinWait();
+            } else {
+                Thread.yield();
+            }
         }
 
         /** Consumer: hands the batch just emptied back to the producer (release: its nulls are written first). */
@@ -492,14 +515,20 @@ public class SegmentAllocBenchmark {
 
         /** After an iteration (both sides returned): frees every allocation still in a batch, and empties the queue. */
         void drain(SegmentAllocBenchmark b) throws Throwable {
-            for (Object[] batch : batches) {
-                for (int i = 0; i < batch.length; i++) {
+            java.util.List<Object[]> left = new java.util.ArrayList<>(java.util.Arrays.asList(batches));
+            left.add(filling);
+            left.add(emptying);
+            for (Object[] batch : left) {
+                for (int i = 0; batch != null && i < batch.length; i++) {
                     if (batch[i] != null) {
                         b.release(batch[i]);
                         batch[i] = null;
                     }
                 }
             }
+            java.util.Arrays.fill(batches, null);
+            filling = null;
+            emptying = null;
             tail = 0;
             headSeen = 0;
             fill = 0;
