@@ -17,6 +17,11 @@ import java.util.Arrays;
  * ends that scope first, then frees every segment to the pool in one pass. Close is idempotent. An arena tracked by
  * the pool's leak detection and dropped unclosed has its segments freed on a cleaner thread once its JDK scope is
  * unreachable (no view left); its close and that reclaim claim the arena's records by CAS, so only one frees them.
+ *
+ * <p>From its first allocation to its close the arena pins the pool's mapping (one atomic increment, one decrement):
+ * a pool closed meanwhile unmaps only after the arena's close, as its views have the arena's scope, which the pool's
+ * close cannot end. An arena that never allocated pins nothing. An untracked arena's close takes no other atomic step
+ * than the pin's, and an arena of one segment keeps it in fields (no array).
  */
 final class PoolArena implements Arena {
 
@@ -35,7 +40,6 @@ final class PoolArena implements Arena {
         this.pool = pool;
         this.scope = shared ? Arena.ofShared() : Arena.ofConfined();
         this.owner = shared ? null : Thread.currentThread();
-        pool.pinMain(); // the pool's close leaves the mapping to this arena's close: our views have our scope
         LeakTracker leaks = pool.leaks;
         this.leak = leaks != null && leaks.sample() ? leaks.trackArena(this) : null;
         // Watch the JDK scope, not this object: every view of our segments holds the scope, so once it is unreachable
@@ -58,7 +62,24 @@ final class PoolArena implements Arena {
         if (closed) {
             throw new IllegalStateException("already closed: " + this);
         }
-        MemorySegment s = pool.allocateForArena(byteSize, byteAlignment);
+        boolean pinning = !books.pinned;
+        if (pinning) {
+            // first allocation: from now on the pool's close leaves the mapping to this arena's close (our views have
+            // our scope, which the pool's close cannot end); pinned before the pool's open check in the allocation,
+            // so either that check sees the pool closed or the pool's close sees the pin
+            pool.pinMain();
+            books.pinned = true;
+        }
+        MemorySegment s;
+        try {
+            s = pool.allocateForArena(byteSize, byteAlignment);
+        } catch (RuntimeException | Error e) { // refused (bad input, no room, pool closed): nothing changed, no pin
+            if (pinning) {
+                books.pinned = false;
+                pool.unpinMainForArena();
+            }
+            throw e;
+        }
         if (leak != null) {
             leak.bytes += byteSize; // only this arena writes it (owner thread, or under its monitor)
         }
@@ -95,30 +116,14 @@ final class PoolArena implements Arena {
         }
         scope.close(); // first: no access can reach the memory once it is back in the pool
         closed = true;
-        if (leak != null) {
+        if (reclaim != null) { // tracked: a reclaim could race us for the books, were this arena unreachable
             leak.closed();
-        }
-        if (!books.claim()) {
-            return; // cannot happen: a reclaim runs only once this arena is unreachable
-        }
-        if (reclaim != null) {
+            if (!books.claim()) {
+                return; // cannot happen: a reclaim runs only once this arena is unreachable
+            }
             reclaim.clean(); // claimed: its action does nothing, and the cleaner forgets it
         }
-        long[] l = books.live;
-        int n = books.count;
-        books.live = null;
-        books.count = 0;
-        RuntimeException first = null;
-        for (int i = 0; i < n; i += 2) {
-            try {
-                pool.releaseForArena(l[i], l[i + 1]); // after the pool's close: only unpins
-            } catch (RuntimeException e) { // a bug, not an input error (pool.free refuses arena segments): free the rest
-                if (first == null) {
-                    first = e;
-                }
-            }
-        }
-        pool.unpinMainForArena();
+        RuntimeException first = books.releaseAll(pool);
         java.lang.ref.Reference.reachabilityFence(this); // keeps the scope reachable until the claim above is made
         if (first != null) {
             throw first;
@@ -126,25 +131,98 @@ final class PoolArena implements Arena {
     }
 
     /**
-     * The (address, size) pairs of an arena's segments. Confined: written by the owner only; shared: under the arena's
-     * monitor; read by a reclaim only once the arena is unreachable. Whoever claims it (close or reclaim) frees them.
+     * The (address, size) pairs of an arena's segments, and whether it pinned the pool's mapping. Confined: written by
+     * the owner only; shared: under the arena's monitor; read by a reclaim only once the arena is unreachable. Whoever
+     * claims it (close or reclaim; without leak tracking only close, which claims nothing) frees them. The first
+     * segment is kept in fields: an arena of one segment allocates no array.
      */
-    private static final class Books {
-        long[] live = new long[8];
-        int count;
-        private final java.util.concurrent.atomic.AtomicBoolean claimed = new java.util.concurrent.atomic.AtomicBoolean();
+    static final class Books {
+        private static final java.lang.invoke.VarHandle CLAIMED;
 
-        void add(long address, long byteSize) {
-            if (count == live.length) {
-                live = Arrays.copyOf(live, count * 2);
+        static {
+            try {
+                CLAIMED = java.lang.invoke.MethodHandles.lookup().findVarHandle(Books.class, "claimed", boolean.class);
+            } catch (ReflectiveOperationException e) {
+                throw new ExceptionInInitializerError(e);
             }
-            live[count] = address;
-            live[count + 1] = byteSize;
-            count += 2;
         }
 
+        private long firstAddress;
+        private long firstSize;
+        /** The (address, size) pairs of the second segment on; null until then. */
+        private long[] more;
+        /** Segments recorded. */
+        private int count;
+        /** Whether the arena pinned the pool's mapping ({@link SegmentPool#pinMain()}): at its first allocation. */
+        boolean pinned;
+        @SuppressWarnings("unused") // through CLAIMED
+        private boolean claimed;
+
+        void add(long address, long byteSize) {
+            int n = count;
+            if (n == 0) {
+                firstAddress = address;
+                firstSize = byteSize;
+            } else {
+                long[] m = more;
+                int at = 2 * (n - 1);
+                if (m == null) {
+                    more = m = new long[8];
+                } else if (at == m.length) {
+                    more = m = Arrays.copyOf(m, at * 2);
+                }
+                m[at] = address;
+                m[at + 1] = byteSize;
+            }
+            count = n + 1;
+        }
+
+        /** {@return the segments recorded} */
+        int count() {
+            return count;
+        }
+
+        /** {@return the address of segment {@code i}, {@code 0 <= i < count()}} */
+        long address(int i) {
+            return i == 0 ? firstAddress : more[2 * (i - 1)];
+        }
+
+        /** {@return the byte size of segment {@code i}, {@code 0 <= i < count()}} */
+        long size(int i) {
+            return i == 0 ? firstSize : more[2 * (i - 1) + 1];
+        }
+
+        /** {@return {@code true} for exactly one caller: the one that frees the segments (a CAS)} */
         boolean claim() {
-            return claimed.compareAndSet(false, true);
+            return CLAIMED.compareAndSet(this, false, true);
+        }
+
+        /**
+         * Frees every segment to the pool (after the pool's close: only unpins their mappings), forgets them, and lets
+         * go of the pin of the pool's mapping.
+         *
+         * @return the first exception a free threw (a bug, not an input error: pool.free refuses arena segments),
+         * after the others were freed; or null
+         */
+        RuntimeException releaseAll(SegmentPool pool) {
+            RuntimeException first = null;
+            int n = count;
+            for (int i = 0; i < n; i++) {
+                try {
+                    pool.releaseForArena(address(i), size(i));
+                } catch (RuntimeException e) {
+                    if (first == null) {
+                        first = e;
+                    }
+                }
+            }
+            count = 0;
+            more = null;
+            if (pinned) {
+                pinned = false;
+                pool.unpinMainForArena();
+            }
+            return first;
         }
     }
 
@@ -153,7 +231,7 @@ final class PoolArena implements Arena {
         @Override
         public void run() {
             if (books.claim()) {
-                pool.reclaimArena(books.live, books.count);
+                pool.reclaimArena(books);
             }
         }
     }
@@ -167,7 +245,7 @@ final class PoolArena implements Arena {
 
     @Override
     public String toString() {
-        return "PoolArena{" + (owner == null ? "shared" : "confined to " + owner.getName()) + ", segments=" + books.count / 2
-            + (closed ? ", closed" : "") + ", " + pool + '}';
+        return "PoolArena{" + (owner == null ? "shared" : "confined to " + owner.getName()) + ", segments="
+            + books.count() + (closed ? ", closed" : "") + ", " + pool + '}';
     }
 }

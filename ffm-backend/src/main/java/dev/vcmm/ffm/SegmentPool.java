@@ -807,11 +807,22 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     // Every thread has, per magazine class (a slab class or a small buddy order), a magazine: a LIFO array of free
     // objects' offsets, each slot one atomic word (see Counts). Its owner pops with an exchange to EMPTY and pushes
     // with a release store; any thread may steal a slot with an exchange. A full magazine flushes half of itself as
-    // one chain (objects linked through their first word) onto the class's depot, a Treiber stack of chains whose
-    // heads link through their second word; an empty one refills with one chain from the depot. So a producer and a
-    // consumer on two threads meet on the depot's head once per half magazine, not once per object (mimalloc's
-    // thread-delayed free and jemalloc's tcache flush do this job with per-owner lists; here any thread's free goes to
-    // its own magazine and the depot carries the batch across).
+    // one chain onto the class's depot, a Treiber stack of chains whose heads link through their second word; an empty
+    // one refills with one chain from the depot. So a producer and a consumer on two threads meet on the depot's head
+    // once per half magazine, not once per object (mimalloc's thread-delayed free and jemalloc's tcache flush do this
+    // job with per-owner lists; here any thread's free goes to its own magazine and the depot carries the batch across).
+    //
+    // A chain of slab objects links them through their first word (an object of 16 bytes has room for no more). A
+    // chain of blocks (4 KiB or more) is an array in its first block, as Bonwick's magazines are arrays:
+    //
+    //   first block:  word 0        word 1              word 2 .. 2+n-1
+    //                +-------------+-------------------+------------------------------+
+    //                | n (others)  | depot link        | offsets of the other n blocks |
+    //                +-------------+-------------------+------------------------------+
+    //
+    // so a refill reads n + 1 words of one block (independent loads, a few lines), not one word in each of n blocks
+    // one after the other (a dependent load per block, each a miss when the blocks were freed on another core), and a
+    // flush writes into one block only. n is at most half a magazine (32): 2 + 32 words fit in the smallest block.
 
     /** {@return a free object or block of class {@code c}: from this thread's magazine, else a depot chain; or EMPTY} */
     private long takeCached(int c, Counts k) {
@@ -823,7 +834,21 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         if (chain == EMPTY) {
             return EMPTY;
         }
-        // the chain is ours: walk it (its links were written before the push's release CAS, which our pop read)
+        // the chain is ours: its words were written before the push's release CAS, which our pop read (acquire)
+        if (c >= CLASSES) {
+            int n = (int) all.get(LINK, chain);
+            for (int i = 0; i < n; i++) {
+                if (!k.push(c, all.get(LINK, chain + 16 + 8L * i))) { // cannot happen: chains are at most half of it
+                    long[] rest = new long[n - i];
+                    for (int x = 0; x < rest.length; x++) {
+                        rest[x] = all.get(LINK, chain + 16 + 8L * (i + x));
+                    }
+                    pushChains(c, rest, 0, rest.length);
+                    break;
+                }
+            }
+            return chain;
+        }
         long next = all.get(LINK, chain) & LINK_MASK;
         while (next != 0) {
             long o = (next - 1) << 4;
@@ -848,41 +873,25 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
     private void flush(int c, Counts k) {
         long[] slots = k.mags[c];
         int half = slots.length >>> 1;
-        long first = EMPTY;
-        long prev = EMPTY;
+        long[] out = k.flushed;
         int n = 0;
         for (int i = half; i < slots.length; i++) {
             long o = (long) SLOT.getAndSet(slots, i, EMPTY); // a thief may have taken it: then EMPTY
             if (o != EMPTY) {
-                if (first == EMPTY) {
-                    first = o;
-                } else {
-                    all.set(LINK, prev, (o >>> 4) + 1);
-                }
-                prev = o;
-                n++;
+                out[n++] = o;
             }
         }
         k.tops[c] = half;
-        if (first == EMPTY) {
+        if (n == 0) {
             return;
         }
-        all.set(LINK, prev, 0L);
         if (c >= CLASSES && heads.get(c * HEAD_STRIDE + DEPOT_COUNT) >= BLOCK_DEPOT_CHAINS) {
-            freeChainToBuddy(c, first); // the depot of blocks is bounded: beyond it, blocks go back to the buddy
+            for (int i = 0; i < n; i++) { // the depot of blocks is bounded: beyond it, blocks go back to the buddy
+                buddy.free(out[i], c - CLASSES);
+                markDirty(out[i]);
+            }
         } else {
-            depotPush(c, first);
-        }
-    }
-
-    private void freeChainToBuddy(int c, long first) {
-        int order = c - CLASSES;
-        long next = (first >>> 4) + 1;
-        while (next != 0) {
-            long o = (next - 1) << 4;
-            next = all.get(LINK, o) & LINK_MASK;
-            buddy.free(o, order);
-            markDirty(o);
+            pushChains(c, out, 0, n); // n is at most half the magazine: one chain
         }
     }
 
@@ -947,6 +956,14 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
             long first = (chain - 1) << 4;
             chain = all.get(LINK, first + 8) & LINK_MASK;
             chains++;
+            if (c >= CLASSES) { // an array in its first block
+                into.add(first);
+                int n = (int) all.get(LINK, first);
+                for (int i = 0; i < n; i++) {
+                    into.add(all.get(LINK, first + 16 + 8L * i));
+                }
+                continue;
+            }
             for (long next = (first >>> 4) + 1; next != 0; ) {
                 long o = (next - 1) << 4;
                 next = all.get(LINK, o) & LINK_MASK;
@@ -974,6 +991,16 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         int half = MAG_CAPACITY[c] >>> 1;
         while (from < to) {
             int end = Math.min(to, from + half);
+            if (c >= CLASSES) { // blocks: the count and the others' offsets into the first block (plain; see depotPush)
+                long first = offs[from];
+                all.set(LINK, first, (long) (end - from - 1));
+                for (int i = from + 1; i < end; i++) {
+                    all.set(LINK, first + 16 + 8L * (i - from - 1), offs[i]);
+                }
+                depotPush(c, first);
+                from = end;
+                continue;
+            }
             for (int i = from; i < end - 1; i++) {
                 all.set(LINK, offs[i], (offs[i + 1] >>> 4) + 1);
             }
@@ -1299,22 +1326,18 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
 
     /**
      * Frees the segments of a pool arena that was dropped unclosed, once no view of them is reachable (the arena's
-     * JDK scope was collected), and lets go of its pins; see {@link #reclaimLeaked}.
+     * JDK scope was collected), and lets go of its pin; see {@link #reclaimLeaked}.
      */
-    void reclaimArena(long[] live, int count) {
+    void reclaimArena(PoolArena.Books books) {
         synchronized (reclaimLock) {
-            for (int i = 0; i < count; i += 2) {
-                try {
-                    releaseForArena(live[i], live[i + 1]); // after the pool's close: only unpins
-                } catch (RuntimeException e) {
-                    System.getLogger(SegmentPool.class.getName()).log(System.Logger.Level.WARNING,
-                        "could not reclaim a segment of a leaked arena of pool '" + name + "'", e);
-                }
+            RuntimeException e = books.releaseAll(this); // after the pool's close: only unpins
+            if (e != null) {
+                System.getLogger(SegmentPool.class.getName()).log(System.Logger.Level.WARNING,
+                    "could not reclaim a segment of a leaked arena of pool '" + name + "'", e);
             }
             if (!closed) {
                 reclaimedLeaks.incrementAndGet();
             }
-            unpinMain();
         }
     }
 
@@ -1842,6 +1865,8 @@ public final class SegmentPool implements SegmentAllocator, AutoCloseable {
         final long[][] mags = new long[MAG_CLASSES][];
         /** Per class: slots at or above it are empty; below it they hold objects unless stolen. Owner only. */
         final int[] tops = new int[MAG_CLASSES];
+        /** A flush's scratch: the objects it took out of the magazine. Owner only. */
+        final long[] flushed = new long[64];
 
         Counts() {
             for (int c = 0; c < MAG_CLASSES; c++) {

@@ -287,4 +287,50 @@ class SegmentPoolMagazineTest {
             }
         }
     }
+
+    /**
+     * Blocks of every magazine order freed on one thread (its magazine overflows: chains, arrays in their first block,
+     * go to the depot, the rest to the buddy) come back to another thread through the depot: each block at most once,
+     * every recycled one among those freed, none lost (after a trim the pool is as empty as before), and a chain's
+     * array in its first block never reaches a live block.
+     */
+    @Test
+    void shouldCarryBlockChainsAcrossThreadsEachBlockOnce() throws Exception {
+        try (SegmentPool pool = SegmentPool.builder(64 * MIB).name("block-chains").decay(null).build()) {
+            long start = pool.stats().residentBytes();
+            for (int order = 0; order < 5; order++) {
+                long size = 4096L << order;
+                int m = 200;
+                List<MemorySegment> first = new ArrayList<>();
+                for (int i = 0; i < m; i++) {
+                    MemorySegment s = pool.allocateUninitialized(size, 8);
+                    s.fill((byte) 0x5a);
+                    first.add(s);
+                }
+                java.util.Set<Long> freed = new java.util.HashSet<>();
+                first.forEach(s -> freed.add(s.address()));
+                Thread.ofPlatform().start(() -> first.forEach(pool::free)).join(); // flushes on that thread
+                java.util.Set<Long> again = new java.util.HashSet<>();
+                int recycled = 0;
+                List<MemorySegment> second = new ArrayList<>();
+                for (int i = 0; i < m; i++) {
+                    MemorySegment s = pool.allocateUninitialized(size, 8);
+                    assertTrue(again.add(s.address()), "order " + order + ": a block handed out twice");
+                    recycled += freed.contains(s.address()) ? 1 : 0;
+                    s.fill((byte) i);
+                    second.add(s);
+                }
+                for (int i = 0; i < m; i++) { // no chain was written into a live block
+                    MemorySegment s = second.get(i);
+                    assertEquals((byte) i, s.get(ValueLayout.JAVA_BYTE, 0), "order " + order);
+                    assertEquals((byte) i, s.get(ValueLayout.JAVA_BYTE, 8 * 40), "order " + order);
+                }
+                assertTrue(recycled > 0, "order " + order + ": nothing came back through the depot");
+                second.forEach(pool::free);
+            }
+            assertEquals(0, pool.stats().liveSegments());
+            pool.trim(); // collects every depot chain and magazine: every block back to the buddy, then punched
+            assertTrue(pool.stats().residentBytes() <= start, () -> "resident " + pool.stats() + ", at start " + start);
+        }
+    }
 }
