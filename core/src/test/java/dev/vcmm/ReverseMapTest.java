@@ -176,8 +176,9 @@ class ReverseMapTest {
             Reservation r = vcm.reserve(64 * 1024, ReservationAttributes.RW, 64 * 1024);
             rs.add(r);
             Thread w = new Thread(() -> {
-                for (int round = 0; round < rounds; round++) {
-                    if (round % 100 == 0) {
+                // rounds (a barrier per 100), then on until two registrations overlapped (bounded)
+                for (int round = 0; round < rounds || overlaps.get() == 0 && round < rounds * 20; round++) {
+                    if (round < rounds && round % 100 == 0) {
                         await(barrier);
                     }
                     r.back(shared);

@@ -72,7 +72,8 @@ class RfcApiConcurrencyTest {
         AtomicInteger inside = new AtomicInteger();
         AtomicInteger overlapped = new AtomicInteger();
         race(t -> {
-            for (int i = 0; i < ROUNDS; i++) {
+            // ROUNDS, then on until some call overlapped another (bounded), so that the threads really met
+            for (int i = 0; i < ROUNDS * 100 && (i < ROUNDS || overlapped.get() == 0); i++) {
                 boolean fromBound = (i + t) % 2 == 0;
                 if (inside.incrementAndGet() > 1) {
                     overlapped.incrementAndGet();
