@@ -43,8 +43,9 @@ public final class VcmmCounters implements AutoCloseable {
         IOTLB_MISSES("iotlb misses"),
         /**
          * Page-table walks of IOTLB misses: each miss walks the tables once, so this equals {@link #IOTLB_MISSES}. Not
-         * counted: the walk of a hit whose entry does not allow a write (a clean entry), and the translations of
-         * one-to-one devices, which have no IOTLB.
+         * counted: the other walks, after a hit whose entry does not allow the access (e.g. a write through a
+         * read-only or clean entry), a sparse reservation's write check, {@link dev.vcmm.Device#translate(long)} calls,
+         * and the translations of one-to-one devices (they have no IOTLB).
          */
         WALKS("walks (one per iotlb miss)"),
         /** Faults taken ({@link DeviceStats#faults()}). */
