@@ -55,8 +55,8 @@ public record VcmmStats(List<MemoryTypeStats> memoryTypes, List<VcmStats> vcms, 
      * @param tableBytesByFormat page-table bytes by format name
      * @param pteWrites          page-table entry writes since the VCM was made, in 4 KiB pages: for each of the
      *                           VCM's page tables, the bytes that a successful back, sparse reserve, unback (whole
-     *                           or part: the bytes that were mapped), remap, sparse unbind or setAttributes (the bytes
-     *                           of leaves rewritten) wrote, divided by 4096. When every leaf is a 4 KiB page (e.g. a
+     *                           or part: the bytes that were mapped, in each table whose unmap returned), remap,
+     *                           sparse unbind or setAttributes (the bytes of leaves rewritten) wrote, divided by 4096. When every leaf is a 4 KiB page (e.g. a
      *                           buffer of scattered 4 KiB chunks) that is exactly the leaf entries written; a larger
      *                           leaf counts as its pages (a 2 MiB block: 512, though it is one entry). Not counted:
      *                           the undo writes of a failed operation, the tables an association fills or a close
