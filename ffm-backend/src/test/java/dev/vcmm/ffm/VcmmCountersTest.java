@@ -187,6 +187,61 @@ class VcmmCountersTest {
     }
 
     @Test
+    void shouldLetThreadsPublishWhileOthersDmaAndOneCloses() throws Exception {
+        VcmmCounters counters = VcmmCounters.open(vcmm, dir, Duration.ofMillis(1)); // its own thread publishes too
+        Reservation r = vcm.reserve(64 * KIB, ReservationAttributes.RW, 64 * KIB)
+            .back(vcmm.physAlloc("ddr", 64 * KIB, ChunkPolicy.PAGES_4K));
+        int publishers = 3;
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(publishers + 2);
+        java.util.concurrent.atomic.AtomicInteger published = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicInteger refused = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+        List<Thread> threads = new ArrayList<>();
+        for (int t = 0; t < publishers; t++) {
+            threads.add(Thread.ofPlatform().start(() -> {
+                try {
+                    start.await();
+                    while (true) {
+                        try {
+                            counters.publish();
+                            published.incrementAndGet();
+                        } catch (IllegalStateException closed) {
+                            assertTrue(closed.getMessage().startsWith("already closed"), closed::getMessage);
+                            refused.incrementAndGet();
+                            return;
+                        }
+                    }
+                } catch (Throwable e) {
+                    failure.compareAndSet(null, e);
+                }
+            }));
+        }
+        threads.add(Thread.ofPlatform().start(() -> { // DMA while they publish
+            try {
+                start.await();
+                byte[] b = new byte[4096];
+                for (int i = 0; i < 200; i++) {
+                    arm.read(r.address() + (i % 16) * 4 * KIB, b, 0, b.length);
+                }
+            } catch (Throwable e) {
+                failure.compareAndSet(null, e);
+            }
+        }));
+        start.await();
+        while (published.get() < 100) {
+            Thread.onSpinWait();
+        }
+        counters.close();
+        for (Thread t : threads) {
+            t.join();
+        }
+        assertEquals(null, failure.get());
+        assertEquals(publishers, refused.get()); // every publisher saw the close, none failed otherwise
+        assertFalse(Files.exists(counters.file()));
+        assertTrue(Thread.getAllStackTraces().keySet().stream().noneMatch(t -> t.getName().equals("vcmm-counters-vcmm")));
+    }
+
+    @Test
     void shouldRefuseBadArgumentsAndAClosedVcmmLeavingNoFile() throws Exception {
         assertThrows(IllegalArgumentException.class, () -> VcmmCounters.open(vcmm, dir, Duration.ZERO));
         assertThrows(IllegalArgumentException.class, () -> VcmmCounters.open(vcmm, dir, Duration.ofMillis(-1)));
