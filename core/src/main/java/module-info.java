@@ -4,7 +4,8 @@
  * service-provider interfaces through which it reaches memory ({@code dev.vcmm.spi}), the address-space
  * allocator ({@code dev.vcmm.space}) and a plain heap memory ({@code dev.vcmm.heap}).
  *
- * <p>It needs nothing but {@code java.base} and no native access. Memory comes from a
+ * <p>It needs nothing but {@code java.base} and {@code jdk.jfr} (a device fault's Flight Recorder event), and no
+ * native access. Memory comes from a
  * {@link dev.vcmm.spi.MemoryBackend} and host mappings from a {@link dev.vcmm.spi.HostMapper}, both found
  * with {@link java.util.ServiceLoader}: put the {@code dev.vcmm.ffm} module (artifact
  * {@code dev.vcmm:vcmm-ffm-backend}) on the module path, and service binding resolves it even if no module
@@ -14,6 +15,8 @@
  * @uses dev.vcmm.spi.HostMapper real host mappings of the memory, for HOST VCMs
  */
 module dev.vcmm.core {
+    requires jdk.jfr; // the device-fault event (DeviceFaultEvent), made on the fault path only
+
     exports dev.vcmm;
     exports dev.vcmm.heap;
     exports dev.vcmm.pagetable;

@@ -674,8 +674,12 @@ public final class Device {
                         long pa = e.pa(va);
                         if (type == null || pa - type.base() > type.size() - n) {
                             e = null;
-                            throw fail(new DeviceFault(this, va, access, FaultReason.ADDRESS_SIZE, 0,
-                                String.format("pa=0x%x+%d is outside every memory type", pa, n)), "no memory there");
+                            DeviceFault outside = new DeviceFault(this, va, access, FaultReason.ADDRESS_SIZE, 0,
+                                String.format("pa=0x%x+%d is outside every memory type", pa, n));
+                            DeviceFaultEvent event = new DeviceFaultEvent();
+                            DeviceFaultEvent.end(event, outside, pasid, event.isEnabled() ? vcmName(pasid, va) : null,
+                                DeviceFaultEvent.NO_MEMORY);
+                            throw fail(outside, "no memory there");
                         }
                         BurstHook hook = burstHook;
                         if (hook != null) {
@@ -691,7 +695,7 @@ public final class Device {
                 }
                 // outside the burst: the handler may unback, deactivate or crash, which wait for bursts in flight
                 e = null;
-                handle(fault, attempt++);
+                handle(fault, pasid, attempt++);
             }
         } finally {
             (access == Access.READ ? bytesRead : bytesWritten).addAndGet(done);
@@ -754,26 +758,45 @@ public final class Device {
      *
      * @throws DeviceFaultException if there is no handler, it terminates, or the retries are used up
      */
-    private void handle(DeviceFault fault, int attempt) {
+    private void handle(DeviceFault fault, int pasid, int attempt) {
         faults.incrementAndGet();
-        FaultHandler h = handler;
-        if (h == null) {
-            throw fail(fault, "no fault handler");
-        }
-        if (attempt >= MAX_RETRIES) {
-            throw fail(fault, "still faulting after " + MAX_RETRIES + " retries");
-        }
-        FaultAction action;
+        DeviceFaultEvent event = new DeviceFaultEvent(); // the fault path only; see DeviceFaultEvent for its cost
+        String vcm = event.isEnabled() ? vcmName(pasid, fault.address()) : null; // before the handler changes it
+        event.begin();
+        String outcome = DeviceFaultEvent.HANDLER_THREW;
         try {
-            action = Objects.requireNonNull(h.onFault(fault), "the fault handler returned null");
-        } catch (DeviceFaultException e) {
-            failed.incrementAndGet(); // the handler failed the access itself, with its reason (e.g. page requests)
-            throw e;
+            FaultHandler h = handler;
+            if (h == null) {
+                outcome = DeviceFaultEvent.NO_HANDLER;
+                throw fail(fault, "no fault handler");
+            }
+            if (attempt >= MAX_RETRIES) {
+                outcome = DeviceFaultEvent.RETRIES_EXHAUSTED;
+                throw fail(fault, "still faulting after " + MAX_RETRIES + " retries");
+            }
+            FaultAction action;
+            try {
+                action = Objects.requireNonNull(h.onFault(fault), "the fault handler returned null");
+            } catch (DeviceFaultException e) {
+                failed.incrementAndGet(); // the handler failed the access itself, with its reason (e.g. page requests)
+                throw e;
+            }
+            if (action == FaultAction.TERMINATE) {
+                outcome = DeviceFaultEvent.TERMINATE;
+                throw fail(fault, "terminated by the fault handler");
+            }
+            outcome = DeviceFaultEvent.RETRY;
+            retries.incrementAndGet();
+        } finally {
+            DeviceFaultEvent.end(event, fault, pasid, vcm, outcome);
         }
-        if (action == FaultAction.TERMINATE) {
-            throw fail(fault, "terminated by the fault handler");
-        }
-        retries.incrementAndGet();
+    }
+
+    /** {@return the name of the VCM whose association translates {@code address} of {@code pasid} now, or null} */
+    private String vcmName(int pasid, long address) {
+        int slot = pasid == 0 ? slotFor(address) : 0;
+        Association a = pasid != 0 ? pasids.get(pasid) : slot == Split.NONE ? null : slot(slot);
+        return a == null ? null : a.vcm().name();
     }
 
     private DeviceFaultException fail(DeviceFault fault, String why) {

@@ -95,6 +95,8 @@ public final class Vcm {
     private volatile boolean orphan;
     /** Dirty tracking of its page tables (off until enabled). */
     private final DirtyTracking dirtyTracking = new DirtyTracking(this);
+    /** Page-table entry writes of back, unback, remap and setAttributes; see {@link VcmmStats.VcmStats#pteWrites()}. */
+    final PteWrites pteWrites = new PteWrites();
 
     Vcm(Vcmm vcmm, Bus bus, MemoryType tableMemory, ReverseMap reverse, String name, VcmKind kind, long start, long length) {
         this.vcmm = vcmm;
@@ -363,6 +365,7 @@ public final class Vcm {
                 throw e;
             }
             r.bindings(Bindings.with(null, 0, r.length(), null, -1)); // every page unbound: on the null page
+            pteWrites.addBytes(done.size() * r.length());
             r.endBack(np, 0);
         } finally {
             lock.readLock().unlock();
@@ -663,6 +666,7 @@ public final class Vcm {
                 throw e;
             }
             reverse.register(r, memory);
+            pteWrites.addBytes(ts.length * r.length());
             r.endBack(memory, offset);
         } finally {
             lock.readLock().unlock();
@@ -700,10 +704,11 @@ public final class Vcm {
             Attributes before = r.attributes().toPageAttributes(b.memory());
             Attributes after = attributes.toPageAttributes(b.memory());
             List<PageTable> done = new ArrayList<>();
+            long rewritten = 0;
             try {
                 for (PageTable t : tableArray) {
                     done.add(t);
-                    t.protect(r.address(), r.length(), after);
+                    rewritten += t.protect(r.address(), r.length(), after);
                 }
             } catch (RuntimeException e) {
                 for (PageTable t : done) {
@@ -717,6 +722,7 @@ public final class Vcm {
                 throw e;
             }
             r.attributes(attributes); // one-to-one walks read it: before the invalidation's sync
+            pteWrites.addBytes(rewritten);
             invalidate(r.address(), r.length()); // no IOTLB entry and no burst in flight keeps the old attributes
         } finally {
             lock.writeLock().unlock();
@@ -770,13 +776,15 @@ public final class Vcm {
             Reservation.Backing end = b;
             try {
                 RuntimeException tableFailure = null;
+                long unmapped = 0;
                 for (PageTable t : tableArray) {
                     try {
-                        t.unmap(r.address(), r.length());
+                        unmapped += t.unmap(r.address(), r.length());
                     } catch (RuntimeException e) {
                         tableFailure = chain(tableFailure, e);
                     }
                 }
+                pteWrites.addBytes(unmapped);
                 Runnable hook = unbackHook;
                 if (hook != null) {
                     hook.run();
@@ -845,13 +853,15 @@ public final class Vcm {
             Reservation.Backing end = b;
             try {
                 RuntimeException tableFailure = null;
+                long unmapped = 0;
                 for (PageTable t : tableArray) {
                     try {
-                        t.unmap(r.address() + offset, length); // blocks sticking out are split hitlessly
+                        unmapped += t.unmap(r.address() + offset, length); // blocks sticking out are split hitlessly
                     } catch (RuntimeException e) {
                         tableFailure = chain(tableFailure, e);
                     }
                 }
+                pteWrites.addBytes(unmapped);
                 InvalidationBatch batch = InvalidationBatch.current(vcmm);
                 invalidate(r.address() + offset, length, batch);
                 if (tableFailure != null) {
@@ -904,6 +914,7 @@ public final class Vcm {
                 invalidate(va, length, batch); // no device reaches the memory the pages were bound to once this returns
                 Bindings after = Bindings.with(before, offset, length, null, -1);
                 r.bindings(after);
+                pteWrites.addBytes(done.size() * length);
                 releaseUnused(r, b, before, after, batch);
             } finally {
                 r.endUnback(b);
@@ -966,6 +977,7 @@ public final class Vcm {
                 invalidate(va, length, batch); // the old translations: none is used once this (or the batch) returns
                 Bindings after = Bindings.with(before, offset, length, memory, memoryOffset);
                 r.bindings(after);
+                pteWrites.addBytes(done.size() * length);
                 if (newUse) {
                     reverse.register(r, memory);
                 }

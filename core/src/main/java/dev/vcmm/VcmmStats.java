@@ -53,9 +53,19 @@ public record VcmmStats(List<MemoryTypeStats> memoryTypes, List<VcmStats> vcms, 
      * @param associations       number of associations
      * @param activeAssociations number of active associations
      * @param tableBytesByFormat page-table bytes by format name
+     * @param pteWrites          page-table entry writes since the VCM was made, in 4 KiB pages: for each of the
+     *                           VCM's page tables, the bytes that a successful back, sparse reserve, unback (whole
+     *                           or part: the bytes that were mapped, in each table whose unmap returned), remap,
+     *                           sparse unbind or setAttributes (the bytes of leaves rewritten) wrote, divided by 4096. When every leaf is a 4 KiB page (e.g. a
+     *                           buffer of scattered 4 KiB chunks) that is exactly the leaf entries written; a larger
+     *                           leaf counts as its pages (a 2 MiB block: 512, though it is one entry). Not counted:
+     *                           the undo writes of a failed operation, the tables an association fills or a close
+     *                           clears. Kept in per-thread cells (no atomic on back or unback): exact at a quiescent
+     *                           point
      */
     public record VcmStats(String name, Vcm.Kind kind, long start, long length, int reservations, long reservedBytes,
-                           long backedBytes, int associations, int activeAssociations, Map<String, Long> tableBytesByFormat) {
+                           long backedBytes, int associations, int activeAssociations, Map<String, Long> tableBytesByFormat,
+                           long pteWrites) {
         /** Copies the map. */
         public VcmStats {
             tableBytesByFormat = Map.copyOf(tableBytesByFormat);
@@ -88,7 +98,7 @@ public record VcmmStats(List<MemoryTypeStats> memoryTypes, List<VcmStats> vcms, 
             }
             List<Association> as = v.associations();
             vcms.add(new VcmStats(v.name(), v.kind(), v.start(), v.length(), rs.size(), reserved, backed, as.size(),
-                (int) as.stream().filter(Association::isActive).count(), tables));
+                (int) as.stream().filter(Association::isActive).count(), tables, v.pteWrites.sum()));
         }
         List<DeviceStats> devices = new ArrayList<>();
         for (Device d : vcmm.devices()) {

@@ -1,6 +1,7 @@
 package dev.vcmm.cli;
 
 import dev.vcmm.ffm.PoolCounters;
+import dev.vcmm.ffm.VcmmCounters;
 
 import java.io.PrintStream;
 import java.nio.file.Files;
@@ -11,10 +12,12 @@ import java.util.List;
 import java.util.Optional;
 
 /**
- * {@code vcmm stat [--once] [--interval MS] [FILE|DIR]}: prints the live counters of {@code SegmentPool}s from their
- * counter files (see {@link PoolCounters}), as Aeron's {@code AeronStat} prints a media driver's: once a second
- * until Ctrl-C, clearing the screen between rounds, or once with {@code --once}. A directory (by default
- * {@link PoolCounters#DEFAULT_DIRECTORY}) shows every counter file in it. Needs
+ * {@code vcmm stat [--once] [--interval MS] [PID|FILE|DIR]}: prints the live counters of {@code SegmentPool}s and
+ * {@code Vcmm}s from their counter files (see {@link PoolCounters} and {@link VcmmCounters}), as Aeron's
+ * {@code AeronStat} prints a media driver's: once a second until Ctrl-C, clearing the screen between rounds, or once
+ * with {@code --once}. A directory (by default {@link PoolCounters#DEFAULT_DIRECTORY}) shows every counter file in
+ * it; a PID (digits that name no existing file) shows the files in the default directory that process wrote. Each
+ * file's header line says {@code pool 'NAME'} or {@code vcmm 'NAME'}. Needs
  * {@code --add-exports java.base/jdk.internal.misc=ALL-UNNAMED} (Agrona's buffers); the launcher passes it.
  *
  * <p><b>Thread-safety:</b> stateless; {@link #run} uses only local state.
@@ -30,12 +33,12 @@ final class StatCommand implements Command {
 
     @Override
     public String synopsis() {
-        return "[--once] [--interval MS] [FILE|DIR]";
+        return "[--once] [--interval MS] [PID|FILE|DIR]";
     }
 
     @Override
     public String summary() {
-        return "print the live counters of SegmentPools (those opened with counters on) every second";
+        return "print the live counters of SegmentPools and Vcmms (those opened with counters on) every second";
     }
 
     @Override
@@ -65,17 +68,22 @@ final class StatCommand implements Command {
                 target = Path.of(a);
             }
         }
+        long pid = -1;
+        if (target != null && !Files.exists(target) && target.toString().matches("[0-9]{1,18}")) {
+            pid = Long.parseLong(target.toString()); // a PID: its files in the default directory
+            target = null;
+        }
         Path where = target == null ? PoolCounters.DEFAULT_DIRECTORY : target;
         if (target != null && !Files.exists(target)) {
             err.println("vcmm stat: no such file or directory: " + target);
             return 1;
         }
         if (once) {
-            return printOnce(where, out, err) ? 0 : 1;
+            return printOnce(where, pid, out, err) ? 0 : 1;
         }
         while (true) {
             StringBuilderStream round = new StringBuilderStream();
-            printOnce(where, round.stream, round.stream);
+            printOnce(where, pid, round.stream, round.stream);
             out.print(CLEAR + round.text());
             out.flush();
             try {
@@ -89,11 +97,21 @@ final class StatCommand implements Command {
 
     /** @return whether some pool's counters were printed */
     static boolean printOnce(Path where, PrintStream out, PrintStream err) {
+        return printOnce(where, -1, out, err);
+    }
+
+    /**
+     * Prints every counter file of {@code where} (a directory, or one file), only those of process {@code pid} if it
+     * is not negative.
+     *
+     * @return whether some file's counters were printed
+     */
+    static boolean printOnce(Path where, long pid, PrintStream out, PrintStream err) {
         List<Path> files = Files.isDirectory(where) ? PoolCounters.list(where) : List.of(where);
-        out.println(Instant.now() + " - vcmm stat " + where);
+        out.println(Instant.now() + " - vcmm stat " + (pid >= 0 ? "pid " + pid + " in " : "") + where);
         if (files.isEmpty()) {
             err.println("no counter files (*" + PoolCounters.SUFFIX + ") in " + where
-                + ": open a SegmentPool with SegmentPool.builder(...).counters(dir)");
+                + ": open a SegmentPool with SegmentPool.builder(...).counters(dir), or VcmmCounters.open(vcmm, dir)");
             return false;
         }
         boolean any = false;
@@ -106,9 +124,12 @@ final class StatCommand implements Command {
                 continue;
             }
             try (v) {
+                if (pid >= 0 && v.pid() != pid) {
+                    continue;
+                }
                 Optional<ProcessHandle> p = ProcessHandle.of(v.pid());
                 String state = v.closed() ? "closed" : p.isPresent() && p.get().isAlive() ? "running" : "process gone";
-                out.println("pool '" + v.pool() + "' pid " + v.pid() + " (" + state + ") started "
+                out.println(v.kind() + " '" + v.pool() + "' pid " + v.pid() + " (" + state + ") started "
                     + Instant.ofEpochMilli(v.startMillis()) + " " + f);
                 List<String[]> rows = new ArrayList<>(v.rows());
                 for (String[] r : rows) {
@@ -116,6 +137,9 @@ final class StatCommand implements Command {
                 }
                 any = true;
             }
+        }
+        if (!any && pid >= 0) {
+            err.println("no counter files of pid " + pid + " in " + where);
         }
         return any;
     }

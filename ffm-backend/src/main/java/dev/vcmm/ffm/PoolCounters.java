@@ -47,6 +47,10 @@ import java.util.stream.Stream;
  * </pre>
  * All little-endian (the platform's order, as Agrona writes). Counter {@code i} is {@link Counter}{@code .values()[i]},
  * its type id {@link #TYPE_ID_BASE} + i, its label the pool's name and the counter's.
+ *
+ * <p>A {@link VcmmCounters} file has the same layout (the header's name is the VCMM's); its counters' type ids start
+ * at {@link VcmmCounters#TYPE_ID_BASE}, which is how {@link View#kind()} tells the two apart. {@link #map},
+ * {@link #list} and {@link View} read both.
  */
 public final class PoolCounters implements AutoCloseable {
 
@@ -129,35 +133,12 @@ public final class PoolCounters implements AutoCloseable {
     }
 
     private static final int COUNTERS = Counter.values().length;
-    private static final int VALUES_LENGTH = 32 * CountersReader.COUNTER_LENGTH; // room for 32 counters
-    private static final int METADATA_LENGTH = VALUES_LENGTH / CountersReader.COUNTER_LENGTH * CountersReader.METADATA_LENGTH;
+    private static final List<String> LABELS = Stream.of(Counter.values()).map(Counter::label).toList();
 
-    private final Path file;
-    private final MappedByteBuffer mapped;
-    private final UnsafeBuffer header;
-    private final CountersManager manager;
-    private final int[] ids = new int[COUNTERS];
-    private boolean closed;
+    private final CountersFile file;
 
-    private PoolCounters(Path file, String pool) {
+    private PoolCounters(CountersFile file) {
         this.file = file;
-        this.mapped = IoUtil.mapNewFile(file.toFile(), HEADER_LENGTH + METADATA_LENGTH + VALUES_LENGTH, true);
-        this.header = new UnsafeBuffer(mapped, 0, HEADER_LENGTH);
-        byte[] name = pool.getBytes(java.nio.charset.StandardCharsets.UTF_8);
-        int n = Math.min(name.length, MAX_NAME_LENGTH);
-        header.putInt(VERSION_OFFSET, VERSION);
-        header.putInt(METADATA_LENGTH_OFFSET, METADATA_LENGTH);
-        header.putInt(VALUES_LENGTH_OFFSET, VALUES_LENGTH);
-        header.putLong(PID_OFFSET, ProcessHandle.current().pid());
-        header.putLong(START_OFFSET, System.currentTimeMillis());
-        header.putInt(NAME_OFFSET, n);
-        header.putBytes(NAME_OFFSET + 4, name, 0, n);
-        this.manager = new CountersManager(new UnsafeBuffer(mapped, HEADER_LENGTH, METADATA_LENGTH),
-            new UnsafeBuffer(mapped, HEADER_LENGTH + METADATA_LENGTH, VALUES_LENGTH));
-        for (Counter c : Counter.values()) {
-            ids[c.ordinal()] = manager.allocate("pool '" + pool + "' " + c.label(), TYPE_ID_BASE + c.ordinal());
-        }
-        header.putIntRelease(MAGIC_OFFSET, MAGIC); // last: a reader that sees the magic sees the rest
     }
 
     /**
@@ -165,49 +146,24 @@ public final class PoolCounters implements AutoCloseable {
      *
      * @throws UncheckedIOException if the directory or the file cannot be made
      */
-    static synchronized PoolCounters create(Path directory, String pool) {
-        try {
-            Files.createDirectories(directory);
-            String base = pool.replaceAll("[^A-Za-z0-9._-]", "_") + "-" + ProcessHandle.current().pid();
-            Path file = directory.resolve(base + SUFFIX);
-            for (int i = 1; Files.exists(file); i++) { // two pools of one name in one process get two files
-                file = directory.resolve(base + "-" + i + SUFFIX); // (synchronized: the pid keeps other processes out)
-            }
-            return new PoolCounters(file, pool); // mapNewFile creates it, failing if it exists
-        } catch (IOException e) {
-            throw new UncheckedIOException("cannot create the counters file of pool '" + pool + "' in " + directory, e);
-        }
+    static PoolCounters create(Path directory, String pool) {
+        return new PoolCounters(CountersFile.create(directory, "pool", pool, LABELS, TYPE_ID_BASE));
     }
 
     /** {@return the counters file} */
     public Path file() {
-        return file;
+        return file.file();
     }
 
     /** Sets every counter; {@code values} in {@link Counter} order. Called by one thread at a time. */
     void publish(long[] values) {
-        if (closed) {
-            return;
-        }
-        for (int i = 0; i < COUNTERS; i++) {
-            manager.setCounterValue(ids[i], values[i]); // a release store
-        }
+        file.publish(values);
     }
 
     /** Marks the file closed, unmaps it and deletes it (a reader that mapped it keeps its view). Idempotent. */
     @Override
     public void close() {
-        if (closed) {
-            return;
-        }
-        closed = true;
-        header.putLongRelease(CLOSED_OFFSET, 1);
-        IoUtil.unmap(mapped);
-        try {
-            Files.deleteIfExists(file);
-        } catch (IOException e) {
-            // a stale file: ./vcmm stat shows it as closed
-        }
+        file.close();
     }
 
     /**
@@ -279,12 +235,27 @@ public final class PoolCounters implements AutoCloseable {
             return file;
         }
 
-        /** {@return the pool's name} */
+        /** {@return the pool's name (a {@link VcmmCounters} file's: the VCMM's)} */
         public String pool() {
             int n = header.getInt(NAME_OFFSET);
             byte[] b = new byte[Math.max(0, Math.min(n, MAX_NAME_LENGTH))];
             header.getBytes(NAME_OFFSET + 4, b);
             return new String(b, java.nio.charset.StandardCharsets.UTF_8);
+        }
+
+        /**
+         * {@return {@code "vcmm"} if the file holds a {@link VcmmCounters}' counters (its first counter's type id is in
+         * {@code [}{@link VcmmCounters#TYPE_ID_BASE}{@code , +0x100)}), else {@code "pool"}}
+         */
+        public String kind() {
+            int[] first = {-1};
+            reader.forEach((value, id, label) -> {
+                if (first[0] < 0) {
+                    first[0] = reader.getCounterTypeId(id);
+                }
+            });
+            int t = first[0] - VcmmCounters.TYPE_ID_BASE;
+            return t >= 0 && t < 0x100 ? "vcmm" : "pool";
         }
 
         /** {@return the pid of the process that owns the pool} */

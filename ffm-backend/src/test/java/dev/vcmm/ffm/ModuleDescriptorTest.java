@@ -69,8 +69,8 @@ class ModuleDescriptorTest {
         assertEquals(Set.of("dev.vcmm", "dev.vcmm.heap", "dev.vcmm.pagetable", "dev.vcmm.space", "dev.vcmm.spi"),
             exports(core));
         assertEquals(Set.of(MemoryBackend.class.getName(), HostMapper.class.getName()), core.uses());
-        assertEquals(Set.of("java.base"), core.requires().stream().map(ModuleDescriptor.Requires::name)
-            .collect(Collectors.toSet()), "the core needs nothing but the JDK's base module");
+        assertEquals(Set.of("java.base", "jdk.jfr"), core.requires().stream().map(ModuleDescriptor.Requires::name)
+            .collect(Collectors.toSet()), "the core needs nothing but the JDK's base module and JFR (the device-fault event)");
         assertTrue(core.opens().isEmpty() && !core.isOpen(), "nothing is open to reflection");
     }
 
