@@ -143,7 +143,7 @@ class RfcApiConcurrencyTest {
             }
             Reservation mine = vcm.reserve(16 * 1024, ReservationAttributes.RW);
             PhysMem pm = vcmm.physAlloc("ddr", 16 * 1024, ChunkPolicy.VCMM);
-            for (int i = 0; i < ROUNDS; i++) {
+            for (int i = 0; i < ROUNDS * 100 && (i < ROUNDS || overlapped.get() == 0); i++) { // until they met (bounded)
                 if (inside.incrementAndGet() > 1) {
                     overlapped.incrementAndGet();
                 }
