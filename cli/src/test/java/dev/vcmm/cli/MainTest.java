@@ -6,10 +6,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -23,26 +20,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class MainTest {
 
-    private final ByteArrayOutputStream outBytes = new ByteArrayOutputStream();
-    private final ByteArrayOutputStream errBytes = new ByteArrayOutputStream();
-
-    private int run(String... args) {
-        return Main.run(args, new PrintStream(outBytes, true, StandardCharsets.UTF_8),
-            new PrintStream(errBytes, true, StandardCharsets.UTF_8));
-    }
-
-    private String out() {
-        return outBytes.toString(StandardCharsets.UTF_8);
-    }
-
-    private String err() {
-        return errBytes.toString(StandardCharsets.UTF_8);
-    }
+    private final CliCapture cli = new CliCapture();
 
     @Test
     void shouldRunTheAllocDemoAndEndCoalesced() {
-        assertEquals(0, run("alloc-demo"), err() + out());
-        String out = out();
+        assertEquals(0, cli.run("alloc-demo"), cli.err() + cli.out());
+        String out = cli.out();
         for (String s : new String[] {"4K pages only", "VCMM 16M+1M+64K+4K", "HUGE 1G+2M+4K", "VCMM contiguous",
             "1080p ARGB frame", "4K UHD ARGB frame", "3 MiB", "100 KiB", "8,294,400", "33,177,600",
             "allocator after allocating:", "allocator after freeing everything:", "largest free block",
@@ -54,29 +37,29 @@ class MainTest {
             && l.contains("7x1M 14x64K 9x4K")), out);
         assertTrue(out.lines().anyMatch(l -> l.startsWith("4K pages only") && l.contains("1080p") && l.contains(" 2025 ")
             && l.contains("2025x4K")), out);
-        assertEquals("", err());
+        assertEquals("", cli.err());
     }
 
     @Test
     void shouldRejectArgumentsToAllocDemo() {
-        assertEquals(2, run("alloc-demo", "extra"));
-        assertTrue(err().contains("takes no arguments"), err());
+        assertEquals(2, cli.run("alloc-demo", "extra"));
+        assertTrue(cli.err().contains("takes no arguments"), cli.err());
     }
 
     @Test
     void shouldPrintUsageOnStderrForHelpNothingOrUnknown() {
         for (String[] args : new String[][] {{}, {"help"}, {"--help"}}) {
-            outBytes.reset();
-            errBytes.reset();
-            assertEquals(2, run(args));
-            assertTrue(err().startsWith("usage: vcmm COMMAND"), err());
-            assertTrue(err().contains("  demo "), err());
-            assertEquals("", out());
+            cli.resetOut();
+            cli.resetErr();
+            assertEquals(2, cli.run(args));
+            assertTrue(cli.err().startsWith("usage: vcmm COMMAND"), cli.err());
+            assertTrue(cli.err().contains("  demo "), cli.err());
+            assertEquals("", cli.out());
         }
-        errBytes.reset();
-        assertEquals(2, run("frobnicate"));
-        assertTrue(err().startsWith("vcmm: unknown command 'frobnicate'"), err());
-        assertTrue(err().contains("usage:"), err());
+        cli.resetErr();
+        assertEquals(2, cli.run("frobnicate"));
+        assertTrue(cli.err().startsWith("vcmm: unknown command 'frobnicate'"), cli.err());
+        assertTrue(cli.err().contains("usage:"), cli.err());
     }
 
     @Test
@@ -93,13 +76,13 @@ class MainTest {
     private int runSmall(String... args) {
         String[] all = java.util.Arrays.copyOf(args, args.length + SMALL.length);
         System.arraycopy(SMALL, 0, all, args.length, SMALL.length);
-        return run(all);
+        return cli.run(all);
     }
 
     @Test
     void shouldRunTheScenarioDemoWithTablesAndAVerdict() {
-        assertEquals(0, runSmall("demo"), err() + out());
-        String out = out();
+        assertEquals(0, runSmall("demo"), cli.err() + cli.out());
+        String out = cli.out();
         for (String s : new String[] {"scenario \"camera-to-display\"", "policy 4K: 1 of 1 frames", "policy 16M+1M+64K+4K: 1 of 1 frames",
             "IOTLB misses", "misses/MiB", "leaf entries written", "all equal", "PTEs written", "page tables", "walks", "faults",
             "map ms", "unmap ms", "DMA MiB/s", "IOTLB misses per MiB by device and policy:", "verdict: "}) {
@@ -107,13 +90,13 @@ class MainTest {
         }
         assertTrue(out.lines().filter(l -> l.startsWith("verdict: ")).findFirst().orElseThrow()
             .matches("verdict: \\S+ chunks: [0-9.]+% fewer IOTLB misses per MiB than 4K pages .*"), out);
-        assertEquals("", err(), "no progress bar when asked for none");
+        assertEquals("", cli.err(), "no progress bar when asked for none");
     }
 
     @Test
     void shouldPrintOneJsonObjectWithTheIssuesFields() throws IOException {
-        assertEquals(0, runSmall("demo", "--json", "--policies", "4K,1M+64K+4K"), err());
-        JsonNode root = JsonMapper.builder().build().readTree(out());
+        assertEquals(0, runSmall("demo", "--json", "--policies", "4K,1M+64K+4K"), cli.err());
+        JsonNode root = JsonMapper.builder().build().readTree(cli.out());
         assertEquals("camera-to-display", root.get("scenario").asText());
         assertEquals(2, root.get("policies").size());
         JsonNode p = root.get("policies").get(1);
@@ -123,57 +106,57 @@ class MainTest {
             assertTrue(p.get(f).isNumber(), f + " in " + p);
         }
         assertTrue(p.get("iotlbMissesPerMiB").asDouble() < root.get("policies").get(0).get("iotlbMissesPerMiB").asDouble());
-        assertFalse(out().contains("verdict: "), "the JSON only: " + out());
+        assertFalse(cli.out().contains("verdict: "), "the JSON only: " + cli.out());
     }
 
     @Test
     void shouldRunAScenarioFileAndNameTheBadFieldOfABrokenOne(@TempDir Path dir) throws IOException {
         Path good = dir.resolve("s.json");
         Files.writeString(good, Scenario.defaultText().replace("\"frames\": 4", "\"frames\": 1"));
-        assertEquals(0, run("run", good.toString(), "--scale", "0.25", "--no-warmup", "--no-progress", "--policies", "4K,64K+4K"), err());
-        assertTrue(out().contains("policy 64K+4K: 1 of 1 frames"), out());
+        assertEquals(0, cli.run("run", good.toString(), "--scale", "0.25", "--no-warmup", "--no-progress", "--policies", "4K,64K+4K"), cli.err());
+        assertTrue(cli.out().contains("policy 64K+4K: 1 of 1 frames"), cli.out());
 
         Path bad = dir.resolve("bad.json");
         Files.writeString(bad, Scenario.defaultText().replace("\"x86-64\"", "\"arm65\""));
-        errBytes.reset();
-        assertEquals(2, run("run", bad.toString()));
-        assertTrue(err().startsWith("vcmm run: " + bad + ": devices[2].format: unknown format \"arm65\"; known: "), err());
+        cli.resetErr();
+        assertEquals(2, cli.run("run", bad.toString()));
+        assertTrue(cli.err().startsWith("vcmm run: " + bad + ": devices[2].format: unknown format \"arm65\"; known: "), cli.err());
 
-        errBytes.reset();
-        assertEquals(2, run("run", dir.resolve("missing.json").toString()));
-        assertTrue(err().startsWith("vcmm run: cannot read "), err());
-        errBytes.reset();
-        assertEquals(2, run("run"));
-        assertTrue(err().contains("name the scenario file"), err());
-        errBytes.reset();
-        assertEquals(2, run("demo", "--frames", "0"));
-        assertTrue(err().contains("--frames=0 must be a positive whole number"), err());
+        cli.resetErr();
+        assertEquals(2, cli.run("run", dir.resolve("missing.json").toString()));
+        assertTrue(cli.err().startsWith("vcmm run: cannot read "), cli.err());
+        cli.resetErr();
+        assertEquals(2, cli.run("run"));
+        assertTrue(cli.err().contains("name the scenario file"), cli.err());
+        cli.resetErr();
+        assertEquals(2, cli.run("demo", "--frames", "0"));
+        assertTrue(cli.err().contains("--frames=0 must be a positive whole number"), cli.err());
     }
 
     @Test
     void shouldWriteTheGraphAsDotOrSayHowToRenderIt(@TempDir Path dir) throws IOException {
         Path dot = dir.resolve("g.dot");
-        assertEquals(0, runSmall("demo", "--policies", "4K,1M+64K+4K", "--graph", dot.toString()), err());
+        assertEquals(0, runSmall("demo", "--policies", "4K,1M+64K+4K", "--graph", dot.toString()), cli.err());
         String text = Files.readString(dot);
         assertTrue(text.startsWith("digraph vcmm {"), text);
         for (String s : new String[] {"camera", "display", "ONE_TO_ONE", "armv7-short root", "x86-64 root", "backed by"}) {
             assertTrue(text.contains(s), "missing " + s + " in\n" + text);
         }
-        errBytes.reset();
+        cli.resetErr();
         Path svg = dir.resolve("g.svg");
-        assertEquals(0, runSmall("demo", "--policies", "4K,1M+64K+4K", "--graph", svg.toString()), err());
+        assertEquals(0, runSmall("demo", "--policies", "4K,1M+64K+4K", "--graph", svg.toString()), cli.err());
         if (Files.exists(svg)) {
             assertTrue(Files.readString(svg).contains("<svg"), "rendered by Graphviz");
         } else {
-            assertTrue(err().contains("Graphviz 'dot' is not on the PATH"), err());
-            assertTrue(err().contains("apt install graphviz"), err());
+            assertTrue(cli.err().contains("Graphviz 'dot' is not on the PATH"), cli.err());
+            assertTrue(cli.err().contains("apt install graphviz"), cli.err());
             assertTrue(Files.readString(dir.resolve("g.dot")).startsWith("digraph vcmm {"));
         }
     }
 
     @Test
     void shouldPrintTheDefaultScenario() {
-        assertEquals(0, run("demo", "--print-scenario"));
-        assertEquals(Scenario.defaultText(), out());
+        assertEquals(0, cli.run("demo", "--print-scenario"));
+        assertEquals(Scenario.defaultText(), cli.out());
     }
 }

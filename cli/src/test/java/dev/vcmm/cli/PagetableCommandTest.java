@@ -9,8 +9,6 @@ import dev.vcmm.heap.HeapPhysicalMemory;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -27,24 +25,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /** Builds images with the command and walks them with a walker over memory loaded from the file alone. */
 class PagetableCommandTest {
 
+    private final CliCapture cli = new CliCapture();
+
     @TempDir
     Path dir;
-
-    private final ByteArrayOutputStream outBytes = new ByteArrayOutputStream();
-    private final ByteArrayOutputStream errBytes = new ByteArrayOutputStream();
-
-    private int run(String... args) {
-        return Main.run(args, new PrintStream(outBytes, true, StandardCharsets.UTF_8),
-            new PrintStream(errBytes, true, StandardCharsets.UTF_8));
-    }
-
-    private String out() {
-        return outBytes.toString(StandardCharsets.UTF_8);
-    }
-
-    private String err() {
-        return errBytes.toString(StandardCharsets.UTF_8);
-    }
 
     /** Loads the image at its base into fresh memory and walks it: nothing but the file is consulted. */
     private static WalkResult walkImage(PageTableFormat f, Path image, long base, long root, long va) throws Exception {
@@ -70,14 +54,14 @@ class PagetableCommandTest {
     @Test
     void shouldWriteAnImageEveryFormatCanBeWalkedFrom() throws Exception {
         for (PageTableFormat f : PageTableFormats.everyFormat()) {
-            outBytes.reset();
+            cli.resetOut();
             long page = f.leafSizes().getLast().size();
             Path image = dir.resolve(f.name() + ".img");
-            int rc = run("pagetable", "--format", f.name(), "--map", "0x200000:0x80000000:2M:rwx" + userIfNeeded(f),
+            int rc = cli.run("pagetable", "--format", f.name(), "--map", "0x200000:0x80000000:2M:rwx" + userIfNeeded(f),
                 "--map", "0x10000:0x9000_0000:64K:r--u", "--map", (3 * page) + ":" + page + ":" + page, "--pt-base", "0x8000000",
                 "--out", image.toString());
-            assertEquals(0, rc, f.name() + ": " + err());
-            String json = out().strip();
+            assertEquals(0, rc, f.name() + ": " + cli.err());
+            String json = cli.out().strip();
             assertTrue(json.startsWith("{\"format\":\"" + f.name() + "\""), json);
             assertEquals(0x800_0000L, field(json, "base"));
             long root = field(json, "root");
@@ -98,8 +82,8 @@ class PagetableCommandTest {
         Path maps = dir.resolve("maps.txt");
         Files.writeString(maps, "# boot mappings\n0x0:0x40000000:1G:rwx\n\n0x40000000:0x0:4K:r--  # a page\n");
         Path image = dir.resolve("a.img");
-        assertEquals(0, run("pagetable", "--format", "arm64-4k", "--map-file", maps.toString(), "--out", image.toString()), err());
-        long root = field(out(), "root");
+        assertEquals(0, cli.run("pagetable", "--format", "arm64-4k", "--map-file", maps.toString(), "--out", image.toString()), cli.err());
+        long root = field(cli.out(), "root");
         assertEquals(0x4000_1234L, ((WalkResult.Translation) walkImage(Arm64Lpae4kFormat.INSTANCE, image,
             PagetableCommand.DEFAULT_PT_BASE, root, 0x1234)).pa());
         assertEquals(1L << 30, ((WalkResult.Translation) walkImage(Arm64Lpae4kFormat.INSTANCE, image,
@@ -109,26 +93,26 @@ class PagetableCommandTest {
     @Test
     void shouldNameTheBadMapping() {
         Path image = dir.resolve("x.img");
-        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:8K", "--map", "0x1000:0x5000:4K",
+        assertEquals(2, cli.run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:8K", "--map", "0x1000:0x5000:4K",
             "--out", image.toString()));
-        assertTrue(err().contains("#2") && err().contains("overlaps") && err().contains("#1"), err());
-        errBytes.reset();
-        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x1800:0x0:4K", "--out", image.toString()));
-        assertTrue(err().contains("'0x1800:0x0:4K'") && err().contains("multiples"), err());
-        errBytes.reset();
-        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x1000000000000:0x0:4K", "--out", image.toString()));
-        assertTrue(err().contains("48-bit"), err());
-        errBytes.reset();
-        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x0:zz:4K", "--out", image.toString()));
-        assertTrue(err().contains("PA=zz"), err());
-        errBytes.reset();
-        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K:rwz", "--out", image.toString()));
-        errBytes.reset();
-        assertEquals(2, run("pagetable", "--map", "0x0:0x0:4K", "--out", image.toString()));
-        assertTrue(err().contains("--format is required"), err());
-        errBytes.reset();
-        assertEquals(2, run("pagetable", "--format", "nope", "--map", "0x0:0x0:4K", "--out", image.toString()));
-        assertTrue(err().contains("arm64-4k"), "lists the known formats: " + err());
+        assertTrue(cli.err().contains("#2") && cli.err().contains("overlaps") && cli.err().contains("#1"), cli.err());
+        cli.resetErr();
+        assertEquals(2, cli.run("pagetable", "--format", "arm64-4k", "--map", "0x1800:0x0:4K", "--out", image.toString()));
+        assertTrue(cli.err().contains("'0x1800:0x0:4K'") && cli.err().contains("multiples"), cli.err());
+        cli.resetErr();
+        assertEquals(2, cli.run("pagetable", "--format", "arm64-4k", "--map", "0x1000000000000:0x0:4K", "--out", image.toString()));
+        assertTrue(cli.err().contains("48-bit"), cli.err());
+        cli.resetErr();
+        assertEquals(2, cli.run("pagetable", "--format", "arm64-4k", "--map", "0x0:zz:4K", "--out", image.toString()));
+        assertTrue(cli.err().contains("PA=zz"), cli.err());
+        cli.resetErr();
+        assertEquals(2, cli.run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K:rwz", "--out", image.toString()));
+        cli.resetErr();
+        assertEquals(2, cli.run("pagetable", "--map", "0x0:0x0:4K", "--out", image.toString()));
+        assertTrue(cli.err().contains("--format is required"), cli.err());
+        cli.resetErr();
+        assertEquals(2, cli.run("pagetable", "--format", "nope", "--map", "0x0:0x0:4K", "--out", image.toString()));
+        assertTrue(cli.err().contains("arm64-4k"), "lists the known formats: " + cli.err());
         assertFalse(Files.exists(image), "no image written for refused input");
     }
 
@@ -152,13 +136,13 @@ class PagetableCommandTest {
             {"--format", "x86-64", "--map", "0:0x8000000000000000:4K", "--out", image.toString()},
         };
         for (String[] args : usageErrors) {
-            errBytes.reset();
+            cli.resetErr();
             String[] full = new String[args.length + 1];
             full[0] = "pagetable";
             System.arraycopy(args, 0, full, 1, args.length);
-            assertEquals(2, run(full), String.join(" ", args) + " -> " + err());
-            assertTrue(err().startsWith("vcmm pagetable: ") && err().contains("usage: vcmm pagetable"),
-                String.join(" ", args) + " -> " + err());
+            assertEquals(2, cli.run(full), String.join(" ", args) + " -> " + cli.err());
+            assertTrue(cli.err().startsWith("vcmm pagetable: ") && cli.err().contains("usage: vcmm pagetable"),
+                String.join(" ", args) + " -> " + cli.err());
         }
         assertFalse(Files.exists(image), "no image written for refused input");
         try (var files = Files.list(dir)) {
@@ -170,8 +154,8 @@ class PagetableCommandTest {
     void shouldNotWrapThePhysicalRangeCheckForAddressesFrom2To63() {
         Path image = dir.resolve("wrap.img");
         // 0xFFFF_FFFF_FFFF_F000 + 8K wraps to 0x1000: an overflowing check would let it through
-        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0xFFFFFFFFFFFFF000:8K", "--out", image.toString()));
-        assertTrue(err().contains("physical range does not fit the 48-bit output addresses"), err());
+        assertEquals(2, cli.run("pagetable", "--format", "arm64-4k", "--map", "0x0:0xFFFFFFFFFFFFF000:8K", "--out", image.toString()));
+        assertTrue(cli.err().contains("physical range does not fit the 48-bit output addresses"), cli.err());
         assertTrue(PagetableCommand.fitsUnsigned(0xFFFF_FFFF_FFFF_F000L, 0x1000, 64), "the last page of a 64-bit space");
         assertFalse(PagetableCommand.fitsUnsigned(0xFFFF_FFFF_FFFF_F000L, 0x2000, 64), "one page past it wraps");
         assertFalse(PagetableCommand.fitsUnsigned(0x8000_0000_0000_0000L, 0x1000, 52));
@@ -184,16 +168,16 @@ class PagetableCommandTest {
     void shouldExitOneWhenThePageTableMemoryRunsOutOrTheImageCannotBeWritten() throws Exception {
         Path image = dir.resolve("r.img");
         // 4 KiB of page-table memory holds the root and nothing more
-        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K", "--pt-size", "4K", "--out", image.toString()));
-        assertTrue(err().contains("--pt-size") && !err().contains("usage:"), err());
+        assertEquals(1, cli.run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K", "--pt-size", "4K", "--out", image.toString()));
+        assertTrue(cli.err().contains("--pt-size") && !cli.err().contains("usage:"), cli.err());
         assertFalse(Files.exists(image));
-        errBytes.reset();
+        cli.resetErr();
         Path directory = Files.createDirectory(dir.resolve("a-directory"));
-        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K", "--out", directory.toString()));
-        assertTrue(err().contains("cannot write the image to " + directory), err());
-        errBytes.reset();
-        assertEquals(1, run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K", "--out", dir.resolve("no/such/dir.img").toString()));
-        assertTrue(err().contains("cannot write the image"), err());
+        assertEquals(1, cli.run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K", "--out", directory.toString()));
+        assertTrue(cli.err().contains("cannot write the image to " + directory), cli.err());
+        cli.resetErr();
+        assertEquals(1, cli.run("pagetable", "--format", "arm64-4k", "--map", "0x0:0x0:4K", "--out", dir.resolve("no/such/dir.img").toString()));
+        assertTrue(cli.err().contains("cannot write the image"), cli.err());
         try (var files = Files.list(dir)) {
             assertEquals(List.of(directory), files.toList(), "no temporary file left behind");
         }

@@ -6,11 +6,8 @@ import dev.vcmm.pagetable.PageTableFormats;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -29,26 +26,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class PagetableDumpTest {
 
+    private final CliCapture cli = new CliCapture();
+
     @TempDir
     Path dir;
-
-    private final ByteArrayOutputStream outBytes = new ByteArrayOutputStream();
-    private final ByteArrayOutputStream errBytes = new ByteArrayOutputStream();
-
-    private int run(String... args) {
-        outBytes.reset();
-        errBytes.reset();
-        return Main.run(args, new PrintStream(outBytes, true, StandardCharsets.UTF_8),
-            new PrintStream(errBytes, true, StandardCharsets.UTF_8));
-    }
-
-    private String out() {
-        return outBytes.toString(StandardCharsets.UTF_8);
-    }
-
-    private String err() {
-        return errBytes.toString(StandardCharsets.UTF_8);
-    }
 
     private static String field(String json, String name) {
         Matcher m = Pattern.compile("\"" + name + "\":\"?([^\",}]+)\"?").matcher(json);
@@ -90,12 +71,12 @@ class PagetableDumpTest {
             Files.writeString(maps, "map 0x40000000:0x80000000:1G\n"
                 + "unmap " + (0x5000_0000L) + ":" + page + "   # a hole in the middle of the gigabyte\n"
                 + "0x200000:0x90000000:2M:r--u\n");
-            assertEquals(0, run("pagetable", "--format", f.name(), "--map-file", maps.toString(),
-                "--unmap", "0x200000:" + page, "--pt-base", "0x8000000", "--out", image.toString()), f.name() + ": " + err());
-            String root = field(out(), "root");
-            assertEquals(0, run("pagetable", "dump", "--format", f.name(), "--image", image.toString(), "--pt-base", "0x8000000",
-                "--root", root, "--json"), f.name() + ": " + err());
-            String json = out();
+            assertEquals(0, cli.runFresh("pagetable", "--format", f.name(), "--map-file", maps.toString(),
+                "--unmap", "0x200000:" + page, "--pt-base", "0x8000000", "--out", image.toString()), f.name() + ": " + cli.err());
+            String root = field(cli.out(), "root");
+            assertEquals(0, cli.runFresh("pagetable", "dump", "--format", f.name(), "--image", image.toString(), "--pt-base", "0x8000000",
+                "--root", root, "--json"), f.name() + ": " + cli.err());
+            String json = cli.out();
             assertEquals(List.of(
                 range(0x20_0000L + page, 0x9000_0000L + page, (2L << 20) - page, ru),
                 range(0x4000_0000L, 0x8000_0000L, 0x1000_0000L, rw),
@@ -107,20 +88,20 @@ class PagetableDumpTest {
     @Test
     void shouldDumpTheUpperHalfAndListTheLeafSizes() throws Exception {
         Path image = dir.resolve("ttbr1.img");
-        assertEquals(0, run("pagetable", "--format", "arm64-16k-ttbr1", "--map", "0xFFFF800000000000:0x80000000:34M:r-x",
-            "--out", image.toString()), err());
-        String root = field(out(), "root");
-        assertEquals(0, run("pagetable", "dump", "--format", "arm64-16k-ttbr1", "--image", image.toString(),
-            "--pt-base", "0x40000000", "--root", root), err());
+        assertEquals(0, cli.runFresh("pagetable", "--format", "arm64-16k-ttbr1", "--map", "0xFFFF800000000000:0x80000000:34M:r-x",
+            "--out", image.toString()), cli.err());
+        String root = field(cli.out(), "root");
+        assertEquals(0, cli.runFresh("pagetable", "dump", "--format", "arm64-16k-ttbr1", "--image", image.toString(),
+            "--pt-base", "0x40000000", "--root", root), cli.err());
         assertEquals("va=0xffff800000000000 pa=0x80000000 size=" + (34L << 20) + " perms=r-x/WRITE_BACK leaves=2M@L3x128,32M@L2\n",
-            out());
+            cli.out());
     }
 
     @Test
     void shouldReportAnAccessFlagFaultInAnImageBuiltElsewhere() throws Exception {
         Path image = dir.resolve("af.img");
-        assertEquals(0, run("pagetable", "--format", "arm64-4k", "--map", "0x5000:0x12345000:4K", "--out", image.toString()), err());
-        String root = field(out(), "root");
+        assertEquals(0, cli.runFresh("pagetable", "--format", "arm64-4k", "--map", "0x5000:0x12345000:4K", "--out", image.toString()), cli.err());
+        String root = field(cli.out(), "root");
         byte[] bytes = Files.readAllBytes(image);
         ByteBuffer b = ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN);
         int found = 0;
@@ -133,34 +114,34 @@ class PagetableDumpTest {
         }
         assertEquals(1, found);
         Files.write(image, bytes);
-        assertEquals(0, run("pagetable", "dump", "--format", "arm64-4k", "--image", image.toString(), "--pt-base", "0x40000000",
-            "--root", root), err());
-        assertTrue(out().startsWith("fault va=0x5000 level=3 reason=ACCESS_FLAG"), out());
+        assertEquals(0, cli.runFresh("pagetable", "dump", "--format", "arm64-4k", "--image", image.toString(), "--pt-base", "0x40000000",
+            "--root", root), cli.err());
+        assertTrue(cli.out().startsWith("fault va=0x5000 level=3 reason=ACCESS_FLAG"), cli.out());
     }
 
     @Test
     void shouldRefuseBadUnmapsAndBadDumpsNamingTheArgument() throws Exception {
         Path image = dir.resolve("bad.img");
-        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0:0:8K", "--unmap", "0x10000:4K", "--out", image.toString()));
-        assertTrue(err().contains("'0x10000:4K'") && err().contains("nothing is mapped"), err());
-        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--unmap", "0:4K", "--map", "0:0:8K", "--out", image.toString()));
-        assertTrue(err().contains("nothing is mapped"), "requests apply in order: " + err());
-        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0:0:8K", "--unmap", "0x800:4K", "--out", image.toString()));
-        assertTrue(err().contains("multiples"), err());
-        assertEquals(2, run("pagetable", "--format", "arm64-4k", "--map", "0:0:8K", "--unmap", "0:4K", "--map", "0x1000:0:4K",
+        assertEquals(2, cli.runFresh("pagetable", "--format", "arm64-4k", "--map", "0:0:8K", "--unmap", "0x10000:4K", "--out", image.toString()));
+        assertTrue(cli.err().contains("'0x10000:4K'") && cli.err().contains("nothing is mapped"), cli.err());
+        assertEquals(2, cli.runFresh("pagetable", "--format", "arm64-4k", "--unmap", "0:4K", "--map", "0:0:8K", "--out", image.toString()));
+        assertTrue(cli.err().contains("nothing is mapped"), "requests apply in order: " + cli.err());
+        assertEquals(2, cli.runFresh("pagetable", "--format", "arm64-4k", "--map", "0:0:8K", "--unmap", "0x800:4K", "--out", image.toString()));
+        assertTrue(cli.err().contains("multiples"), cli.err());
+        assertEquals(2, cli.runFresh("pagetable", "--format", "arm64-4k", "--map", "0:0:8K", "--unmap", "0:4K", "--map", "0x1000:0:4K",
             "--out", image.toString()));
-        assertTrue(err().contains("overlaps"), "the second page is still mapped: " + err());
-        assertEquals(2, run("pagetable", "--format", "arm64-64k", "--va-bits", "41", "--map", "0:0:64K", "--out", image.toString()));
-        assertTrue(err().contains("va-bits=41"), err());
-        assertEquals(2, run("pagetable", "--format", "x86-64", "--va-bits", "39", "--map", "0:0:4K", "--out", image.toString()));
-        assertTrue(err().contains("va-bits=39") && err().contains("fixed"), err());
-        assertEquals(2, run("pagetable", "--format", "arm64-s2-4k", "--map", "0:0:4K:rw-", "--out", image.toString()));
-        assertTrue(err().contains("arm64-s2-4k") && err().contains("privileged-only"), err());
+        assertTrue(cli.err().contains("overlaps"), "the second page is still mapped: " + cli.err());
+        assertEquals(2, cli.runFresh("pagetable", "--format", "arm64-64k", "--va-bits", "41", "--map", "0:0:64K", "--out", image.toString()));
+        assertTrue(cli.err().contains("va-bits=41"), cli.err());
+        assertEquals(2, cli.runFresh("pagetable", "--format", "x86-64", "--va-bits", "39", "--map", "0:0:4K", "--out", image.toString()));
+        assertTrue(cli.err().contains("va-bits=39") && cli.err().contains("fixed"), cli.err());
+        assertEquals(2, cli.runFresh("pagetable", "--format", "arm64-s2-4k", "--map", "0:0:4K:rw-", "--out", image.toString()));
+        assertTrue(cli.err().contains("arm64-s2-4k") && cli.err().contains("privileged-only"), cli.err());
         assertFalse(Files.exists(image), "no image written for refused input");
 
-        assertEquals(0, run("pagetable", "--format", "arm64-4k", "--map", "0:0:4K", "--unmap", "0:4K", "--map", "0:0x1000:4K",
-            "--out", image.toString()), "a map after an unmap of the same range: " + err());
-        String root = field(out(), "root");
+        assertEquals(0, cli.runFresh("pagetable", "--format", "arm64-4k", "--map", "0:0:4K", "--unmap", "0:4K", "--map", "0:0x1000:4K",
+            "--out", image.toString()), "a map after an unmap of the same range: " + cli.err());
+        String root = field(cli.out(), "root");
         Path empty = Files.createFile(dir.resolve("empty.img"));
         String[][] bad = {
             {"--format", "arm64-4k", "--image", dir.resolve("missing.img").toString(), "--pt-base", "0x40000000", "--root", root},
@@ -177,11 +158,11 @@ class PagetableDumpTest {
             full[0] = "pagetable";
             full[1] = "dump";
             System.arraycopy(bad[i], 0, full, 2, bad[i].length);
-            assertEquals(2, run(full), String.join(" ", bad[i]) + " -> " + err());
-            assertTrue(err().contains(names[i]) && err().contains("usage:"), String.join(" ", bad[i]) + " -> " + err());
+            assertEquals(2, cli.runFresh(full), String.join(" ", bad[i]) + " -> " + cli.err());
+            assertTrue(cli.err().contains(names[i]) && cli.err().contains("usage:"), String.join(" ", bad[i]) + " -> " + cli.err());
         }
-        assertEquals(0, run("pagetable", "dump", "--format", "arm64-4k", "--image", image.toString(), "--pt-base", "0x40000000",
-            "--root", root), err());
-        assertEquals("va=0x0 pa=0x1000 size=4096 perms=rw-/WRITE_BACK leaves=4K@L3\n", out());
+        assertEquals(0, cli.runFresh("pagetable", "dump", "--format", "arm64-4k", "--image", image.toString(), "--pt-base", "0x40000000",
+            "--root", root), cli.err());
+        assertEquals("va=0x0 pa=0x1000 size=4096 perms=rw-/WRITE_BACK leaves=4K@L3\n", cli.out());
     }
 }

@@ -4,10 +4,7 @@ import dev.vcmm.ffm.SegmentPool;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.lang.foreign.MemorySegment;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -20,24 +17,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class StatCommandCountersTest {
 
-    private final ByteArrayOutputStream outBytes = new ByteArrayOutputStream();
-    private final ByteArrayOutputStream errBytes = new ByteArrayOutputStream();
+    private final CliCapture cli = new CliCapture();
 
     @TempDir
     Path dir;
-
-    private int run(String... args) {
-        return Main.run(args, new PrintStream(outBytes, true, StandardCharsets.UTF_8),
-            new PrintStream(errBytes, true, StandardCharsets.UTF_8));
-    }
-
-    private String out() {
-        return outBytes.toString(StandardCharsets.UTF_8);
-    }
-
-    private String err() {
-        return errBytes.toString(StandardCharsets.UTF_8);
-    }
 
     @Test
     void shouldPrintALivePoolsCountersOnce() {
@@ -46,8 +29,8 @@ class StatCommandCountersTest {
             MemorySegment b = pool.allocate(3L << 20);
             b.fill((byte) 1);
             SegmentPool.Stats st = pool.stats(); // publishes
-            assertEquals(0, run("stat", "--once", dir.toString()), err());
-            String out = out();
+            assertEquals(0, cli.run("stat", "--once", dir.toString()), cli.err());
+            String out = cli.out();
             assertTrue(out.contains("pool 'statted' pid " + ProcessHandle.current().pid() + " (running)"), out);
             assertTrue(out.contains(String.format("%,20d - pool 'statted' allocations", st.allocations())), out);
             assertTrue(out.contains(String.format("%,20d - pool 'statted' resident bytes", st.residentBytes())), out);
@@ -55,20 +38,20 @@ class StatCommandCountersTest {
             assertTrue(out.contains(String.format("%,20d - pool 'statted' mmaps", 1)), out);
             pool.free(a);
             pool.free(b);
-            outBytes.reset();
-            assertEquals(0, run("stat", "--once", pool.countersFile().orElseThrow().toString()), err());
-            assertTrue(out().contains("pool 'statted'"), out());
+            cli.resetOut();
+            assertEquals(0, cli.run("stat", "--once", pool.countersFile().orElseThrow().toString()), cli.err());
+            assertTrue(cli.out().contains("pool 'statted'"), cli.out());
         }
         assertTrue(Files.notExists(dir.resolve("statted-" + ProcessHandle.current().pid() + ".vcmmstat")));
     }
 
     @Test
     void shouldSayWhenThereIsNothingToShow() {
-        assertEquals(1, run("stat", "--once", dir.toString()));
-        assertTrue(err().contains("no counter files"), err());
-        assertEquals(1, run("stat", "--once", dir.resolve("nope").toString()));
-        assertTrue(err().contains("no such file or directory"), err());
-        assertEquals(2, run("stat", "--bogus"));
-        assertEquals(2, run("stat", "--interval", "0"));
+        assertEquals(1, cli.run("stat", "--once", dir.toString()));
+        assertTrue(cli.err().contains("no counter files"), cli.err());
+        assertEquals(1, cli.run("stat", "--once", dir.resolve("nope").toString()));
+        assertTrue(cli.err().contains("no such file or directory"), cli.err());
+        assertEquals(2, cli.run("stat", "--bogus"));
+        assertEquals(2, cli.run("stat", "--interval", "0"));
     }
 }

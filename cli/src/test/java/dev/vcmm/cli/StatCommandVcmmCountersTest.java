@@ -17,9 +17,6 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -36,11 +33,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class StatCommandVcmmCountersTest {
 
+    private final CliCapture cli = new CliCapture();
+
     private static final long KIB = 1L << 10;
     private static final long MIB = 1L << 20;
-
-    private final ByteArrayOutputStream outBytes = new ByteArrayOutputStream();
-    private final ByteArrayOutputStream errBytes = new ByteArrayOutputStream();
 
     @TempDir
     Path dir;
@@ -62,19 +58,6 @@ class StatCommandVcmmCountersTest {
         vcmm.close();
     }
 
-    private int run(String... args) {
-        return Main.run(args, new PrintStream(outBytes, true, StandardCharsets.UTF_8),
-            new PrintStream(errBytes, true, StandardCharsets.UTF_8));
-    }
-
-    private String out() {
-        return outBytes.toString(StandardCharsets.UTF_8);
-    }
-
-    private String err() {
-        return errBytes.toString(StandardCharsets.UTF_8);
-    }
-
     /** 16 pages backed (16 PTE writes), 8 KiB read, one fault that fails. */
     private void work() {
         Reservation r = vcm.reserve(64 * KIB, ReservationAttributes.RW, 64 * KIB)
@@ -89,8 +72,8 @@ class StatCommandVcmmCountersTest {
              SegmentPool pool = SegmentPool.builder(16 * MIB).name("heap").counters(dir).build()) {
             work();
             counters.publish();
-            assertEquals(0, run("stat", "--once", dir.toString()), err());
-            String out = out();
+            assertEquals(0, cli.run("stat", "--once", dir.toString()), cli.err());
+            String out = cli.out();
             long pid = ProcessHandle.current().pid();
             assertTrue(out.contains("vcmm 'soc' pid " + pid + " (running)"), out);
             assertTrue(out.contains("pool 'heap' pid " + pid + " (running)"), out);
@@ -98,9 +81,9 @@ class StatCommandVcmmCountersTest {
             assertTrue(out.contains(String.format("%,20d - vcmm 'soc' dma bytes read", 8192)), out);
             assertTrue(out.contains(String.format("%,20d - vcmm 'soc' faults", 1)), out);
             assertTrue(out.contains(String.format("%,20d - vcmm 'soc' failed accesses", 1)), out);
-            outBytes.reset();
-            assertEquals(0, run("stat", "--once", counters.file().toString()), err());
-            assertTrue(out().contains("vcmm 'soc'") && !out().contains("pool 'heap'"), out());
+            cli.resetOut();
+            assertEquals(0, cli.run("stat", "--once", counters.file().toString()), cli.err());
+            assertTrue(cli.out().contains("vcmm 'soc'") && !cli.out().contains("pool 'heap'"), cli.out());
         }
     }
 
@@ -111,8 +94,8 @@ class StatCommandVcmmCountersTest {
         try (VcmmCounters counters = VcmmCounters.open(vcmm, PoolCounters.DEFAULT_DIRECTORY, name, Duration.ZERO)) {
             work();
             counters.publish();
-            assertEquals(0, run("stat", "--once", Long.toString(pid)), err());
-            String out = out();
+            assertEquals(0, cli.run("stat", "--once", Long.toString(pid)), cli.err());
+            String out = cli.out();
             assertTrue(out.contains("vcmm stat pid " + pid + " in " + PoolCounters.DEFAULT_DIRECTORY), out);
             assertTrue(out.contains("vcmm '" + name + "' pid " + pid + " (running)"), out);
             assertTrue(out.contains(String.format("%,20d - vcmm '%s' pte writes (4 KiB pages)", 16, name)), out);
@@ -121,10 +104,10 @@ class StatCommandVcmmCountersTest {
                 out);
             assertFalse(Files.exists(Path.of(Long.toString(pid)))); // it was taken as a PID, not a file
             // a PID with no files (pid 0 writes none) while this process has one: a clear message, exit 1
-            outBytes.reset();
-            assertEquals(1, run("stat", "--once", "0"));
-            assertTrue(err().contains("no counter files of pid 0"), err());
-            assertFalse(out().contains(name), out());
+            cli.resetOut();
+            assertEquals(1, cli.run("stat", "--once", "0"));
+            assertTrue(cli.err().contains("no counter files of pid 0"), cli.err());
+            assertFalse(cli.out().contains(name), cli.out());
         }
     }
 }
