@@ -31,8 +31,8 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  *   |  handle of the PhysMem  |  index of the chunk in it |  order + 1 |
  *   +-------------------------+--------------------------+-----------+
  * </pre>
- * Handles index a table of registered allocations (recycled when an allocation stops backing anything), each with
- * the set of reservations it backs. The record of an allocation hangs off the {@link PhysMem} itself
+ * Handles index a table of registered allocations (recycled when an allocation is freed), each with the set of
+ * reservations it backs. The record of an allocation hangs off the {@link PhysMem} itself
  * ({@link PhysMem#registration}), so finding it is one field load, not a lookup in a map of every live allocation:
  * the cost of a registration does not grow with the number of live allocations, and no map node is kept per buffer.
  * (A {@link PhysMem} belongs to one VCMM's memory type, so one reverse map at most ever records it.) The record
@@ -53,8 +53,9 @@ final class ReverseMap {
     /**
      * The record of one allocation: its handle, and what it backs. Made on the allocation's first registration and
      * kept on it, with its handle, until the allocation is freed ({@link #forget}), so backing the same allocation
-     * again allocates nothing and takes no handle. What it backs is one {@link Reservation} (the usual case: no array) or an array of two or
-     * more, replaced whole on every change (made under the record's monitor, read without a lock).
+     * again allocates nothing and takes no handle. What it backs is one {@link Reservation} (the usual case: no
+     * array) or an array of two or more, replaced whole on every change (made under the record's monitor, read
+     * without a lock).
      */
     static final class Registered {
         final PhysMem memory;
