@@ -239,6 +239,9 @@ public final class PhysMem {
 
     /** @return the index of the chunk holding byte {@code offset} of the buffer, which must be inside it */
     int chunkIndexAt(long offset) {
+        if (offset == 0) {
+            return 0; // the usual case: a whole buffer from its start
+        }
         int i = Arrays.binarySearch(offsets, offset);
         return i < 0 ? -i - 2 : i;
     }

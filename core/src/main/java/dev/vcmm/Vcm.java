@@ -620,20 +620,7 @@ public final class Vcm {
 
     /** Backs {@code r}; see {@link Reservation#back(PhysMem, long)}. */
     void back(Reservation r, PhysMem memory, long offset) {
-        checkOpen();
-        Objects.requireNonNull(memory, "memory");
-        bus.checkHolds(memory.memoryType());
-        if (offset < 0 || (offset & (GRANULE - 1)) != 0) {
-            throw new IllegalArgumentException("offset=" + offset + " must be a non-negative multiple of 4096");
-        }
-        if (memory.length() - offset < r.length()) {
-            throw new IllegalArgumentException("too little memory: " + memory + " from offset=" + offset + " has "
-                + Math.max(0, memory.length() - offset) + " bytes, " + r + " needs " + r.length());
-        }
-        if (memory.memoryType().isSecure() && !r.attributes().secure()) {
-            throw new IllegalArgumentException("secure memory " + memory + " can back only secure reservations, not " + r);
-        }
-        kind.checkBack(r, memory, offset);
+        checkBack(r, memory, offset);
         lock.readLock().lock();
         try {
             if (r.isReleased()) {
@@ -655,14 +642,7 @@ public final class Vcm {
                 }
                 kind.map(r, memory, offset); // last: it undoes itself on failure
             } catch (RuntimeException e) {
-                for (int i = 0; i < done; i++) {
-                    ts[i].unmap(r.address(), r.length());
-                }
-                invalidate(r.address(), r.length()); // a DMA may have cached the short-lived mapping
-                if (counted) {
-                    memory.releaseBacking();
-                }
-                r.endBack(null, 0);
+                undoBack(r, memory, ts, done, counted);
                 throw e;
             }
             reverse.register(r, memory);
@@ -671,6 +651,36 @@ public final class Vcm {
         } finally {
             lock.readLock().unlock();
         }
+    }
+
+    /** Undoes a failed {@link #back}: the first {@code done} tables' mappings, the backing count, the state. */
+    private void undoBack(Reservation r, PhysMem memory, PageTable[] ts, int done, boolean counted) {
+        for (int i = 0; i < done; i++) {
+            ts[i].unmap(r.address(), r.length());
+        }
+        invalidate(r.address(), r.length()); // a DMA may have cached the short-lived mapping
+        if (counted) {
+            memory.releaseBacking();
+        }
+        r.endBack(null, 0);
+    }
+
+    /** The argument checks of {@link #back}, out of its body (they make no change; a small back inlines better). */
+    private void checkBack(Reservation r, PhysMem memory, long offset) {
+        checkOpen();
+        Objects.requireNonNull(memory, "memory");
+        bus.checkHolds(memory.memoryType());
+        if (offset < 0 || (offset & (GRANULE - 1)) != 0) {
+            throw new IllegalArgumentException("offset=" + offset + " must be a non-negative multiple of 4096");
+        }
+        if (memory.length() - offset < r.length()) {
+            throw new IllegalArgumentException("too little memory: " + memory + " from offset=" + offset + " has "
+                + Math.max(0, memory.length() - offset) + " bytes, " + r + " needs " + r.length());
+        }
+        if (memory.memoryType().isSecure() && !r.attributes().secure()) {
+            throw new IllegalArgumentException("secure memory " + memory + " can back only secure reservations, not " + r);
+        }
+        kind.checkBack(r, memory, offset);
     }
 
     /**
@@ -737,7 +747,7 @@ public final class Vcm {
         long va = r.address();
         long end = offset + r.length();
         if (offset < 0 || r.length() <= 0 || offset > memory.length() - r.length()) {
-            throw new IllegalArgumentException("window offset=" + offset + " length=" + r.length() + " is outside " + memory);
+            throw outsideWindow(r, memory, offset);
         }
         long at = offset;
         try {
@@ -754,6 +764,10 @@ public final class Vcm {
             }
             throw e;
         }
+    }
+
+    private static IllegalArgumentException outsideWindow(Reservation r, PhysMem memory, long offset) {
+        return new IllegalArgumentException("window offset=" + offset + " length=" + r.length() + " is outside " + memory);
     }
 
     /** Unbacks {@code r}; see {@link Reservation#unback()}. */
