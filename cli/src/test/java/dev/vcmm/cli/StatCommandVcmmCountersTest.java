@@ -3,7 +3,6 @@ package dev.vcmm.cli;
 import dev.vcmm.ChunkPolicy;
 import dev.vcmm.Device;
 import dev.vcmm.DeviceFaultException;
-import dev.vcmm.MemoryType;
 import dev.vcmm.Reservation;
 import dev.vcmm.ReservationAttributes;
 import dev.vcmm.Vcm;
@@ -12,6 +11,7 @@ import dev.vcmm.ffm.PoolCounters;
 import dev.vcmm.ffm.SegmentPool;
 import dev.vcmm.ffm.VcmmCounters;
 import dev.vcmm.pagetable.Arm64Lpae4kFormat;
+import dev.vcmm.testing.TestGraphs;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -47,7 +47,7 @@ class StatCommandVcmmCountersTest {
 
     @BeforeEach
     void open() {
-        vcmm = Vcmm.builder().memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(64 * MIB)).build();
+        vcmm = TestGraphs.graph().ddr(0x8000_0000L, 64 * MIB).build();
         gpu = vcmm.device("gpu", Arm64Lpae4kFormat.INSTANCE);
         vcm = vcmm.createVcm(0x4000_0000L, 64 * MIB);
         vcmm.assoc(vcm, gpu).activate();

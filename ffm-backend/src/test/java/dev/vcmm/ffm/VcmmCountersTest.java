@@ -5,7 +5,6 @@ import dev.vcmm.Device;
 import dev.vcmm.DeviceFaultException;
 import dev.vcmm.DeviceStats;
 import dev.vcmm.FaultAction;
-import dev.vcmm.MemoryType;
 import dev.vcmm.Reservation;
 import dev.vcmm.ReservationAttributes;
 import dev.vcmm.Vcm;
@@ -13,6 +12,7 @@ import dev.vcmm.Vcmm;
 import dev.vcmm.VcmmStats;
 import dev.vcmm.pagetable.Arm64Lpae4kFormat;
 import dev.vcmm.pagetable.X86_64Format;
+import dev.vcmm.testing.TestGraphs;
 import org.agrona.concurrent.status.CountersReader;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -53,7 +53,7 @@ class VcmmCountersTest {
 
     @BeforeEach
     void open() {
-        vcmm = Vcmm.builder().memoryType(MemoryType.builder("ddr").base(0x8000_0000L).size(64 * MIB)).build();
+        vcmm = TestGraphs.graph().ddr(0x8000_0000L, 64 * MIB).build();
         arm = vcmm.device("arm", Arm64Lpae4kFormat.INSTANCE);
         x86 = vcmm.device("x86", X86_64Format.INSTANCE);
         vcm = vcmm.createVcm(0x4000_0000L, 64 * MIB);
