@@ -10,12 +10,12 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * The reverse map: physical memory to the reservations it backs. Answers {@link Vcmm#whoMaps(long)},
  * {@link Vcmm#reservationsOf(PhysMem)} and, through them, the cross-VCM {@link Vcmm#translate(Vcm, long, Vcm)}.
  *
- * <p><b>Thread-safety:</b> thread-safe. {@link #register} and {@link #unregister} of one allocation are atomic
- * with respect to each other (they hold the monitor of the allocation's record); different allocations register
- * in parallel, sharing only the handle pool's monitor, taken when an allocation is first backed and when it is
- * freed (never per chunk, nor per back or unback). Queries take no lock and are weakly consistent while
- * backings change: they see each allocation registered or not, never a torn entry, and check every frame entry they
- * follow against the allocation it names.
+ * <p><b>Thread-safety:</b> thread-safe. {@link #register} and {@link #unregister} add and remove a reservation in
+ * the allocation's record by CAS (lock-free); the record's monitor, and the handle pool's, are taken only the first
+ * time an allocation is backed (to publish its handle and write its frame entries, once, however many registrations
+ * race) and when it is freed (never per chunk, nor per back or unback of an allocation backed before). Queries take
+ * no lock and are weakly consistent while backings change: they see each reservation registered or not, never a torn
+ * entry, and check every frame entry they follow against the allocation it names.
  *
  * <h2>Design: a frame table, as Linux's struct page array</h2>
  * Each memory type has a frame table, one 64-bit entry per 4 KiB page frame, in leaves of 512 entries (one 2 MiB
@@ -35,9 +35,11 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * reservations it backs. The record of an allocation hangs off the {@link PhysMem} itself
  * ({@link PhysMem#registration}), so finding it is one field load, not a lookup in a map of every live allocation:
  * the cost of a registration does not grow with the number of live allocations, and no map node is kept per buffer.
- * (A {@link PhysMem} belongs to one VCMM's memory type, so one reverse map at most ever records it.) The record
- * and its handle stay on the allocation after its last reservation leaves (its frame entries are cleared), so that
- * backing it again allocates nothing and takes no handle; freeing the allocation recycles the handle.
+ * (A {@link PhysMem} belongs to one VCMM's memory type, so one reverse map at most ever records it.) The record,
+ * its handle and its frame entries stay after the allocation's last reservation leaves (a query that follows an
+ * entry then finds a record with no reservation: nothing is mapped), so that backing it again allocates nothing,
+ * takes no handle and writes no frame entry: the frame entries are written at an allocation's first back and
+ * cleared when it is freed, where the allocator's own work per chunk is done too.
  */
 final class ReverseMap {
 
@@ -54,8 +56,7 @@ final class ReverseMap {
      * The record of one allocation: its handle, and what it backs. Made on the allocation's first registration and
      * kept on it, with its handle, until the allocation is freed ({@link #forget}), so backing the same allocation
      * again allocates nothing and takes no handle. What it backs is one {@link Reservation} (the usual case: no
-     * array) or an array of two or more, replaced whole on every change (made under the record's monitor, read
-     * without a lock).
+     * array) or an array of two or more, replaced whole on every change by CAS, read without a lock.
      */
     static final class Registered {
         final PhysMem memory;
@@ -66,10 +67,23 @@ final class ReverseMap {
          * under this record's monitor (and the pool's). Kept across unback and back, so re-backing takes no handle.
          */
         int handle = -1;
-        /** Whether its chunks' frame entries are written: from its first reservation in to its last one out. */
-        boolean framed;
-        /** Null, one {@link Reservation}, or a {@code Reservation[]} of two or more. */
+        /**
+         * Whether its chunks' frame entries are written: from its first registration until the allocation is freed
+         * (set under this record's monitor, read without it).
+         */
+        volatile boolean framed;
+        /** Null, one {@link Reservation}, or a {@code Reservation[]} of two or more; changed by CAS only. */
         volatile Object reservations;
+
+        private static final VarHandle RESERVATIONS;
+
+        static {
+            try {
+                RESERVATIONS = MethodHandles.lookup().findVarHandle(Registered.class, "reservations", Object.class);
+            } catch (ReflectiveOperationException e) {
+                throw new ExceptionInInitializerError(e);
+            }
+        }
 
         Registered(PhysMem memory, ReverseMap owner) {
             this.memory = memory;
@@ -86,55 +100,66 @@ final class ReverseMap {
             return o == null ? NONE : o instanceof Reservation r ? new Reservation[] {r} : (Reservation[]) o;
         }
 
+        /** Adds {@code r} (no change if it is there): one CAS in the usual case of a first reservation. */
         void add(Reservation r) {
-            Object o = reservations;
-            if (o == null) {
-                reservations = r;
-            } else if (o instanceof Reservation one) {
-                if (one != r) {
-                    reservations = new Reservation[] {one, r};
+            for (;;) {
+                Object o = reservations;
+                Object n = with(o, r);
+                if (n == o || RESERVATIONS.compareAndSet(this, o, n)) {
+                    return;
                 }
-            } else {
-                Reservation[] a = (Reservation[]) o;
-                for (Reservation x : a) {
-                    if (x == r) {
-                        return;
-                    }
-                }
-                Reservation[] b = java.util.Arrays.copyOf(a, a.length + 1);
-                b[a.length] = r;
-                reservations = b;
             }
         }
 
-        /** @return whether any reservation is left */
+        /** Removes {@code r} (no change if it is not there). @return whether any reservation is left */
         boolean remove(Reservation r) {
-            Object o = reservations;
+            for (;;) {
+                Object o = reservations;
+                Object n = without(o, r);
+                if (n == o || RESERVATIONS.compareAndSet(this, o, n)) {
+                    return n != null;
+                }
+            }
+        }
+
+        private static Object with(Object o, Reservation r) {
             if (o == null) {
-                return false;
+                return r;
             }
             if (o instanceof Reservation one) {
-                if (one == r) {
-                    reservations = null;
-                    return false;
+                return one == r ? o : new Reservation[] {one, r};
+            }
+            Reservation[] a = (Reservation[]) o;
+            for (Reservation x : a) {
+                if (x == r) {
+                    return o;
                 }
-                return true;
+            }
+            Reservation[] b = java.util.Arrays.copyOf(a, a.length + 1);
+            b[a.length] = r;
+            return b;
+        }
+
+        private static Object without(Object o, Reservation r) {
+            if (o == null) {
+                return null;
+            }
+            if (o instanceof Reservation one) {
+                return one == r ? null : o;
             }
             Reservation[] a = (Reservation[]) o;
             for (int i = 0; i < a.length; i++) {
                 if (a[i] == r) {
                     if (a.length == 2) {
-                        reservations = a[1 - i];
-                    } else {
-                        Reservation[] b = new Reservation[a.length - 1];
-                        System.arraycopy(a, 0, b, 0, i);
-                        System.arraycopy(a, i + 1, b, i, a.length - i - 1);
-                        reservations = b;
+                        return a[1 - i];
                     }
-                    return true;
+                    Reservation[] b = new Reservation[a.length - 1];
+                    System.arraycopy(a, 0, b, 0, i);
+                    System.arraycopy(a, i + 1, b, i, a.length - i - 1);
+                    return b;
                 }
             }
-            return true;
+            return o;
         }
     }
 
@@ -174,6 +199,8 @@ final class ReverseMap {
     /** Handle -> registration; grown and recycled under {@link #handles}' monitor, read without it. */
     private volatile Registered[] byHandle = new Registered[64];
     private final HandlePool handles = new HandlePool();
+    /** First registrations that found the entries already written by a racing one (a rare path; for tests). */
+    private final java.util.concurrent.atomic.AtomicLong lostFramings = new java.util.concurrent.atomic.AtomicLong();
 
     ReverseMap(MemoryType[] types) {
         this.types = types.clone();
@@ -190,52 +217,59 @@ final class ReverseMap {
         int freeCount;
     }
 
-    /** Records that {@code r} is backed by {@code memory}; the allocation's chunks enter the frame table once. */
+    /**
+     * Records that {@code r} is backed by {@code memory}. The allocation's chunks enter the frame table at its first
+     * registration and stay there until it is freed, so a later back of the same allocation (the usual cycle of a
+     * buffer mapped per transfer) writes no frame entry and takes no lock: one CAS on the record's reservations.
+     */
     void register(Reservation r, PhysMem memory) {
         Registered reg = memory.registration;
         if (reg == null) {
             Registered made = new Registered(memory, this);
             reg = PhysMem.REGISTRATION.compareAndSet(memory, null, made) ? made : memory.registration;
         }
+        if (!reg.framed) {
+            frame(reg);
+        }
+        reg.add(r);
+    }
+
+    /** Publishes the handle of {@code reg} and writes its chunks' frame entries, once (under the record's monitor). */
+    private void frame(Registered reg) {
         synchronized (reg) {
+            if (reg.framed) {
+                lostFramings.incrementAndGet(); // another registration of the same allocation did it first
+                return;
+            }
             if (reg.handle < 0) {
                 reg.handle = publish(reg);
             }
-            if (!reg.framed) {
-                reg.framed = true;
-                FrameTable t = table(memory.memoryType());
-                int n = memory.chunkCount();
-                if (n <= MAX_CHUNKS) {
-                    for (int i = 0; i < n; i++) {
-                        t.set(frame(t, memory.chunkPa(i)), entry(reg.handle, i, memory.chunkOrder(i)));
-                    }
+            PhysMem memory = reg.memory;
+            FrameTable t = table(memory.memoryType());
+            int n = memory.chunkCount();
+            if (n <= MAX_CHUNKS) {
+                for (int i = 0; i < n; i++) {
+                    t.set(frame(t, memory.chunkPa(i)), entry(reg.handle, i, memory.chunkOrder(i)));
                 }
             }
-            reg.add(r);
-        }
-    }
-
-    /** Records that {@code r} no longer is backed by {@code memory}; the last one takes the chunks out. */
-    void unregister(Reservation r, PhysMem memory) {
-        Registered reg = memory.registration;
-        if (reg == null) {
-            return;
-        }
-        synchronized (reg) {
-            if (reg.remove(r) || !reg.framed) {
-                return;
-            }
-            FrameTable t = table(memory.memoryType());
-            for (int i = 0, n = memory.chunkCount(); i < n; i++) {
-                t.set(frame(t, memory.chunkPa(i)), 0);
-            }
-            reg.framed = false; // the record and its handle stay on the allocation for its next registration
+            reg.framed = true; // volatile: after the entries, so a registration that reads it true skips them
         }
     }
 
     /**
-     * Recycles the handle of an allocation being freed (it backs nothing: its frame entries are already cleared).
-     * Called by {@link PhysMem} once it is marked freed, so no registration of it can follow.
+     * Records that {@code r} no longer is backed by {@code memory}: one CAS. The frame entries stay (a query that
+     * follows one finds the record with no reservation: nothing mapped) until the allocation is freed.
+     */
+    void unregister(Reservation r, PhysMem memory) {
+        Registered reg = memory.registration;
+        if (reg != null) {
+            reg.remove(r);
+        }
+    }
+
+    /**
+     * Clears the frame entries of an allocation being freed and recycles its handle. Called by {@link PhysMem}'s free
+     * once the allocation is marked freed and backs nothing, so no registration of it runs now or can follow.
      */
     static void forget(PhysMem memory) {
         Registered reg = memory.registration;
@@ -243,7 +277,16 @@ final class ReverseMap {
             return;
         }
         synchronized (reg) {
-            if (reg.handle >= 0 && !reg.framed) {
+            if (reg.framed) {
+                FrameTable t = reg.owner.table(memory.memoryType());
+                if (memory.chunkCount() <= MAX_CHUNKS) {
+                    for (int i = 0, n = memory.chunkCount(); i < n; i++) {
+                        t.set(frame(t, memory.chunkPa(i)), 0);
+                    }
+                }
+                reg.framed = false;
+            }
+            if (reg.handle >= 0) {
                 reg.owner.freeHandle(reg.handle);
                 reg.handle = -1;
             }
@@ -289,6 +332,11 @@ final class ReverseMap {
             return List.of();
         }
         return List.of();
+    }
+
+    /** @return how many first registrations found the frame entries written by a racing one (for tests) */
+    long lostFramings() {
+        return lostFramings.get();
     }
 
     /** @return the number of allocations registered now */

@@ -204,7 +204,7 @@ class ReverseMapTest {
         assertEquals(List.of(), vcmm.reservationsOf(shared));
         assertEquals(List.of(), vcmm.whoMaps(shared.physicalAddress(0)));
         assertEquals(0, vcmm.reverseMap().registeredCount(), "no allocation left registered");
-        assertEquals(0, vcmm.reverseMap().liveFrameEntries(), "every frame entry was cleared");
+        assertEquals(16, vcmm.reverseMap().liveFrameEntries(), "the unbacked allocation keeps its 16 frame entries");
         System.out.printf("[ReverseMapTest] shared allocation: %d overlapping registrations%n", overlaps.get());
         for (Reservation r : rs) {
             r.unreserve();
@@ -212,6 +212,75 @@ class ReverseMapTest {
         assertEquals(1, vcmm.reverseMap().handlesInUse(), "the unbacked allocation keeps its handle until it is freed");
         shared.free();
         assertEquals(0, vcmm.reverseMap().handlesInUse(), "freeing it recycled the handle");
+        assertEquals(0, vcmm.reverseMap().liveFrameEntries(), "freeing it cleared its frame entries");
+        assertEquals(0, vcmm.memoryType("ddr").stats().allocatedBytes(), "the allocator is whole");
+    }
+
+    /**
+     * The first back of a fresh allocation writes its frame entries once, however many backs race: threads start
+     * together (a barrier per round) backing their own reservations with one new allocation; every round each
+     * thread's mapping is found at every chunk, and freeing the allocation leaves no entry. Runs until some round
+     * had a first back lose the race to write the entries (counted by the map), bounded.
+     */
+    @Test
+    void shouldWriteTheFrameEntriesOnceWhenFirstBacksRace() throws Exception {
+        Device gpu = vcmm.device("gpu", Arm64Lpae4kFormat.INSTANCE);
+        Vcm vcm = vcmm.createVcm(0x4000_0000L, 256 * MIB);
+        vcmm.assoc(vcm, gpu).activate();
+        int threads = 3;
+        List<Reservation> rs = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            rs.add(vcm.reserve(64 * 1024, ReservationAttributes.RW, 64 * 1024));
+        }
+        PhysMem[] current = new PhysMem[1];
+        int[] rounds = new int[1];
+        long[] lostBefore = {vcmm.reverseMap().lostFramings()};
+        AtomicLong missing = new AtomicLong();
+        AtomicBoolean done = new AtomicBoolean();
+        CyclicBarrier start = new CyclicBarrier(threads, () -> current[0] = vcmm.physAlloc("ddr", 64 * 1024,
+            ChunkPolicy.PAGES_4K));
+        CyclicBarrier end = new CyclicBarrier(threads, () -> {
+            PhysMem pm = current[0];
+            for (int i = 0; i < pm.chunkCount(); i++) {
+                List<Mapping> m = vcmm.whoMaps(pm.chunks().get(i).pa());
+                for (Reservation r : rs) {
+                    if (!m.contains(new Mapping(r, r.address() + i * 4096L))) {
+                        missing.incrementAndGet();
+                    }
+                }
+            }
+            for (Reservation r : rs) {
+                r.unback();
+            }
+            pm.free();
+            rounds[0]++;
+            // decided in the barrier action, so every thread reads the same verdict when it is released
+            if (rounds[0] >= 200_000 || rounds[0] >= 2_000 && vcmm.reverseMap().lostFramings() > lostBefore[0]) {
+                done.set(true);
+            }
+        });
+        List<Thread> workers = new ArrayList<>();
+        for (int t = 0; t < threads; t++) {
+            Reservation r = rs.get(t);
+            Thread w = new Thread(() -> {
+                while (!done.get()) {
+                    await(start);
+                    r.back(current[0]);
+                    await(end);
+                }
+            });
+            w.start();
+            workers.add(w);
+        }
+        for (Thread w : workers) {
+            w.join();
+        }
+        long lost = vcmm.reverseMap().lostFramings() - lostBefore[0];
+        System.out.printf("[ReverseMapTest] racing first backs: %d rounds, %d lost framings%n", rounds[0], lost);
+        assertEquals(0, missing.get(), "a racing back's mapping was missing from the reverse map");
+        assertTrue(lost > 0, "first backs raced to write the frame entries");
+        assertEquals(0, vcmm.reverseMap().liveFrameEntries(), "every freed allocation's entries were cleared");
+        assertEquals(0, vcmm.reverseMap().handlesInUse(), "every freed allocation's handle was recycled");
         assertEquals(0, vcmm.memoryType("ddr").stats().allocatedBytes(), "the allocator is whole");
     }
 
