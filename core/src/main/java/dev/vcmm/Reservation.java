@@ -323,7 +323,9 @@ public final class Reservation {
 
     /** Ends a back begun by {@link #beginBack()}: backed by {@code memory}, or idle again if it is {@code null}. */
     void endBack(PhysMem memory, long offset) {
-        backing.set(memory == null ? null : new Backing(memory, offset));
+        // release, not volatile: readers acquire it (get or CAS), and the VCM lock's release CAS follows at once;
+        // no reader pairs this store with a load of its own (the Dekker pair of DMA against unback is beginUnback's CAS)
+        backing.setRelease(memory == null ? null : new Backing(memory, offset));
     }
 
     /** @return the backing this call won the right to remove (now in progress), or {@code null} if it is not backed */
@@ -334,7 +336,7 @@ public final class Reservation {
 
     /** Ends an unback begun by {@link #beginUnback()}: still backed by {@code end}, or idle if it is {@code null}. */
     void endUnback(Backing end) {
-        backing.set(end);
+        backing.setRelease(end); // as endBack: a release store, the VCM lock's release CAS follows
     }
 
     /** @return where sub-range unbacks and remaps changed its pages, or {@code null} */
