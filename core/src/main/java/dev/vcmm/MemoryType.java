@@ -263,21 +263,21 @@ public final class MemoryType implements AutoCloseable {
      */
     private PhysMem zeroed(PhysMem pm) {
         try {
-            List<Chunk> chunks = pm.chunks();
-            long runStart = chunks.getFirst().pa();
+            long runStart = pm.chunkPa(0);
             long runEnd = runStart;
-            for (Chunk c : chunks) {
-                if (c.pa() != runEnd) {
+            for (int i = 0, n = pm.chunkCount(); i < n; i++) {
+                long pa = pm.chunkPa(i);
+                if (pa != runEnd) {
                     memory.zero(runStart, runEnd - runStart);
-                    runStart = c.pa();
+                    runStart = pa;
                 }
-                runEnd = c.end();
+                runEnd = pa + BlockAllocator.orderSize(pm.chunkOrder(i));
             }
             memory.zero(runStart, runEnd - runStart);
             return pm;
         } catch (RuntimeException | Error e) {
             pm.markFreed();
-            addSuppressed(e, giveBack(pm.blocks()));
+            addSuppressed(e, giveBack(pm));
             throw e;
         }
     }
@@ -299,7 +299,7 @@ public final class MemoryType implements AutoCloseable {
         }
         pm.markFreed();
         ReverseMap.forget(pm);
-        RuntimeException failure = giveBack(pm.blocks());
+        RuntimeException failure = giveBack(pm);
         if (failure != null) {
             throw failure;
         }
@@ -342,7 +342,9 @@ public final class MemoryType implements AutoCloseable {
      * policy comparison measures).
      */
     private PhysMem allocScattered(long length, long rounded, ChunkPolicy policy, PhysAllocOptions options, int[] usable) {
-        List<Chunk> taken = new ArrayList<>();
+        // packed pa | order, sized for the largest chunks (a fallback to smaller ones grows it): no Chunk, no list
+        long[] taken = new long[(int) Math.clamp(rounded >>> (BlockAllocator.PAGE_SHIFT + usable[0]), 1, 1024)];
+        int n = 0;
         long remaining = rounded;
         try {
             for (int order : usable) {
@@ -352,23 +354,42 @@ public final class MemoryType implements AutoCloseable {
                     if (pa == BlockAllocator.NONE) {
                         break; // fall back to the next smaller chunk size
                     }
-                    taken.add(new Chunk(pa, order));
+                    if (n == taken.length) {
+                        taken = Arrays.copyOf(taken, n * 2);
+                    }
+                    taken[n++] = pa | order;
                     remaining -= chunkSize;
                 }
             }
         } catch (RuntimeException | Error e) {
-            addSuppressed(e, giveBack(taken));
+            addSuppressed(e, giveBack(taken, n));
             throw e;
         }
         if (remaining != 0) {
             long obtained = rounded - remaining;
-            int count = taken.size();
-            addSuppressed(null, giveBack(taken));
+            addSuppressed(null, giveBack(taken, n));
             throw outOfMemory(length, rounded, policy, options, obtained,
-                "in " + count + " chunks before no chunk of " + Sizes.format(BlockAllocator.orderSize(usable[usable.length - 1]))
+                "in " + n + " chunks before no chunk of " + Sizes.format(BlockAllocator.orderSize(usable[usable.length - 1]))
                     + " or larger was free");
         }
-        return new PhysMem(this, length, policy, options, taken, taken);
+        return new PhysMem(this, length, policy, options, n == taken.length ? taken : Arrays.copyOf(taken, n), null);
+    }
+
+    /** Frees the first {@code n} packed chunks ({@code pa | order}) in reverse order. @return the first failure, or null */
+    private RuntimeException giveBack(long[] packed, int n) {
+        RuntimeException failure = null;
+        for (int i = n - 1; i >= 0; i--) {
+            try {
+                allocator.free(packed[i] & -BlockAllocator.PAGE_SIZE, (int) (packed[i] & (BlockAllocator.PAGE_SIZE - 1)));
+            } catch (RuntimeException e) {
+                if (failure == null) {
+                    failure = e;
+                } else {
+                    failure.addSuppressed(e);
+                }
+            }
+        }
+        return failure;
     }
 
     private PhysMem allocContiguous(long length, long rounded, ChunkPolicy policy, PhysAllocOptions options,
@@ -435,22 +456,40 @@ public final class MemoryType implements AutoCloseable {
         return chunks;
     }
 
-    private static int[] usableOrders(ChunkPolicy policy, int minOrder, int maxOrder) {
-        return Arrays.stream(policy.orders()).filter(o -> o >= minOrder && o <= maxOrder).toArray();
+    private int[] usableOrders(ChunkPolicy policy, int minOrder, int maxOrder) {
+        Usable u = lastUsable;
+        if (u != null && u.policy == policy && u.minOrder == minOrder && u.maxOrder == maxOrder) {
+            return u.orders; // never written to
+        }
+        int[] orders = Arrays.stream(policy.orders()).filter(o -> o >= minOrder && o <= maxOrder).toArray();
+        lastUsable = new Usable(policy, minOrder, maxOrder, orders);
+        return orders;
     }
 
-    /** Frees {@code blocks} in reverse order, carrying on past failures. @return the first failure, or null. */
+    /** The chunk orders of the last policy asked for, between an order range (a one-entry memo of physAlloc). */
+    private record Usable(ChunkPolicy policy, int minOrder, int maxOrder, int[] orders) {
+    }
+
+    /** The memo of {@link #usableOrders}: one immutable record, replaced whole (a racy but safe cache). */
+    private volatile Usable lastUsable;
+
     /** Gives back the blocks of an allocation already marked freed (an orphan whose last backing went). */
     void giveBackFreed(PhysMem pm) {
         ReverseMap.forget(pm);
         if (!closed.get()) {
-            RuntimeException failure = giveBack(pm.blocks());
+            RuntimeException failure = giveBack(pm);
             if (failure != null) {
                 throw failure;
             }
         }
     }
 
+    /** Frees what the allocator handed out for {@code pm}, in reverse order. @return the first failure, or null */
+    private RuntimeException giveBack(PhysMem pm) {
+        return pm.blocksAreChunks() ? giveBack(pm.packedChunks(), pm.chunkCount()) : giveBack(pm.blocks());
+    }
+
+    /** Frees {@code blocks} in reverse order, carrying on past failures. @return the first failure, or null. */
     private RuntimeException giveBack(List<Chunk> blocks) {
         RuntimeException failure = null;
         for (int i = blocks.size() - 1; i >= 0; i--) {

@@ -97,30 +97,44 @@ public final class PhysMem {
 
     PhysMem(MemoryType memoryType, long requestedLength, ChunkPolicy policy, PhysAllocOptions options,
             List<Chunk> chunks, List<Chunk> blocks) {
+        this(memoryType, requestedLength, policy, options, pack(chunks), blocks == chunks ? null : List.copyOf(blocks));
+    }
+
+    /**
+     * @param packed the chunks, {@code pa | order} each; owned by the new allocation from here on
+     * @param blocks what the allocator handed out, or {@code null} if it is the chunks themselves
+     */
+    PhysMem(MemoryType memoryType, long requestedLength, ChunkPolicy policy, PhysAllocOptions options,
+            long[] packed, List<Chunk> blocks) {
         this.memoryType = memoryType;
         this.requestedLength = requestedLength;
         this.policy = policy;
         this.options = options;
-        this.packed = new long[chunks.size()];
-        for (int i = 0; i < packed.length; i++) {
-            Chunk c = chunks.get(i);
-            packed[i] = c.pa() | c.order();
-        }
+        this.packed = packed;
         this.chunks = new ChunkView();
-        this.blocks = blocks == chunks ? this.chunks : List.copyOf(blocks);
+        this.blocks = blocks == null ? this.chunks : blocks;
         this.offsets = new long[packed.length];
         long offset = 0;
         boolean adjacent = true;
         for (int i = 0; i < offsets.length; i++) {
-            Chunk c = this.chunks.get(i);
             offsets[i] = offset;
-            offset += c.size();
-            if (i > 0 && c.pa() != this.chunks.get(i - 1).end()) {
+            long size = BlockAllocator.orderSize(chunkOrder(i));
+            offset += size;
+            if (i > 0 && chunkPa(i) != chunkPa(i - 1) + BlockAllocator.orderSize(chunkOrder(i - 1))) {
                 adjacent = false;
             }
         }
         this.length = offset;
         this.contiguous = adjacent;
+    }
+
+    private static long[] pack(List<Chunk> chunks) {
+        long[] packed = new long[chunks.size()];
+        for (int i = 0; i < packed.length; i++) {
+            Chunk c = chunks.get(i);
+            packed[i] = c.pa() | c.order();
+        }
+        return packed;
     }
 
     /** {@return the memory type the chunks came from.} */
@@ -320,6 +334,16 @@ public final class PhysMem {
     }
 
     /** @return the blocks to give back to the allocator. */
+    /** @return whether the allocator handed out exactly the chunks (no larger untrimmed block) */
+    boolean blocksAreChunks() {
+        return blocks == chunks;
+    }
+
+    /** @return the chunks packed {@code pa | order}: the allocation's own array, not to be written */
+    long[] packedChunks() {
+        return packed;
+    }
+
     List<Chunk> blocks() {
         return blocks;
     }

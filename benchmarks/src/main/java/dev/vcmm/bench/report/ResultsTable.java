@@ -78,12 +78,13 @@ public final class ResultsTable {
             range.toString()});
 
         JmhResults gs = run("graphscale.txt");
-        JmhResults gs1m = run("graphscale-1m.txt");
+        JmhResults gs1m = run("graphscale-1m.txt"); // live=0 and 1,000,000, three forks
+        JmhResults gsFloor = run("graphscale-floor.txt"); // three forks
         String bu = "GraphScaleBenchmark.backUnback64k";
-        double live0 = gs.score(bu, "live=0");
-        double floor0 = gs.score("GraphScaleBenchmark.mapUnmapPages64k", "live=0");
+        double live0 = gs1m.score(bu, "live=0");
+        double floor0 = gsFloor.score("GraphScaleBenchmark.mapUnmapPages64k", "live=0");
         rows.add(new String[] {
-            "back + unback of a 64 KiB buffer of 16 scattered 4 KiB pages, one VCM, one device",
+            "back + unback of a 64 KiB buffer of 16 scattered 4 KiB pages, one VCM, one device (three JVMs; 100,000: one)",
             String.format(Locale.ROOT, "%.2f µs with nothing else backed (the same 16 pages mapped and unmapped in a page"
                     + " table alone: %.2f µs = %.2fx), %.2f µs with 100,000 live buffers (%.2fx), %.2f µs with 1,000,000"
                     + " (%.2fx); %.0f bytes of heap and %.0f of page table per live buffer",
