@@ -41,5 +41,6 @@ if (( ${#want[@]} == 0 )) || [[ " ${want[*]} " == *" demo "* ]]; then
 fi
 { echo "commit $(git rev-parse --short HEAD)$(git diff --quiet -- . ':!benchmarks/results' || echo ' (with uncommitted changes)')"
   echo "date $(date -u +%FT%TZ)"
-  echo "machine $(nproc) vCPU, $(uname -m), $("$JAVA" -version 2>&1 | head -1)"; } > "$OUT/RUN"
+  cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ *//')
+  echo "machine $(nproc) vCPU${cpu:+ ($cpu)}, $(uname -m), $("$JAVA" -version 2>&1 | head -1)"; } > "$OUT/RUN"
 echo "== done $(date +%T); now: ./vcmm results"
