@@ -379,15 +379,20 @@ public final class MemoryType implements AutoCloseable {
     private RuntimeException giveBack(long[] packed, int n) {
         RuntimeException failure = null;
         for (int i = n - 1; i >= 0; i--) {
-            try {
-                allocator.free(packed[i] & -BlockAllocator.PAGE_SIZE, (int) (packed[i] & (BlockAllocator.PAGE_SIZE - 1)));
-            } catch (RuntimeException e) {
-                if (failure == null) {
-                    failure = e;
-                } else {
-                    failure.addSuppressed(e);
-                }
+            failure = free(packed[i] & -BlockAllocator.PAGE_SIZE, (int) (packed[i] & (BlockAllocator.PAGE_SIZE - 1)), failure);
+        }
+        return failure;
+    }
+
+    /** Frees one block, carrying on past a failure. @return {@code failure}, or this free's if it is the first */
+    private RuntimeException free(long pa, int order, RuntimeException failure) {
+        try {
+            allocator.free(pa, order);
+        } catch (RuntimeException e) {
+            if (failure == null) {
+                return e;
             }
+            failure.addSuppressed(e);
         }
         return failure;
     }
@@ -493,16 +498,7 @@ public final class MemoryType implements AutoCloseable {
     private RuntimeException giveBack(List<Chunk> blocks) {
         RuntimeException failure = null;
         for (int i = blocks.size() - 1; i >= 0; i--) {
-            Chunk c = blocks.get(i);
-            try {
-                allocator.free(c.pa(), c.order());
-            } catch (RuntimeException e) {
-                if (failure == null) {
-                    failure = e;
-                } else {
-                    failure.addSuppressed(e);
-                }
-            }
+            failure = free(blocks.get(i).pa(), blocks.get(i).order(), failure);
         }
         return failure;
     }
