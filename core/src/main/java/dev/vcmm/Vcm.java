@@ -1451,8 +1451,8 @@ public final class Vcm {
 
     private void checkExpressible(ReservationAttributes attributes) {
         Attributes a = attributes.toPageAttributes();
-        for (PageTableFormat f : tables.keySet()) {
-            f.checkAttributes(a);
+        for (PageTable t : tableArray) { // the snapshot of the tables: no map iterator per reserve
+            t.format().checkAttributes(a);
         }
     }
 
